@@ -1,0 +1,3 @@
+"""Roster: a self-hosted people directory service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,41 @@
+"""``create_app(settings)``: the whole HTTP service, built from one settings object."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from roster import __version__
+from roster.api import health, oauth, persons
+from roster.api.deps import Services
+from roster.api.errors import install_error_handlers
+from roster.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from roster.db.engine import create_engine
+from roster.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """A Roster app with its own engine (created lazily, disposed at shutdown)."""
+    services = Services(settings=settings, engine=create_engine(settings))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await services.engine.dispose()
+
+    app = FastAPI(
+        title="Roster",
+        version=__version__,
+        description="A self-hosted people directory: the Persons API and the People API.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(oauth.router)
+    app.include_router(persons.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

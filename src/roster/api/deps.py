@@ -1,0 +1,130 @@
+"""What a request needs: its unit of work, its authenticated client, a JSON body.
+
+Each API states its own credential contract (the two seeds answer missing, invalid
+and expired credentials with different statuses); the authentication itself is the
+core's and is the same for both.
+"""
+
+from __future__ import annotations
+
+import email.message
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from roster.core.auth import Principal, authenticate, signing_key
+from roster.db.engine import unit_of_work
+from roster.errors import (
+    CredentialError,
+    ExpiredToken,
+    InvalidCredentials,
+    MissingCredentials,
+    UnsupportedMediaType,
+)
+from roster.settings import Settings
+
+
+@dataclass
+class Services:
+    """What every request shares: settings, the engine, the token signing key."""
+
+    settings: Settings
+    engine: AsyncEngine
+    _signing_key: str | None = field(default=None, repr=False)
+
+    async def signing_key(self, conn: AsyncConnection) -> str:
+        if self._signing_key is None:
+            configured = self.settings.secret_key
+            self._signing_key = await signing_key(
+                conn, configured.get_secret_value() if configured else None
+            )
+        return self._signing_key
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+async def _read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with unit_of_work(services(request).engine, write=False) as conn:
+        yield conn
+
+
+async def _write_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with unit_of_work(services(request).engine, write=True) as conn:
+        yield conn
+
+
+#: The request's unit of work: committed before the answer is sent.
+ReadConnection = Annotated[AsyncConnection, Depends(_read_connection, scope="function")]
+WriteConnection = Annotated[AsyncConnection, Depends(_write_connection, scope="function")]
+
+
+@dataclass(frozen=True)
+class CredentialContract:
+    """The statuses one API answers when a caller cannot be authenticated."""
+
+    missing: int
+    invalid: int
+    expired: int
+
+    def status_of(self, error: CredentialError) -> int:
+        if isinstance(error, MissingCredentials):
+            return self.missing
+        if isinstance(error, ExpiredToken):
+            return self.expired
+        assert isinstance(error, InvalidCredentials)
+        return self.invalid
+
+
+PrincipalDependency = Callable[[Request, AsyncConnection], Awaitable[Principal]]
+
+
+def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependency:
+    """A dependency giving the authenticated client, which must hold ``scope``.
+
+    It shares the request's unit of work (read for ``read``, write otherwise), so
+    authenticating costs no extra connection.
+    """
+    connection = _read_connection if scope == "read" else _write_connection
+
+    async def principal(
+        request: Request,
+        # A default, not an annotation: annotations are resolved in module scope,
+        # where this closure's `connection` does not exist.
+        conn: AsyncConnection = Depends(connection, scope="function"),
+    ) -> Principal:
+        key = await services(request).signing_key(conn)
+        try:
+            found = await authenticate(conn, key, request.headers.get("authorization"))
+        except CredentialError as error:
+            raise error.with_status(contract.status_of(error)) from None
+        request.state.client_id = found.client_id
+        found.require(scope)
+        return found
+
+    return principal
+
+
+def require_json_body(request: Request) -> None:
+    """415 unless a request that carries a body says it is JSON."""
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is None:
+        return
+    content_type = request.headers.get("content-type")
+    if content_type:
+        parsed = email.message.Message()
+        parsed["content-type"] = content_type
+        subtype = parsed.get_content_subtype()
+        if parsed.get_content_maintype() == "application" and (
+            subtype == "json" or subtype.endswith("+json")
+        ):
+            return
+    raise UnsupportedMediaType(
+        f"This endpoint takes a JSON body; send 'Content-Type: application/json' "
+        f"(got {content_type or 'none'!r})."
+    )

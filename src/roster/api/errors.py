@@ -1,0 +1,99 @@
+"""Every error leaves in the one shape of spec/README.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+
+from roster.api.middleware import error_response_parts, request_id_of
+from roster.errors import InvalidRequest, MethodNotAllowed, NotFound, Problem, RosterError
+
+
+def render(error: RosterError, request: Request) -> Response:
+    status, headers, body = error_response_parts(error, request_id_of(request.scope))
+    response = Response(content=body, status_code=status)
+    response.raw_headers = headers
+    return response
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """``("body", "persons", 3, "first_name")`` -> ``persons[3].first_name``."""
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += ("." if name else "") + str(part)
+    return name or "body"
+
+
+def _problem(error: dict[str, Any]) -> Problem:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return Problem(_location(error["loc"]), "is not a known field")
+    if kind == "missing":
+        return Problem(_location(error["loc"]), "is required")
+    if kind == "json_invalid":
+        return Problem(
+            "body", f"is not valid JSON ({error.get('ctx', {}).get('error', 'malformed')})"
+        )
+    message = str(error.get("msg", "is invalid"))
+    message = message.removeprefix("Value error, ")
+    return Problem(_location(error["loc"]), message[:1].lower() + message[1:])
+
+
+def validation_error(exc: RequestValidationError) -> InvalidRequest:
+    """A 400 naming every field or parameter that was wrong."""
+    problems = [_problem(e) for e in exc.errors()]
+    if problems and problems[0].field == "body" and problems[0].problem.startswith("is not valid"):
+        message = "The request body is not valid JSON."
+    else:
+        named = ", ".join(dict.fromkeys(p.field for p in problems))
+        message = f"Invalid request: check {named}."
+    return InvalidRequest(message, details=problems)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette only reports the first route)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "__none__"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RosterError)
+    async def _roster_error(request: Request, exc: RosterError) -> Response:
+        return render(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return render(validation_error(exc), request)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        if isinstance(exc.__cause__, RosterError):
+            return render(exc.__cause__, request)
+        if exc.status_code == 405:
+            allow = ", ".join(allowed_methods(request))
+            return render(
+                MethodNotAllowed(
+                    f"{request.method} is not allowed on {request.url.path}; use {allow}.",
+                    headers={"Allow": allow},
+                ),
+                request,
+            )
+        if exc.status_code == 404:
+            return render(NotFound(f"There is no endpoint at {request.url.path}."), request)
+        if exc.status_code == 400:
+            return render(InvalidRequest(str(exc.detail)), request)
+        error = RosterError(str(exc.detail), status=exc.status_code)
+        return render(error, request)

@@ -1,0 +1,97 @@
+"""``POST /oauth2/token``: the OAuth2 client-credentials grant (RFC 6749 section 4.4).
+
+Its errors follow RFC 6749 section 5.2 (``{"error": "invalid_client"}``), not the
+service's own error shape, because OAuth2 client libraries parse them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+from urllib.parse import unquote_plus
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from roster.api.deps import WriteConnection, services
+from roster.core.auth import InvalidClient, issue_token
+
+router = APIRouter(tags=["Authentication"])
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type
+    expires_in: int
+
+
+class OAuthError(BaseModel):
+    error: str
+    error_description: str | None = None
+
+
+def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="roster"'
+    return JSONResponse(
+        {"error": error, "error_description": description}, status_code=status, headers=headers
+    )
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """The client id and secret of an HTTP Basic header (form-urlencoded, RFC 6749 2.3.1)."""
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, colon, secret = decoded.partition(":")
+    return (unquote_plus(client_id), unquote_plus(secret)) if colon else None
+
+
+@router.post(
+    "/oauth2/token",
+    response_model=TokenResponse,
+    responses={
+        400: {"model": OAuthError, "description": "invalid_request or unsupported_grant_type"},
+        401: {"model": OAuthError, "description": "invalid_client"},
+    },
+)
+async def token(
+    request: Request,
+    conn: WriteConnection,
+    grant_type: Annotated[str | None, Form()] = None,
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form()] = None,
+) -> JSONResponse:
+    """Exchange client credentials (form fields or HTTP Basic) for a bearer token."""
+    if grant_type is None:
+        return _oauth_error(400, "invalid_request", "grant_type is required.")
+    if grant_type != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type", "Only client_credentials is supported.")
+    basic = _basic_credentials(request.headers.get("authorization"))
+    if basic is not None and (client_id or client_secret):
+        return _oauth_error(400, "invalid_request", "Send the client credentials one way only.")
+    if basic is not None:
+        client_id, client_secret = basic
+    if not client_id or not client_secret:
+        return _oauth_error(400, "invalid_request", "client_id and client_secret are required.")
+    found = services(request)
+    try:
+        issued = await issue_token(
+            conn,
+            await found.signing_key(conn),
+            client_id,
+            client_secret,
+            found.settings.token_ttl_seconds,
+        )
+    except InvalidClient:
+        return _oauth_error(401, "invalid_client", "Client authentication failed.")
+    return JSONResponse(
+        TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in).model_dump(),
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )

@@ -1,0 +1,204 @@
+"""The Persons API (seed 000): exact lookup and bulk upsert, snake_case, cursor pages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+from roster.api.deps import (
+    CredentialContract,
+    ReadConnection,
+    WriteConnection,
+    authenticated,
+    require_json_body,
+    services,
+)
+from roster.api.fields import Criterion, Cursor, Email, ExternalRef, GroupName, Name, Phone
+from roster.api.openapi import error_responses
+from roster.core.accounts import resolve_groups
+from roster.core.auth import Principal
+from roster.core.persons import (
+    PersonCriteria,
+    PersonRecord,
+    PersonUpsert,
+    find_persons,
+    upsert_persons_in_groups,
+)
+
+#: Seed 000: a missing header is 400, an expired or invalid one 401.
+PERSONS_CREDENTIALS = CredentialContract(missing=400, invalid=401, expired=401)
+Reader = Annotated[Principal, Depends(authenticated(PERSONS_CREDENTIALS, "read"), scope="function")]
+Writer = Annotated[
+    Principal, Depends(authenticated(PERSONS_CREDENTIALS, "write"), scope="function")
+]
+
+router = APIRouter(
+    tags=["Persons API"],
+    dependencies=[Depends(require_json_body)],
+    responses=error_responses(400, 401, 403, 405, 413, 415, 429, 500, 503),
+)
+
+
+class FindPersonsRequest(BaseModel):
+    """Exact-match criteria (all must match), an optional group filter, and the cursor."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    first_name: Criterion | None = None
+    last_name: Criterion | None = None
+    email_address: Criterion | None = None
+    phone_number: Criterion | None = None
+    external_ref: Criterion | None = None
+    identifier: Criterion | None = None
+    group_ids: list[GroupName] | None = Field(default=None, max_length=1000)
+    groups_external_refs: list[GroupName] | None = Field(default=None, max_length=1000)
+    after_id: Cursor = Field(
+        default=1,
+        validation_alias=AliasChoices("after-id", "after_id"),
+        serialization_alias="after-id",
+        description="Only persons after this cursor (a previous answer's last_id). Default 1.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_cursor(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "after-id" in data and "after_id" in data:
+            raise ValueError("give after-id or after_id, not both")
+        return data
+
+
+class PersonOut(BaseModel):
+    identifier: str | None
+    first_name: str | None
+    last_name: str | None
+    email_address: str | None
+    phone_number: str | None
+    external_ref: str | None
+    group_ids: list[str] = Field(description="The reachable groups the person belongs to.")
+
+
+class FindPersonsResponse(BaseModel):
+    last_id: int = Field(description="Pass as after-id for the next page; -1 on the last page.")
+    persons: list[PersonOut]
+
+
+class PersonItem(BaseModel):
+    """One person to create or update, and the groups it belongs in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_name: Name | None = None
+    last_name: Name | None = None
+    email_address: Email | None = None
+    phone_number: Phone | None = None
+    external_ref: ExternalRef | None = None
+    group_ids: list[GroupName] | None = Field(default=None, max_length=1000)
+    groups_external_refs: list[GroupName] | None = Field(default=None, max_length=1000)
+
+
+class UpsertPersonsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    persons: list[PersonItem] = Field(min_length=1, max_length=1000)
+
+
+class UpsertedPersonOut(PersonOut):
+    success: bool
+    failure_reason: str | None
+    failure_type: str | None = Field(description="A code for the failure (an addition).")
+
+
+class UpsertPersonsResponse(BaseModel):
+    persons: list[UpsertedPersonOut]
+
+
+def person_out(record: PersonRecord) -> PersonOut:
+    return PersonOut(
+        identifier=str(record.id),
+        first_name=record.first_name,
+        last_name=record.last_name,
+        email_address=record.email_address,
+        phone_number=record.phone_number,
+        external_ref=record.external_ref,
+        group_ids=list(record.group_ids),
+    )
+
+
+@router.post("/persons/find/", response_model=FindPersonsResponse)
+@router.post("/persons/find", response_model=FindPersonsResponse, include_in_schema=False)
+async def find(
+    body: FindPersonsRequest, request: Request, conn: ReadConnection, principal: Reader
+) -> FindPersonsResponse:
+    """Find persons by exact match on every given field, 100 per page, by cursor."""
+    account_ids = await resolve_groups(conn, principal, body.group_ids, body.groups_external_refs)
+    criteria = PersonCriteria(
+        first_name=body.first_name,
+        last_name=body.last_name,
+        email_address=body.email_address,
+        phone_number=body.phone_number,
+        external_ref=body.external_ref,
+        identifier=body.identifier,
+    )
+    page = await find_persons(
+        conn,
+        criteria,
+        account_ids=account_ids,
+        reachable=principal.account_ids,
+        after=body.after_id,
+        region=services(request).settings.default_phone_region,
+    )
+    return FindPersonsResponse(last_id=page.last_id, persons=[person_out(p) for p in page.persons])
+
+
+@router.post("/persons/multiple/", response_model=UpsertPersonsResponse)
+@router.post("/persons/multiple", response_model=UpsertPersonsResponse, include_in_schema=False)
+async def upsert_multiple(
+    body: UpsertPersonsRequest, request: Request, conn: WriteConnection, principal: Writer
+) -> UpsertPersonsResponse:
+    """Create or update up to 1000 persons; each item succeeds or fails on its own."""
+    items = [
+        PersonUpsert(
+            person=item.model_dump(
+                include={
+                    "first_name",
+                    "last_name",
+                    "email_address",
+                    "phone_number",
+                    "external_ref",
+                },
+                exclude_none=True,
+            ),
+            group_ids=item.group_ids,
+            groups_external_refs=item.groups_external_refs,
+        )
+        for item in body.persons
+    ]
+    results = await upsert_persons_in_groups(
+        conn, principal, items, region=services(request).settings.default_phone_region
+    )
+    out: list[UpsertedPersonOut] = []
+    for item, result in zip(body.persons, results, strict=True):
+        if result.record is not None:
+            shown = person_out(result.record).model_dump()
+            out.append(
+                UpsertedPersonOut(**shown, success=True, failure_reason=None, failure_type=None)
+            )
+        else:
+            assert result.error is not None
+            out.append(
+                UpsertedPersonOut(
+                    identifier=None,
+                    first_name=item.first_name,
+                    last_name=item.last_name,
+                    email_address=item.email_address,
+                    phone_number=item.phone_number,
+                    external_ref=item.external_ref,
+                    group_ids=[],
+                    success=False,
+                    failure_reason=result.error.message,
+                    failure_type=result.error.type,
+                )
+            )
+    return UpsertPersonsResponse(persons=out)

@@ -1,0 +1,1 @@
+"""The directory itself: plain Python over SQLAlchemy Core, no web framework."""

@@ -1,0 +1,129 @@
+"""Accounts (the Persons API's groups), their core roles, and which ones a client reaches."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from roster.core.auth import Principal
+from roster.core.clock import now
+from roster.db.tables import CORE_ROLES, accounts, roles
+from roster.errors import (
+    AccountNotFound,
+    BothGroupIdentifiersProvided,
+    Conflict,
+    GroupNotFound,
+    InvalidRequest,
+    Problem,
+)
+
+ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    name: str
+    external_ref: str | None
+    created_at: datetime
+
+
+async def create_account(
+    conn: AsyncConnection, account_id: str, name: str, external_ref: str | None = None
+) -> Account:
+    """Create an account with its six core roles."""
+    if not ACCOUNT_ID.match(account_id):
+        raise InvalidRequest.field("id", "must be 1 to 36 letters, digits, '_' or '-'")
+    if not name.strip():
+        raise InvalidRequest.field("name", "must not be blank")
+    same = accounts.c.id == account_id
+    if external_ref is not None:
+        same = same | (accounts.c.external_ref == external_ref)
+    if await conn.scalar(select(func.count()).select_from(accounts).where(same)):
+        raise Conflict(f"An account with id {account_id!r} or that external ref already exists.")
+    created = now()
+    await conn.execute(
+        insert(accounts).values(
+            id=account_id, name=name, external_ref=external_ref, created_at=created
+        )
+    )
+    await conn.execute(
+        insert(roles),
+        [
+            {
+                "id": uuid.uuid4(),
+                "account_id": account_id,
+                "name": role,
+                "name_key": role.casefold(),
+                "type": "core",
+                "created_at": created,
+                "updated_at": created,
+            }
+            for role in CORE_ROLES
+        ],
+    )
+    return Account(account_id, name, external_ref, created)
+
+
+async def list_accounts(conn: AsyncConnection) -> list[Account]:
+    """Every account, by id."""
+    rows = await conn.execute(
+        select(
+            accounts.c.id, accounts.c.name, accounts.c.external_ref, accounts.c.created_at
+        ).order_by(accounts.c.id)
+    )
+    return [Account(*row) for row in rows]
+
+
+async def require_account(conn: AsyncConnection, principal: Principal, account_id: str) -> str:
+    """The account, if it exists and the client reaches it; else ``account_not_found``.
+
+    Both cases answer the same, so that no client learns which accounts exist.
+    """
+    if principal.can_reach(account_id):
+        found: str | None = await conn.scalar(
+            select(accounts.c.id).where(accounts.c.id == account_id)
+        )
+        if found is not None:
+            return found
+    raise AccountNotFound(f"There is no account {account_id!r} that you can reach.")
+
+
+async def resolve_groups(
+    conn: AsyncConnection,
+    principal: Principal,
+    group_ids: Sequence[str] | None,
+    external_refs: Sequence[str] | None,
+) -> frozenset[str] | None:
+    """The account ids a Persons API call is limited to; ``None`` means every account.
+
+    Unknown groups and groups the client cannot reach answer the same
+    ``group_not_found``, naming them.
+    """
+    if group_ids is not None and external_refs is not None:
+        raise BothGroupIdentifiersProvided()
+    if group_ids is None and external_refs is None:
+        return principal.account_ids
+    field, wanted, column = (
+        ("group_ids", group_ids, accounts.c.id)
+        if group_ids is not None
+        else ("groups_external_refs", external_refs, accounts.c.external_ref)
+    )
+    assert wanted is not None
+    if not wanted:
+        raise InvalidRequest.field(field, "must name at least one group when given")
+    rows = await conn.execute(select(column, accounts.c.id).where(column.in_(set(wanted))))
+    found = {name: account_id for name, account_id in rows if principal.can_reach(account_id)}
+    missing = [name for name in dict.fromkeys(wanted) if name not in found]
+    if missing:
+        raise GroupNotFound(
+            f"No group {', '.join(repr(m) for m in missing)} exists that you can reach.",
+            details=[Problem(field, f"{m!r} not found") for m in missing],
+        )
+    return frozenset(found.values())

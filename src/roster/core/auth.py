@@ -1,0 +1,308 @@
+"""API clients and how a caller proves it is one.
+
+A client has a ``client_id``, a random secret and a random API key. Only SHA-256
+digests of the secret and key are stored: both are 256-bit random values, so a
+fast digest is as strong as a slow password hash here, and lets a key be looked
+up by its digest. Bearer tokens are HS256 JWTs signed with the instance's secret
+key; every request still reads the client row, so a revocation holds from the
+next request on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from roster.core.clock import now
+from roster.db.backends import backend_for
+from roster.db.tables import accounts, api_client_accounts, api_clients, instance_settings
+from roster.errors import (
+    ExpiredToken,
+    InsufficientScope,
+    InvalidCredentials,
+    InvalidRequest,
+    MissingCredentials,
+    NotFound,
+    Problem,
+    RosterError,
+)
+
+SCOPES = ("read", "write", "admin")
+API_KEY_PREFIX = "rk_"
+_TOKEN_ALGORITHM = "HS256"  # noqa: S105 - an algorithm name, not a secret
+_SIGNING_KEY_SETTING = "token_signing_key"
+#: Compared against when no client matches, so that a wrong client id costs the
+#: same time as a wrong secret.
+_DUMMY_DIGEST = hashlib.sha256(b"no such client").hexdigest()
+
+
+def digest(secret: str) -> str:
+    """The stored form of a secret or key."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated API client: what it may do and which accounts it reaches."""
+
+    client_id: str
+    name: str
+    scopes: frozenset[str]
+    account_ids: frozenset[str] | None  # None: every account
+
+    def can_reach(self, account_id: str) -> bool:
+        return self.account_ids is None or account_id in self.account_ids
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes and "admin" not in self.scopes:
+            raise InsufficientScope.needing(scope)
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """What creating a client prints once; never stored in clear."""
+
+    client_id: str
+    client_secret: str
+    api_key: str
+
+
+@dataclass(frozen=True)
+class ClientSummary:
+    client_id: str
+    name: str
+    scopes: tuple[str, ...]
+    account_ids: tuple[str, ...] | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    access_token: str
+    expires_in: int
+
+
+class InvalidClient(RosterError):
+    """Wrong or revoked client credentials at the token endpoint (RFC 6749 ``invalid_client``)."""
+
+    status = 401
+    type = "invalid_client"
+    default_message = "Client authentication failed."
+
+
+async def create_client(
+    conn: AsyncConnection,
+    name: str,
+    scopes: Iterable[str],
+    account_ids: Iterable[str] | None,
+) -> ClientCredentials:
+    """Create a client limited to ``account_ids`` (``None``: every account)."""
+    scope_set = sorted(set(scopes), key=SCOPES.index) if set(scopes) <= set(SCOPES) else None
+    if not scope_set:
+        raise InvalidRequest.field("scope", f"give one or more of {', '.join(SCOPES)}")
+    if not name.strip():
+        raise InvalidRequest.field("name", "must not be blank")
+    reach = None if account_ids is None else sorted(set(account_ids))
+    if reach is not None:
+        if not reach:
+            raise InvalidRequest.field("account", "give at least one account, or all accounts")
+        known = set(await conn.scalars(select(accounts.c.id).where(accounts.c.id.in_(reach))))
+        unknown = [a for a in reach if a not in known]
+        if unknown:
+            raise NotFound(
+                f"No account {', '.join(map(repr, unknown))}.",
+                details=[Problem("account", f"{a!r} not found") for a in unknown],
+            )
+    credentials = ClientCredentials(
+        client_id="cl_" + secrets.token_hex(10),
+        client_secret=secrets.token_urlsafe(32),
+        api_key=API_KEY_PREFIX + secrets.token_urlsafe(32),
+    )
+    await conn.execute(
+        insert(api_clients).values(
+            id=credentials.client_id,
+            name=name,
+            secret_hash=digest(credentials.client_secret),
+            api_key_hash=digest(credentials.api_key),
+            scopes=" ".join(scope_set),
+            all_accounts=reach is None,
+            created_at=now(),
+        )
+    )
+    if reach:
+        await conn.execute(
+            insert(api_client_accounts),
+            [{"client_id": credentials.client_id, "account_id": a} for a in reach],
+        )
+    return credentials
+
+
+async def list_clients(conn: AsyncConnection) -> list[ClientSummary]:
+    """Every client, oldest first, without secrets."""
+    reach: dict[str, list[str]] = {}
+    for client_id, account_id in await conn.execute(
+        select(api_client_accounts.c.client_id, api_client_accounts.c.account_id).order_by(
+            api_client_accounts.c.account_id
+        )
+    ):
+        reach.setdefault(client_id, []).append(account_id)
+    rows = await conn.execute(
+        select(api_clients).order_by(api_clients.c.created_at, api_clients.c.id)
+    )
+    return [
+        ClientSummary(
+            client_id=row.id,
+            name=row.name,
+            scopes=tuple(row.scopes.split()),
+            account_ids=None if row.all_accounts else tuple(reach.get(row.id, ())),
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+        )
+        for row in rows
+    ]
+
+
+async def revoke_client(conn: AsyncConnection, client_id: str) -> datetime:
+    """Revoke a client: its key and unexpired tokens stop working from the next request."""
+    revoked = await conn.execute(
+        update(api_clients)
+        .where(api_clients.c.id == client_id, api_clients.c.revoked_at.is_(None))
+        .values(revoked_at=now())
+        .returning(api_clients.c.revoked_at)
+    )
+    at: datetime | None = revoked.scalar_one_or_none()
+    if at is not None:
+        return at
+    existing: datetime | None = await conn.scalar(
+        select(api_clients.c.revoked_at).where(api_clients.c.id == client_id)
+    )
+    if existing is None:
+        raise NotFound(f"There is no API client {client_id!r}.")
+    return existing
+
+
+async def signing_key(conn: AsyncConnection, configured: str | None) -> str:
+    """The key that signs bearer tokens: the configured one, or the instance's own.
+
+    The instance's key is generated on first use and kept in the database, so every
+    server process sharing the database accepts every other's tokens.
+    """
+    if configured:
+        return configured
+    stored: str | None = await conn.scalar(
+        select(instance_settings.c.value).where(instance_settings.c.name == _SIGNING_KEY_SETTING)
+    )
+    if stored is not None:
+        return stored
+    await conn.execute(
+        backend_for(conn)
+        .insert(instance_settings)
+        .values(name=_SIGNING_KEY_SETTING, value=secrets.token_urlsafe(48))
+        .on_conflict_do_nothing()
+    )
+    return str(
+        await conn.scalar(
+            select(instance_settings.c.value).where(
+                instance_settings.c.name == _SIGNING_KEY_SETTING
+            )
+        )
+    )
+
+
+async def issue_token(
+    conn: AsyncConnection, key: str, client_id: str, client_secret: str, ttl_seconds: int
+) -> AccessToken:
+    """OAuth2 client credentials: a bearer token for a live client with the right secret."""
+    row = (
+        await conn.execute(
+            select(api_clients.c.secret_hash, api_clients.c.revoked_at).where(
+                api_clients.c.id == client_id
+            )
+        )
+    ).first()
+    stored = row.secret_hash if row is not None else _DUMMY_DIGEST
+    matches = hmac.compare_digest(stored, digest(client_secret))
+    if row is None or not matches or row.revoked_at is not None:
+        raise InvalidClient()
+    issued = now()
+    claims = {
+        "sub": client_id,
+        "iat": issued,
+        "exp": issued + timedelta(seconds=ttl_seconds),
+        "jti": secrets.token_hex(8),
+    }
+    return AccessToken(jwt.encode(claims, key, algorithm=_TOKEN_ALGORITHM), ttl_seconds)
+
+
+def parse_authorization(header: str | None) -> tuple[str, str]:
+    """Split an ``Authorization`` value into ``("bearer" | "key", credential)``.
+
+    ``Bearer <token>`` (any case), ``ApiKey <key>`` and a bare key are accepted; a
+    Roster API key sent as a bearer token is taken as the key it is.
+    """
+    value = (header or "").strip()
+    if not value:
+        raise MissingCredentials()
+    scheme, _, credential = value.partition(" ")
+    credential = credential.strip()
+    if not credential:
+        return "key", scheme
+    if " " in credential:
+        raise InvalidCredentials()
+    kind = scheme.lower()
+    if kind == "bearer":
+        return ("key" if credential.startswith(API_KEY_PREFIX) else "bearer"), credential
+    if kind == "apikey":
+        return "key", credential
+    raise InvalidCredentials()
+
+
+async def authenticate(conn: AsyncConnection, key: str, header: str | None) -> Principal:
+    """The client an ``Authorization`` header proves, or a :class:`CredentialError`."""
+    kind, credential = parse_authorization(header)
+    if kind == "bearer":
+        try:
+            claims = jwt.decode(
+                credential, key, algorithms=[_TOKEN_ALGORITHM], options={"require": ["exp", "sub"]}
+            )
+        except jwt.ExpiredSignatureError:
+            raise ExpiredToken() from None
+        except jwt.InvalidTokenError:
+            raise InvalidCredentials() from None
+        match = api_clients.c.id == str(claims["sub"])
+    else:
+        match = api_clients.c.api_key_hash == digest(credential)
+    rows = (
+        await conn.execute(
+            select(
+                api_clients.c.id,
+                api_clients.c.name,
+                api_clients.c.scopes,
+                api_clients.c.all_accounts,
+                api_clients.c.revoked_at,
+                api_client_accounts.c.account_id,
+            )
+            .outerjoin(api_client_accounts, api_client_accounts.c.client_id == api_clients.c.id)
+            .where(match)
+        )
+    ).all()
+    if not rows or rows[0].revoked_at is not None:
+        raise InvalidCredentials()
+    first = rows[0]
+    return Principal(
+        client_id=first.id,
+        name=first.name,
+        scopes=frozenset(first.scopes.split()),
+        account_ids=None
+        if first.all_accounts
+        else frozenset(row.account_id for row in rows if row.account_id is not None),
+    )

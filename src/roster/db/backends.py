@@ -1,0 +1,141 @@
+"""Where SQLite and PostgreSQL differ, and nowhere else.
+
+The core asks :func:`backend_for` once and calls the answer; no other module
+branches on the dialect. Search is a substring match of folded terms over
+``personas.search_text`` (see core/matching.py), served by a trigram index on
+each backend: pg_trgm's GIN index on PostgreSQL, an FTS5 trigram table on SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    literal_column,
+    select,
+    table,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.schema import Table
+
+from roster.db.tables import personas
+
+UpsertingInsert = postgresql.Insert | sqlite.Insert
+
+#: Terms shorter than this have no trigram; both backends then scan the
+#: (already filtered) rows instead of using the index.
+TRIGRAM = 3
+
+
+class Backend(Protocol):
+    name: str
+
+    def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
+        """True for personas whose search text holds every (folded) term."""
+        ...
+
+    def insert(self, table: Table) -> UpsertingInsert:
+        """An INSERT that supports ``on_conflict_do_nothing`` and ``on_conflict_do_update``."""
+        ...
+
+    async def insert_many(
+        self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Insert rows (all with the same keys) by the fastest path the backend has."""
+        ...
+
+
+async def update_many(
+    conn: AsyncConnection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Update rows (all with the same keys) found by their ``key`` column, in one executemany."""
+    if not rows:
+        return
+    names = [name for name in rows[0] if name != key]
+    statement = (
+        update(table)
+        .where(table.c[key] == bindparam("k_" + key))
+        .values({name: bindparam("v_" + name) for name in names})
+    )
+    await conn.execute(
+        statement,
+        [{"k_" + key: row[key], **{"v_" + name: row[name] for name in names}} for row in rows],
+    )
+
+
+def like_pattern(term: str) -> str:
+    """``%term%`` with LIKE's metacharacters escaped, so the term is taken literally."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class PostgresBackend:
+    name = "postgresql"
+
+    def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
+        return and_(
+            true(),
+            *(personas.c.search_text.like(like_pattern(term), escape="\\") for term in terms),
+        )
+
+    def insert(self, table: Table) -> UpsertingInsert:
+        return postgresql.insert(table)
+
+    async def insert_many(
+        self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        if not rows:
+            return
+        # COPY, through the asyncpg connection under this same transaction.
+        columns = list(rows[0])
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            table.name, records=[tuple(row[c] for c in columns) for row in rows], columns=columns
+        )
+
+
+#: The FTS5 table the SQLite migration creates beside personas.
+_FTS = table("personas_search", column("rowid"))
+
+
+class SqliteBackend:
+    name = "sqlite"
+
+    def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
+        indexed = [term for term in terms if len(term) >= TRIGRAM]
+        scanned = [term for term in terms if len(term) < TRIGRAM]
+        conditions: list[ColumnElement[bool]] = []
+        if indexed:
+            # A quoted FTS5 phrase over trigrams is an exact substring match.
+            phrase = " ".join('"' + term.replace('"', '""') + '"' for term in indexed)
+            matching = select(_FTS.c.rowid).where(literal_column(_FTS.name).match(phrase))
+            conditions.append(personas.c.seq.in_(matching))
+        conditions.extend(func.instr(personas.c.search_text, term) > 0 for term in scanned)
+        return and_(true(), *conditions)
+
+    def insert(self, table: Table) -> UpsertingInsert:
+        return sqlite.insert(table)
+
+    async def insert_many(
+        self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        if rows:
+            await conn.execute(insert(table), list(rows))
+
+
+_BACKENDS: dict[str, Backend] = {"postgresql": PostgresBackend(), "sqlite": SqliteBackend()}
+
+
+def backend_for(connection: AsyncConnection) -> Backend:
+    """The backend of a connection's database."""
+    return _BACKENDS[connection.dialect.name]

@@ -1,0 +1,96 @@
+"""Engines and units of work for both backends.
+
+``create_engine(settings)`` is the only place that knows how a backend is
+configured: drivers, SQLite pragmas, how a transaction begins. A unit of work
+(:func:`unit_of_work`) is one transaction that commits once or rolls back once;
+requests and commands open one at their edge, core functions never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from roster.settings import Settings
+
+#: The execution option a writing unit of work sets; SQLite then takes its write
+#: lock when the transaction begins instead of failing to upgrade later.
+_WRITE_OPTION = "roster_write"
+
+
+def async_url(database_url: str) -> URL:
+    """The SQLAlchemy URL for the async driver of a ``sqlite:`` or ``postgresql:`` URL."""
+    url = make_url(database_url.replace("postgres://", "postgresql://", 1))
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql":
+        return url.set(drivername="postgresql+asyncpg")
+    raise ValueError(f"unsupported database URL {url.render_as_string(hide_password=True)}")
+
+
+def is_sqlite(engine: AsyncEngine | AsyncConnection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
+    """An async engine for the configured database, with the backend's pragmas in place."""
+    url = async_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_async_engine(
+            url,
+            pool_size=settings.database_pool_size,
+            connect_args={"timeout": 30},
+            **overrides,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_timeout=10,
+        pool_recycle=3600,
+        connect_args={"timeout": 5, "server_settings": {"application_name": "roster"}},
+        **overrides,
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    # The driver's own transaction handling cannot do savepoints or take the write
+    # lock at BEGIN; SQLAlchemy's documented recipe hands BEGIN to us instead.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode = WAL",
+            "synchronous = NORMAL",
+            "foreign_keys = ON",
+            "busy_timeout = 30000",
+            "cache_size = -65536",
+            "temp_store = MEMORY",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@asynccontextmanager
+async def unit_of_work(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    """One transaction: committed when the block ends, rolled back if it raises."""
+    async with engine.connect() as connection:
+        if write:
+            await connection.execution_options(**{_WRITE_OPTION: True})
+        async with connection.begin():
+            yield connection

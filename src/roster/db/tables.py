@@ -1,0 +1,261 @@
+"""The domain model as SQLAlchemy Core tables (the migrations create exactly these).
+
+Every value a client sends is stored as sent; beside it, ``*_key`` columns hold the
+comparison keys of the matching rules (``core/matching.py``) so that an exact
+lookup is an index lookup on both backends.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+PERSONA_STATUSES = ("active", "deactivated", "created", "invited", "inviteExpired")
+BUDGET_TYPES = ("individual", "shared", "accountBalance")
+CORE_ROLES = ("Owner", "Admin", "Payer", "Viewer", "Accountant", "User")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on both backends (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _byte_order_string(length: int) -> TypeEngine[str]:
+    """A string that sorts by code point on both backends (SQLite's default; "C" on PostgreSQL)."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+def _timestamps() -> list[Column[object]]:
+    return [
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("updated_at", UtcDateTime(), nullable=False),
+    ]
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _row_number() -> Column[int]:
+    """An internal integer key, never shown to clients: SQLite's VACUUM keeps it stable."""
+    return Column(
+        "seq",
+        BigInteger().with_variant(Integer, "sqlite"),
+        Identity(start=2),
+        primary_key=True,
+    )
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("external_ref", String(255), unique=True),
+    Column("name", String(256), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+persons = Table(
+    "persons",
+    metadata,
+    # The cursor of the Persons API (after-id / last_id), nothing else. It starts at 2
+    # so that the seed's default "after-id": 1 starts at the first person.
+    _row_number(),
+    Column("id", Uuid, nullable=False, unique=True),
+    Column("first_name", String(256)),
+    Column("last_name", String(256)),
+    Column("title", String(64)),
+    Column("middle_initials", String(32)),
+    Column("dob", Date),
+    Column("gender", String(64)),
+    Column("nationality", String(64)),
+    Column("country_of_residence", String(64)),
+    Column("email_address", String(320)),
+    Column("phone_number", String(64)),
+    Column("external_ref", String(255), unique=True),
+    *_timestamps(),
+    Column("email_key", String(320), unique=True),
+    Column("phone_key", String(64), index=True),
+    Column("first_name_key", String(256), index=True),
+    Column("last_name_key", String(256), index=True),
+    sqlite_autoincrement=True,
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("name_key", String(64), nullable=False),
+    Column("type", String(16)),
+    *_timestamps(),
+    UniqueConstraint("account_id", "name_key"),
+    CheckConstraint("type IS NULL OR type = 'core'", name="type"),
+)
+
+personas = Table(
+    "personas",
+    metadata,
+    # The SQLite search index (FTS5) refers to personas by this number.
+    _row_number(),
+    Column("id", Uuid, nullable=False, unique=True),
+    Column("person_id", ForeignKey("persons.id"), nullable=False),
+    Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("email_address", String(320)),
+    Column("employee_number", String(64)),
+    Column("work_number", String(64)),
+    Column("job_title", String(256)),
+    Column("role_id", ForeignKey("roles.id"), nullable=False, index=True),
+    Column("created_by_persona_id", ForeignKey("personas.id", ondelete="SET NULL")),
+    *_timestamps(),
+    # Copies of the person's folded names, so that an account's people are listed
+    # in order from one index without touching persons.
+    Column("sort_last", _byte_order_string(256), nullable=False),
+    Column("sort_first", _byte_order_string(256), nullable=False),
+    # Folded person and persona fields, one per line; see core/matching.search_text.
+    Column("search_text", Text, nullable=False),
+    UniqueConstraint("person_id", "account_id"),
+    CheckConstraint(_in("status", PERSONA_STATUSES), name="status"),
+    Index(None, "account_id", "sort_last", "sort_first", "person_id"),
+    Index(None, "account_id", "status"),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(256), nullable=False),
+    Column(
+        "primary_owner_persona_id",
+        ForeignKey("personas.id", ondelete="SET NULL"),
+        index=True,
+    ),
+    *_timestamps(),
+)
+
+team_members = Table(
+    "team_members",
+    metadata,
+    Column("team_id", ForeignKey("teams.id", ondelete="CASCADE"), nullable=False),
+    Column("persona_id", ForeignKey("personas.id", ondelete="CASCADE"), nullable=False, index=True),
+    PrimaryKeyConstraint("team_id", "persona_id"),
+)
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(256), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column(
+        "primary_owner_persona_id",
+        ForeignKey("personas.id", ondelete="SET NULL"),
+        index=True,
+    ),
+    *_timestamps(),
+    CheckConstraint(_in("type", BUDGET_TYPES), name="type"),
+)
+
+budget_members = Table(
+    "budget_members",
+    metadata,
+    Column("budget_id", ForeignKey("budgets.id", ondelete="CASCADE"), nullable=False),
+    Column("persona_id", ForeignKey("personas.id", ondelete="CASCADE"), nullable=False, index=True),
+    PrimaryKeyConstraint("budget_id", "persona_id"),
+)
+
+addresses = Table(
+    "addresses",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("persona_id", ForeignKey("personas.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("type", String(32), nullable=False),
+    Column("address_line1", String(256), nullable=False),
+    Column("address_line2", String(256)),
+    Column("address_line3", String(256)),
+    Column("city", String(128), nullable=False),
+    Column("region", String(128)),
+    Column("postcode", String(32), nullable=False),
+    Column("country_code", String(2), nullable=False),
+    *_timestamps(),
+)
+
+api_clients = Table(
+    "api_clients",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    # SHA-256 digests of the random secret and key; the clear values exist only in
+    # the one answer that created the client.
+    Column("secret_hash", String(64), nullable=False),
+    Column("api_key_hash", String(64), nullable=False, unique=True),
+    Column("scopes", String(64), nullable=False),
+    Column("all_accounts", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime()),
+)
+
+api_client_accounts = Table(
+    "api_client_accounts",
+    metadata,
+    Column("client_id", ForeignKey("api_clients.id", ondelete="CASCADE"), nullable=False),
+    Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("client_id", "account_id"),
+)
+
+instance_settings = Table(
+    "instance_settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

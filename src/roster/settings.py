@@ -1,0 +1,51 @@
+"""Configuration: one object, read from ``ROSTER_`` environment variables and ``.env``."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_RATE = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure (see docs/operations.md)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROSTER_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite:///./roster.db"
+    token_ttl_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    secret_key: SecretStr | None = None
+    default_phone_region: str = "GB"
+    rate_limit: str = "1200/minute"
+    redis_url: str | None = None
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    database_pool_size: int = Field(default=10, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "sqlite+", "postgresql:", "postgresql+", "postgres:")):
+            raise ValueError("must be sqlite:///PATH or postgresql://user:pass@host:port/db")
+        return value
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region phonenumbers knows (try GB, US, FR)")
+        return region
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        if not _RATE.match(value):
+            raise ValueError("must look like '1200/minute', '20/second' or '10000 per hour'")
+        return value

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import httpx
+
+from tests.factories import Directory
+
+
+async def test_find_by_email(client: httpx.AsyncClient, directory: Directory) -> None:
+    await directory.account("F50091")
+    caller = await directory.client(["F50091"])
+    person_id = await directory.person(
+        ["F50091"], first_name="Test", last_name="Person 1", email_address="Test1@Example.com"
+    )
+    response = await client.post(
+        "/persons/find/", json={"email_address": "test1@example.COM"}, headers=caller.headers
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["last_id"] == -1
+    assert [p["identifier"] for p in body["persons"]] == [str(person_id)]
+    assert body["persons"][0]["group_ids"] == ["F50091"]
