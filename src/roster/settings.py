@@ -35,6 +35,13 @@ class Settings(BaseSettings):
             raise ValueError("must be sqlite:///PATH or postgresql://user:pass@host:port/db")
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (it signs bearer tokens)")
+        return value
+
     @field_validator("default_phone_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
