@@ -170,3 +170,24 @@ async def test_readiness_is_503_when_the_database_cannot_be_reached(
     await app.state.services.engine.dispose()
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
+
+
+@pytest.mark.parametrize(
+    "unreachable_url",
+    ["postgresql://nobody@127.0.0.1:1/none", "sqlite:////nonexistent-dir/roster.db"],
+)
+async def test_an_unreachable_database_is_503_never_500(
+    settings: Settings, unreachable_url: str
+) -> None:
+    app = create_app(settings.model_copy(update={"database_url": unreachable_url}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://roster.test"
+    ) as http:
+        response = await http.post(
+            "/persons/find/", json={}, headers={"Authorization": "ApiKey rk_x"}
+        )
+    await app.state.services.engine.dispose()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["type"] == "service_unavailable"
+    assert "Traceback" not in response.text

@@ -11,14 +11,22 @@ from roster import __version__
 from roster.api import health, oauth, persons
 from roster.api.deps import Services
 from roster.api.errors import install_error_handlers
+from roster.api.metrics import Metrics
 from roster.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from roster.api.ratelimit import ClientRateLimiter
 from roster.db.engine import create_engine
 from roster.settings import Settings
 
 
 def create_app(settings: Settings) -> FastAPI:
     """A Roster app with its own engine (created lazily, disposed at shutdown)."""
-    services = Services(settings=settings, engine=create_engine(settings))
+    engine = create_engine(settings)
+    services = Services(
+        settings=settings,
+        engine=engine,
+        limiter=ClientRateLimiter(settings.rate_limit, settings.redis_url),
+        metrics=Metrics(engine),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -37,5 +45,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(persons.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=services.metrics)
     return app

@@ -15,6 +15,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from roster.api.metrics import Metrics
+from roster.api.ratelimit import ClientRateLimiter
 from roster.core.auth import Principal, authenticate, signing_key
 from roster.db.engine import unit_of_work
 from roster.errors import (
@@ -22,6 +24,7 @@ from roster.errors import (
     ExpiredToken,
     InvalidCredentials,
     MissingCredentials,
+    RateLimited,
     UnsupportedMediaType,
 )
 from roster.settings import Settings
@@ -29,10 +32,12 @@ from roster.settings import Settings
 
 @dataclass
 class Services:
-    """What every request shares: settings, the engine, the token signing key."""
+    """What every request shares: settings, the engine, the rate limiter, the signing key."""
 
     settings: Settings
     engine: AsyncEngine
+    limiter: ClientRateLimiter
+    metrics: Metrics
     _signing_key: str | None = field(default=None, repr=False)
 
     async def signing_key(self, conn: AsyncConnection) -> str:
@@ -98,12 +103,20 @@ def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependen
         # where this closure's `connection` does not exist.
         conn: AsyncConnection = Depends(connection, scope="function"),
     ) -> Principal:
-        key = await services(request).signing_key(conn)
+        shared = services(request)
+        key = await shared.signing_key(conn)
         try:
             found = await authenticate(conn, key, request.headers.get("authorization"))
         except CredentialError as error:
             raise error.with_status(contract.status_of(error)) from None
         request.state.client_id = found.client_id
+        budget = await shared.limiter.spend(found.client_id)
+        request.state.rate_limit = budget
+        if not budget.allowed:
+            raise RateLimited(
+                f"You have used this client's budget of {shared.settings.rate_limit}; "
+                f"retry in {budget.reset_after} seconds."
+            )
         found.require(scope)
         return found
 

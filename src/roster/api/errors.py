@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from roster.api.middleware import error_response_parts, request_id_of
-from roster.errors import InvalidRequest, MethodNotAllowed, NotFound, Problem, RosterError
+from roster.db.engine import database_unavailable
+from roster.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    Problem,
+    RosterError,
+    ServiceUnavailable,
+)
+
+log = logging.getLogger("roster.http")
 
 
 def render(error: RosterError, request: Request) -> Response:
@@ -76,6 +89,27 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RosterError)
     async def _roster_error(request: Request, exc: RosterError) -> Response:
         return render(exc, request)
+
+    async def _database_fault(request: Request, exc: Exception) -> Response:
+        request_id = request_id_of(request.scope)
+        if not database_unavailable(exc):
+            log.error("database fault", exc_info=exc, extra={"request_id": request_id})
+            return render(
+                RosterError(f"Something went wrong on our side. Request id: {request_id}."),
+                request,
+            )
+        log.warning("database unavailable: %s", exc, extra={"request_id": request_id})
+        return render(ServiceUnavailable(headers={"Retry-After": "1"}), request)
+
+    for fault in (
+        OSError,
+        TimeoutError,
+        sa_exc.DBAPIError,
+        sa_exc.TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+    ):
+        app.add_exception_handler(fault, _database_fault)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from roster.api.deps import services
@@ -26,3 +26,10 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception:  # any failure to reach the database means not ready
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
     return JSONResponse({"status": "ok", "database": "ok"})
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: requests by route and status, latency, database pool use."""
+    found = services(request).metrics
+    return Response(found.render(), media_type=found.content_type)

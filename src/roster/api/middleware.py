@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from typing import Any
 
 import orjson
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from roster.api.metrics import Metrics
 from roster.errors import PayloadTooLarge, RosterError
 
 log = logging.getLogger("roster.http")
+access_log = logging.getLogger("roster.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 #: A request id the caller sends is echoed only when it is short and printable.
@@ -44,34 +47,44 @@ async def send_error(send: Send, error: RosterError, request_id: str) -> None:
 
 
 class RequestContextMiddleware:
-    """Gives every request an id, puts it on every answer, and answers unhandled faults.
+    """Sees every request and every answer, so that nothing leaves without its context.
 
-    It wraps everything else, so even a fault in another middleware gets the error
-    shape and the request id, never a stack trace.
+    It gives each request an id and puts it on the answer, adds the client's
+    RateLimit-* headers, logs one JSON line and records the metrics. It wraps
+    everything else, so a fault anywhere still gets the error shape and the
+    request id, never a stack trace.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started_at = time.perf_counter()
         sent = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         request_id = sent if _ACCEPTABLE_REQUEST_ID.match(sent) else secrets.token_hex(12)
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = 500
         started = False
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal started
+        async def send_with_context(message: Message) -> None:
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                started = True
+                status, started = message["status"], True
                 headers = MutableHeaders(scope=message)
                 headers[REQUEST_ID_HEADER] = request_id
+                budget = state.get("rate_limit")
+                if budget is not None:
+                    for name, value in budget.headers().items():
+                        headers[name] = value
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_context)
         except Exception:
             log.exception("unhandled fault", extra={"request_id": request_id})
             if started:
@@ -81,6 +94,24 @@ class RequestContextMiddleware:
                 RosterError(f"Something went wrong on our side. Request id: {request_id}."),
                 request_id,
             )
+        finally:
+            self._record(scope, status, time.perf_counter() - started_at)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        state = scope["state"]
+        self.metrics.observe(scope["method"], route, status, seconds)
+        access_log.info(
+            "request",
+            extra={
+                "method": scope["method"],
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+                "request_id": state.get("request_id"),
+                "client_id": state.get("client_id"),
+            },
+        )
 
 
 class BodyLimitMiddleware:

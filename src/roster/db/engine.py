@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -94,3 +96,22 @@ async def unit_of_work(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Asy
             await connection.execution_options(**{_WRITE_OPTION: True})
         async with connection.begin():
             yield connection
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """True for faults that mean the database cannot be reached or cannot answer now.
+
+    Connection refused or reset, a server starting up or shutting down, an
+    exhausted pool, SQLite's busy timeout: the request may succeed if retried.
+    """
+    if isinstance(error, OSError | TimeoutError | sa_exc.TimeoutError):
+        return True
+    if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
+        return True
+    if isinstance(error, asyncpg.CannotConnectNowError | asyncpg.AdminShutdownError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        return error.connection_invalidated or isinstance(
+            error, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    return False
