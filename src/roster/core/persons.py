@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, false, select, true
+from sqlalchemy import ColumnElement, Select, exists, false, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.accounts import resolve_groups
@@ -121,15 +121,18 @@ async def find_persons(
 ) -> PersonsPage:
     """The next page of persons matching ``criteria`` with a persona in ``account_ids``.
 
-    ``reachable`` (the client's accounts; ``None`` for all) bounds both the persons
-    and the ``group_ids`` shown. Raises :class:`NotFound` when the page is empty.
+    ``reachable`` (the client's accounts; ``None`` for all) always bounds both the
+    persons and the ``group_ids`` shown, whatever ``account_ids`` asks for. Raises
+    :class:`NotFound` when the page is empty.
     """
+    scope = account_ids if reachable is None else reachable
+    if account_ids is not None and reachable is not None:
+        scope = set(account_ids) & set(reachable)
     page = (
         select(*RECORD_COLUMNS)
         .where(
             persons.c.seq > after,
-            belongs_to(account_ids),
-            belongs_to(reachable) if account_ids is None else true(),
+            belongs_to(scope),
             *_criteria_conditions(criteria, region),
         )
         .order_by(persons.c.seq)
