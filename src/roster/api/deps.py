@@ -123,7 +123,7 @@ def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependen
     return principal
 
 
-def require_json_body(request: Request) -> None:
+async def require_json_body(request: Request) -> None:
     """415 unless a request that carries a body says it is JSON."""
     route = request.scope.get("route")
     if getattr(route, "body_field", None) is None:

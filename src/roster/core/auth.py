@@ -16,9 +16,10 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import jwt
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
@@ -42,6 +43,27 @@ _SIGNING_KEY_SETTING = "token_signing_key"
 #: Compared against when no client matches, so that a wrong client id costs the
 #: same time as a wrong secret.
 _DUMMY_DIGEST = hashlib.sha256(b"no such client").hexdigest()
+
+
+def _client_with_reach(match: ColumnElement[bool]) -> Select[Any]:
+    """A client row per account it reaches (one row with a null account if it reaches all)."""
+    return (
+        select(
+            api_clients.c.id,
+            api_clients.c.name,
+            api_clients.c.scopes,
+            api_clients.c.all_accounts,
+            api_clients.c.revoked_at,
+            api_client_accounts.c.account_id,
+        )
+        .outerjoin(api_client_accounts, api_client_accounts.c.client_id == api_clients.c.id)
+        .where(match)
+    )
+
+
+# Built once: every request runs one of these.
+_CLIENT_BY_ID = _client_with_reach(api_clients.c.id == bindparam("credential"))
+_CLIENT_BY_KEY = _client_with_reach(api_clients.c.api_key_hash == bindparam("credential"))
 
 
 def digest(secret: str) -> str:
@@ -278,23 +300,10 @@ async def authenticate(conn: AsyncConnection, key: str, header: str | None) -> P
             raise ExpiredToken() from None
         except jwt.InvalidTokenError:
             raise InvalidCredentials() from None
-        match = api_clients.c.id == str(claims["sub"])
+        statement, value = _CLIENT_BY_ID, str(claims["sub"])
     else:
-        match = api_clients.c.api_key_hash == digest(credential)
-    rows = (
-        await conn.execute(
-            select(
-                api_clients.c.id,
-                api_clients.c.name,
-                api_clients.c.scopes,
-                api_clients.c.all_accounts,
-                api_clients.c.revoked_at,
-                api_client_accounts.c.account_id,
-            )
-            .outerjoin(api_client_accounts, api_client_accounts.c.client_id == api_clients.c.id)
-            .where(match)
-        )
-    ).all()
+        statement, value = _CLIENT_BY_KEY, digest(credential)
+    rows = (await conn.execute(statement, {"credential": value})).all()
     if not rows or rows[0].revoked_at is not None:
         raise InvalidCredentials()
     first = rows[0]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, false, select
+from sqlalchemy import ColumnElement, Row, Select, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.accounts import resolve_groups
@@ -63,33 +64,29 @@ RECORD_COLUMNS = (
 )
 
 
-def _criteria_conditions(criteria: PersonCriteria, region: str) -> list[ColumnElement[bool]]:
-    """One condition per given criterion; a value that cannot match anything gives ``false``."""
-    conditions: list[ColumnElement[bool]] = []
-    keyed = (
-        (criteria.first_name, name_key, persons.c.first_name_key),
-        (criteria.last_name, name_key, persons.c.last_name_key),
-        (criteria.email_address, email_key, persons.c.email_key),
-    )
-    for value, key_of, column in keyed:
-        if value is not None:
-            key = key_of(value)
-            conditions.append(column == key if _storable(key) else false())
-    if criteria.phone_number is not None:
-        key = phone_key(criteria.phone_number, region)
-        conditions.append(persons.c.phone_key == key if _storable(key) else false())
-    if criteria.external_ref is not None:
-        ref = criteria.external_ref
-        conditions.append(persons.c.external_ref == ref if _storable(ref) else false())
-    if criteria.identifier is not None:
-        identifier = _canonical_uuid(criteria.identifier)
-        conditions.append(persons.c.id == identifier if identifier else false())
-    return conditions
+#: Each criterion: how a client's value becomes the compared key, and the column.
+_CRITERIA: dict[str, tuple[Callable[[str, str], object], ColumnElement[Any]]] = {
+    "first_name": (lambda value, _: name_key(value), persons.c.first_name_key),
+    "last_name": (lambda value, _: name_key(value), persons.c.last_name_key),
+    "email_address": (lambda value, _: email_key(value), persons.c.email_key),
+    "phone_number": (phone_key, persons.c.phone_key),
+    "external_ref": (lambda value, _: value, persons.c.external_ref),
+    "identifier": (lambda value, _: _canonical_uuid(value), persons.c.id),
+}
 
 
-def _storable(value: str | None) -> bool:
-    """False for values no stored record can hold (nothing, or a NUL character)."""
-    return bool(value) and "\x00" not in str(value)
+def _comparison_keys(criteria: PersonCriteria, region: str) -> dict[str, object] | None:
+    """The key of each given criterion, or ``None`` if one of them can match nothing."""
+    keys: dict[str, object] = {}
+    for name, (key_of, _) in _CRITERIA.items():
+        value = getattr(criteria, name)
+        if value is None:
+            continue
+        key = key_of(value, region)
+        if not key or "\x00" in str(key):  # nothing stored is blank or holds a NUL
+            return None
+        keys[name] = key
+    return keys
 
 
 def _canonical_uuid(value: str) -> uuid.UUID | None:
@@ -101,12 +98,40 @@ def _canonical_uuid(value: str) -> uuid.UUID | None:
     return parsed if str(parsed) == value else None
 
 
-def belongs_to(account_ids: Collection[str] | None) -> ColumnElement[bool]:
-    """The person has a persona in one of these accounts (``None``: in any account)."""
+def belongs_to(scoped: bool) -> ColumnElement[bool]:
+    """The person has a persona in the accounts bound to ``scope`` (any account if not scoped)."""
     reach = personas.c.person_id == persons.c.id
-    if account_ids is not None:
-        reach = reach & personas.c.account_id.in_(sorted(account_ids))
+    if scoped:
+        reach = reach & personas.c.account_id.in_(bindparam("scope", expanding=True))
     return exists().where(reach)
+
+
+def _memberships(listed: Any, reach_limited: bool) -> ColumnElement[bool]:
+    joined: ColumnElement[bool] = personas.c.person_id == listed.c.id
+    if reach_limited:
+        joined = joined & personas.c.account_id.in_(bindparam("reach", expanding=True))
+    return joined
+
+
+@lru_cache(maxsize=512)
+def _find_statement(names: tuple[str, ...], scoped: bool, reach_limited: bool) -> Select[Any]:
+    """The find query for one shape of request, built once (building costs more than running)."""
+    listed = (
+        select(*RECORD_COLUMNS)
+        .where(
+            persons.c.seq > bindparam("after"),
+            belongs_to(scoped),
+            *(_CRITERIA[name][1] == bindparam(name) for name in names),
+        )
+        .order_by(persons.c.seq)
+        .limit(bindparam("limit"))
+        .cte("listed")
+    )
+    return (
+        select(listed, personas.c.account_id)
+        .outerjoin(personas, _memberships(listed, reach_limited))
+        .order_by(listed.c.seq, personas.c.account_id)
+    )
 
 
 async def find_persons(
@@ -125,20 +150,19 @@ async def find_persons(
     persons and the ``group_ids`` shown, whatever ``account_ids`` asks for. Raises
     :class:`NotFound` when the page is empty.
     """
+    keys = _comparison_keys(criteria, region)
+    if keys is None:
+        raise NotFound()
     scope = account_ids if reachable is None else reachable
     if account_ids is not None and reachable is not None:
         scope = set(account_ids) & set(reachable)
-    page = (
-        select(*RECORD_COLUMNS)
-        .where(
-            persons.c.seq > after,
-            belongs_to(scope),
-            *_criteria_conditions(criteria, region),
-        )
-        .order_by(persons.c.seq)
-        .limit(page_size + 1)
-    )
-    records = await with_group_ids(conn, page, reachable)
+    statement = _find_statement(tuple(keys), scope is not None, reachable is not None)
+    parameters: dict[str, object] = {**keys, "after": after, "limit": page_size + 1}
+    if scope is not None:
+        parameters["scope"] = sorted(scope)
+    if reachable is not None:
+        parameters["reach"] = sorted(reachable)
+    records = _group_rows(await conn.execute(statement, parameters))
     if not records:
         raise NotFound()
     more = len(records) > page_size
@@ -146,27 +170,30 @@ async def find_persons(
     return PersonsPage(records, records[-1].seq if more else -1)
 
 
-async def with_group_ids(
-    conn: AsyncConnection, page: Select[tuple[object, ...]], reachable: Collection[str] | None
-) -> list[PersonRecord]:
-    """Run a query of :data:`RECORD_COLUMNS` and attach each person's reachable accounts."""
-    listed = page.cte("listed")
-    memberships = personas.c.person_id == listed.c.id
-    if reachable is not None:
-        memberships = memberships & personas.c.account_id.in_(sorted(reachable))
-    rows = await conn.execute(
-        select(listed, personas.c.account_id)
-        .outerjoin(personas, memberships)
-        .order_by(listed.c.seq, personas.c.account_id)
-    )
+def _group_rows(rows: Iterable[Row[Any]]) -> list[PersonRecord]:
+    """Rows of a person's columns plus one account each, into records with group ids."""
     records: dict[int, PersonRecord] = {}
     groups: dict[int, list[str]] = {}
     for row in rows:
-        *person, account_id = row
+        *person, account_id = tuple(row)
         record = records.setdefault(row.seq, PersonRecord(*person))
         if account_id is not None:
             groups.setdefault(record.seq, []).append(account_id)
     return [replace(r, group_ids=tuple(groups.get(seq, ()))) for seq, r in records.items()]
+
+
+async def with_group_ids(
+    conn: AsyncConnection, page: Select[Any], reachable: Collection[str] | None
+) -> list[PersonRecord]:
+    """Run a query of :data:`RECORD_COLUMNS` and attach each person's reachable accounts."""
+    listed = page.cte("listed")
+    parameters = {"reach": sorted(reachable)} if reachable is not None else {}
+    query = (
+        select(listed, personas.c.account_id)
+        .outerjoin(personas, _memberships(listed, reachable is not None))
+        .order_by(listed.c.seq, personas.c.account_id)
+    )
+    return _group_rows(await conn.execute(query, parameters))
 
 
 class GroupRequired(InvalidRequest):

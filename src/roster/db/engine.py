@@ -84,16 +84,25 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        write = connection.get_execution_options().get(_WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE_OPTION) else "BEGIN")
 
 
 @asynccontextmanager
 async def unit_of_work(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConnection]:
-    """One transaction: committed when the block ends, rolled back if it raises."""
+    """A writing unit of work is one transaction: committed when the block ends, rolled
+    back if it raises. A reading one has nothing to commit, so its statements run in
+    autocommit mode, sparing two round trips (BEGIN, COMMIT) per request; work that
+    needs several reads to see one snapshot opens its own transaction.
+    """
     async with engine.connect() as connection:
-        if write:
-            await connection.execution_options(**{_WRITE_OPTION: True})
+        if not write:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
+            return
+        await connection.execution_options(**{_WRITE_OPTION: True})
         async with connection.begin():
             yield connection
 
