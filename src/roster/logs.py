@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 #: Attributes of a LogRecord that are not extra fields.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

@@ -47,3 +47,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=services.metrics)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app uvicorn's workers build (``roster serve``): settings from the environment."""
+    from roster.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,386 @@
+"""The ``roster`` command: serve, migrate, accounts, clients, import, export, demo.
+
+Every command reads the same :class:`~roster.settings.Settings` as the server
+(``ROSTER_*`` variables and ``.env``; ``--database-url`` overrides), runs one core
+function in one unit of work, and prints text, or JSON with ``--json``. Every
+error is one line on stderr and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from roster import __version__
+from roster.core import accounts as account_core
+from roster.core import auth
+from roster.db.engine import create_engine, database_unavailable, unit_of_work
+from roster.db.migrate import upgrade
+from roster.db.tables import personas, persons
+from roster.errors import RosterError
+from roster.settings import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="roster",
+    help="Roster, a self-hosted people directory.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+accounts_app = typer.Typer(help="Accounts and their core roles.", no_args_is_help=True)
+clients_app = typer.Typer(help="API clients and their credentials.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(clients_app, name="clients")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+class CommandError(Exception):
+    """A problem the operator can fix, reported as one line."""
+
+
+# -- plumbing -------------------------------------------------------------------------
+
+
+_overrides: dict[str, Any] = {}
+
+
+def settings() -> Settings:
+    return Settings(**_overrides)
+
+
+@asynccontextmanager
+async def opened(config: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(config)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def run_in(write: bool, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """Run ``work`` in one unit of work on the configured, migrated database."""
+
+    async def go() -> T:
+        async with opened(settings()) as engine:
+            await upgrade(engine)
+            async with unit_of_work(engine, write=write) as conn:
+                return await work(conn)
+
+    return asyncio.run(go())
+
+
+def emit_json(value: Any) -> None:
+    out.print_json(json.dumps(value, default=_jsonable), indent=None)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def shown_url(database_url: str) -> str:
+    """The database URL without its password, for messages."""
+    return make_url(database_url).render_as_string(hide_password=True)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    try:
+        yield
+    except (CommandError, RosterError) as error:
+        _fail(str(error))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"ROSTER_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        )
+        _fail(f"invalid configuration: {problems}")
+    except (OSError, DBAPIError) as error:
+        if isinstance(error, OSError) or database_unavailable(error):
+            where = shown_url(_overrides.get("database_url") or _configured_url())
+            _fail(f"cannot reach the database at {where}: {_first_line(error)}")
+        _fail(f"database error: {_first_line(error)}")
+    except KeyboardInterrupt:
+        _fail("interrupted")
+
+
+def _configured_url() -> str:
+    try:
+        return settings().database_url
+    except ValidationError:
+        return "(invalid ROSTER_DATABASE_URL)"
+
+
+def _first_line(error: BaseException) -> str:
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip().splitlines()
+    return text[0] if text else type(cause).__name__
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise SystemExit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    with _one_line_errors():
+        app()
+
+
+@app.callback()
+def _root(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="ROSTER_DATABASE_URL",
+            help="sqlite:///PATH or postgresql://user:pass@host:port/db",
+            show_envvar=True,
+        ),
+    ] = None,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        out.print(f"roster {__version__}")
+        raise typer.Exit
+    _overrides.clear()
+    if database_url:
+        _overrides["database_url"] = database_url
+
+
+# -- serve and migrate -------------------------------------------------------------------
+
+
+@app.command()
+def migrate(as_json: JsonOption = False) -> None:
+    """Apply pending migrations (Alembic)."""
+    config = settings()
+
+    async def go() -> None:
+        async with opened(config) as engine:
+            await upgrade(engine)
+
+    asyncio.run(go())
+    if as_json:
+        emit_json({"database": shown_url(config.database_url), "migrated": True})
+    else:
+        out.print(f"Database {shown_url(config.database_url)} is up to date.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Create demo data first when the database is empty.")
+    ] = False,
+) -> None:
+    """Apply pending migrations, then serve the HTTP API."""
+    import uvicorn
+
+    from roster.logs import configure_logging
+
+    config = settings()
+    configure_logging(config.log_level)
+    asyncio.run(_prepare(config, host, port, demo))
+    # Workers read their settings from the environment, like any operator setting.
+    os.environ.update({f"ROSTER_{k.upper()}": str(v) for k, v in _overrides.items()})
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roster-metrics-")
+    uvicorn.run(
+        "roster.api.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )
+
+
+async def _prepare(config: Settings, host: str, port: int, demo: bool) -> None:
+    async with opened(config) as engine:
+        await upgrade(engine)
+        if not demo:
+            return
+        from roster.core.demo import generate_demo
+
+        async with unit_of_work(engine, write=False) as conn:
+            empty = not await account_core.list_accounts(conn)
+        if empty:
+            err.print(f"Creating the demo account {DEMO_ACCOUNT} (the database is empty)...")
+            await generate_demo(engine, config, DEMO_ACCOUNT, people=DEMO_PEOPLE, seed=1)
+        async with unit_of_work(engine, write=True) as conn:
+            err.print(await _introduce(conn, f"http://{_client_host(host)}:{port}"))
+
+
+DEMO_ACCOUNT = "DEMO"
+DEMO_PEOPLE = 1000
+
+
+async def _introduce(conn: AsyncConnection, base_url: str) -> str:
+    """A fresh demo key (secrets are stored hashed, so each start makes a new one) and two
+    requests that work against the demo data."""
+    reach = [a.id for a in await account_core.list_accounts(conn)]
+    account = DEMO_ACCOUNT if DEMO_ACCOUNT in reach else reach[0]
+    made = await auth.create_client(conn, "demo (roster serve --demo)", ["read", "write"], reach)
+    sample = (
+        await conn.execute(
+            select(persons.c.email_address, persons.c.last_name)
+            .join(personas, personas.c.person_id == persons.c.id)
+            .where(personas.c.account_id == account, persons.c.email_address.is_not(None))
+            .order_by(personas.c.seq)
+            .limit(1)
+        )
+    ).first()
+    email, last_name = (sample.email_address, sample.last_name) if sample else ("a@b.c", "a")
+    key = f"Authorization: ApiKey {made.api_key}"
+    find = json.dumps({"email_address": email})
+    return "\n".join(
+        [
+            f"Demo API key (client {made.client_id}, scopes read write): {made.api_key}",
+            "Try:",
+            f"  curl -s -X POST {base_url}/persons/find/ -H '{key}' "
+            f"-H 'Content-Type: application/json' -d '{find}'",
+            f"  curl -s '{base_url}/people?accountId={account}&search={quote(last_name[:4])}"
+            f"&include=persona.teams&limit=5' -H '{key}'",
+        ]
+    )
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+
+
+# -- accounts ----------------------------------------------------------------------------
+
+
+@accounts_app.command("create")
+def accounts_create(
+    account_id: Annotated[str, typer.Argument(metavar="ID", help="The account id.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    external_ref: Annotated[str | None, typer.Option(help="The account's external ref.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an account with its six core roles."""
+    created = run_in(
+        True, lambda conn: account_core.create_account(conn, account_id, name, external_ref)
+    )
+    if as_json:
+        emit_json(asdict(created))
+    else:
+        out.print(f"Created account {created.id} ({created.name}) with its six core roles.")
+
+
+@accounts_app.command("list")
+def accounts_list(as_json: JsonOption = False) -> None:
+    """List accounts."""
+    found = run_in(False, account_core.list_accounts)
+    if as_json:
+        emit_json([asdict(a) for a in found])
+        return
+    table = Table("id", "name", "external ref", "created")
+    for a in found:
+        table.add_row(
+            a.id, a.name, a.external_ref or "", a.created_at.isoformat(timespec="seconds")
+        )
+    out.print(table if found else "No accounts yet.")
+
+
+# -- clients -----------------------------------------------------------------------------
+
+
+@clients_app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Option(help="Who the client is, for your records.")],
+    account: Annotated[
+        list[str] | None, typer.Option("--account", help="An account it may reach (repeat).")
+    ] = None,
+    all_accounts: Annotated[
+        bool, typer.Option("--all-accounts", help="It may reach every account.")
+    ] = False,
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", help="read, write or admin (repeat).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API client; its secret and key are printed once and stored only as hashes."""
+    if bool(account) == all_accounts:
+        raise CommandError("give --account ID (one or more) or --all-accounts, not both")
+    scopes = scope or ["read"]
+    made = run_in(
+        True,
+        lambda conn: auth.create_client(conn, name, scopes, None if all_accounts else account),
+    )
+    if as_json:
+        emit_json(asdict(made))
+        return
+    out.print(f"Created client {made.client_id} ({name}), scopes: {' '.join(scopes)}.")
+    out.print("Keep these now; they cannot be shown again:")
+    out.print(f"  client_id:     {made.client_id}")
+    out.print(f"  client_secret: {made.client_secret}")
+    out.print(f"  api_key:       {made.api_key}")
+
+
+@clients_app.command("list")
+def clients_list(as_json: JsonOption = False) -> None:
+    """List API clients (never their secrets)."""
+    found = run_in(False, auth.list_clients)
+    if as_json:
+        emit_json([asdict(c) for c in found])
+        return
+    table = Table("client id", "name", "scopes", "accounts", "created", "revoked")
+    for c in found:
+        table.add_row(
+            c.client_id,
+            c.name,
+            " ".join(c.scopes),
+            "all" if c.account_ids is None else ", ".join(c.account_ids),
+            c.created_at.isoformat(timespec="seconds"),
+            c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "",
+        )
+    out.print(table if found else "No clients yet.")
+
+
+@clients_app.command("revoke")
+def clients_revoke(
+    client_id: Annotated[str, typer.Argument(metavar="CLIENT_ID")],
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a client: its key and tokens stop working from the next request."""
+    at = run_in(True, lambda conn: auth.revoke_client(conn, client_id))
+    if as_json:
+        emit_json({"client_id": client_id, "revoked_at": at})
+    else:
+        out.print(f"Revoked {client_id} (at {at.isoformat(timespec='seconds')}).")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
