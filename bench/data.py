@@ -9,13 +9,16 @@ from __future__ import annotations
 import csv
 import random
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from faker import Faker
 
 SEED = 20261122
+#: The creation time of everything the benchmark adds outside the import.
+STAMP = datetime(2026, 1, 2, 13, 47, 1, tzinfo=UTC)
 LOCALES = ("en_GB", "fr_FR", "de_DE", "es_ES", "it_IT", "pt_PT", "pl_PL", "sv_SE", "nl_NL", "cs_CZ")
 STATUSES = ("active",) * 14 + ("invited", "created", "deactivated", "inviteExpired")
 ROLES = ("User",) * 12 + ("Admin", "Viewer", "Payer", "Accountant", "Owner")
@@ -104,12 +107,12 @@ def people(
         }
 
 
-def write_csv(path: Path, rows: Iterator[dict[str, str]]) -> int:
+def write_csv(path: Path, rows: Iterator[dict[str, str]], columns: Sequence[str] = COLUMNS) -> int:
     """Write rows with a header; returns how many."""
     path.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow(row)
