@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bench.server import serve
 
+from bench.server import serve
 from roster.db.engine import create_engine
 from roster.settings import Settings
 from tests.factories import reset_database
