@@ -126,7 +126,11 @@ def person_out(record: PersonRecord) -> PersonOut:
     )
 
 
-@router.post("/persons/find/", response_model=FindPersonsResponse)
+_FIND_ERRORS = error_responses(404)
+_UPSERT_ERRORS = error_responses(404)
+
+
+@router.post("/persons/find/", response_model=FindPersonsResponse, responses=_FIND_ERRORS)
 @router.post("/persons/find", response_model=FindPersonsResponse, include_in_schema=False)
 async def find(
     body: FindPersonsRequest, request: Request, conn: ReadConnection, principal: Reader
@@ -152,7 +156,7 @@ async def find(
     return FindPersonsResponse(last_id=page.last_id, persons=[person_out(p) for p in page.persons])
 
 
-@router.post("/persons/multiple/", response_model=UpsertPersonsResponse)
+@router.post("/persons/multiple/", response_model=UpsertPersonsResponse, responses=_UPSERT_ERRORS)
 @router.post("/persons/multiple", response_model=UpsertPersonsResponse, include_in_schema=False)
 async def upsert_multiple(
     body: UpsertPersonsRequest, request: Request, conn: WriteConnection, principal: Writer
