@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from roster import __version__
-from roster.api import health, oauth, persons
+from roster.api import health, oauth, openapi, persons
 from roster.api.deps import Services
 from roster.api.errors import install_error_handlers
 from roster.api.metrics import Metrics
@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
+    openapi.install(app)
     app.include_router(oauth.router)
     app.include_router(persons.router)
     app.include_router(health.router)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 
@@ -43,3 +45,30 @@ _MEANING = {
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """FastAPI ``responses`` entries for these statuses, all in the error shape."""
     return {s: {"model": ErrorBody, "description": _MEANING[s]} for s in statuses}
+
+
+def install(app: FastAPI) -> None:
+    """Serve an OpenAPI description without FastAPI's default 422 entries: request
+    validation errors here are 400 ``invalid_request`` in the error shape, which
+    every operation already documents."""
+
+    def describe() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    default = operation.get("responses", {}).get("422", {})
+                    if "HTTPValidationError" in str(default.get("content", "")):
+                        del operation["responses"]["422"]
+            components = schema.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = describe  # type: ignore[method-assign]
