@@ -131,6 +131,21 @@ def directory(app: object, settings: Settings) -> Directory:
     return Directory(app.state.services.engine, settings)  # type: ignore[attr-defined]
 
 
+@pytest.fixture
+def fresh_database(database_url: str) -> str:
+    """The backend's test database, emptied, for tests that drive the `roster` command."""
+
+    async def reset() -> None:
+        engine = create_engine(Settings(_env_file=None, database_url=database_url))
+        try:
+            await reset_database(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(reset())
+    return database_url
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _postgres_problem:
         terminalreporter.write_sep("!", "POSTGRESQL HALF SKIPPED", red=True, bold=True)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,41 +10,9 @@ import httpx
 import pytest
 
 from bench.server import serve
-from roster.db.engine import create_engine
-from roster.settings import Settings
-from tests.factories import reset_database
+from tests.commands import roster, succeeds
 
 pytestmark = pytest.mark.slow
-
-ROSTER = str(Path(sys.executable).with_name("roster"))
-
-
-@pytest.fixture
-def fresh_database(database_url: str) -> str:
-    import asyncio
-
-    async def reset() -> None:
-        engine = create_engine(Settings(_env_file=None, database_url=database_url))
-        try:
-            await reset_database(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(reset())
-    return database_url
-
-
-def roster(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "ROSTER_DATABASE_URL": database_url, **env}
-    return subprocess.run(
-        [ROSTER, *args], env=environment, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def succeeds(database_url: str, *args: str) -> str:
-    done = roster(database_url, *args)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_end_to_end_over_http(fresh_database: str, tmp_path: Path) -> None:

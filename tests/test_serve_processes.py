@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from bench.server import serve
+from tests.commands import succeeds
 from tests.servers import ThrowawayRedis
-from tests.test_cli import succeeds
 
 pytestmark = pytest.mark.slow
 

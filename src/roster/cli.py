@@ -11,17 +11,26 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TextIO, TypeVar
 from urllib.parse import quote
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
@@ -380,6 +389,128 @@ def clients_revoke(
         emit_json({"client_id": client_id, "revoked_at": at})
     else:
         out.print(f"Revoked {client_id} (at {at.isoformat(timespec='seconds')}).")
+
+
+# -- import, export, demo ----------------------------------------------------------------
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="CSV with a header row, or JSON Lines.")],
+    account: Annotated[str, typer.Option("--account", help="The account the people join.")],
+    batch_size: Annotated[int, typer.Option(help="Rows per committed batch.", min=1)] = 5000,
+    as_json: JsonOption = False,
+) -> None:
+    """Create or update people from a file, by the Persons API's matching rules."""
+    from roster.core.importing import ImportProgress, import_rows
+
+    config = settings()
+    with _progress(as_json) as progress:
+        task = progress.add_task("Importing", total=None) if progress else None
+
+        def report(step: ImportProgress) -> None:
+            if progress is not None and task is not None:
+                progress.update(
+                    task,
+                    completed=step.bytes_read,
+                    total=step.total_bytes,
+                    description=f"Imported {step.rows:,} rows",
+                )
+
+        async def go() -> Any:
+            async with opened(config) as engine:
+                await upgrade(engine)
+                return await import_rows(
+                    engine, config, account, file, batch_size=batch_size, on_progress=report
+                )
+
+        summary = asyncio.run(go())
+    if as_json:
+        emit_json({"rows": summary.rows, **asdict(summary)})
+    else:
+        out.print(
+            f"{summary.rows:,} rows: {summary.created:,} created, {summary.updated:,} updated, "
+            f"{summary.unchanged:,} unchanged, {summary.failed:,} failed."
+        )
+        for failure in summary.failures:
+            out.print(f"  line {failure.line}: {failure.reason}")
+    if summary.failed:
+        raise typer.Exit(2)
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Progress | None]:
+    """A progress bar on stderr when it is a terminal; nothing otherwise."""
+    if quiet or not err.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as progress:
+        yield progress
+
+
+@app.command("export")
+def export(
+    account: Annotated[str, typer.Option("--account", help="The account to export.")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv or jsonl (default: from -o, else csv).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File to write (default: stdout).")
+    ] = None,
+) -> None:
+    """Write an account's people in the format import reads (round-trip safe)."""
+    from roster.core.exporting import export_rows
+
+    chosen = fmt or ("jsonl" if output and output.suffix in (".jsonl", ".ndjson") else "csv")
+    if chosen not in ("csv", "jsonl"):
+        raise CommandError(f"--format must be csv or jsonl, not {chosen!r}")
+    config = settings()
+
+    async def go(stream: TextIO) -> int:
+        async with opened(config) as engine:
+            await upgrade(engine)
+            return await export_rows(engine, account, chosen, stream)
+
+    if output is None:
+        asyncio.run(go(sys.stdout))
+        return
+    partial = output.with_name(output.name + ".partial")
+    with partial.open("w", encoding="utf-8", newline="") as stream:
+        written = asyncio.run(go(stream))
+    partial.replace(output)
+    err.print(f"Wrote {written:,} people of {account} to {output}.")
+
+
+@app.command()
+def demo(
+    people: Annotated[int, typer.Option(help="How many people.", min=1, max=1_000_000)] = 1000,
+    account: Annotated[str, typer.Option(help="The account (created if missing).")] = "DEMO",
+    seed: Annotated[int, typer.Option(help="Same seed, same people.")] = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """Fill an account with realistic generated people, teams, roles, budgets, addresses."""
+    from roster.core.demo import generate_demo
+
+    config = settings()
+
+    async def go() -> Any:
+        async with opened(config) as engine:
+            await upgrade(engine)
+            return await generate_demo(engine, config, account, people=people, seed=seed)
+
+    made = asyncio.run(go())
+    if as_json:
+        emit_json(asdict(made))
+    else:
+        out.print(
+            f"Demo data in {account}: " + ", ".join(f"{v:,} {k}" for k, v in asdict(made).items())
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover
