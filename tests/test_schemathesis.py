@@ -1,0 +1,90 @@
+"""Schemathesis against a live `roster serve` and its own /openapi.json, with real credentials.
+
+Bounded by time (a couple of minutes per backend): no 5xx, every answer's status,
+content type, headers and body as documented.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.server import serve
+from tests.commands import succeeds
+
+pytestmark = pytest.mark.slow
+
+SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
+CHECKS = ",".join(
+    (
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+    )
+)
+SECONDS = os.environ.get("ROSTER_SCHEMATHESIS_SECONDS", "90")
+
+
+def test_the_live_api_keeps_its_documented_contract(fresh_database: str, tmp_path: Path) -> None:
+    url = fresh_database
+    succeeds(url, "demo", "--people", "150", "--account", "DEMO")
+    credentials = json.loads(
+        succeeds(
+            url,
+            "clients",
+            "create",
+            "--name",
+            "fuzz",
+            "--all-accounts",
+            "--scope",
+            "read",
+            "--scope",
+            "write",
+            "--scope",
+            "admin",
+            "--json",
+        )
+    )
+    with serve(url, workers=1, log_dir=tmp_path) as server:
+        done = subprocess.run(
+            [
+                SCHEMATHESIS,
+                "run",
+                f"{server.base_url}/openapi.json",
+                "-H",
+                f"Authorization: ApiKey {credentials['api_key']}",
+                "--checks",
+                CHECKS,
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--max-examples",
+                "25",
+                "--max-time",
+                SECONDS,
+                "--seed",
+                "20261123",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=int(SECONDS) + 120,
+            check=False,
+        )
+        log = server.log_path.read_text()
+    report = done.stdout + done.stderr
+    (Path(os.environ.get("ROSTER_SCHEMATHESIS_REPORT", tmp_path / "schemathesis.txt"))).write_text(
+        report
+    )
+    generated = re.search(r"(\d+) generated", report)
+    assert done.returncode == 0, report[-4000:]
+    assert generated, report[-2000:]
+    assert int(generated.group(1)) > 200, report[-2000:]
+    assert "internal_error" not in log
