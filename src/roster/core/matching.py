@@ -27,15 +27,20 @@ def email_key(email: str | None) -> str | None:
     """The whole address, NFC-normalised and case-folded (``Ann.Lee@Example.COM``)."""
     if email is None:
         return None
-    key = unicodedata.normalize("NFC", email.strip()).casefold()
-    return key or None
+    return _fold_key(email)
 
 
 def name_key(name: str | None) -> str | None:
     """NFC-normalised and case-folded: ``SMITH`` equals ``Smith``, ``Zoë`` differs from ``Zoe``."""
     if name is None:
         return None
-    key = unicodedata.normalize("NFC", name.strip()).casefold()
+    return _fold_key(name)
+
+
+def _fold_key(value: str) -> str | None:
+    value = value.strip()
+    # ASCII is its own NFC form and case-folds as lower(): the same key, faster.
+    key = value.lower() if value.isascii() else unicodedata.normalize("NFC", value).casefold()
     return key or None
 
 
@@ -50,7 +55,9 @@ def phone_key(phone: str | None, default_region: str) -> str | None:
     return _phone_key(phone.strip(), default_region)
 
 
-@lru_cache(maxsize=4096)
+#: Large enough to hold every number of a few import batches: parsing is the
+#: costliest step of deriving a person's keys, and a batch asks for each several times.
+@lru_cache(maxsize=65536)
 def _phone_key(phone: str, default_region: str) -> str | None:
     try:
         parsed = phonenumbers.parse(phone, default_region)
@@ -64,6 +71,8 @@ def _phone_key(phone: str, default_region: str) -> str | None:
 
 def search_fold(text: str) -> str:
     """Accents removed and case folded: ``César`` -> ``cesar``, ``Straße`` -> ``strasse``."""
+    if text.isascii():
+        return text.lower()  # what the steps below give for ASCII, without them
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return unicodedata.normalize("NFKC", stripped.casefold())

@@ -16,20 +16,22 @@ items that really conflict fail.
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import exists, select, union
+from sqlalchemy import CompoundSelect, exists, select, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
 from roster.core.keys import PERSON_FIELDS, person_keys, persona_derived, refresh_personas
 from roster.core.matching import email_key, phone_key
-from roster.db.backends import backend_for, update_many
+from roster.db.backends import Backend, backend_for, update_many
 from roster.db.tables import personas, persons, roles
 from roster.errors import Conflict, RosterError, Unprocessable
 
@@ -144,11 +146,50 @@ class _Person:
     dirty: bool = False
 
 
+@lru_cache(maxsize=16)
+def _prefetch_statement(
+    backend: Backend, by_ref: bool, by_email: bool, by_phone: bool
+) -> CompoundSelect[Any]:
+    """Every person an item could match: one index lookup per rule, as a UNION.
+
+    An OR of the three would let the planner fall back to scanning the whole table
+    once it is large. Parameters: ``refs``, ``emails``, ``phones``, ``accounts``.
+    """
+    columns = (persons.c.id, *(persons.c[f] for f in PERSON_FIELDS))
+    lookups = []
+    if by_ref:
+        lookups.append(select(*columns).where(backend.one_of(persons.c.external_ref, "refs")))
+    if by_email:
+        lookups.append(select(*columns).where(backend.one_of(persons.c.email_key, "emails")))
+    if by_phone:
+        in_accounts = backend.one_of(personas.c.account_id, "accounts")
+        lookups.append(
+            select(*columns).where(
+                backend.one_of(persons.c.phone_key, "phones"),
+                exists().where(personas.c.person_id == persons.c.id, in_accounts),
+            )
+        )
+    return union(*lookups)
+
+
+def _random_ids() -> Iterator[uuid.UUID]:
+    """Random (version 4) UUIDs, as ``next(self.ids)`` makes them, asking the OS once per 1024.
+
+    A system call per id releases the GIL each time, and a bulk import runs a
+    reading thread beside the planning one.
+    """
+    while True:
+        pool = os.urandom(16 * 1024)
+        for start in range(0, len(pool), 16):
+            yield uuid.UUID(bytes=pool[start : start + 16], version=4)
+
+
 class _Plan:
     """The in-memory view of the persons a batch touches, and the changes to write."""
 
     def __init__(self, region: str) -> None:
         self.region = region
+        self.ids = _random_ids()
         self.persons: dict[uuid.UUID, _Person] = {}
         self.by_ref: dict[str, uuid.UUID] = {}
         self.by_email: dict[str, uuid.UUID] = {}
@@ -164,35 +205,25 @@ class _Plan:
         phones = {
             k for item in live if (k := phone_key(item.person.get("phone_number"), self.region))
         }
-        # One index lookup per rule, as a UNION: an OR of the three lets the planner
-        # fall back to scanning the whole table once it is large.
-        columns = (persons.c.id, *(persons.c[f] for f in PERSON_FIELDS))
-        lookups = []
-        if refs:
-            lookups.append(select(*columns).where(persons.c.external_ref.in_(refs)))
-        if emails:
-            lookups.append(select(*columns).where(persons.c.email_key.in_(emails)))
-        if phones and accounts:
-            lookups.append(
-                select(*columns).where(
-                    persons.c.phone_key.in_(phones),
-                    exists().where(
-                        personas.c.person_id == persons.c.id, personas.c.account_id.in_(accounts)
-                    ),
-                )
+        backend = backend_for(conn)
+        if refs or emails or (phones and accounts):
+            statement = _prefetch_statement(
+                backend, bool(refs), bool(emails), bool(phones and accounts)
             )
-        if lookups:
-            for row in await conn.execute(union(*lookups)):
+            parameters = {"refs": list(refs), "emails": list(emails), "phones": list(phones)}
+            for row in await conn.execute(statement, {**parameters, "accounts": accounts}):
                 values = dict(row._mapping)
                 person_id = values.pop("id")
                 self._index(_Person(person_id, values, new=False, personas={}))
         if self.persons and accounts:
-            for row in await conn.execute(
+            found = await conn.execute(
                 select(personas).where(
-                    personas.c.person_id.in_(list(self.persons)),
-                    personas.c.account_id.in_(accounts),
-                )
-            ):
+                    backend.one_of(personas.c.person_id, "persons"),
+                    backend.one_of(personas.c.account_id, "accounts"),
+                ),
+                {"persons": list(self.persons), "accounts": accounts},
+            )
+            for row in found:
                 m = row._mapping
                 values = {f: m[f] for f in _PERSONA_COLUMNS}
                 person = self.persons[m["person_id"]]
@@ -292,7 +323,7 @@ class _Plan:
         person = (
             self.persons[person_id]
             if person_id is not None
-            else _Person(uuid.uuid4(), dict.fromkeys(PERSON_FIELDS), new=True, personas={})
+            else _Person(next(self.ids), dict.fromkeys(PERSON_FIELDS), new=True, personas={})
         )
         changes = {f: v for f, v in item.person.items() if person.values.get(f) != v}
         self._unindex(person)
@@ -307,7 +338,7 @@ class _Plan:
                     ("email_address", "employee_number", "job_title", "work_number")
                 )
                 person.personas[account_id] = _Persona(
-                    uuid.uuid4(), {**blank, "status": DEFAULT_STATUS, **values}, new=True
+                    next(self.ids), {**blank, "status": DEFAULT_STATUS, **values}, new=True
                 )
                 created_personas += 1
             elif any(persona.values.get(f) != v for f, v in values.items()):

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import (
     ColumnElement,
     and_,
+    any_,
     bindparam,
     column,
     func,
@@ -40,8 +41,14 @@ TRIGRAM = 3
 class Backend(Protocol):
     name: str
 
+    def __hash__(self) -> int: ...  # one instance per backend; statements are cached by it
+
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         """True for personas whose search text holds every (folded) term."""
+        ...
+
+    def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        """``column`` equals one of the values of the list bound as ``name``, however many."""
         ...
 
     def insert(self, table: Table) -> UpsertingInsert:
@@ -52,6 +59,10 @@ class Backend(Protocol):
         self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
     ) -> None:
         """Insert rows (all with the same keys) by the fastest path the backend has."""
+        ...
+
+    async def analyze(self, conn: AsyncConnection, tables: Sequence[Table]) -> None:
+        """Refresh the query planner's statistics of these tables, after a bulk load."""
         ...
 
 
@@ -88,6 +99,11 @@ class PostgresBackend:
             *(personas.c.search_text.like(like_pattern(term), escape="\\") for term in terms),
         )
 
+    def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        # One array parameter: the statement stays the same whatever the number of
+        # values, so it is prepared once, and there is no limit on bound parameters.
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+
     def insert(self, table: Table) -> UpsertingInsert:
         return postgresql.insert(table)
 
@@ -102,6 +118,11 @@ class PostgresBackend:
         await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
             table.name, records=[tuple(row[c] for c in columns) for row in rows], columns=columns
         )
+
+    async def analyze(self, conn: AsyncConnection, tables: Sequence[Table]) -> None:
+        # Autovacuum may be off (or late): a planner that believes a table still
+        # holds no rows picks sequential scans for the import's lookups.
+        await conn.exec_driver_sql(f"ANALYZE {', '.join(t.name for t in tables)}")
 
 
 #: The FTS5 table the SQLite migration creates beside personas.
@@ -123,6 +144,9 @@ class SqliteBackend:
         conditions.extend(func.instr(personas.c.search_text, term) > 0 for term in scanned)
         return and_(true(), *conditions)
 
+    def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        return column.in_(bindparam(name, expanding=True))
+
     def insert(self, table: Table) -> UpsertingInsert:
         return sqlite.insert(table)
 
@@ -131,6 +155,11 @@ class SqliteBackend:
     ) -> None:
         if rows:
             await conn.execute(insert(table), list(rows))
+
+    async def analyze(self, conn: AsyncConnection, tables: Sequence[Table]) -> None:
+        # SQLite plans these lookups from the indexes alone; ANALYZE would scan
+        # every table for little gain, so an import leaves the statistics alone.
+        return None
 
 
 _BACKENDS: dict[str, Backend] = {"postgresql": PostgresBackend(), "sqlite": SqliteBackend()}

@@ -1,0 +1,99 @@
+"""Time ``roster import`` against a fresh database: rows per second, first run and re-run.
+
+    python -m bench.import_rate --rows 200000            # PostgreSQL at 127.0.0.1:5432
+    python -m bench.import_rate --rows 20000 --sqlite    # a SQLite file in a temp dir
+
+The CSV comes from bench/data.py (cached under /tmp by row count); each run creates
+its own database, migrates it and drops it (PostgreSQL) afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+
+from bench.data import name_pools, people, write_csv
+from roster.core.accounts import create_account
+from roster.core.importing import DEFAULT_BATCH_SIZE, ImportSummary, import_rows
+from roster.db.engine import create_engine, unit_of_work
+from roster.db.migrate import upgrade
+from roster.settings import Settings
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+ACCOUNT = "BENCH1"
+
+
+def bench_csv(rows: int) -> Path:
+    path = Path(tempfile.gettempdir()) / f"roster-import-{rows}.csv"
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        write_csv(partial, people(ACCOUNT, rows, name_pools()))
+        partial.rename(path)
+    return path
+
+
+async def _run(url: str, path: Path, batch_size: int, rerun: bool) -> None:
+    settings = Settings(_env_file=None, database_url=url)
+    engine = create_engine(settings)
+    try:
+        await upgrade(engine)
+        async with unit_of_work(engine, write=True) as conn:
+            await create_account(conn, ACCOUNT, "Bench")
+        for label in ("first run", "re-run")[: 2 if rerun else 1]:
+            started = time.perf_counter()
+            summary = await import_rows(engine, settings, ACCOUNT, path, batch_size=batch_size)
+            elapsed = time.perf_counter() - started
+            _report(label, summary, elapsed)
+    finally:
+        await engine.dispose()
+
+
+def _report(label: str, summary: ImportSummary, elapsed: float) -> None:
+    print(
+        f"{label}: {summary.rows} rows in {elapsed:.1f}s = {summary.rows / elapsed:,.0f} rows/s "
+        f"(created {summary.created}, updated {summary.updated}, "
+        f"unchanged {summary.unchanged}, failed {summary.failed})"
+    )
+
+
+async def _with_postgres(path: Path, batch_size: int, rerun: bool) -> None:
+    name = f"roster_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        await _run(ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", path, batch_size, rerun)
+    finally:
+        admin = await asyncpg.connect(ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--sqlite", action="store_true", help="a SQLite file instead")
+    parser.add_argument("--rerun", action="store_true", help="import the same file twice")
+    args = parser.parse_args()
+    path = bench_csv(args.rows)
+    if args.sqlite:
+        with tempfile.TemporaryDirectory() as directory:
+            url = f"sqlite:///{directory}/bench.db"
+            asyncio.run(_run(url, path, args.batch_size, args.rerun))
+    else:
+        asyncio.run(_with_postgres(path, args.batch_size, args.rerun))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,352 @@
+"""``roster demo``: a realistic account full of fake people, so every filter and embed of
+``GET /people`` has something to show.
+
+People come from Faker in several locales (accented names, local phone formats and
+addresses) and are written through the upsert engine, like an import, so their
+derived columns are right. Around them: personas of every status, the six core
+roles and two custom ones, teams with members and primary owners, budgets of every
+type, postal addresses, and ``createdBy`` links. The same seed gives the same
+people (names, emails, values); ids are random.
+"""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from faker import Faker
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from roster.core.accounts import create_account
+from roster.core.clock import now
+from roster.core.upsert import UpsertItem, upsert_persons
+from roster.db.backends import update_many
+from roster.db.engine import unit_of_work
+from roster.db.tables import (
+    CORE_ROLES,
+    PERSONA_STATUSES,
+    accounts,
+    addresses,
+    budget_members,
+    budgets,
+    personas,
+    roles,
+    team_members,
+    teams,
+)
+from roster.errors import InvalidRequest
+from roster.settings import Settings
+
+DEFAULT_ACCOUNT = "DEMO"
+DEFAULT_PEOPLE = 1000
+DEFAULT_SEED = 2026
+CUSTOM_ROLES = ("Travel Booker", "Team Lead")
+#: Locale, ISO country code, nationality.
+LOCALES = (
+    ("en_GB", "GB", "British"),
+    ("fr_FR", "FR", "French"),
+    ("de_DE", "DE", "German"),
+    ("es_ES", "ES", "Spanish"),
+    ("it_IT", "IT", "Italian"),
+    ("pt_PT", "PT", "Portuguese"),
+    ("pl_PL", "PL", "Polish"),
+    ("sv_SE", "SE", "Swedish"),
+    ("cs_CZ", "CZ", "Czech"),
+)
+#: Mostly active people; every other status appears too.
+STATUS_WEIGHTS = {
+    "active": 70,
+    "invited": 10,
+    "created": 8,
+    "deactivated": 7,
+    "inviteExpired": 5,
+}
+ROLE_WEIGHTS = {
+    "User": 60,
+    "Viewer": 8,
+    "Payer": 6,
+    "Accountant": 5,
+    "Admin": 5,
+    "Owner": 2,
+    "Travel Booker": 8,
+    "Team Lead": 6,
+}
+TEAM_NAMES = (
+    "Finance",
+    "Sales",
+    "Engineering",
+    "Operations",
+    "Marketing",
+    "People",
+    "Legal",
+    "Support",
+    "Procurement",
+    "Research",
+)
+ADDRESS_TYPES = ("home", "work", "billing", "delivery")
+DOMAINS = ("acme.example", "globex.example", "initech.example", "umbrella.example")
+
+assert set(STATUS_WEIGHTS) == set(PERSONA_STATUSES)
+assert set(ROLE_WEIGHTS) == set(CORE_ROLES) | set(CUSTOM_ROLES)
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    account_id: str
+    account_created: bool
+    people: int
+    teams: int
+    budgets: int
+    addresses: int
+    custom_roles: int
+
+
+async def generate_demo(
+    engine: AsyncEngine,
+    settings: Settings,
+    account_id: str = DEFAULT_ACCOUNT,
+    people: int = DEFAULT_PEOPLE,
+    seed: int = DEFAULT_SEED,
+) -> DemoSummary:
+    """Create (if missing) the account and fill it with ``people`` generated people and their
+    teams, budgets, addresses and roles, in one unit of work."""
+    if people < 1:
+        raise InvalidRequest.field("people", "must be at least 1")
+    async with unit_of_work(engine, write=True) as conn:
+        created = await _ensure_account(conn, account_id)
+        demo = _Demo(conn, account_id, random.Random(seed), now())
+        custom = await demo.custom_roles()
+        persona_ids = await demo.people(
+            _fake_people(account_id, people, seed), settings.default_phone_region
+        )
+        await demo.created_by(persona_ids)
+        team_count = await demo.teams(persona_ids)
+        budget_count = await demo.budgets(persona_ids)
+        address_count = await demo.addresses(persona_ids, seed)
+    return DemoSummary(
+        account_id, created, len(persona_ids), team_count, budget_count, address_count, custom
+    )
+
+
+async def _ensure_account(conn: AsyncConnection, account_id: str) -> bool:
+    if await conn.scalar(select(accounts.c.id).where(accounts.c.id == account_id)) is not None:
+        return False
+    await create_account(conn, account_id, f"Demo company {account_id}")
+    return True
+
+
+def _slug(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if c.isascii() and c.isalnum()).lower() or "x"
+
+
+def _fakes(seed: int) -> dict[str, Faker]:
+    fakes = {}
+    for locale, _, _ in LOCALES:
+        fake = Faker(locale)
+        fake.seed_instance(seed)
+        fakes[locale] = fake
+    return fakes
+
+
+def _fake_people(account_id: str, count: int, seed: int) -> list[UpsertItem]:
+    """``count`` people, the same for the same seed: person fields, persona fields."""
+    rng = random.Random(seed)
+    fakes = _fakes(seed)
+    statuses = list(STATUS_WEIGHTS)
+    role_names = list(ROLE_WEIGHTS)
+    items = []
+    for n in range(count):
+        locale, country, nationality = rng.choice(LOCALES)
+        fake = fakes[locale]
+        first, last = fake.first_name(), fake.last_name()
+        domain = rng.choice(DOMAINS)
+        # Every status and the first roles appear even in a small demo.
+        status = (
+            statuses[n]
+            if n < len(statuses)
+            else rng.choices(statuses, weights=list(STATUS_WEIGHTS.values()))[0]
+        )
+        role = (
+            "Owner" if n == 0 else rng.choices(role_names, weights=list(ROLE_WEIGHTS.values()))[0]
+        )
+        person: dict[str, Any] = {
+            "first_name": first,
+            "last_name": last,
+            "email_address": f"{_slug(first)}.{_slug(last)}.{_slug(account_id)}{n}@{domain}",
+            "phone_number": fake.phone_number(),
+            "external_ref": f"demo-{account_id}-{n:06d}",
+            "nationality": nationality,
+            "country_of_residence": country,
+        }
+        if rng.random() < 0.6:
+            person["dob"] = fake.date_of_birth(minimum_age=18, maximum_age=75)
+        if rng.random() < 0.5:
+            person["title"] = rng.choice(("Mr", "Ms", "Mrs", "Dr", "Mx"))
+        if rng.random() < 0.5:
+            person["gender"] = rng.choice(("female", "male", "non-binary"))
+        if rng.random() < 0.2:
+            person["middle_initials"] = rng.choice("ABCDEFGHJKLMNPRSTW")
+        persona: dict[str, Any] = {
+            "status": status,
+            "role_name": role,
+            "employee_number": f"E{n + 1:05d}",
+            "job_title": fake.job()[:200],
+        }
+        if rng.random() < 0.3:
+            persona["work_number"] = fake.phone_number()
+        items.append(UpsertItem(person, frozenset((account_id,)), persona))
+    return items
+
+
+class _Demo:
+    def __init__(
+        self, conn: AsyncConnection, account_id: str, rng: random.Random, at: datetime
+    ) -> None:
+        self.conn = conn
+        self.account_id = account_id
+        self.rng = rng
+        self.at = at
+
+    def _stamped(self, **values: Any) -> dict[str, Any]:
+        return {"id": uuid.uuid4(), **values, "created_at": self.at, "updated_at": self.at}
+
+    async def custom_roles(self) -> int:
+        existing = set(
+            await self.conn.scalars(
+                select(roles.c.name_key).where(roles.c.account_id == self.account_id)
+            )
+        )
+        missing = [name for name in CUSTOM_ROLES if name.casefold() not in existing]
+        if missing:
+            await self.conn.execute(
+                insert(roles),
+                [
+                    self._stamped(
+                        account_id=self.account_id, name=name, name_key=name.casefold(), type=None
+                    )
+                    for name in missing
+                ],
+            )
+        return len(missing)
+
+    async def people(self, items: Sequence[UpsertItem], region: str) -> list[uuid.UUID]:
+        """Write the people; their persona ids in the order given."""
+        outcomes = await upsert_persons(self.conn, items, region=region)
+        for outcome in outcomes:
+            if outcome.error is not None:  # an email or ref already held by someone else
+                raise outcome.error
+        rows = await self.conn.execute(
+            select(personas.c.person_id, personas.c.id).where(
+                personas.c.account_id == self.account_id
+            )
+        )
+        by_person = dict(rows.all())
+        return [by_person[o.person_id] for o in outcomes if o.person_id is not None]
+
+    async def created_by(self, persona_ids: list[uuid.UUID]) -> None:
+        """Most people were created by one of the first few (the account's admins)."""
+        creators = persona_ids[: max(1, min(5, len(persona_ids) // 10))]
+        links = [
+            {"id": persona_id, "created_by_persona_id": self.rng.choice(creators)}
+            for persona_id in persona_ids[1:]
+            if self.rng.random() < 0.7
+        ]
+        await update_many(self.conn, personas, "id", links)
+
+    async def teams(self, persona_ids: list[uuid.UUID]) -> int:
+        count = min(len(TEAM_NAMES), max(2, len(persona_ids) // 25))
+        team_rows = [
+            self._stamped(
+                account_id=self.account_id,
+                name=TEAM_NAMES[n],
+                primary_owner_persona_id=self.rng.choice(persona_ids),
+            )
+            for n in range(count)
+        ]
+        # Most people in one team, some in two, some in none (not every row has teams).
+        members: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        for persona_id in persona_ids:
+            how_many = min(len(team_rows), self.rng.choice((0, 1, 1, 2)))
+            chosen = self.rng.sample(team_rows, k=how_many)
+            members.update((team["id"], persona_id) for team in chosen)
+        members.update((team["id"], team["primary_owner_persona_id"]) for team in team_rows)
+        await self.conn.execute(insert(teams), team_rows)
+        await self.conn.execute(
+            insert(team_members),
+            [{"team_id": t, "persona_id": p} for t, p in sorted(members, key=str)],
+        )
+        return count
+
+    async def budgets(self, persona_ids: list[uuid.UUID]) -> int:
+        """An account balance, a few shared budgets with members, individual budgets for
+        about a third of the people (so ``withoutIndividualBudget`` splits them)."""
+        rows = [
+            self._stamped(
+                account_id=self.account_id,
+                name="Account balance",
+                type="accountBalance",
+                primary_owner_persona_id=persona_ids[0],
+            )
+        ]
+        members: list[dict[str, Any]] = []
+        for n in range(max(1, len(persona_ids) // 100)):
+            shared = self._stamped(
+                account_id=self.account_id,
+                name=f"Shared budget {n + 1}",
+                type="shared",
+                primary_owner_persona_id=self.rng.choice(persona_ids),
+            )
+            rows.append(shared)
+            chosen = self.rng.sample(persona_ids, k=min(len(persona_ids), 12))
+            members.extend({"budget_id": shared["id"], "persona_id": p} for p in chosen)
+        owners = [p for n, p in enumerate(persona_ids) if n % 3 == 1]
+        rows.extend(
+            self._stamped(
+                account_id=self.account_id,
+                name=f"Individual budget {n + 1}",
+                type="individual",
+                primary_owner_persona_id=owner,
+            )
+            for n, owner in enumerate(owners)
+        )
+        await self.conn.execute(insert(budgets), rows)
+        if members:
+            await self.conn.execute(insert(budget_members), members)
+        return len(rows)
+
+    def _floor(self) -> str | None:
+        return f"Floor {self.rng.randint(1, 9)}" if self.rng.random() < 0.3 else None
+
+    async def addresses(self, persona_ids: list[uuid.UUID], seed: int) -> int:
+        """One address for most people, two for some, none for the rest."""
+        rows = []
+        for n, persona_id in enumerate(persona_ids):
+            locale, country, _ = LOCALES[n % len(LOCALES)]
+            count = self.rng.choice((0, 1, 1, 1, 2))
+            for kind in self.rng.sample(ADDRESS_TYPES, k=count):
+                rows.append((persona_id, kind, locale, country))
+        fakes = _fakes(seed + 1)
+        values = [
+            self._stamped(
+                persona_id=persona_id,
+                type=kind,
+                address_line1=fakes[locale].street_address()[:256],
+                address_line2=self._floor(),
+                address_line3=None,
+                city=fakes[locale].city()[:128],
+                region=None,
+                postcode=fakes[locale].postcode()[:32],
+                country_code=country,
+            )
+            for persona_id, kind, locale, country in rows
+        ]
+        if values:
+            await self.conn.execute(insert(addresses), values)
+        return len(values)

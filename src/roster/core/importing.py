@@ -1,0 +1,395 @@
+"""``roster import``: create or update an account's people from a CSV or JSON Lines file.
+
+The file is read as a stream, in batches; each batch is planned by the upsert
+engine (core/upsert.py, the Persons API's matching rules) and committed on its
+own, so an interrupted import leaves whole batches behind and running the same
+file again converges on the state one clean run gives. A bad row fails alone,
+with its line number and the reason; the others go on. See docs/import-export.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from roster.core.keys import PERSON_FIELDS
+from roster.core.matching import phone_key
+from roster.core.upsert import ITEM_PERSONA_FIELDS, UpsertItem, UpsertOutcome, upsert_persons
+from roster.db.backends import backend_for
+from roster.db.engine import unit_of_work
+from roster.db.tables import PERSONA_STATUSES, accounts, personas, persons, roles
+from roster.errors import AccountNotFound, InvalidRequest, RosterError
+from roster.settings import Settings
+
+#: A CSV header must name these; the others are optional.
+REQUIRED_COLUMNS = ("first_name", "last_name", "email_address", "phone_number", "external_ref")
+#: The columns a file may have, in the order export writes them (operations.md's order).
+IMPORT_COLUMNS = (
+    *REQUIRED_COLUMNS,
+    *(name for name in PERSON_FIELDS if name not in REQUIRED_COLUMNS),
+    *ITEM_PERSONA_FIELDS,
+)
+CSV_SUFFIXES = (".csv",)
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+DEFAULT_BATCH_SIZE = 5000
+#: PostgreSQL may run without autovacuum: refresh the planner's statistics after
+#: this many rows, then every ANALYZE_EVERY, and at the end.
+FIRST_ANALYZE = 20_000
+ANALYZE_EVERY = 200_000
+
+
+class ImportFileError(InvalidRequest):
+    """The file as a whole cannot be imported (unknown columns, unreadable); nothing was written."""
+
+    type = "invalid_import_file"
+    default_message = "The file cannot be imported."
+
+
+@dataclass(frozen=True)
+class ImportFailure:
+    """One row that failed: its line in the file (the header is line 1) and why."""
+
+    line: int
+    reason: str
+    type: str
+
+
+@dataclass
+class ImportSummary:
+    created: int = 0  # a new person, or an existing person newly given a persona in the account
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    failures: list[ImportFailure] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.created + self.updated + self.unchanged + self.failed
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    """Reported after each committed batch."""
+
+    rows: int
+    bytes_read: int
+    total_bytes: int
+    summary: ImportSummary
+
+
+ProgressCallback = Callable[[ImportProgress], None]
+
+
+async def import_rows(
+    engine: AsyncEngine,
+    settings: Settings,
+    account_id: str,
+    source: str | os.PathLike[str],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: ProgressCallback | None = None,
+) -> ImportSummary:
+    """Create or update the people of a CSV or JSON Lines file in one account, batch by batch.
+
+    Raises :class:`AccountNotFound` for an unknown account and :class:`ImportFileError`
+    when the file cannot be imported at all (both before anything is written).
+    """
+    if batch_size < 1:
+        raise InvalidRequest.field("batch_size", "must be at least 1")
+    path = Path(source)
+    async with unit_of_work(engine, write=False) as conn:
+        if await conn.scalar(select(accounts.c.id).where(accounts.c.id == account_id)) is None:
+            raise AccountNotFound(f"There is no account {account_id!r}.")
+    reader = open_import_file(path)
+    summary = ImportSummary()
+    region = settings.default_phone_region
+    next_analyze = FIRST_ANALYZE
+    batches = reader.batches(batch_size)
+
+    def prepare() -> _Batch | None:
+        batch = next(batches, None)
+        return None if batch is None else _prepare(batch, account_id, region)
+
+    # The next batch is read and checked in a thread while this one is written, so
+    # the parsing overlaps the database's work.
+    pending = asyncio.ensure_future(asyncio.to_thread(prepare))
+    try:
+        while (batch := await pending) is not None:
+            pending = asyncio.ensure_future(asyncio.to_thread(prepare))
+            async with unit_of_work(engine, write=True) as conn:
+                outcomes = await upsert_persons(conn, batch.items, region=region)
+            for line, outcome in zip(batch.lines, outcomes, strict=True):
+                _count(summary, line, outcome)
+            if summary.rows >= next_analyze:
+                await _analyze(engine)
+                next_analyze += ANALYZE_EVERY
+            if on_progress is not None:
+                on_progress(ImportProgress(summary.rows, reader.tell(), reader.size, summary))
+    finally:
+        with contextlib.suppress(Exception):
+            await pending  # the thread must be done with the file before it is closed
+        reader.close()
+    if summary.rows:
+        await _analyze(engine)
+    return summary
+
+
+@dataclass(frozen=True)
+class _Batch:
+    lines: list[int]
+    items: list[UpsertItem]
+
+
+def _prepare(records: list[tuple[int, Record]], account_id: str, region: str) -> _Batch:
+    """Items from records; the phone numbers' keys are computed (and cached) here too,
+    in the reading thread, since parsing them is the costliest step of planning."""
+    items = [_item(record, account_id) for _, record in records]
+    for item in items:
+        phone_key(item.person.get("phone_number"), region)
+        phone_key(item.persona.get("work_number"), region)
+    return _Batch([line for line, _ in records], items)
+
+
+async def _analyze(engine: AsyncEngine) -> None:
+    async with unit_of_work(engine, write=True) as conn:
+        await backend_for(conn).analyze(conn, (persons, personas))
+
+
+def _count(summary: ImportSummary, line: int, outcome: UpsertOutcome) -> None:
+    if outcome.error is not None:
+        summary.failed += 1
+        summary.failures.append(ImportFailure(line, outcome.error.message, outcome.error.type))
+    elif outcome.created_person or outcome.created_personas:
+        summary.created += 1
+    elif outcome.changed:
+        summary.updated += 1
+    else:
+        summary.unchanged += 1
+
+
+# -- reading files -------------------------------------------------------------------------
+
+#: A record: the given (non-empty) values by column, or why the row cannot be read.
+Record = dict[str, Any] | RosterError
+
+
+class ImportReader:
+    """Records of one file, with their line numbers, in batches."""
+
+    def __init__(
+        self, handle: IO[bytes], records: Iterator[tuple[int, Record]], text: IO[str] | None = None
+    ) -> None:
+        self._handle = handle
+        self._text = text  # held: the wrapper closes the file when it is collected
+        self._records = records
+        self.size = os.fstat(handle.fileno()).st_size
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def tell(self) -> int:
+        return min(self._handle.tell(), self.size)
+
+    def batches(self, size: int) -> Iterator[list[tuple[int, Record]]]:
+        batch: list[tuple[int, Record]] = []
+        for record in self._records:
+            batch.append(record)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def file_format(path: Path, head: bytes) -> str:
+    """``csv`` or ``jsonl``: by the file's suffix, else by its first character (``{``: JSON)."""
+    suffix = path.suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
+
+
+def open_import_file(path: Path) -> ImportReader:
+    """Open a file and check its columns; raises :class:`ImportFileError` before any row is read."""
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise ImportFileError(f"Cannot read {str(path)!r}: {error.strerror}.") from error
+    try:
+        fmt = file_format(path, handle.read(4096))
+        handle.seek(0)
+        if fmt == "jsonl":
+            _check_jsonl_keys(handle)
+            handle.seek(0)
+            return ImportReader(handle, _jsonl_records(handle))
+        text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="", errors="surrogateescape")
+        return ImportReader(handle, _csv_records(text), text)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _unknown_columns_error(unknown: list[str], what: str) -> ImportFileError:
+    return ImportFileError(
+        f"The file has unknown {what} {', '.join(repr(c) for c in unknown)}; "
+        f"the known columns are {', '.join(IMPORT_COLUMNS)}. Nothing was imported."
+    )
+
+
+def _csv_records(text: IO[str]) -> Iterator[tuple[int, Record]]:
+    rows = csv.reader(text, strict=True)
+    try:
+        header = next(rows)
+    except StopIteration:
+        raise ImportFileError("The file is empty: a CSV file starts with a header row.") from None
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise ImportFileError(f"The header row cannot be read: {error}.") from error
+    header = [name.strip() for name in header]
+    unknown = [name for name in header if name not in IMPORT_COLUMNS]
+    if unknown:
+        raise _unknown_columns_error(unknown, "column" if len(unknown) == 1 else "columns")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise ImportFileError(f"The header names {', '.join(map(repr, repeated))} more than once.")
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        raise ImportFileError(
+            f"The header lacks the column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))}; every file has "
+            f"{', '.join(REQUIRED_COLUMNS)} (cells may be empty)."
+        )
+    return _csv_rows(rows, header)
+
+
+def _csv_rows(rows: Any, header: list[str]) -> Iterator[tuple[int, Record]]:
+    width = len(header)
+    line = rows.line_num + 1
+    while True:
+        try:
+            cells = next(rows)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as error:
+            yield line, InvalidRequest(f"The row cannot be read: {error}.")
+            line = rows.line_num + 1
+            continue
+        start, line = line, rows.line_num + 1
+        if not cells:
+            continue  # a blank line
+        if len(cells) != width:
+            yield start, InvalidRequest(f"The row has {len(cells)} cells; the header has {width}.")
+            continue
+        given = zip(header, cells, strict=True)
+        yield start, {name: cell for name, cell in given if not _blank(cell)}
+
+
+def _check_jsonl_keys(handle: IO[bytes]) -> None:
+    """Read the whole file once for unknown keys, so that none is found after rows are written."""
+    known = frozenset(IMPORT_COLUMNS)
+    unknown: dict[str, None] = {}
+    for raw in handle:
+        try:
+            value = orjson.loads(raw) if raw.strip() else None
+        except orjson.JSONDecodeError:
+            continue  # that row fails on its own
+        if isinstance(value, dict):
+            unknown.update(dict.fromkeys(k for k in value if k not in known))
+    if unknown:
+        raise _unknown_columns_error(list(unknown), "key" if len(unknown) == 1 else "keys")
+
+
+def _jsonl_records(handle: IO[bytes]) -> Iterator[tuple[int, Record]]:
+    for line, raw in enumerate(handle, start=1):
+        if not raw.strip():
+            continue
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            yield line, InvalidRequest(f"The line is not valid JSON: {error}.")
+            continue
+        if not isinstance(value, dict):
+            yield line, InvalidRequest("The line is not a JSON object.")
+            continue
+        yield line, {k: v for k, v in value.items() if not _blank(v)}
+
+
+def _blank(value: object) -> bool:
+    """Not given: an empty (or all white space) cell, a JSON null or empty string."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+# -- checking values -----------------------------------------------------------------------
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: Unicode's control characters (category Cc), as the APIs refuse them, and the lone
+#: surrogates that stand for bytes that are not UTF-8 (read with "surrogateescape").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _max_length(name: str) -> int:
+    if name == "role_name":
+        column = roles.c.name
+    else:
+        column = persons.c[name] if name in PERSON_FIELDS else personas.c[name]
+    length = getattr(column.type, "length", None)
+    assert isinstance(length, int)
+    return length
+
+
+_MAX_LENGTHS = {name: _max_length(name) for name in IMPORT_COLUMNS if name != "dob"}
+
+
+def _item(record: Record, account_id: str) -> UpsertItem:
+    """The upsert item of a record; a bad value makes it a failed item."""
+    accounts_ = frozenset((account_id,))
+    if isinstance(record, RosterError):
+        return UpsertItem({}, accounts_, error=record)
+    try:
+        values = {name: _value(name, value) for name, value in record.items()}
+    except InvalidRequest as error:
+        return UpsertItem({}, accounts_, error=error)
+    person = {name: value for name, value in values.items() if name in PERSON_FIELDS}
+    persona = {name: value for name, value in values.items() if name in ITEM_PERSONA_FIELDS}
+    return UpsertItem(person, accounts_, persona)
+
+
+def _value(name: str, value: Any) -> Any:
+    """A checked value of one column: text within the column's length, and the typed ones."""
+    if not isinstance(value, str):
+        raise InvalidRequest.field(name, "must be a string")
+    if bad := _CONTROL.search(value):
+        if "\ud800" <= bad.group() <= "\udfff":
+            raise InvalidRequest.field(name, "is not valid UTF-8")
+        raise InvalidRequest.field(name, "must not contain control characters")
+    if name == "dob":
+        try:
+            if not _DATE.match(value):
+                raise ValueError
+            return date.fromisoformat(value)
+        except ValueError:
+            raise InvalidRequest.field(name, f"{value!r} is not a date (YYYY-MM-DD)") from None
+    if len(value) > _MAX_LENGTHS[name]:
+        raise InvalidRequest.field(name, f"must be at most {_MAX_LENGTHS[name]} characters")
+    if name == "status" and value not in PERSONA_STATUSES:
+        raise InvalidRequest.field(name, f"{value!r} is not one of {', '.join(PERSONA_STATUSES)}")
+    if name == "email_address":
+        local, at, domain = value.rpartition("@")
+        if not at or not local or not domain or any(c.isspace() for c in value):
+            raise InvalidRequest.field(name, "must be an email address (name@domain)")
+    return value

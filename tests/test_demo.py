@@ -1,0 +1,89 @@
+"""roster demo's core: data for every filter and embed of GET /people."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from roster.core.demo import CUSTOM_ROLES, generate_demo
+from roster.db import tables as t
+from roster.db.engine import unit_of_work
+from roster.db.tables import BUDGET_TYPES, PERSONA_STATUSES
+from tests.bulk import counts, leave_empty, people_state
+from tests.factories import Directory
+
+pytestmark = pytest.mark.usefixtures(leave_empty.__name__)
+
+
+async def test_demo_creates_the_account_and_data_for_every_filter_and_embed(
+    directory: Directory,
+) -> None:
+    summary = await generate_demo(directory.engine, directory.settings, "DEMO", 120, seed=1)
+    assert summary.account_created
+    assert summary.people == 120
+    assert await counts(directory.engine) == (120, 120)
+    async with unit_of_work(directory.engine, write=False) as conn:
+
+        async def values(query: object) -> set[object]:
+            return set(await conn.scalars(query))  # type: ignore[call-overload]
+
+        assert await values(select(t.accounts.c.id)) == {"DEMO"}
+        assert await values(select(t.personas.c.status)) == set(PERSONA_STATUSES)
+        used_roles = await values(
+            select(t.roles.c.name).join(t.personas, t.personas.c.role_id == t.roles.c.id)
+        )
+        assert set(CUSTOM_ROLES) <= used_roles
+        assert {"Owner", "User", "Admin"} <= used_roles
+        assert await values(select(t.roles.c.type).where(t.roles.c.name.in_(CUSTOM_ROLES))) == {
+            None
+        }
+        assert await values(select(t.budgets.c.type)) == set(BUDGET_TYPES)
+        individual = select(t.budgets).where(t.budgets.c.type == "individual")
+        assert all(b.primary_owner_persona_id for b in await conn.execute(individual))
+        assert not await values(
+            select(t.budget_members.c.budget_id)
+            .join(t.budgets)
+            .where(t.budgets.c.type == "individual")
+        )
+        assert await values(select(func.count()).select_from(t.budget_members)) != {0}
+        owners = select(t.budgets.c.primary_owner_persona_id).where(
+            t.budgets.c.type == "individual"
+        )
+        without_budget = select(func.count()).where(t.personas.c.id.not_in(owners))
+        assert (await conn.scalar(without_budget) or 0) > 0
+        assert summary.teams >= 2
+        team_owners = await values(select(t.teams.c.primary_owner_persona_id))
+        assert None not in team_owners
+        assert len(await values(select(t.team_members.c.persona_id).distinct())) > 50
+        assert summary.addresses == await conn.scalar(select(func.count()).select_from(t.addresses))
+        assert summary.addresses > 60
+        created_by = await values(select(t.personas.c.created_by_persona_id))
+        assert None in created_by
+        assert len(created_by) > 1
+        names = await values(select(t.persons.c.first_name))
+        assert any(not str(name).isascii() for name in names)  # accented names
+        assert await values(select(func.count()).where(t.persons.c.dob.is_not(None))) != {0}
+
+
+async def test_the_same_seed_gives_the_same_people(directory: Directory) -> None:
+    await generate_demo(directory.engine, directory.settings, "A1", 30, seed=5)
+    await generate_demo(directory.engine, directory.settings, "A2", 30, seed=5)
+    first = await people_state(directory.engine, "A1")
+    second = await people_state(directory.engine, "A2")
+    assert [p["first_name"] for p in first] == [p["first_name"] for p in second]
+
+
+async def test_an_existing_account_is_filled_not_recreated(directory: Directory) -> None:
+    await directory.account("F50091")
+    summary = await generate_demo(directory.engine, directory.settings, "F50091", 10, seed=3)
+    assert not summary.account_created
+    assert summary.people == 10
+
+
+async def test_a_thousand_people_take_a_few_seconds(directory: Directory) -> None:
+    started = time.perf_counter()
+    summary = await generate_demo(directory.engine, directory.settings, "BIG", 1000, seed=11)
+    assert summary.people == 1000
+    assert time.perf_counter() - started < 15
