@@ -321,7 +321,9 @@ async def enrich(engine: AsyncEngine, account: str) -> dict[str, int]:
             .where(personas.c.account_id == account, personas.c.seq % 3 == 0)
             .values(created_by_persona_id=creators[0])
         )
-        await backend.analyze(conn)
+        await backend.analyze(
+            conn, (persons, personas, teams, team_members, budgets, budget_members, addresses)
+        )
     return {
         "teams": len(team_rows),
         "team_members": len(members),

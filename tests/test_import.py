@@ -356,3 +356,33 @@ async def test_a_row_that_is_not_utf8_fails_alone(bulk: Bulk) -> None:
     assert "UTF-8" in found[2]
     assert summary.created == 2
     assert summary.failed == 2
+
+
+async def test_without_an_account_each_row_names_its_own(bulk: Bulk) -> None:
+    directory, _, tmp_path = bulk
+    await directory.account("F50092")
+    path = write_csv(
+        tmp_path / "many.csv",
+        ("account_id", *HEADER),
+        [
+            ("F50091", "Ada", "One", "ada@one.example", "", "a-1"),
+            ("F50092", "Bo", "Two", "bo@two.example", "", "b-1"),
+            ("F50092", "Ada", "One", "ada@one.example", "", "a-1"),  # joins a second account
+            ("NOPE", "Cy", "Three", "cy@three.example", "", "c-1"),
+            ("", "Di", "Four", "di@four.example", "", "d-1"),
+        ],
+    )
+    summary = await import_rows(directory.engine, directory.settings, None, path)
+    assert (summary.created, summary.failed) == (3, 2)
+    assert reasons(summary) == {5: "There is no account 'NOPE'.", 6: "The row has no account_id."}
+    assert await counts(directory.engine) == (2, 3)
+
+
+async def test_an_account_id_column_is_unknown_when_the_account_is_given(bulk: Bulk) -> None:
+    directory, _, tmp_path = bulk
+    path = write_csv(
+        tmp_path / "x.csv", ("account_id", *HEADER), [("F50091", "A", "B", "", "", "")]
+    )
+    with pytest.raises(ImportFileError, match="account_id is read only when no account is given"):
+        await run(directory, path)
+    assert await counts(directory.engine) == (0, 0)

@@ -397,7 +397,14 @@ def clients_revoke(
 @app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="CSV with a header row, or JSON Lines.")],
-    account: Annotated[str, typer.Option("--account", help="The account the people join.")],
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account",
+            help="The account the people join. Without it, each row names its account "
+            "in an account_id column.",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Rows per committed batch.", min=1)] = 5000,
     as_json: JsonOption = False,
 ) -> None:
@@ -465,11 +472,12 @@ def export(
     ] = None,
 ) -> None:
     """Write an account's people in the format import reads (round-trip safe)."""
-    from roster.core.exporting import export_rows
+    from roster.core.exporting import EXPORT_FORMATS, export_rows
 
-    chosen = fmt or ("jsonl" if output and output.suffix in (".jsonl", ".ndjson") else "csv")
-    if chosen not in ("csv", "jsonl"):
-        raise CommandError(f"--format must be csv or jsonl, not {chosen!r}")
+    wanted = fmt or ("jsonl" if output and output.suffix in (".jsonl", ".ndjson") else "csv")
+    chosen = next((f for f in EXPORT_FORMATS if f == wanted), None)
+    if chosen is None:
+        raise CommandError(f"--format must be csv or jsonl, not {wanted!r}")
     config = settings()
 
     async def go(stream: TextIO) -> int:

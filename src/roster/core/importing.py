@@ -34,6 +34,8 @@ from roster.db.tables import PERSONA_STATUSES, accounts, personas, persons, role
 from roster.errors import AccountNotFound, InvalidRequest, RosterError
 from roster.settings import Settings
 
+#: Read only when the import names no account: each row then names its own.
+ACCOUNT_COLUMN = "account_id"
 #: A CSV header must name these; the others are optional.
 REQUIRED_COLUMNS = ("first_name", "last_name", "email_address", "phone_number", "external_ref")
 #: The columns a file may have, in the order export writes them (operations.md's order).
@@ -97,7 +99,7 @@ ProgressCallback = Callable[[ImportProgress], None]
 async def import_rows(
     engine: AsyncEngine,
     settings: Settings,
-    account_id: str,
+    account_id: str | None,
     source: str | os.PathLike[str],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -105,16 +107,19 @@ async def import_rows(
 ) -> ImportSummary:
     """Create or update the people of a CSV or JSON Lines file in one account, batch by batch.
 
-    Raises :class:`AccountNotFound` for an unknown account and :class:`ImportFileError`
-    when the file cannot be imported at all (both before anything is written).
+    With ``account_id`` None, each row names its account in an ``account_id`` column
+    (a row naming an unknown account fails alone). Raises :class:`AccountNotFound` for an
+    unknown account and :class:`ImportFileError` when the file cannot be imported at all
+    (both before anything is written).
     """
     if batch_size < 1:
         raise InvalidRequest.field("batch_size", "must be at least 1")
     path = Path(source)
     async with unit_of_work(engine, write=False) as conn:
-        if await conn.scalar(select(accounts.c.id).where(accounts.c.id == account_id)) is None:
-            raise AccountNotFound(f"There is no account {account_id!r}.")
-    reader = open_import_file(path)
+        known = frozenset(await conn.scalars(select(accounts.c.id)))
+    if account_id is not None and account_id not in known:
+        raise AccountNotFound(f"There is no account {account_id!r}.")
+    reader = open_import_file(path, account_column=account_id is None)
     summary = ImportSummary()
     region = settings.default_phone_region
     next_analyze = FIRST_ANALYZE
@@ -122,7 +127,7 @@ async def import_rows(
 
     def prepare() -> _Batch | None:
         batch = next(batches, None)
-        return None if batch is None else _prepare(batch, account_id, region)
+        return None if batch is None else _prepare(batch, account_id, known, region)
 
     # The next batch is read and checked in a thread while this one is written, so
     # the parsing overlaps the database's work.
@@ -154,10 +159,12 @@ class _Batch:
     items: list[UpsertItem]
 
 
-def _prepare(records: list[tuple[int, Record]], account_id: str, region: str) -> _Batch:
+def _prepare(
+    records: list[tuple[int, Record]], account_id: str | None, known: frozenset[str], region: str
+) -> _Batch:
     """Items from records; the phone numbers' keys are computed (and cached) here too,
     in the reading thread, since parsing them is the costliest step of planning."""
-    items = [_item(record, account_id) for _, record in records]
+    items = [_item(record, account_id, known) for _, record in records]
     for item in items:
         phone_key(item.person.get("phone_number"), region)
         phone_key(item.persona.get("work_number"), region)
@@ -225,7 +232,7 @@ def file_format(path: Path, head: bytes) -> str:
     return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
 
 
-def open_import_file(path: Path) -> ImportReader:
+def open_import_file(path: Path, *, account_column: bool = False) -> ImportReader:
     """Open a file and check its columns; raises :class:`ImportFileError` before any row is read."""
     try:
         handle = path.open("rb")
@@ -235,24 +242,33 @@ def open_import_file(path: Path) -> ImportReader:
         fmt = file_format(path, handle.read(4096))
         handle.seek(0)
         if fmt == "jsonl":
-            _check_jsonl_keys(handle)
+            _check_jsonl_keys(handle, _known_columns(account_column))
             handle.seek(0)
             return ImportReader(handle, _jsonl_records(handle))
         text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="", errors="surrogateescape")
-        return ImportReader(handle, _csv_records(text), text)
+        return ImportReader(handle, _csv_records(text, _known_columns(account_column)), text)
     except BaseException:
         handle.close()
         raise
 
 
-def _unknown_columns_error(unknown: list[str], what: str) -> ImportFileError:
+def _known_columns(account_column: bool) -> tuple[str, ...]:
+    return (ACCOUNT_COLUMN, *IMPORT_COLUMNS) if account_column else IMPORT_COLUMNS
+
+
+def _unknown_columns_error(
+    unknown: list[str], what: str, known: tuple[str, ...]
+) -> ImportFileError:
+    hint = (
+        " (account_id is read only when no account is given)" if ACCOUNT_COLUMN in unknown else ""
+    )
     return ImportFileError(
-        f"The file has unknown {what} {', '.join(repr(c) for c in unknown)}; "
-        f"the known columns are {', '.join(IMPORT_COLUMNS)}. Nothing was imported."
+        f"The file has unknown {what} {', '.join(repr(c) for c in unknown)}{hint}; "
+        f"the known columns are {', '.join(known)}. Nothing was imported."
     )
 
 
-def _csv_records(text: IO[str]) -> Iterator[tuple[int, Record]]:
+def _csv_records(text: IO[str], known: tuple[str, ...]) -> Iterator[tuple[int, Record]]:
     rows = csv.reader(text, strict=True)
     try:
         header = next(rows)
@@ -261,18 +277,19 @@ def _csv_records(text: IO[str]) -> Iterator[tuple[int, Record]]:
     except (csv.Error, UnicodeDecodeError) as error:
         raise ImportFileError(f"The header row cannot be read: {error}.") from error
     header = [name.strip() for name in header]
-    unknown = [name for name in header if name not in IMPORT_COLUMNS]
+    unknown = [name for name in header if name not in known]
     if unknown:
-        raise _unknown_columns_error(unknown, "column" if len(unknown) == 1 else "columns")
+        raise _unknown_columns_error(unknown, "column" if len(unknown) == 1 else "columns", known)
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise ImportFileError(f"The header names {', '.join(map(repr, repeated))} more than once.")
-    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    required = (*REQUIRED_COLUMNS, *(c for c in known if c == ACCOUNT_COLUMN))
+    missing = [name for name in required if name not in header]
     if missing:
         raise ImportFileError(
             f"The header lacks the column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(map(repr, missing))}; every file has "
-            f"{', '.join(REQUIRED_COLUMNS)} (cells may be empty)."
+            f"{', '.join(required)} (cells may be empty)."
         )
     return _csv_rows(rows, header)
 
@@ -299,9 +316,9 @@ def _csv_rows(rows: Any, header: list[str]) -> Iterator[tuple[int, Record]]:
         yield start, {name: cell for name, cell in given if not _blank(cell)}
 
 
-def _check_jsonl_keys(handle: IO[bytes]) -> None:
+def _check_jsonl_keys(handle: IO[bytes], columns: tuple[str, ...]) -> None:
     """Read the whole file once for unknown keys, so that none is found after rows are written."""
-    known = frozenset(IMPORT_COLUMNS)
+    known = frozenset(columns)
     unknown: dict[str, None] = {}
     for raw in handle:
         try:
@@ -311,7 +328,7 @@ def _check_jsonl_keys(handle: IO[bytes]) -> None:
         if isinstance(value, dict):
             unknown.update(dict.fromkeys(k for k in value if k not in known))
     if unknown:
-        raise _unknown_columns_error(list(unknown), "key" if len(unknown) == 1 else "keys")
+        raise _unknown_columns_error(list(unknown), "key" if len(unknown) == 1 else "keys", columns)
 
 
 def _jsonl_records(handle: IO[bytes]) -> Iterator[tuple[int, Record]]:
@@ -355,11 +372,17 @@ def _max_length(name: str) -> int:
 _MAX_LENGTHS = {name: _max_length(name) for name in IMPORT_COLUMNS if name != "dob"}
 
 
-def _item(record: Record, account_id: str) -> UpsertItem:
+def _item(record: Record, account_id: str | None, known: frozenset[str]) -> UpsertItem:
     """The upsert item of a record; a bad value makes it a failed item."""
-    accounts_ = frozenset((account_id,))
     if isinstance(record, RosterError):
-        return UpsertItem({}, accounts_, error=record)
+        return UpsertItem({}, frozenset(), error=record)
+    if account_id is None:
+        named = record.pop(ACCOUNT_COLUMN, None)
+        if named not in known:
+            problem = f"There is no account {named!r}." if named else "The row has no account_id."
+            return UpsertItem({}, frozenset(), error=AccountNotFound(problem))
+        account_id = str(named)
+    accounts_ = frozenset((account_id,))
     try:
         values = {name: _value(name, value) for name, value in record.items()}
     except InvalidRequest as error:
