@@ -247,7 +247,7 @@ async def _prepare(config: Settings, host: str, port: int, demo: bool) -> None:
             err.print(f"Creating the demo account {DEMO_ACCOUNT} (the database is empty)...")
             await generate_demo(engine, config, DEMO_ACCOUNT, people=DEMO_PEOPLE, seed=1)
         async with unit_of_work(engine, write=True) as conn:
-            err.print(await _introduce(conn, f"http://{_client_host(host)}:{port}"))
+            out.print(await _introduce(conn, f"http://{_client_host(host)}:{port}"))
 
 
 DEMO_ACCOUNT = "DEMO"
