@@ -189,11 +189,13 @@ async def create_accounts(engine: AsyncEngine, scale: Scale) -> None:
             {
                 "id": uuid.uuid4(),
                 "account_id": BIG,
-                "name": n,
-                "name_key": n.casefold(),
+                "name": name,
+                "name_key": name.casefold(),
                 "type": None,
+                "created_at": data.STAMP,
+                "updated_at": data.STAMP,
             }
-            for n in ("Approver", "Travel Booker")
+            for name in ("Approver", "Travel Booker")
         ]
         await conn.execute(roles.insert(), extra)
 
