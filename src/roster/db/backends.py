@@ -40,8 +40,15 @@ TRIGRAM = 3
 class Backend(Protocol):
     name: str
 
+    #: Execution options of a read transaction whose statements all see one snapshot.
+    snapshot_options: Mapping[str, Any]
+
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         """True for personas whose search text holds every (folded) term."""
+        ...
+
+    def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
+        """``text`` to sort by code point, whatever the database's collation."""
         ...
 
     def insert(self, table: Table) -> UpsertingInsert:
@@ -81,12 +88,20 @@ def like_pattern(term: str) -> str:
 
 class PostgresBackend:
     name = "postgresql"
+    # READ COMMITTED would give each statement its own snapshot.
+    snapshot_options: Mapping[str, Any] = {
+        "isolation_level": "REPEATABLE READ",
+        "postgresql_readonly": True,
+    }
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         return and_(
             true(),
             *(personas.c.search_text.like(like_pattern(term), escape="\\") for term in terms),
         )
+
+    def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
+        return text.collate("C")
 
     def insert(self, table: Table) -> UpsertingInsert:
         return postgresql.insert(table)
@@ -110,6 +125,8 @@ _FTS = table("personas_search", column("rowid"))
 
 class SqliteBackend:
     name = "sqlite"
+    # In WAL mode a transaction reads one snapshot, taken at its first read.
+    snapshot_options: Mapping[str, Any] = {}
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         indexed = [term for term in terms if len(term) >= TRIGRAM]
@@ -122,6 +139,9 @@ class SqliteBackend:
             conditions.append(personas.c.seq.in_(matching))
         conditions.extend(func.instr(personas.c.search_text, term) > 0 for term in scanned)
         return and_(true(), *conditions)
+
+    def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
+        return text  # SQLite's default collation, BINARY, is code point order for UTF-8
 
     def insert(self, table: Table) -> UpsertingInsert:
         return sqlite.insert(table)
