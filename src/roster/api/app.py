@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from roster import __version__
-from roster.api import health, oauth, persons
+from roster.api import health, oauth, people, persons
 from roster.api.deps import Services
 from roster.api.errors import install_error_handlers
 from roster.api.metrics import Metrics
@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(oauth.router)
     app.include_router(persons.router)
+    app.include_router(people.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=services.metrics)
