@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import jwt
+from hypothesis import HealthCheck, settings
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,6 +23,13 @@ from roster.core.upsert import UpsertItem, upsert_persons
 from roster.db.engine import unit_of_work
 from roster.db.tables import metadata, personas
 from roster.settings import Settings
+
+#: The property tests' budget: enough examples to find a broken rule, small enough to be quick.
+PROPERTY_SETTINGS = settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 async def reset_database(engine: AsyncEngine) -> None:
@@ -97,6 +105,16 @@ class Directory:
                 conn, name, scopes, None if accounts is None else list(accounts)
             )
         return Client(credentials)
+
+    async def fresh(self, accounts: Iterable[str], items: Sequence[UpsertItem]) -> list[uuid.UUID]:
+        """Empty the directory, create these accounts, then upsert the items: their person ids."""
+        await reset_database(self.engine)
+        async with unit_of_work(self.engine, write=True) as conn:
+            for account in accounts:
+                await create_account(conn, account, account)
+            outcomes = await upsert_persons(conn, items, region=self.settings.default_phone_region)
+        assert all(o.person_id for o in outcomes), [o.error for o in outcomes]
+        return [o.person_id for o in outcomes if o.person_id is not None]
 
     async def expired_token(self, client_id: str) -> str:
         """A bearer token for this client, signed with the instance key, expired 5s ago."""

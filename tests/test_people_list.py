@@ -17,7 +17,7 @@ from sqlalchemy import event
 
 from roster.core.people import listing
 from roster.core.upsert import UpsertItem, upsert_persons
-from roster.db.engine import unit_of_work
+from roster.db.engine import read_snapshot, unit_of_work
 from tests.factories import Client, Directory
 
 ACCOUNT = "F50091"
@@ -606,3 +606,18 @@ async def test_a_large_page_is_streamed_in_chunks(
     assert body["count"] == 9
     assert len(body["rows"]) == 9
     assert [row["firstName"] for row in body["rows"]] == sorted(f"P{n}" for n in range(9))
+
+
+async def test_the_count_and_the_rows_see_one_snapshot(
+    directory: Directory, caller: Client
+) -> None:
+    for n in range(3):
+        await directory.person([ACCOUNT], first_name=f"P{n}", last_name="Before")
+    async with read_snapshot(directory.engine) as conn:
+        page = await listing.list_people(conn, ACCOUNT, listing.PeopleQuery(limit=100))
+        # Another request adds someone between the count and the rows.
+        await directory.person([ACCOUNT], first_name="Late", last_name="Arrival")
+        rows = [row async for chunk in page.chunks for row in chunk]
+    assert page.count == len(rows) == 3
+    async with read_snapshot(directory.engine) as conn:
+        assert (await listing.list_people(conn, ACCOUNT, listing.PeopleQuery())).count == 4
