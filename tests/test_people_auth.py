@@ -189,6 +189,11 @@ async def test_every_endpoint_is_documented_with_its_errors(app: FastAPI) -> Non
         assert operation["summary"]
         assert operation.get("description")
         assert {"400", "401", "403", "404", "429"} <= set(operation["responses"])
+        # Malformed requests are 400 here; 422 is only ever a broken business rule.
+        unprocessable = operation["responses"].get("422", {}).get("description", "")
+        assert unprocessable in ("", "A business rule the request breaks (unprocessable)")
+    assert "422" in paths["/budgets"]["post"]["responses"]
+    assert "422" not in paths["/people"]["get"]["responses"]
     people = paths["/people"]["get"]
     names = {p["name"] for p in people["parameters"]}
     assert names == {

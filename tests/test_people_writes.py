@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, insert, select
 
+from roster.core.people.conflicts import write_unique
+from roster.db.engine import unit_of_work
+from roster.db.tables import roles
+from roster.errors import Conflict
 from tests.factories import Client, Directory
 
 ACCOUNT = "F50091"
@@ -170,8 +176,10 @@ async def test_patch_people_changes_the_person_and_its_search_columns(
     assert changed["updatedAt"] >= row["updatedAt"]
     assert await listed(client, caller, search="treutel") == []
     assert [r["id"] for r in await listed(client, caller, search="zebre 612345678")] == [row["id"]]
-    same = await send(client, caller, "PATCH", f"/people/{row['id']}?accountId={ACCOUNT}", {})
-    assert same["lastName"] == "Zèbre"
+    path = f"/people/{row['id']}?accountId={ACCOUNT}"
+    for unchanged in ({}, {"lastName": "Zèbre", "emailAddress": "c@acme.com"}):
+        same = await send(client, caller, "PATCH", path, unchanged)
+        assert (same["lastName"], same["updatedAt"]) == ("Zèbre", changed["updatedAt"])
 
 
 async def test_patch_people_email_collision_is_409_and_changes_nothing(
@@ -389,6 +397,10 @@ async def test_teams_list_create_and_members(
     await send(
         client, caller, "POST", "/teams", {"accountId": ACCOUNT, "name": "Y", "members": []}, 400
     )
+    namesake = await send(
+        client, caller, "POST", "/teams", {"accountId": ACCOUNT, "name": "Red"}, 201
+    )
+    assert namesake["id"] != team["id"]  # team names need not be unique
 
 
 async def test_budgets_list_create_and_the_individual_rules(
@@ -428,9 +440,11 @@ async def test_budgets_list_create_and_the_individual_rules(
     balance = {"accountId": ACCOUNT, "name": "Main", "type": "accountBalance"}
     await send(client, caller, "POST", "/budgets", balance, 201)
     await send(client, caller, "POST", "/budgets", {**balance, "type": "personal"}, 400)
+    second = {**base, "name": "Ann's too", "primaryOwnerPersonaId": ann}
+    await send(client, caller, "POST", "/budgets", second, 201)
     listing = await send(client, caller, "GET", f"/budgets?accountId={ACCOUNT}&limit=2")
-    assert listing["count"] == 3
-    assert [b["name"] for b in listing["rows"]] == ["Ann's", "Main"]
+    assert listing["count"] == 4
+    assert [b["name"] for b in listing["rows"]] == ["Ann's", "Ann's too"]
     without = await listed(client, caller, withoutIndividualBudget="true")
     assert [r["firstName"] for r in without] == ["Bob"]
     assert {r["firstName"] for r in await listed(client, caller, budgetId=shared["id"])} == {
@@ -482,3 +496,23 @@ async def test_addresses(client: httpx.AsyncClient, directory: Directory, caller
         body = await send(client, caller, "POST", path, {**address, "personaId": persona_id}, 404)
         error(body, "not_found")
     await send(client, caller, "POST", "/addresses", address, 400)
+
+
+async def test_a_writer_losing_a_race_to_a_unique_value_gets_409(
+    directory: Directory, caller: Client
+) -> None:
+    at = datetime.now(UTC)
+    duplicate = insert(roles).values(
+        id=uuid.uuid4(),
+        account_id=ACCOUNT,
+        name="ADMIN",
+        name_key="admin",
+        type=None,
+        created_at=at,
+        updated_at=at,
+    )
+    async with unit_of_work(directory.engine, write=True) as conn:
+        with pytest.raises(Conflict, match="taken"):
+            await write_unique(conn, duplicate, "taken")
+        # Only the savepoint was rolled back: the request's transaction goes on.
+        assert await conn.scalar(select(func.count()).select_from(roles)) == 12

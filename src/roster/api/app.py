@@ -13,6 +13,7 @@ from roster.api.deps import Services
 from roster.api.errors import install_error_handlers
 from roster.api.metrics import Metrics
 from roster.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from roster.api.openapi import without_fastapi_validation_errors
 from roster.api.ratelimit import ClientRateLimiter
 from roster.db.engine import create_engine
 from roster.settings import Settings
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
+    without_fastapi_validation_errors(app)
     app.include_router(oauth.router)
     app.include_router(persons.router)
     app.include_router(people.router)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel
 
 
@@ -43,3 +45,25 @@ _MEANING = {
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """FastAPI ``responses`` entries for these statuses, all in the error shape."""
     return {s: {"model": ErrorBody, "description": _MEANING[s]} for s in statuses}
+
+
+def without_fastapi_validation_errors(app: FastAPI) -> None:
+    """Drop the ``422 Validation Error`` FastAPI documents on every route with parameters:
+    Roster answers a malformed request with ``400 invalid_request``, and 422 only for a
+    broken business rule, where a route says so.
+    """
+    generate: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    responses = operation.get("responses", {})
+                    if responses.get("422", {}).get("description") == "Validation Error":
+                        del responses["422"]
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]

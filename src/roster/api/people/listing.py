@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Literal
 
 import orjson
 from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator, Field
+from starlette.types import Receive, Scope, Send
 
 from roster.api.deps import ReadConnection, services
 from roster.api.fields import AccountId
@@ -157,7 +158,7 @@ async def _people_json(
         yield b"]}"
 
 
-async def _after(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+async def _after(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
     try:
         yield first
         async for piece in rest:
@@ -166,8 +167,26 @@ async def _after(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterat
         await rest.aclose()
 
 
+class _JsonStream(StreamingResponse):
+    """A streamed answer that closes its pieces however it ends. Starlette leaves a stream
+    cut short by a client's disconnect suspended until garbage collection, which would
+    hold its read transaction and connection until then.
+    """
+
+    def __init__(self, pieces: AsyncGenerator[bytes, None]) -> None:
+        super().__init__(pieces, media_type="application/json")
+        self._pieces = pieces
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._pieces.aclose()
+
+
 @router.get(
     "/people",
+    summary="List people",
     response_model=None,
     responses={200: {"model": PeoplePage, "description": "A page of the account's people."}},
 )
@@ -182,4 +201,4 @@ async def list_people_endpoint(
     body = _people_json(request, account_id, parameters)
     # The first piece runs the count: a fault there is still answered as an error.
     first = await anext(body)
-    return StreamingResponse(_after(first, body), media_type="application/json")
+    return _JsonStream(_after(first, body))
