@@ -567,9 +567,13 @@ async def test_embeds_cost_the_same_queries_for_5_rows_as_for_200(
     assert costs[200] <= 12  # credentials and account, count, rows, one per embed
 
 
-def stream_scope(caller: Client, query: str) -> dict[str, Any]:
-    """The ASGI scope of a GET /people, to watch the answer leave piece by piece."""
-    return {
+async def stream_people(
+    app: FastAPI, caller: Client, query: str, hang_up_after: int | None = None
+) -> list[bytes]:
+    """Call GET /people as a server would, and the body pieces as they leave; with
+    ``hang_up_after``, the client goes away once it has that many pieces.
+    """
+    scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -582,39 +586,46 @@ def stream_scope(caller: Client, query: str) -> dict[str, Any]:
         "server": ("roster.test", 80),
         "client": ("127.0.0.1", 1234),
     }
-
-
-async def test_a_large_page_is_streamed_in_chunks(
-    app: FastAPI, directory: Directory, caller: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for n in range(9):
-        await directory.person([ACCOUNT], first_name=f"P{n}", last_name="Streamed")
-    monkeypatch.setattr(listing, "CHUNK_SIZE", 2)
-    messages: list[MutableMapping[str, Any]] = []
-
+    pieces: list[bytes] = []
     requested = False
-    done = asyncio.Event()
+    gone = asyncio.Event()
 
     async def receive() -> dict[str, Any]:
         nonlocal requested
         if not requested:
             requested = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        await done.wait()
+        await gone.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: MutableMapping[str, Any]) -> None:
-        messages.append(message)
-        if message["type"] == "http.response.body" and not message.get("more_body"):
-            done.set()
+        if message["type"] == "http.response.start":
+            assert message["status"] == 200
+        if message["type"] != "http.response.body":
+            return
+        pieces.append(message["body"])
+        if not message.get("more_body") or len(pieces) == hang_up_after:
+            gone.set()  # the server learns it from receive(), as under uvicorn
+            await asyncio.sleep(0.05)  # a socket write: the server gets to listen
 
-    await app(
-        stream_scope(caller, f"accountId={ACCOUNT}&limit=100000&include=persona.roles"),
-        receive,
-        send,
-    )
-    assert messages[0]["status"] == 200
-    pieces = [m["body"] for m in messages if m["type"] == "http.response.body" and m["body"]]
+    await app(scope, receive, send)
+    return [piece for piece in pieces if piece]
+
+
+@pytest.fixture
+async def nine_in_chunks_of_two(
+    directory: Directory, caller: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nine people, listed two rows per chunk."""
+    for n in range(9):
+        await directory.person([ACCOUNT], first_name=f"P{n}", last_name="Streamed")
+    monkeypatch.setattr(listing, "CHUNK_SIZE", 2)
+
+
+@pytest.mark.usefixtures("nine_in_chunks_of_two")
+async def test_a_large_page_is_streamed_in_chunks(app: FastAPI, caller: Client) -> None:
+    query = f"accountId={ACCOUNT}&limit=100000&include=persona.roles"
+    pieces = await stream_people(app, caller, query)
     assert len(pieces) >= 6  # the head, five chunks of at most two rows, the tail
     body = orjson.loads(b"".join(pieces))
     assert body["count"] == 9
@@ -649,32 +660,10 @@ async def test_a_database_fault_before_the_first_row_is_a_503(
     assert response.json()["error"]["type"] == "service_unavailable"
 
 
+@pytest.mark.usefixtures("nine_in_chunks_of_two")
 async def test_a_client_going_away_mid_stream_releases_the_connection(
-    app: FastAPI, directory: Directory, caller: Client, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, caller: Client
 ) -> None:
-    for n in range(9):
-        await directory.person([ACCOUNT], first_name=f"P{n}", last_name="Streamed")
-    monkeypatch.setattr(listing, "CHUNK_SIZE", 2)
-    pieces: list[bytes] = []
-    requested = False
-    hung_up = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await hung_up.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.body":
-            pieces.append(message["body"])
-            if len(pieces) == 2:
-                hung_up.set()  # the server learns it from receive(), as under uvicorn
-                await asyncio.sleep(0.05)  # a socket write: the server gets to listen
-
-    scope = stream_scope(caller, f"accountId={ACCOUNT}&limit=100000")
-    await app(scope, receive, send)
+    pieces = await stream_people(app, caller, f"accountId={ACCOUNT}&limit=100000", 2)
     assert len(pieces) < 7  # not the head, five chunks and the tail
     assert app.state.services.engine.sync_engine.pool.checkedout() == 0
