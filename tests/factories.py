@@ -5,17 +5,31 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+import httpx
+import jwt
+from hypothesis import HealthCheck, settings
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from roster.core.accounts import create_account
-from roster.core.auth import ClientCredentials, create_client
+from roster.core.auth import ClientCredentials, create_client, signing_key
+from roster.core.people.addresses import add_address
+from roster.core.people.memberships import create_budget, create_team
+from roster.core.people.roles import create_role
 from roster.core.upsert import UpsertItem, upsert_persons
 from roster.db.engine import unit_of_work
-from roster.db.tables import metadata
+from roster.db.tables import metadata, personas
 from roster.settings import Settings
+
+#: The property tests' budget: enough examples to find a broken rule, small enough to be quick.
+PROPERTY_SETTINGS = settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 async def reset_database(engine: AsyncEngine) -> None:
@@ -53,6 +67,20 @@ class Client:
         return {"Authorization": f"ApiKey {self.api_key}"}
 
 
+async def bearer_token(http: httpx.AsyncClient, caller: Client) -> str:
+    """An access token for this client, from the token endpoint."""
+    response = await http.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": caller.client_id,
+            "client_secret": caller.secret,
+        },
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
 @dataclass
 class Directory:
     engine: AsyncEngine
@@ -78,6 +106,23 @@ class Directory:
             )
         return Client(credentials)
 
+    async def fresh(self, accounts: Iterable[str], items: Sequence[UpsertItem]) -> list[uuid.UUID]:
+        """Empty the directory, create these accounts, then upsert the items: their person ids."""
+        await reset_database(self.engine)
+        async with unit_of_work(self.engine, write=True) as conn:
+            for account in accounts:
+                await create_account(conn, account, account)
+            outcomes = await upsert_persons(conn, items, region=self.settings.default_phone_region)
+        assert all(o.person_id for o in outcomes), [o.error for o in outcomes]
+        return [o.person_id for o in outcomes if o.person_id is not None]
+
+    async def expired_token(self, client_id: str) -> str:
+        """A bearer token for this client, signed with the instance key, expired 5s ago."""
+        async with unit_of_work(self.engine, write=True) as conn:
+            key = await signing_key(conn, None)
+        claims = {"sub": client_id, "exp": datetime.now(UTC) - timedelta(seconds=5)}
+        return jwt.encode(claims, key, algorithm="HS256")
+
     async def person(self, accounts: Iterable[str], **fields: Any) -> uuid.UUID:
         """Create (or update, by the matching rules) a person with personas in ``accounts``."""
         persona: dict[str, Any] = {
@@ -95,3 +140,51 @@ class Directory:
         assert outcome.error is None, outcome.error
         assert outcome.person_id is not None
         return outcome.person_id
+
+    async def persona(self, person_id: uuid.UUID, account_id: str) -> uuid.UUID:
+        """The id of a person's persona on an account."""
+        async with unit_of_work(self.engine, write=False) as conn:
+            found: uuid.UUID | None = await conn.scalar(
+                select(personas.c.id).where(
+                    personas.c.person_id == person_id, personas.c.account_id == account_id
+                )
+            )
+        assert found is not None
+        return found
+
+    async def role(self, account_id: str, name: str) -> uuid.UUID:
+        async with unit_of_work(self.engine, write=True) as conn:
+            return (await create_role(conn, account_id, name)).id
+
+    async def team(
+        self,
+        account_id: str,
+        name: str,
+        owner: uuid.UUID | None = None,
+        members: Sequence[uuid.UUID] = (),
+    ) -> uuid.UUID:
+        async with unit_of_work(self.engine, write=True) as conn:
+            return (await create_team(conn, account_id, name, owner, members)).id
+
+    async def budget(
+        self,
+        account_id: str,
+        name: str,
+        budget_type: str = "shared",
+        owner: uuid.UUID | None = None,
+        members: Sequence[uuid.UUID] = (),
+    ) -> uuid.UUID:
+        async with unit_of_work(self.engine, write=True) as conn:
+            return (await create_budget(conn, account_id, name, budget_type, owner, members)).id
+
+    async def address(self, account_id: str, persona_id: uuid.UUID, **fields: Any) -> uuid.UUID:
+        given = {
+            "type": "home",
+            "address_line1": "1 High Street",
+            "city": "London",
+            "postcode": "N1 1AA",
+            "country_code": "GB",
+            **fields,
+        }
+        async with unit_of_work(self.engine, write=True) as conn:
+            return (await add_address(conn, account_id, persona_id, given)).id

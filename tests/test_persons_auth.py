@@ -11,6 +11,7 @@ import pytest
 from roster.core.auth import revoke_client
 from roster.db.engine import unit_of_work
 from tests.factories import Client, Directory
+from tests.factories import bearer_token as token_for
 
 MISSING = (
     "Your request does not include an 'Authorization' header with a bearer token for your account."
@@ -31,19 +32,6 @@ async def caller(directory: Directory) -> Client:
 
 async def find_with(client: httpx.AsyncClient, headers: dict[str, str]) -> httpx.Response:
     return await client.post("/persons/find/", json={"external_ref": "known"}, headers=headers)
-
-
-async def token_for(client: httpx.AsyncClient, caller: Client) -> str:
-    response = await client.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": caller.client_id,
-            "client_secret": caller.secret,
-        },
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["access_token"])
 
 
 @pytest.mark.parametrize("header", [None, "", "   "])

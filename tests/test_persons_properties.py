@@ -6,25 +6,19 @@ import uuid
 from dataclasses import dataclass
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from roster.core.accounts import create_account
 from roster.core.auth import create_client
 from roster.core.matching import name_key
 from roster.core.persons import PersonCriteria, find_persons
-from roster.core.upsert import UpsertItem, upsert_persons
+from roster.core.upsert import UpsertItem
 from roster.db.engine import unit_of_work
 from roster.errors import NotFound
-from tests.factories import Directory, reset_database
+from tests.factories import PROPERTY_SETTINGS, Directory
 
 ACCOUNTS = ("A1", "A2", "A3", "A4")
 NAMES = ("Ann", "ANN", "Bob", "Zoë", "zoe")
-PROPERTY_SETTINGS = settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 
 @dataclass(frozen=True)
@@ -48,24 +42,16 @@ account_sets = st.frozensets(st.sampled_from(ACCOUNTS), min_size=1)
 
 async def load(directory: Directory, someone: list[Someone]) -> list[uuid.UUID]:
     """A fresh directory holding these people, in order (their cursor order)."""
-    await reset_database(directory.engine)
-    async with unit_of_work(directory.engine, write=True) as conn:
-        for account in ACCOUNTS:
-            await create_account(conn, account, account)
-        outcomes = await upsert_persons(
-            conn,
-            [
-                UpsertItem(
-                    {"external_ref": f"p{n}", "first_name": s.first_name, "last_name": s.last_name},
-                    s.accounts,
-                )
-                for n, s in enumerate(someone)
-            ],
-            region="GB",
-        )
-    ids = [o.person_id for o in outcomes]
-    assert all(ids)
-    return [i for i in ids if i is not None]
+    return await directory.fresh(
+        ACCOUNTS,
+        [
+            UpsertItem(
+                {"external_ref": f"p{n}", "first_name": s.first_name, "last_name": s.last_name},
+                s.accounts,
+            )
+            for n, s in enumerate(someone)
+        ],
+    )
 
 
 @PROPERTY_SETTINGS

@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from roster import __version__
-from roster.api import health, oauth, openapi, persons
+from roster.api import health, oauth, people, persons
 from roster.api.deps import Services
 from roster.api.errors import install_error_handlers
 from roster.api.metrics import Metrics
 from roster.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from roster.api.openapi import without_fastapi_validation_errors
 from roster.api.ratelimit import ClientRateLimiter
 from roster.db.engine import create_engine
 from roster.settings import Settings
@@ -41,9 +42,10 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    openapi.install(app)
+    without_fastapi_validation_errors(app)
     app.include_router(oauth.router)
     app.include_router(persons.router)
+    app.include_router(people.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=services.metrics)

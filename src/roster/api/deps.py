@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from roster.api.metrics import Metrics
 from roster.api.ratelimit import ClientRateLimiter
 from roster.core.auth import Principal, authenticate, signing_key
-from roster.db.engine import unit_of_work
+from roster.db.engine import read_snapshot, unit_of_work
 from roster.errors import (
     CredentialError,
     ExpiredToken,
@@ -64,9 +64,16 @@ async def _write_connection(request: Request) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
+async def _snapshot_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with read_snapshot(services(request).engine) as conn:
+        yield conn
+
+
 #: The request's unit of work: committed before the answer is sent.
 ReadConnection = Annotated[AsyncConnection, Depends(_read_connection, scope="function")]
 WriteConnection = Annotated[AsyncConnection, Depends(_write_connection, scope="function")]
+#: A read transaction of its own, for answers whose parts must agree (a count and its rows).
+SnapshotConnection = Annotated[AsyncConnection, Depends(_snapshot_connection, scope="function")]
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ def _location(loc: tuple[int | str, ...]) -> str:
 def _problem(error: dict[str, Any]) -> Problem:
     kind = error.get("type", "")
     if kind == "extra_forbidden":
-        return Problem(_location(error["loc"]), "is not a known field")
+        known = "parameter" if error["loc"][0] == "query" else "field"
+        return Problem(_location(error["loc"]), f"is not a known {known}")
     if kind == "missing":
         return Problem(_location(error["loc"]), "is required")
     if kind == "json_invalid":

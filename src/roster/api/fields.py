@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import date
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+
+from roster.core.accounts import ACCOUNT_ID
 
 
 def _no_control_characters(value: str) -> str:
@@ -67,3 +70,33 @@ ExternalRef = Annotated[
 ]
 GroupName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Cursor = Annotated[int, BeforeValidator(_cursor), Field(ge=0, le=2**63 - 1)]
+
+
+def _account_id(value: str) -> str:
+    if not ACCOUNT_ID.match(value):
+        raise ValueError("must be 1 to 36 letters, digits, '_' or '-'")
+    return value
+
+
+def _iso_date(value: object) -> object:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+AccountId = Annotated[str, AfterValidator(_account_id)]
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+
+
+def _has_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+#: Free text of a bounded length (the People API's fields): not blank, no control characters.
+Printable = Annotated[str, AfterValidator(_no_control_characters), AfterValidator(_has_text)]
+Text32 = Annotated[Printable, StringConstraints(max_length=32)]
+Text64 = Annotated[Printable, StringConstraints(max_length=64)]
+Text128 = Annotated[Printable, StringConstraints(max_length=128)]
+Text256 = Annotated[Printable, StringConstraints(max_length=256)]

@@ -43,12 +43,18 @@ class Backend(Protocol):
 
     def __hash__(self) -> int: ...  # one instance per backend; statements are cached by it
 
+    #: Execution options of a read transaction whose statements all see one snapshot.
+    snapshot_options: Mapping[str, Any]
+
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         """True for personas whose search text holds every (folded) term."""
         ...
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         """``column`` equals one of the values of the list bound as ``name``, however many."""
+
+    def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
+        """``text`` to sort by code point, whatever the database's collation."""
         ...
 
     def insert(self, table: Table) -> UpsertingInsert:
@@ -92,6 +98,11 @@ def like_pattern(term: str) -> str:
 
 class PostgresBackend:
     name = "postgresql"
+    # READ COMMITTED would give each statement its own snapshot.
+    snapshot_options: Mapping[str, Any] = {
+        "isolation_level": "REPEATABLE READ",
+        "postgresql_readonly": True,
+    }
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         return and_(
@@ -103,6 +114,9 @@ class PostgresBackend:
         # One array parameter: the statement stays the same whatever the number of
         # values, so it is prepared once, and there is no limit on bound parameters.
         return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+
+    def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
+        return text.collate("C")
 
     def insert(self, table: Table) -> UpsertingInsert:
         return postgresql.insert(table)
@@ -131,6 +145,8 @@ _FTS = table("personas_search", column("rowid"))
 
 class SqliteBackend:
     name = "sqlite"
+    # In WAL mode a transaction reads one snapshot, taken at its first read.
+    snapshot_options: Mapping[str, Any] = {}
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         indexed = [term for term in terms if len(term) >= TRIGRAM]
@@ -146,6 +162,9 @@ class SqliteBackend:
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         return column.in_(bindparam(name, expanding=True))
+
+    def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
+        return text  # SQLite's default collation, BINARY, is code point order for UTF-8
 
     def insert(self, table: Table) -> UpsertingInsert:
         return sqlite.insert(table)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from roster.db.backends import backend_for
 from roster.settings import Settings
 
 #: The execution option a writing unit of work sets; SQLite then takes its write
@@ -105,6 +106,18 @@ async def unit_of_work(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Asy
         await connection.execution_options(**{_WRITE_OPTION: True})
         async with connection.begin():
             yield connection
+
+
+@asynccontextmanager
+async def read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A read-only transaction whose statements all see the same snapshot of the data
+    (a count and the rows it counts agree), rolled back when the block ends.
+    """
+    async with engine.connect() as connection:
+        await connection.execution_options(**backend_for(connection).snapshot_options)
+        async with connection.begin() as transaction:
+            yield connection
+            await transaction.rollback()
 
 
 def database_unavailable(error: BaseException) -> bool:

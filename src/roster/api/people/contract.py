@@ -1,0 +1,62 @@
+"""What every People API endpoint shares: its credential contract, its query
+parameters' rules, and its routers' common error answers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from roster.api.deps import CredentialContract, authenticated, require_json_body
+from roster.api.fields import AccountId
+from roster.api.openapi import error_responses
+from roster.core.auth import Principal
+from roster.errors import InvalidRequest
+
+#: This API's contract (spec/people-api.md): missing or expired 401, invalid 403.
+PEOPLE_CREDENTIALS = CredentialContract(missing=401, invalid=403, expired=401)
+Reader = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "read"), scope="function")]
+Writer = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "write"), scope="function")]
+
+#: The seed types limit and offset as int32.
+INT32_MAX = 2**31 - 1
+#: The query parameters that take several values; any other may be given once only.
+LIST_PARAMETERS = frozenset(
+    ("include", "status", "teams", "roles", "roleNames", "people", "budgetId")
+)
+
+
+def one_value_each(request: Request) -> None:
+    """400 for a single-valued parameter given twice (``limit=1&limit=2``): no guessing."""
+    names = Counter(name for name, _ in request.query_params.multi_items())
+    for name, times in names.items():
+        if times > 1 and name not in LIST_PARAMETERS:
+            raise InvalidRequest.field(name, "must be given once")
+
+
+class QueryParameters(BaseModel):
+    """Query parameters in camelCase; an unknown one is refused, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel)
+
+
+class AccountScope(QueryParameters):
+    account_id: AccountId = Field(description="The ID of the account to work with.")
+
+
+class AccountPage(AccountScope):
+    limit: int = Field(100, ge=1, le=1000, description="The maximum number of items to return.")
+    offset: int = Field(0, ge=0, le=INT32_MAX, description="The number of items to skip.")
+
+
+def people_router(tag: str) -> APIRouter:
+    """A router of the People API: JSON bodies, one value per plain parameter."""
+    return APIRouter(
+        tags=[tag],
+        dependencies=[Depends(require_json_body), Depends(one_value_each)],
+        responses=error_responses(400, 401, 403, 404, 405, 413, 415, 429, 500, 503),
+    )

@@ -1,0 +1,204 @@
+"""``GET /people``: an account's people, streamed as they are read."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from typing import Annotated, Literal
+
+import orjson
+from fastapi import Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator, Field
+from starlette.types import Receive, Scope, Send
+
+from roster.api.deps import ReadConnection, services
+from roster.api.fields import AccountId
+from roster.api.people.contract import INT32_MAX, QueryParameters, Reader, people_router
+from roster.api.people.models import PeoplePage, PersonaStatus, row_json
+from roster.core.accounts import require_account
+from roster.core.people.listing import PeopleQuery, list_people
+from roster.core.people.rows import Embed
+from roster.db.engine import read_snapshot
+from roster.db.tables import PERSONA_STATUSES
+
+router = people_router("People API")
+
+#: At most this many values in one list parameter.
+MAX_VALUES = 1000
+
+
+def _one_of(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a UUID") from None
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _listed(parse: Callable[[str], object]) -> BeforeValidator:
+    """Values given comma-separated, repeated, or both; each one parsed and checked."""
+
+    def split(given: object) -> list[object]:
+        values = [
+            part.strip()
+            for item in (given if isinstance(given, list) else [given])
+            for part in str(item).split(",")
+        ]
+        if len(values) > MAX_VALUES:
+            raise ValueError(f"takes at most {MAX_VALUES} values")
+        if "" in values:
+            raise ValueError("must not hold an empty value")
+        return [parse(value) for value in values]
+
+    return BeforeValidator(split)
+
+
+def _true_or_false(value: object) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError("must be true or false")
+
+
+Ids = Annotated[list[uuid.UUID], _listed(_uuid)]
+EmbedName = Literal[
+    "persona.addresses",
+    "persona.createdBy",
+    "persona.teams",
+    "persona.primaryOwnerOf",
+    "persona.roles",
+]
+
+
+class PeopleParameters(QueryParameters):
+    """The parameters of ``GET /people`` (spec/people-api.md)."""
+
+    account_id: AccountId = Field(description="The ID of the account to work with.")
+    limit: int = Field(100, ge=1, le=100000, description="The maximum number of rows to return.")
+    offset: int = Field(0, ge=0, le=INT32_MAX, description="The number of rows to skip.")
+    search: str | None = Field(
+        None, max_length=100, description="Every term must occur in a name, email or number."
+    )
+    include: Annotated[list[EmbedName], _listed(_one_of(tuple(Embed)))] = Field(
+        default_factory=list, description="Embeds to add inside each row's persona."
+    )
+    status: Annotated[list[PersonaStatus], _listed(_one_of(PERSONA_STATUSES))] = Field(
+        default_factory=list, description="Personas with any of these statuses."
+    )
+    teams: Ids = Field(default_factory=list, description="Personas in any of these teams.")
+    roles: Ids = Field(default_factory=list, description="Personas with any of these roles.")
+    role_names: Annotated[list[str], _listed(_text)] = Field(
+        default_factory=list, description="The same by role name, ignoring case."
+    )
+    people: Ids = Field(default_factory=list, description="Only these persons.")
+    without_individual_budget: Annotated[bool, BeforeValidator(_true_or_false)] = Field(
+        False, description="true: only personas that own no individual budget."
+    )
+    budget_id: Ids = Field(
+        default_factory=list, description="Personas owning or members of any of these budgets."
+    )
+
+    def core_query(self) -> PeopleQuery:
+        return PeopleQuery(
+            limit=self.limit,
+            offset=self.offset,
+            search=self.search,
+            include=frozenset(Embed(name) for name in self.include),
+            statuses=frozenset(self.status),
+            team_ids=frozenset(self.teams),
+            role_ids=frozenset(self.roles),
+            role_names=frozenset(self.role_names),
+            person_ids=frozenset(self.people),
+            without_individual_budget=self.without_individual_budget,
+            budget_ids=frozenset(self.budget_id),
+        )
+
+
+def _uuid_text(value: object) -> str:
+    """orjson knows ``uuid.UUID`` but not asyncpg's own UUID subclass."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+async def _people_json(
+    request: Request, account_id: str, parameters: PeopleParameters
+) -> AsyncGenerator[bytes, None]:
+    """The answer's JSON, in pieces: the head once the count is known, then each chunk of rows.
+
+    The count and the rows are read in one read transaction, so they agree.
+    """
+    async with read_snapshot(services(request).engine) as conn:
+        page = await list_people(conn, account_id, parameters.core_query())
+        head = {
+            "limit": parameters.limit,
+            "offset": parameters.offset,
+            "count": page.count,
+            "search": parameters.search,
+        }
+        yield orjson.dumps(head)[:-1] + b',"rows":['
+        separator = b""
+        async for chunk in page.chunks:
+            if chunk:
+                rows = (orjson.dumps(row_json(row), default=_uuid_text) for row in chunk)
+                yield separator + b",".join(rows)
+                separator = b","
+        yield b"]}"
+
+
+async def _after(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    try:
+        yield first
+        async for piece in rest:
+            yield piece
+    finally:
+        await rest.aclose()
+
+
+class _JsonStream(StreamingResponse):
+    """A streamed answer that closes its pieces however it ends. Starlette leaves a stream
+    cut short by a client's disconnect suspended until garbage collection, which would
+    hold its read transaction and connection until then.
+    """
+
+    def __init__(self, pieces: AsyncGenerator[bytes, None]) -> None:
+        super().__init__(pieces, media_type="application/json")
+        self._pieces = pieces
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._pieces.aclose()
+
+
+@router.get(
+    "/people",
+    summary="List people",
+    response_model=None,
+    responses={200: {"model": PeoplePage, "description": "A page of the account's people."}},
+)
+async def list_people_endpoint(
+    request: Request,
+    conn: ReadConnection,
+    principal: Reader,
+    parameters: Annotated[PeopleParameters, Query()],
+) -> StreamingResponse:
+    """List the people of an account: search, filters, embeds, offset pages up to 100,000."""
+    account_id = await require_account(conn, principal, parameters.account_id)
+    body = _people_json(request, account_id, parameters)
+    # The first piece runs the count: a fault there is still answered as an error.
+    first = await anext(body)
+    return _JsonStream(_after(first, body))

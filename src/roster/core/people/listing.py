@@ -1,0 +1,139 @@
+"""Listing an account's people: filters, search, a stable order, an exact count, and
+rows streamed in chunks so that a page of 100,000 never sits in memory at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from roster.core.matching import name_key, search_terms
+from roster.core.people.embeds import load_embeds
+from roster.core.people.rows import Embed, PersonaRow, rows_select
+from roster.db.backends import backend_for
+from roster.db.tables import budget_members, budgets, personas, roles, team_members
+
+#: Rows fetched (and embeds loaded) at a time while a page streams.
+CHUNK_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class PeopleQuery:
+    """One listing: paging, search, embeds and filters (all filters combine with AND,
+    the values of one filter with OR; an empty filter is no filter).
+    """
+
+    limit: int = 100
+    offset: int = 0
+    search: str | None = None
+    include: frozenset[Embed] = frozenset()
+    statuses: frozenset[str] = frozenset()
+    team_ids: frozenset[uuid.UUID] = frozenset()
+    role_ids: frozenset[uuid.UUID] = frozenset()
+    role_names: frozenset[str] = frozenset()
+    person_ids: frozenset[uuid.UUID] = frozenset()
+    without_individual_budget: bool = False
+    budget_ids: frozenset[uuid.UUID] = frozenset()
+
+
+@dataclass(frozen=True)
+class PeoplePage:
+    """The total number of matching rows, and the page's rows as they are fetched."""
+
+    count: int
+    chunks: AsyncIterator[list[PersonaRow]]
+
+
+#: The listing's order: names ignoring case (the folded sort columns), then person id.
+ORDER = (personas.c.sort_last, personas.c.sort_first, personas.c.person_id)
+
+
+def _conditions(
+    conn: AsyncConnection, account_id: str, query: PeopleQuery
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [personas.c.account_id == account_id]
+    if query.statuses:
+        conditions.append(personas.c.status.in_(sorted(query.statuses)))
+    if query.team_ids:
+        conditions.append(
+            personas.c.id.in_(
+                select(team_members.c.persona_id).where(
+                    team_members.c.team_id.in_(sorted(query.team_ids))
+                )
+            )
+        )
+    if query.role_ids:
+        conditions.append(personas.c.role_id.in_(sorted(query.role_ids)))
+    if query.role_names:
+        keys = sorted({name_key(name) or "" for name in query.role_names})
+        named = select(roles.c.id).where(
+            roles.c.account_id == account_id, roles.c.name_key.in_(keys)
+        )
+        conditions.append(personas.c.role_id.in_(named))
+    if query.person_ids:
+        conditions.append(personas.c.person_id.in_(sorted(query.person_ids)))
+    if query.without_individual_budget:
+        conditions.append(
+            personas.c.id.not_in(
+                select(budgets.c.primary_owner_persona_id).where(
+                    budgets.c.type == "individual",
+                    budgets.c.primary_owner_persona_id.is_not(None),
+                )
+            )
+        )
+    if query.budget_ids:
+        wanted = sorted(query.budget_ids)
+        conditions.append(
+            or_(
+                personas.c.id.in_(
+                    select(budgets.c.primary_owner_persona_id).where(budgets.c.id.in_(wanted))
+                ),
+                personas.c.id.in_(
+                    select(budget_members.c.persona_id).where(
+                        budget_members.c.budget_id.in_(wanted)
+                    )
+                ),
+            )
+        )
+    if terms := search_terms(query.search):
+        conditions.append(backend_for(conn).search_condition(terms))
+    return conditions
+
+
+def _page_statement(conn: AsyncConnection, account_id: str, query: PeopleQuery) -> Select[Any]:
+    return (
+        rows_select()
+        .where(*_conditions(conn, account_id, query))
+        .order_by(*ORDER)
+        .offset(query.offset)
+        .limit(query.limit)
+    )
+
+
+async def list_people(conn: AsyncConnection, account_id: str, query: PeopleQuery) -> PeoplePage:
+    """The people of an account matching ``query``: the exact count, and the rows of the page.
+
+    Run it in a read transaction (``read_snapshot``) so that the count and the rows see
+    the same data, and read the chunks before the transaction ends.
+    """
+    matching = and_(*_conditions(conn, account_id, query))
+    count = await conn.scalar(select(func.count()).select_from(personas).where(matching))
+    return PeoplePage(count or 0, _chunks(conn, _page_statement(conn, account_id, query), query))
+
+
+async def _chunks(
+    conn: AsyncConnection, statement: Select[Any], query: PeopleQuery
+) -> AsyncIterator[list[PersonaRow]]:
+    result = await conn.stream(statement)
+    try:
+        async for partition in result.partitions(CHUNK_SIZE):
+            rows = [PersonaRow(**row._mapping) for row in partition]
+            await load_embeds(conn, rows, query.include)
+            yield rows
+    finally:
+        await result.close()

@@ -1,0 +1,200 @@
+"""Teams and budgets: named sets of an account's personas, each with an optional
+primary owner. An ``individual`` budget belongs to exactly one persona, its owner,
+and has no other members.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.schema import Table
+
+from roster.core.clock import now
+from roster.core.people.paging import Page, Paging, page_of
+from roster.core.people.personas import require_personas
+from roster.db.backends import backend_for
+from roster.db.tables import budget_members, budgets, team_members, teams
+from roster.errors import NotFound, Unprocessable
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Team:
+    id: uuid.UUID
+    account_id: str
+    name: str
+    primary_owner_persona_id: uuid.UUID | None
+    member_persona_ids: list[uuid.UUID]
+
+    @classmethod
+    def of(cls, row: Any, members: list[uuid.UUID]) -> Team:
+        return cls(row.id, row.account_id, row.name, row.primary_owner_persona_id, members)
+
+
+@dataclass(frozen=True)
+class Budget(Team):
+    type: str
+
+    @classmethod
+    def of(cls, row: Any, members: list[uuid.UUID]) -> Budget:
+        return cls(
+            row.id, row.account_id, row.name, row.primary_owner_persona_id, members, row.type
+        )
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """Where one kind of set lives: its table and its members' table."""
+
+    noun: str
+    table: Table
+    members: Table
+    key: str  # the members' column naming the set
+
+    async def require(self, conn: AsyncConnection, account_id: str, set_id: uuid.UUID) -> None:
+        found = await conn.scalar(
+            select(self.table.c.id).where(
+                self.table.c.id == set_id, self.table.c.account_id == account_id
+            )
+        )
+        if found is None:
+            raise NotFound(f"There is no {self.noun} {set_id} in account {account_id!r}.")
+
+    async def members_of(
+        self, conn: AsyncConnection, set_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, list[uuid.UUID]]:
+        found: defaultdict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        if set_ids:
+            key = self.members.c[self.key]
+            for set_id, persona_id in await conn.execute(
+                select(key, self.members.c.persona_id)
+                .where(key.in_(list(set_ids)))
+                .order_by(key, self.members.c.persona_id)
+            ):
+                found[set_id].append(persona_id)
+        return found
+
+    async def page(
+        self,
+        conn: AsyncConnection,
+        account_id: str,
+        paging: Paging,
+        build: Callable[[Any, list[uuid.UUID]], T],
+    ) -> Page[T]:
+        """One page of the account's sets, by name, each built from its row and members."""
+        by_name = (backend_for(conn).byte_order(self.table.c.name), self.table.c.id)
+        count, rows = await page_of(conn, self.table, account_id, paging, by_name)
+        members = await self.members_of(conn, [row.id for row in rows])
+        return Page(count, paging.limit, paging.offset, [build(r, members[r.id]) for r in rows])
+
+    async def create(
+        self,
+        conn: AsyncConnection,
+        account_id: str,
+        values: dict[str, Any],
+        owner: uuid.UUID | None,
+        members: Sequence[uuid.UUID],
+    ) -> tuple[uuid.UUID, list[uuid.UUID]]:
+        """Insert a set and its members (each persona of this account, else ``NotFound``)."""
+        members = list(dict.fromkeys(members))
+        await require_personas(conn, account_id, [*members, *([owner] if owner else [])])
+        set_id = uuid.uuid4()
+        at = now()
+        await conn.execute(
+            insert(self.table).values(
+                id=set_id,
+                account_id=account_id,
+                primary_owner_persona_id=owner,
+                created_at=at,
+                updated_at=at,
+                **values,
+            )
+        )
+        if members:
+            await conn.execute(
+                insert(self.members), [{self.key: set_id, "persona_id": m} for m in members]
+            )
+        return set_id, sorted(members)
+
+
+TEAMS = _Kind("team", teams, team_members, "team_id")
+BUDGETS = _Kind("budget", budgets, budget_members, "budget_id")
+
+
+async def list_teams(conn: AsyncConnection, account_id: str, paging: Paging) -> Page[Team]:
+    """The account's teams, by name, with their members."""
+    return await TEAMS.page(conn, account_id, paging, Team.of)
+
+
+async def create_team(
+    conn: AsyncConnection,
+    account_id: str,
+    name: str,
+    owner: uuid.UUID | None,
+    members: Sequence[uuid.UUID],
+) -> Team:
+    """A team; its owner and members must be personas of the account."""
+    team_id, member_ids = await TEAMS.create(conn, account_id, {"name": name}, owner, members)
+    return Team(team_id, account_id, name, owner, member_ids)
+
+
+async def add_team_member(
+    conn: AsyncConnection, account_id: str, team_id: uuid.UUID, persona_id: uuid.UUID
+) -> None:
+    """Make a persona a member of a team (nothing changes if it already is one)."""
+    await TEAMS.require(conn, account_id, team_id)
+    await require_personas(conn, account_id, [persona_id])
+    await conn.execute(
+        backend_for(conn)
+        .insert(team_members)
+        .values(team_id=team_id, persona_id=persona_id)
+        .on_conflict_do_nothing()
+    )
+
+
+async def remove_team_member(
+    conn: AsyncConnection, account_id: str, team_id: uuid.UUID, persona_id: uuid.UUID
+) -> None:
+    """Take a persona out of a team (nothing changes if it is not a member)."""
+    await TEAMS.require(conn, account_id, team_id)
+    await require_personas(conn, account_id, [persona_id])
+    await conn.execute(
+        delete(team_members).where(
+            team_members.c.team_id == team_id, team_members.c.persona_id == persona_id
+        )
+    )
+
+
+async def list_budgets(conn: AsyncConnection, account_id: str, paging: Paging) -> Page[Budget]:
+    """The account's budgets, by name, with their members."""
+    return await BUDGETS.page(conn, account_id, paging, Budget.of)
+
+
+async def create_budget(
+    conn: AsyncConnection,
+    account_id: str,
+    name: str,
+    budget_type: str,
+    owner: uuid.UUID | None,
+    members: Sequence[uuid.UUID],
+) -> Budget:
+    """A budget; an ``individual`` one needs its owner and takes no other members."""
+    if budget_type == "individual":
+        if owner is None:
+            raise Unprocessable(
+                "An individual budget belongs to one persona: give its primaryOwnerPersonaId."
+            )
+        if members:
+            raise Unprocessable(
+                "An individual budget belongs to its owner alone: it takes no memberPersonaIds."
+            )
+    values = {"name": name, "type": budget_type}
+    budget_id, member_ids = await BUDGETS.create(conn, account_id, values, owner, members)
+    return Budget(budget_id, account_id, name, owner, member_ids, budget_type)
