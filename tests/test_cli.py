@@ -134,3 +134,39 @@ def test_duplicate_account_is_refused_and_changes_nothing(fresh_database: str) -
     assert "already exists" in done.stderr
     listed = json.loads(succeeds(fresh_database, "accounts", "list", "--json"))
     assert [(a["id"], a["name"]) for a in listed] == [("A1", "One")]
+
+
+def test_import_export_and_demo_through_the_command(fresh_database: str, tmp_path: Path) -> None:
+    url = fresh_database
+    made = succeeds(url, "demo", "--people", "40", "--account", "D1")
+    assert made.startswith("Demo data in D1: 40 people, ")
+    exported = tmp_path / "d1.csv"
+    succeeds(url, "export", "--account", "D1", "-o", str(exported))
+    lines = exported.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 41
+    assert lines[0].startswith("first_name,last_name,email_address,phone_number,external_ref")
+    assert not exported.with_name("d1.csv.partial").exists()
+
+    again = json.loads(succeeds(url, "import", str(exported), "--account", "D1", "--json"))
+    assert (again["rows"], again["created"], again["updated"], again["failed"]) == (40, 0, 0, 0)
+    assert again["unchanged"] == 40
+
+    broken = tmp_path / "broken.csv"
+    broken.write_text(
+        "first_name,last_name,email_address,phone_number,external_ref,status\n"
+        "Ada,Lovelace,ada@new.example,,new-1,active\n"
+        "Bad,Status,bad@new.example,,new-2,asleep\n",
+        encoding="utf-8",
+    )
+    done = roster(url, "import", str(broken), "--account", "D1")
+    assert done.returncode == 2, done.stderr
+    assert "2 rows: 1 created, 0 updated, 0 unchanged, 1 failed." in done.stdout
+    assert "line 3:" in done.stdout
+    assert "asleep" in done.stdout
+
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("first_name,last_name,nickname\nA,B,C\n", encoding="utf-8")
+    refused = roster(url, "import", str(unknown), "--account", "D1")
+    assert refused.returncode == 1
+    assert "nickname" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -134,6 +134,10 @@ def _one_line_errors() -> Iterator[None]:
         _fail(f"database error: {_first_line(error)}")
     except KeyboardInterrupt:
         _fail("interrupted")
+    except Exception as error:  # a bug of ours: still one line, the trace on request
+        if os.environ.get("ROSTER_DEBUG"):
+            raise
+        _fail(f"unexpected {type(error).__name__}: {error} (ROSTER_DEBUG=1 shows the traceback)")
 
 
 def _configured_url() -> str:
@@ -516,9 +520,10 @@ def demo(
     if as_json:
         emit_json(asdict(made))
     else:
-        out.print(
-            f"Demo data in {account}: " + ", ".join(f"{v:,} {k}" for k, v in asdict(made).items())
+        counted = ", ".join(
+            f"{v:,} {k.replace('_', ' ')}" for k, v in asdict(made).items() if type(v) is int
         )
+        out.print(f"Demo data in {account}: {counted}.")
 
 
 if __name__ == "__main__":  # pragma: no cover

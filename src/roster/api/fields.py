@@ -13,8 +13,9 @@ from roster.core.accounts import ACCOUNT_ID
 
 
 def _no_control_characters(value: str) -> str:
-    if any(unicodedata.category(c) == "Cc" for c in value):
-        raise ValueError("must not contain control characters")
+    # Cs: an unpaired UTF-16 surrogate, which JSON can carry but UTF-8 cannot store.
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise ValueError("must not contain control characters or unpaired surrogates")
     return value
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.auth import Principal
 from roster.core.clock import now
+from roster.core.matching import storable
 from roster.db.tables import CORE_ROLES, accounts, roles
 from roster.errors import (
     AccountNotFound,
@@ -118,7 +119,8 @@ async def resolve_groups(
     assert wanted is not None
     if not wanted:
         raise InvalidRequest.field(field, "must name at least one group when given")
-    rows = await conn.execute(select(column, accounts.c.id).where(column.in_(set(wanted))))
+    asked = {name for name in wanted if storable(name)}
+    rows = await conn.execute(select(column, accounts.c.id).where(column.in_(asked)))
     found = {name: account_id for name, account_id in rows if principal.can_reach(account_id)}
     missing = [name for name in dict.fromkeys(wanted) if name not in found]
     if missing:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.accounts import resolve_groups
 from roster.core.auth import Principal
-from roster.core.matching import email_key, name_key, phone_key
+from roster.core.matching import email_key, name_key, phone_key, storable
 from roster.core.upsert import UpsertItem, upsert_persons
 from roster.db.tables import accounts, personas, persons
 from roster.errors import InvalidRequest, NotFound, RosterError
@@ -83,7 +83,7 @@ def _comparison_keys(criteria: PersonCriteria, region: str) -> dict[str, object]
         if value is None:
             continue
         key = key_of(value, region)
-        if not key or "\x00" in str(key):  # nothing stored is blank or holds a NUL
+        if not key or not storable(str(key)):  # nothing stored is blank or holds a NUL
             return None
         keys[name] = key
     return keys
