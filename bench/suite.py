@@ -627,7 +627,7 @@ def compare_naive(
     report: Report, url: str, sample: list[dict[str, str]], fragments: list[str], *served: Measured
 ) -> None:
     names = [(r["first_name"], r["last_name"]) for r in sample]
-    repeat = min(30, report.scale.sequential)
+    repeat = min(5, report.scale.sequential)  # seconds each at full size: a median of 5
     cases = (
         ("full name", [list(n) for n in names]),
         ("last-name fragment", [[f] for f in fragments]),

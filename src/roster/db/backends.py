@@ -45,6 +45,8 @@ class Backend(Protocol):
 
     #: Execution options of a read transaction whose statements all see one snapshot.
     snapshot_options: Mapping[str, Any]
+    #: Statements run at the start of that transaction.
+    snapshot_setup: Sequence[str]
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         """True for personas whose search text holds every (folded) term."""
@@ -103,6 +105,9 @@ class PostgresBackend:
         "isolation_level": "REPEATABLE READ",
         "postgresql_readonly": True,
     }
+    # A listing's plan depends on its search terms and ids (a rare substring wants the
+    # trigram index, a common one the ordered walk): never reuse a generic plan for them.
+    snapshot_setup: Sequence[str] = ("SET LOCAL plan_cache_mode = force_custom_plan",)
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         return and_(
@@ -147,6 +152,7 @@ class SqliteBackend:
     name = "sqlite"
     # In WAL mode a transaction reads one snapshot, taken at its first read.
     snapshot_options: Mapping[str, Any] = {}
+    snapshot_setup: Sequence[str] = ()
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         indexed = [term for term in terms if len(term) >= TRIGRAM]

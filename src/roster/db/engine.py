@@ -114,8 +114,11 @@ async def read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     (a count and the rows it counts agree), rolled back when the block ends.
     """
     async with engine.connect() as connection:
-        await connection.execution_options(**backend_for(connection).snapshot_options)
+        backend = backend_for(connection)
+        await connection.execution_options(**backend.snapshot_options)
         async with connection.begin() as transaction:
+            for statement in backend.snapshot_setup:
+                await connection.exec_driver_sql(statement)
             yield connection
             await transaction.rollback()
 

@@ -20,6 +20,9 @@ from roster.db.tables import budget_members, budgets, personas, roles, team_memb
 
 #: Rows fetched (and embeds loaded) at a time while a page streams.
 CHUNK_SIZE = 1000
+#: Up to this many matching rows, a page gathers and sorts them rather than walking the
+#: account's ordered index (see _page_statement).
+GATHER_FIRST = 20_000
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ ORDER = (personas.c.sort_last, personas.c.sort_first, personas.c.person_id)
 
 
 def _conditions(
-    conn: AsyncConnection, account_id: str, query: PeopleQuery
+    conn: AsyncConnection, account_id: str, query: PeopleQuery, named_roles: list[uuid.UUID]
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [personas.c.account_id == account_id]
     if query.statuses:
@@ -70,11 +73,7 @@ def _conditions(
     if query.role_ids:
         conditions.append(personas.c.role_id.in_(sorted(query.role_ids)))
     if query.role_names:
-        keys = sorted({name_key(name) or "" for name in query.role_names})
-        named = select(roles.c.id).where(
-            roles.c.account_id == account_id, roles.c.name_key.in_(keys)
-        )
-        conditions.append(personas.c.role_id.in_(named))
+        conditions.append(personas.c.role_id.in_(named_roles))
     if query.person_ids:
         conditions.append(personas.c.person_id.in_(sorted(query.person_ids)))
     if query.without_individual_budget:
@@ -105,13 +104,51 @@ def _conditions(
     return conditions
 
 
-def _page_statement(conn: AsyncConnection, account_id: str, query: PeopleQuery) -> Select[Any]:
-    return (
-        rows_select()
-        .where(*_conditions(conn, account_id, query))
-        .order_by(*ORDER)
+async def _named_roles(
+    conn: AsyncConnection, account_id: str, names: frozenset[str]
+) -> list[uuid.UUID]:
+    """The ids of the account's roles with these names (ignoring case). Asked first, so that
+    the listing compares ``role_id`` with constants the planner has statistics for: a
+    join to ``roles`` hides how common each role is, and a role held by most of an account
+    then looks rare."""
+    if not names:
+        return []
+    keys = sorted({name_key(name) or "" for name in names})
+    found = await conn.scalars(
+        select(roles.c.id).where(roles.c.account_id == account_id, roles.c.name_key.in_(keys))
+    )
+    return sorted(found)
+
+
+def _page_statement(
+    conditions: list[ColumnElement[bool]], query: PeopleQuery, count: int
+) -> Select[Any]:
+    """The page's rows. With few matching rows (the count says how many), they are
+    gathered first and sorted, so that the planner cannot walk the whole account in
+    index order looking for rare matches (it misjudges how rare a substring is); with
+    many, walking the ordered index and stopping after the page is the fast way.
+    """
+    if count > GATHER_FIRST:
+        return (
+            rows_select()
+            .where(*conditions)
+            .order_by(*ORDER)
+            .offset(query.offset)
+            .limit(query.limit)
+        )
+    keys = (personas.c.id, *ORDER)
+    matched = select(*keys).where(*conditions).cte("matched").prefix_with("MATERIALIZED")
+    page = (
+        select(matched)
+        .order_by(*(matched.c[c.name] for c in ORDER))
         .offset(query.offset)
         .limit(query.limit)
+        .cte("page")
+    )
+    return (
+        rows_select()
+        .join(page, page.c.id == personas.c.id)
+        .order_by(*(page.c[c.name] for c in ORDER))
     )
 
 
@@ -121,9 +158,11 @@ async def list_people(conn: AsyncConnection, account_id: str, query: PeopleQuery
     Run it in a read transaction (``read_snapshot``) so that the count and the rows see
     the same data, and read the chunks before the transaction ends.
     """
-    matching = and_(*_conditions(conn, account_id, query))
-    count = await conn.scalar(select(func.count()).select_from(personas).where(matching))
-    return PeoplePage(count or 0, _chunks(conn, _page_statement(conn, account_id, query), query))
+    named_roles = await _named_roles(conn, account_id, query.role_names)
+    conditions = _conditions(conn, account_id, query, named_roles)
+    count = await conn.scalar(select(func.count()).select_from(personas).where(and_(*conditions)))
+    total = count or 0
+    return PeoplePage(total, _chunks(conn, _page_statement(conditions, query, total), query))
 
 
 async def _chunks(
