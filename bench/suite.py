@@ -145,6 +145,17 @@ def fresh_database(kind: str, work: Path) -> str:
     return admin.rsplit("/", 1)[0] + "/roster_bench"
 
 
+def reused_database(kind: str, work: Path) -> str:
+    """The database an earlier full run built (``--reuse``), to measure again without
+    importing again."""
+    if kind == "sqlite":
+        return f"sqlite:///{work / 'roster-bench.db'}"
+    admin = os.environ.get(
+        "ROSTER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    return admin.rsplit("/", 1)[0] + "/roster_bench"
+
+
 def roster(database_url: str, *args: str) -> str:
     done = subprocess.run(
         [ROSTER, *args],
@@ -457,7 +468,7 @@ def throughput(
     report.add(Figure(what, target, got.median_ms, got.p99_ms, got.rate, met, note, got.tool))
 
 
-def run(kind: str, smoke: bool, work: Path, out: Path) -> Report:
+def run(kind: str, smoke: bool, work: Path, out: Path, reuse: bool = False) -> Report:
     scale = SCALES["smoke" if smoke else kind]
     report = Report(kind, scale, smoke)
     report.facts.update(
@@ -466,30 +477,19 @@ def run(kind: str, smoke: bool, work: Path, out: Path) -> Report:
         personas=scale.personas,
     )
     work.mkdir(parents=True, exist_ok=True)
-    url = fresh_database(kind, work)
+    url = reused_database(kind, work) if reuse else fresh_database(kind, work)
     print(f"# {kind}: {scale.personas:,} personas ({'smoke' if smoke else 'full'})", flush=True)
     roster(url, "migrate")
-    in_database(url, lambda engine: create_accounts(engine, scale))
+    if not reuse:
+        in_database(url, lambda engine: create_accounts(engine, scale))
     t = time.perf_counter()
     big_file, small_file, sample = write_files(scale, work)
     report.facts["data_files_seconds"] = round(time.perf_counter() - t, 1)
-
-    big_seconds, big_summary = timed_import(url, big_file, "--account", BIG)
-    small_seconds, small_summary = timed_import(url, small_file)
-    imported = scale.personas
-    rate = imported / (big_seconds + small_seconds)
-    failed = big_summary["failed"] + small_summary["failed"]
-    report.add(
-        Figure(
-            f"`roster import` of {imported:,} rows",
-            ">= 20,000 rows/s" if kind == "postgres" else "",
-            rate=rate,
-            met=(rate >= 20_000 and not failed) if kind == "postgres" else None,
-            note=f"BIG {scale.big:,} in {big_seconds:.1f}s, {scale.small_accounts} accounts in "
-            f"{small_seconds:.1f}s, {failed} failed",
-        )
-    )
-    report.facts["enrichment"] = in_database(url, lambda engine: enrich(engine, BIG))
+    if reuse:
+        report.facts["import"] = "not measured: the data of an earlier run was reused (--reuse)"
+    else:
+        measure_import(report, url, big_file, small_file)
+        report.facts["enrichment"] = in_database(url, lambda engine: enrich(engine, BIG))
     api_key = in_database(url, make_client)
     team_list = in_database(url, lambda engine: team_ids(engine, BIG, 30))
     headers = {"Authorization": f"ApiKey {api_key}"}
@@ -510,6 +510,26 @@ def run(kind: str, smoke: bool, work: Path, out: Path) -> Report:
     )
     (out / f"{name}.md").write_text(report.markdown() + "\n")
     return report
+
+
+def measure_import(report: Report, url: str, big_file: Path, small_file: Path) -> None:
+    scale = report.scale
+    kind = report.database
+    big_seconds, big_summary = timed_import(url, big_file, "--account", BIG)
+    small_seconds, small_summary = timed_import(url, small_file)
+    imported = scale.personas
+    rate = imported / (big_seconds + small_seconds)
+    failed = big_summary["failed"] + small_summary["failed"]
+    report.add(
+        Figure(
+            f"`roster import` of {imported:,} rows",
+            ">= 20,000 rows/s" if kind == "postgres" else "",
+            rate=rate,
+            met=(rate >= 20_000 and not failed) if kind == "postgres" else None,
+            note=f"BIG {scale.big:,} in {big_seconds:.1f}s, {scale.small_accounts} accounts in "
+            f"{small_seconds:.1f}s, {failed} failed",
+        )
+    )
 
 
 def measure_http(
