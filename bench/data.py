@@ -84,9 +84,11 @@ def _phone(rng: random.Random, n: int) -> str:
 
 
 def people(
-    account: str, count: int, pools: NamePools, seed: int = SEED
+    account: str, count: int, pools: NamePools, seed: int = SEED, phone_base: int = 0
 ) -> Iterator[dict[str, str]]:
-    """``count`` people of one account, the same ones for the same arguments."""
+    """``count`` people of one account, the same ones for the same arguments. Phone
+    numbers are unique from ``phone_base`` on: give each account its own range, as different
+    people in different accounts do not share a number."""
     rng = random.Random(f"{seed}:{account}")
     for n in range(count):
         first = rng.choice(pools.first)
@@ -97,7 +99,7 @@ def people(
             "first_name": first,
             "last_name": last,
             "email_address": email,
-            "phone_number": _phone(rng, n),
+            "phone_number": _phone(rng, phone_base + n),
             "external_ref": f"{account}-{n:07d}",
             "status": rng.choice(STATUSES),
             "role_name": rng.choice(ROLES),

@@ -227,8 +227,9 @@ def write_files(scale: Scale, work: Path) -> tuple[Path, Path, list[dict[str, st
             yield row
 
     def small_rows() -> Iterator[dict[str, str]]:
-        for account in small_accounts(scale):
-            for row in data.people(account, scale.small_size, pools):
+        for n, account in enumerate(small_accounts(scale)):
+            base = scale.big + n * scale.small_size
+            for row in data.people(account, scale.small_size, pools, phone_base=base):
                 yield {"account_id": account, **row}
 
     big = work / "big.csv"
