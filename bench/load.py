@@ -187,3 +187,21 @@ def run_concurrent(
         sum(r[1] for r in results),
         "python-threads",
     )
+
+
+def run_one_at_a_time(
+    base_url: str,
+    calls: Sequence[Call],
+    headers: dict[str, str],
+    *,
+    requests: int,
+    estimate_ms: float,
+) -> Measured:
+    """Sequential latency: one connection, one request at a time. With wrk (a C client,
+    whose own cost per request is a few microseconds) for long enough to send about
+    ``requests``; otherwise the Python client, whose own cost (about 0.3 ms a request
+    here) is then part of every figure."""
+    if not wrk_available():
+        return run_sequential(base_url, calls, headers, requests=requests)
+    seconds = min(120.0, max(2.0, requests * estimate_ms / 1000 * 1.3))
+    return run_wrk(base_url, calls, headers, connections=1, seconds=seconds)

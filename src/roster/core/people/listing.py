@@ -128,26 +128,36 @@ def _page_statement(
     index order looking for rare matches (it misjudges how rare a substring is); with
     many, walking the ordered index and stopping after the page is the fast way.
     """
+    keys = (personas.c.account_id, *ORDER)
     if count > GATHER_FIRST:
-        return (
-            rows_select()
+        # The page's keys alone, from the ordered index (an index-only walk past a deep
+        # offset), then their rows: skipped rows are never joined to their persons.
+        page = (
+            select(*keys)
             .where(*conditions)
             .order_by(*ORDER)
             .offset(query.offset)
             .limit(query.limit)
+            .cte("page")
         )
-    keys = (personas.c.id, *ORDER)
-    matched = select(*keys).where(*conditions).cte("matched").prefix_with("MATERIALIZED")
-    page = (
-        select(matched)
-        .order_by(*(matched.c[c.name] for c in ORDER))
-        .offset(query.offset)
-        .limit(query.limit)
-        .cte("page")
-    )
+    else:
+        matched = select(*keys).where(*conditions).cte("matched").prefix_with("MATERIALIZED")
+        page = (
+            select(matched)
+            .order_by(*(matched.c[c.name] for c in ORDER))
+            .offset(query.offset)
+            .limit(query.limit)
+            .cte("page")
+        )
     return (
         rows_select()
-        .join(page, page.c.id == personas.c.id)
+        .join(
+            page,
+            and_(
+                personas.c.account_id == page.c.account_id,
+                personas.c.person_id == page.c.person_id,
+            ),
+        )
         .order_by(*(page.c[c.name] for c in ORDER))
     )
 
