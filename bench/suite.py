@@ -567,7 +567,7 @@ def measure_http(
         "external_ref": [find_call(external_ref=r["external_ref"]) for r in sample],
     }
     full_names = [f"{r['first_name']} {r['last_name']}" for r in sample]
-    fragments = [_fragment(r["last_name"]) for r in sample if len(r["last_name"]) >= 5]
+    fragments = [f for r in sample if (f := _fragment(r["last_name"]))]
     with serve(url, workers=2, log_dir=work) as server:
         for what, calls in finds.items():
             if not postgres and what != "email":
@@ -658,8 +658,13 @@ def measure_http(
         big_page(report, server, headers)
 
 
-def _fragment(last_name: str) -> str:
-    return last_name[1:6] if len(last_name) >= 6 else last_name[:5]
+def _fragment(last_name: str) -> str | None:
+    """Five letters from inside the longest word of a last name (one search term of 4+
+    letters, as the target says), or None when no word is long enough."""
+    word = max(last_name.split(), key=len)
+    if len(word) < 5:
+        return None
+    return word[1:6] if len(word) >= 6 else word
 
 
 def compare_naive(
