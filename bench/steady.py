@@ -42,7 +42,8 @@ def _request(rng: random.Random, sample: list[dict[str, str]]) -> tuple[str, dic
         query = {"accountId": "BIG", "limit": 20, "offset": rng.randrange(0, 2000)}
         return "list", {"method": "GET", "url": "/people?" + urlencode(query)}
     if roll < 0.9:
-        query = {"accountId": "BIG", "search": row["last_name"][:5], "include": "persona.teams"}
+        word = max(row["last_name"].split(), key=len)
+        query = {"accountId": "BIG", "search": word[:5], "include": "persona.teams"}
         return "search", {"method": "GET", "url": "/people?" + urlencode(query)}
     item: dict[str, Any]
     if roll < 0.95:

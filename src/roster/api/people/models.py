@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import fields
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -32,8 +33,7 @@ MAX_MEMBERS = 1000
 
 def timestamp(at: datetime) -> str:
     """``2026-01-02T13:47:01.000Z``: UTC, to the millisecond (truncated)."""
-    at = at.astimezone(UTC)
-    return f"{at:%Y-%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}Z"
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 class CamelModel(BaseModel):
@@ -296,16 +296,22 @@ class BudgetsPage(CamelModel):
 
 def camel(value: DataclassInstance) -> dict[str, Any]:
     """A core dataclass as a camelCase dict."""
-    return {to_camel(f.name): getattr(value, f.name) for f in fields(value)}
+    return {key: getattr(value, name) for name, key in _camel_fields(type(value))}
 
 
-#: The row attribute holding each embed; its key inside ``persona`` is the camelCase name.
+@cache
+def _camel_fields(kind: type[DataclassInstance]) -> tuple[tuple[str, str], ...]:
+    """Each field of a dataclass with its camelCase key (a page renders thousands of rows)."""
+    return tuple((f.name, to_camel(f.name)) for f in fields(kind))
+
+
+#: The row attribute holding each embed, and its key inside ``persona``.
 _EMBED_ATTRIBUTES = {
-    Embed.ADDRESSES: "addresses",
-    Embed.CREATED_BY: "created_by",
-    Embed.TEAMS: "teams",
-    Embed.PRIMARY_OWNER_OF: "primary_owner_of",
-    Embed.ROLES: "roles",
+    Embed.ADDRESSES: ("addresses", "addresses"),
+    Embed.CREATED_BY: ("created_by", "createdBy"),
+    Embed.TEAMS: ("teams", "teams"),
+    Embed.PRIMARY_OWNER_OF: ("primary_owner_of", "primaryOwnerOf"),
+    Embed.ROLES: ("roles", "roles"),
 }
 
 
@@ -324,14 +330,14 @@ def row_json(row: PersonaRow) -> dict[str, Any]:
         "createdAt": timestamp(row.persona_created_at),
         "updatedAt": timestamp(row.persona_updated_at),
     }
-    for embed, attribute in _EMBED_ATTRIBUTES.items():
+    for embed, (attribute, key) in _EMBED_ATTRIBUTES.items():
         if embed not in row.included:
             continue
         value = getattr(row, attribute)
         if isinstance(value, list):
-            persona[to_camel(attribute)] = [camel(item) for item in value]
+            persona[key] = [camel(item) for item in value]
         else:
-            persona[to_camel(attribute)] = camel(value) if value is not None else None
+            persona[key] = camel(value) if value is not None else None
     return {
         "id": row.id,
         "firstName": row.first_name,
