@@ -35,8 +35,9 @@ async def _addresses(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
     found: defaultdict[uuid.UUID, list[Address]] = defaultdict(list)
     for row in await conn.execute(
         select(addresses.c.persona_id, *(addresses.c[f.name] for f in fields(Address)))
-        .where(addresses.c.persona_id.in_(_persona_ids(rows)))
-        .order_by(addresses.c.created_at, addresses.c.id)
+        .where(backend_for(conn).one_of(addresses.c.persona_id, "ids"))
+        .order_by(addresses.c.created_at, addresses.c.id),
+        {"ids": _persona_ids(rows)},
     ):
         persona_id, *values = row
         found[persona_id].append(Address(*values))
@@ -57,7 +58,8 @@ async def _created_by(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None
                 personas.c.email_address,
             )
             .join(persons, persons.c.id == personas.c.person_id)
-            .where(personas.c.id.in_(list(creators)))
+            .where(backend_for(conn).one_of(personas.c.id, "ids")),
+            {"ids": list(creators)},
         ):
             found[row.id] = PersonaRef(*row)
     for persona in rows:
@@ -70,8 +72,9 @@ async def _teams(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
     for persona_id, team_id, name in await conn.execute(
         select(team_members.c.persona_id, teams.c.id, teams.c.name)
         .join(teams, teams.c.id == team_members.c.team_id)
-        .where(team_members.c.persona_id.in_(_persona_ids(rows)))
-        .order_by(backend_for(conn).byte_order(teams.c.name), teams.c.id)
+        .where(backend_for(conn).one_of(team_members.c.persona_id, "ids"))
+        .order_by(backend_for(conn).byte_order(teams.c.name), teams.c.id),
+        {"ids": _persona_ids(rows)},
     ):
         found[persona_id].append(TeamRef(team_id, name))
     for persona in rows:
@@ -79,7 +82,7 @@ async def _teams(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
 
 
 async def _primary_owner_of(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
-    ids = _persona_ids(rows)
+    backend = backend_for(conn)
     owned = union_all(
         *(
             select(
@@ -87,15 +90,14 @@ async def _primary_owner_of(conn: AsyncConnection, rows: Sequence[PersonaRow]) -
                 literal(kind).label("type"),
                 table.c.id,
                 table.c.name,
-            ).where(table.c.primary_owner_persona_id.in_(ids))
+            ).where(backend.one_of(table.c.primary_owner_persona_id, "ids"))
             for kind, table in (("team", teams), ("budget", budgets))
         )
     ).subquery()
     found: defaultdict[uuid.UUID, list[Ownership]] = defaultdict(list)
     for persona_id, kind, owned_id, name in await conn.execute(
-        select(owned).order_by(
-            owned.c.type.desc(), backend_for(conn).byte_order(owned.c.name), owned.c.id
-        )
+        select(owned).order_by(owned.c.type.desc(), backend.byte_order(owned.c.name), owned.c.id),
+        {"ids": _persona_ids(rows)},
     ):
         found[persona_id].append(Ownership(kind, owned_id, name))
     for persona in rows:
@@ -107,8 +109,9 @@ async def _roles(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
         row.id: RoleRef(*row)
         for row in await conn.execute(
             select(roles.c.id, roles.c.name, roles.c.type).where(
-                roles.c.id.in_(list({row.role_id for row in rows}))
-            )
+                backend_for(conn).one_of(roles.c.id, "ids")
+            ),
+            {"ids": list({row.role_id for row in rows})},
         )
     }
     for persona in rows:
