@@ -129,9 +129,7 @@ def fresh_database(kind: str, work: Path) -> str:
         for leftover in work.glob("roster-bench.db*"):
             leftover.unlink()
         return f"sqlite:///{path}"
-    admin = os.environ.get(
-        "ROSTER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
+    admin = _postgres_admin()
 
     async def recreate() -> None:
         conn = await asyncpg.connect(admin)
@@ -142,7 +140,7 @@ def fresh_database(kind: str, work: Path) -> str:
             await conn.close()
 
     asyncio.run(recreate())
-    return admin.rsplit("/", 1)[0] + "/roster_bench"
+    return reused_database(kind, work)
 
 
 def reused_database(kind: str, work: Path) -> str:
@@ -150,10 +148,13 @@ def reused_database(kind: str, work: Path) -> str:
     importing again."""
     if kind == "sqlite":
         return f"sqlite:///{work / 'roster-bench.db'}"
-    admin = os.environ.get(
+    return _postgres_admin().rsplit("/", 1)[0] + "/roster_bench"
+
+
+def _postgres_admin() -> str:
+    return os.environ.get(
         "ROSTER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
     )
-    return admin.rsplit("/", 1)[0] + "/roster_bench"
 
 
 def vacuum(database_url: str) -> None:

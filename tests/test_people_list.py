@@ -134,6 +134,17 @@ async def test_a_row_has_the_shape_of_the_spec(
     assert TIMESTAMP.match(persona["updatedAt"])
 
 
+@pytest.fixture(params=["gathered", "walked"])
+def page_plan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a page is read (core/people/listing.py): gathered and sorted when few rows
+    match, walked along the account's ordered index when many do. Test data is small, so
+    the walk is forced by lowering the threshold."""
+    if request.param == "walked":
+        monkeypatch.setattr(listing, "GATHER_FIRST", -1)
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("page_plan")
 async def test_rows_are_ordered_by_last_then_first_name_ignoring_case_then_person_id(
     client: httpx.AsyncClient, directory: Directory, caller: Client
 ) -> None:
@@ -154,6 +165,7 @@ async def test_rows_are_ordered_by_last_then_first_name_ignoring_case_then_perso
     assert [r["id"] for r in twins] == sorted(r["id"] for r in twins)
 
 
+@pytest.mark.usefixtures("page_plan")
 async def test_count_is_the_total_and_offset_pages_walk_every_row_once(
     client: httpx.AsyncClient, directory: Directory, caller: Client
 ) -> None:
@@ -316,6 +328,7 @@ async def test_teams_roles_people_and_budget_filters(
     assert await filtered(client, caller, f"people={s['ann'].upper()}") == {"Ann"}
 
 
+@pytest.mark.usefixtures("page_plan")
 async def test_role_filters_by_id_and_by_name_ignoring_case(
     client: httpx.AsyncClient, caller: Client, staff: dict[str, uuid.UUID]
 ) -> None:
@@ -340,6 +353,7 @@ async def test_without_individual_budget(
     assert await filtered(client, caller, "") == everyone
 
 
+@pytest.mark.usefixtures("page_plan")
 async def test_filters_combine_with_and(
     client: httpx.AsyncClient, caller: Client, staff: dict[str, uuid.UUID]
 ) -> None:
@@ -432,6 +446,7 @@ async def test_search_takes_like_metacharacters_literally(
         assert first_names(await people(client, caller, search=search)) == expected, search
 
 
+@pytest.mark.usefixtures("page_plan")
 async def test_search_combines_with_paging(
     client: httpx.AsyncClient, directory: Directory, caller: Client
 ) -> None:

@@ -81,24 +81,34 @@ def settings() -> Settings:
 
 
 @asynccontextmanager
-async def opened(config: Settings) -> AsyncIterator[AsyncEngine]:
+async def migrated(config: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on the configured database, its pending migrations applied first."""
     engine = create_engine(config)
     try:
+        await upgrade(engine)
         yield engine
     finally:
         await engine.dispose()
 
 
+def on_database(config: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run ``work`` with an engine on the migrated database, then dispose of it."""
+
+    async def go() -> T:
+        async with migrated(config) as engine:
+            return await work(engine)
+
+    return asyncio.run(go())
+
+
 def run_in(write: bool, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     """Run ``work`` in one unit of work on the configured, migrated database."""
 
-    async def go() -> T:
-        async with opened(settings()) as engine:
-            await upgrade(engine)
-            async with unit_of_work(engine, write=write) as conn:
-                return await work(conn)
+    async def in_unit(engine: AsyncEngine) -> T:
+        async with unit_of_work(engine, write=write) as conn:
+            return await work(conn)
 
-    return asyncio.run(go())
+    return on_database(settings(), in_unit)
 
 
 def emit_json(value: Any) -> None:
@@ -193,11 +203,10 @@ def migrate(as_json: JsonOption = False) -> None:
     """Apply pending migrations (Alembic)."""
     config = settings()
 
-    async def go() -> None:
-        async with opened(config) as engine:
-            await upgrade(engine)
+    async def nothing_more(_: AsyncEngine) -> None:
+        """on_database migrates first: that is the whole command."""
 
-    asyncio.run(go())
+    on_database(config, nothing_more)
     if as_json:
         emit_json({"database": shown_url(config.database_url), "migrated": True})
     else:
@@ -239,8 +248,7 @@ def serve(
 
 
 async def _prepare(config: Settings, host: str, port: int, demo: bool) -> None:
-    async with opened(config) as engine:
-        await upgrade(engine)
+    async with migrated(config) as engine:
         if not demo:
             return
         from roster.core.demo import generate_demo
@@ -261,9 +269,9 @@ DEMO_PEOPLE = 1000
 async def _introduce(conn: AsyncConnection, base_url: str) -> str:
     """A fresh demo key (secrets are stored hashed, so each start makes a new one) and two
     requests that work against the demo data."""
-    reach = [a.id for a in await account_core.list_accounts(conn)]
-    account = DEMO_ACCOUNT if DEMO_ACCOUNT in reach else reach[0]
-    made = await auth.create_client(conn, "demo (roster serve --demo)", ["read", "write"], reach)
+    known = [a.id for a in await account_core.list_accounts(conn)]
+    account = DEMO_ACCOUNT if DEMO_ACCOUNT in known else known[0]
+    made = await auth.create_client(conn, "demo (roster serve --demo)", ["read", "write"], None)
     sample = (
         await conn.execute(
             select(persons.c.email_address, persons.c.last_name)
@@ -428,14 +436,12 @@ def import_(
                     description=f"Imported {step.rows:,} rows",
                 )
 
-        async def go() -> Any:
-            async with opened(config) as engine:
-                await upgrade(engine)
-                return await import_rows(
-                    engine, config, account, file, batch_size=batch_size, on_progress=report
-                )
-
-        summary = asyncio.run(go())
+        summary = on_database(
+            config,
+            lambda engine: import_rows(
+                engine, config, account, file, batch_size=batch_size, on_progress=report
+            ),
+        )
     if as_json:
         emit_json({"rows": summary.rows, **asdict(summary)})
     else:
@@ -484,17 +490,15 @@ def export(
         raise CommandError(f"--format must be csv or jsonl, not {wanted!r}")
     config = settings()
 
-    async def go(stream: TextIO) -> int:
-        async with opened(config) as engine:
-            await upgrade(engine)
-            return await export_rows(engine, account, chosen, stream)
+    def write_to(stream: TextIO) -> int:
+        return on_database(config, lambda engine: export_rows(engine, account, chosen, stream))
 
     if output is None:
-        asyncio.run(go(sys.stdout))
+        write_to(sys.stdout)
         return
     partial = output.with_name(output.name + ".partial")
     with partial.open("w", encoding="utf-8", newline="") as stream:
-        written = asyncio.run(go(stream))
+        written = write_to(stream)
     partial.replace(output)
     err.print(f"Wrote {written:,} people of {account} to {output}.")
 
@@ -511,12 +515,9 @@ def demo(
 
     config = settings()
 
-    async def go() -> Any:
-        async with opened(config) as engine:
-            await upgrade(engine)
-            return await generate_demo(engine, config, account, people=people, seed=seed)
-
-    made = asyncio.run(go())
+    made = on_database(
+        config, lambda engine: generate_demo(engine, config, account, people=people, seed=seed)
+    )
     if as_json:
         emit_json(asdict(made))
     else:
