@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
+from roster.core.demo import generate_demo
 from roster.core.people import listing
 from roster.core.upsert import UpsertItem, upsert_persons
 from roster.db.engine import read_snapshot, unit_of_work
@@ -136,8 +137,9 @@ async def test_a_row_has_the_shape_of_the_spec(
 
 @pytest.fixture(params=["gathered", "walked"])
 def page_plan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways a page is read (core/people/listing.py): gathered and sorted when few rows
-    match, walked along the account's ordered index when many do. Test data is small, so
+    """The ways a page is read (core/people/listing.py): gathered and sorted when few rows
+    match, walked along the account's ordered index when many do (rows joined as they
+    come, or keys first past an offset larger than the limit). Test data is small, so
     the walk is forced by lowering the threshold."""
     if request.param == "walked":
         monkeypatch.setattr(listing, "GATHER_FIRST", -1)
@@ -646,6 +648,39 @@ async def test_a_large_page_is_streamed_in_chunks(app: FastAPI, caller: Client) 
     assert body["count"] == 9
     assert len(body["rows"]) == 9
     assert [row["firstName"] for row in body["rows"]] == sorted(f"P{n}" for n in range(9))
+
+
+EVERY_EMBED = ",".join(
+    (
+        "persona.addresses",
+        "persona.createdBy",
+        "persona.teams",
+        "persona.primaryOwnerOf",
+        "persona.roles",
+    )
+)
+
+
+@pytest.mark.usefixtures("page_plan")
+async def test_rows_read_ahead_chunk_by_chunk_are_the_rows_read_at_once(
+    client: httpx.AsyncClient,
+    directory: Directory,
+    caller: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The next chunk (and its embeds) is read while one is rendered: many small chunks
+    give the same answer as one chunk, every embed included."""
+    await generate_demo(directory.engine, directory.settings, ACCOUNT, 40, seed=7)
+    whole = await people(client, caller, limit=1000, include=EVERY_EMBED)
+    monkeypatch.setattr(listing, "CHUNK_SIZE", 3)
+    chunked = await people(client, caller, limit=1000, include=EVERY_EMBED)
+    assert chunked == whole
+    assert whole["count"] == len(whole["rows"]) >= 40
+    personas = [row["persona"] for row in whole["rows"]]
+    for embed in ("addresses", "teams", "primaryOwnerOf"):
+        assert any(persona[embed] for persona in personas), embed
+    assert any(persona["createdBy"] for persona in personas)
+    assert all(len(persona["roles"]) == 1 for persona in personas)
 
 
 async def test_the_count_and_the_rows_see_one_snapshot(

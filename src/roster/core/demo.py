@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.core.accounts import create_account
 from roster.core.clock import now
+from roster.core.matching import phone_key
 from roster.core.upsert import UpsertItem, upsert_persons
 from roster.db.backends import update_many
 from roster.db.engine import unit_of_work
@@ -123,7 +124,8 @@ async def generate_demo(
         demo = _Demo(conn, account_id, random.Random(seed), now())
         custom = await demo.custom_roles()
         persona_ids = await demo.people(
-            _fake_people(account_id, people, seed), settings.default_phone_region
+            _fake_people(account_id, people, seed, settings.default_phone_region),
+            settings.default_phone_region,
         )
         await demo.created_by(persona_ids)
         team_count = await demo.teams(persona_ids)
@@ -146,6 +148,17 @@ def _slug(text: str) -> str:
     return "".join(c for c in decomposed if c.isascii() and c.isalnum()).lower() or "x"
 
 
+def _unique_mobile(fake: Faker, taken: set[str], region: str) -> str:
+    while True:
+        number: str = fake.phone_number()
+        key = phone_key(number, region)
+        if key is None:
+            return number  # matches no one
+        if key not in taken:
+            taken.add(key)
+            return number
+
+
 def _fakes(seed: int) -> dict[str, Faker]:
     fakes = {}
     for locale, _, _ in LOCALES:
@@ -155,9 +168,13 @@ def _fakes(seed: int) -> dict[str, Faker]:
     return fakes
 
 
-def _fake_people(account_id: str, count: int, seed: int) -> list[UpsertItem]:
-    """``count`` people, the same for the same seed: person fields, persona fields."""
+def _fake_people(account_id: str, count: int, seed: int, region: str) -> list[UpsertItem]:
+    """``count`` people, the same for the same seed: person fields, persona fields.
+
+    No two share a mobile number: by the matching rules the second would join the first.
+    """
     rng = random.Random(seed)
+    mobiles: set[str] = set()
     fakes = _fakes(seed)
     statuses = list(STATUS_WEIGHTS)
     role_names = list(ROLE_WEIGHTS)
@@ -180,7 +197,7 @@ def _fake_people(account_id: str, count: int, seed: int) -> list[UpsertItem]:
             "first_name": first,
             "last_name": last,
             "email_address": f"{_slug(first)}.{_slug(last)}.{_slug(account_id)}{n}@{domain}",
-            "phone_number": fake.phone_number(),
+            "phone_number": _unique_mobile(fake, mobiles, region),
             "external_ref": f"demo-{account_id}-{n:06d}",
             "nationality": nationality,
             "country_of_residence": country,

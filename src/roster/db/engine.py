@@ -27,6 +27,12 @@ from roster.settings import Settings
 _WRITE_OPTION = "roster_write"
 
 
+#: Session settings of every PostgreSQL connection. JIT compilation costs 0.1 to 0.5 s a
+#: query and pays off only for long analytic queries: a 100,000-row page spent more on
+#: compiling than the rest of its statement took (EXPLAIN ANALYZE, docs/operations.md).
+SERVER_SETTINGS = {"application_name": "roster", "jit": "off"}
+
+
 def async_url(database_url: str) -> URL:
     """The SQLAlchemy URL for the async driver of a ``sqlite:`` or ``postgresql:`` URL."""
     url = make_url(database_url.replace("postgres://", "postgresql://", 1))
@@ -60,7 +66,7 @@ def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
         max_overflow=settings.database_pool_size,
         pool_timeout=10,
         pool_recycle=3600,
-        connect_args={"timeout": 5, "server_settings": {"application_name": "roster"}},
+        connect_args={"timeout": 5, "server_settings": SERVER_SETTINGS},
         **overrides,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Literal
@@ -24,6 +25,8 @@ from roster.db.tables import PERSONA_STATUSES
 
 router = people_router("People API")
 
+#: Rows rendered between two turns of the event loop.
+RENDER_SLICE = 100
 #: At most this many values in one list parameter.
 MAX_VALUES = 1000
 
@@ -151,10 +154,14 @@ async def _people_json(
         yield orjson.dumps(head)[:-1] + b',"rows":['
         separator = b""
         async for chunk in page.chunks:
-            if chunk:
-                rows = (orjson.dumps(row_json(row), default=_uuid_text) for row in chunk)
-                yield separator + b",".join(rows)
+            for start in range(0, len(chunk), RENDER_SLICE):
+                rows = chunk[start : start + RENDER_SLICE]
+                yield separator + b",".join(
+                    orjson.dumps(row_json(row), default=_uuid_text) for row in rows
+                )
                 separator = b","
+                # A turn for the event loop: the next chunk's queries go on meanwhile.
+                await asyncio.sleep(0)
         yield b"]}"
 
 

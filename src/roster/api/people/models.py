@@ -5,9 +5,11 @@ shapes it answers, with how a core row becomes one.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import UTC, date, datetime
 from functools import cache
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -33,7 +35,11 @@ MAX_MEMBERS = 1000
 
 def timestamp(at: datetime) -> str:
     """``2026-01-02T13:47:01.000Z``: UTC, to the millisecond (truncated)."""
-    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    # isoformat() without a timespec is twice as fast, and a page renders 400,000 of these.
+    text = at.isoformat()  # 2026-01-02T13:47:01.000123+00:00, or no fraction at all
+    return text[:23] + "Z" if at.microsecond else text[:19] + ".000Z"
 
 
 class CamelModel(BaseModel):
@@ -296,13 +302,19 @@ class BudgetsPage(CamelModel):
 
 def camel(value: DataclassInstance) -> dict[str, Any]:
     """A core dataclass as a camelCase dict."""
-    return {key: getattr(value, name) for name, key in _camel_fields(type(value))}
+    keys, values = _camel_fields(type(value))
+    return dict(zip(keys, values(value), strict=True))
 
 
 @cache
-def _camel_fields(kind: type[DataclassInstance]) -> tuple[tuple[str, str], ...]:
-    """Each field of a dataclass with its camelCase key (a page renders thousands of rows)."""
-    return tuple((f.name, to_camel(f.name)) for f in fields(kind))
+def _camel_fields(
+    kind: type[DataclassInstance],
+) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    """A dataclass's camelCase keys, and a getter of its values in the same order (a page
+    renders hundreds of thousands of these)."""
+    names = [f.name for f in fields(kind)]
+    getter = attrgetter(*names)
+    return tuple(map(to_camel, names)), (getter if len(names) > 1 else lambda v: (getter(v),))
 
 
 #: The row attribute holding each embed, and its key inside ``persona``.

@@ -4,6 +4,8 @@ rows streamed in chunks so that a page of 100,000 never sits in memory at once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -129,6 +131,15 @@ def _page_statement(
     many, walking the ordered index and stopping after the page is the fast way.
     """
     keys = (personas.c.account_id, *ORDER)
+    if count > GATHER_FIRST and query.offset <= query.limit:
+        # Few rows skipped: walk the ordered index and join each row as it comes.
+        return (
+            rows_select()
+            .where(*conditions)
+            .order_by(*ORDER)
+            .offset(query.offset)
+            .limit(query.limit)
+        )
     if count > GATHER_FIRST:
         # The page's keys alone, from the ordered index (an index-only walk past a deep
         # offset), then their rows: skipped rows are never joined to their persons.
@@ -178,11 +189,25 @@ async def list_people(conn: AsyncConnection, account_id: str, query: PeopleQuery
 async def _chunks(
     conn: AsyncConnection, statement: Select[Any], query: PeopleQuery
 ) -> AsyncIterator[list[PersonaRow]]:
+    """The page's rows, a chunk at a time. The next chunk is read, and its embeds loaded,
+    while the caller renders this one, so the database and Python work at the same time
+    (the caller gives the event loop a turn now and then while it renders)."""
     result = await conn.stream(statement)
+
+    async def read() -> list[PersonaRow]:
+        rows = [PersonaRow(*row) for row in await result.fetchmany(CHUNK_SIZE)]
+        await load_embeds(conn, rows, query.include)
+        return rows
+
+    ahead = asyncio.ensure_future(read())
     try:
-        async for partition in result.partitions(CHUNK_SIZE):
-            rows = [PersonaRow(**row._mapping) for row in partition]
-            await load_embeds(conn, rows, query.include)
+        while rows := await ahead:
+            ahead = asyncio.ensure_future(read())
+            await asyncio.sleep(0)  # the next read sends its first query before we go on
             yield rows
     finally:
+        # Never cancelled halfway: a statement cut off mid-answer would leave the
+        # connection unusable. At most one chunk is read in vain.
+        with contextlib.suppress(Exception):
+            await ahead
         await result.close()

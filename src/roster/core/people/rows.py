@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -138,6 +138,10 @@ ROW_COLUMNS: tuple[ColumnElement[Any], ...] = (
 )
 
 
+#: A ROW's columns are the first fields of PersonaRow, in order: rows are built by position.
+assert [c.name for c in ROW_COLUMNS] == [f.name for f in fields(PersonaRow)][: len(ROW_COLUMNS)]
+
+
 def rows_select() -> Select[Any]:
     """The ROW columns of personas joined with their persons, to be filtered and ordered."""
     return select(*ROW_COLUMNS).select_from(
@@ -162,7 +166,7 @@ async def persona_rows(
             personas.c.account_id == account_id, personas.c.id.in_(list(persona_ids))
         )
     )
-    return [PersonaRow(**row._mapping) for row in found]
+    return [PersonaRow(*row) for row in found]
 
 
 def persona_not_found(account_id: str, persona_id: uuid.UUID) -> NotFound:
