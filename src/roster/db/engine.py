@@ -27,9 +27,9 @@ from roster.settings import Settings
 _WRITE_OPTION = "roster_write"
 
 
-#: Session settings of every PostgreSQL connection. JIT compilation costs 0.1 to 0.5 s a
-#: query and pays off only for long analytic queries: a 100,000-row page spent more on
-#: compiling than the rest of its statement took (EXPLAIN ANALYZE, docs/operations.md).
+#: Session settings of every PostgreSQL connection. JIT compilation costs tens of
+#: milliseconds a statement, more when it optimizes, and pays off only for long analytic
+#: queries, which Roster does not run (docs/operations.md).
 SERVER_SETTINGS = {"application_name": "roster", "jit": "off"}
 
 
