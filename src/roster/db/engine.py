@@ -25,6 +25,12 @@ from roster.settings import Settings
 #: The execution option a writing unit of work sets; SQLite then takes its write
 #: lock when the transaction begins instead of failing to upgrade later.
 _WRITE_OPTION = "roster_write"
+#: The execution option a reading unit of work sets on SQLite: no BEGIN is sent, so
+#: each statement is a transaction of its own. SQLAlchemy's AUTOCOMMIT level does the
+#: same on PostgreSQL; on SQLite setting it and resetting it when the connection goes
+#: back to the pool cost five trips to the driver's thread a request, more than the
+#: statements themselves.
+_AUTOCOMMIT_OPTION = "roster_autocommit"
 
 
 #: Session settings of every PostgreSQL connection. JIT compilation costs tens of
@@ -92,7 +98,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         options = connection.get_execution_options()
-        if options.get("isolation_level") == "AUTOCOMMIT":
+        if options.get(_AUTOCOMMIT_OPTION):
             return
         connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE_OPTION) else "BEGIN")
 
@@ -106,7 +112,11 @@ async def unit_of_work(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Asy
     """
     async with engine.connect() as connection:
         if not write:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.execution_options(
+                **{_AUTOCOMMIT_OPTION: True}
+                if is_sqlite(connection)
+                else {"isolation_level": "AUTOCOMMIT"}
+            )
             yield connection
             return
         await connection.execution_options(**{_WRITE_OPTION: True})
