@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from sqlalchemy import text
 
 from roster.core.importing import (
     IMPORT_COLUMNS,
@@ -15,6 +16,7 @@ from roster.core.importing import (
     ImportSummary,
     import_rows,
 )
+from roster.db.engine import unit_of_work
 from roster.errors import AccountNotFound
 from tests.bulk import counts, leave_empty, people_state, write_csv, write_jsonl
 from tests.factories import Directory, reset_database
@@ -386,3 +388,33 @@ async def test_an_account_id_column_is_unknown_when_the_account_is_given(bulk: B
     with pytest.raises(ImportFileError, match="account_id is read only when no account is given"):
         await run(directory, path)
     assert await counts(directory.engine) == (0, 0)
+
+
+async def _planner_statistics(directory: Directory) -> int:
+    """How often persons and personas were analyzed (PostgreSQL), or how many statistics
+    rows they have (SQLite)."""
+    async with unit_of_work(directory.engine, write=False) as conn:
+        if conn.dialect.name == "postgresql":
+            statement = (
+                "SELECT coalesce(sum(analyze_count), 0) FROM pg_stat_user_tables"
+                " WHERE relname IN ('persons', 'personas')"
+            )
+        else:
+            statement = "SELECT count(*) FROM sqlite_stat1 WHERE tbl IN ('persons', 'personas')"
+        return int(await conn.scalar(text(statement)) or 0)
+
+
+async def test_an_import_refreshes_the_planner_statistics(bulk: Bulk) -> None:
+    directory, _, tmp_path = bulk
+    async with unit_of_work(directory.engine, write=True) as conn:
+        if conn.dialect.name == "sqlite":
+            await conn.execute(text("ANALYZE sqlite_schema"))  # creates sqlite_stat1
+            await conn.execute(text("DELETE FROM sqlite_stat1"))
+    before = await _planner_statistics(directory)
+    path = write_csv(
+        tmp_path / "people.csv",
+        HEADER,
+        [("Ann", "Lee", "ann.lee@acme.example", "", "r-1")],
+    )
+    assert (await run(directory, path)).created == 1
+    assert await _planner_statistics(directory) > before

@@ -48,8 +48,8 @@ CSV_SUFFIXES = (".csv",)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 DEFAULT_BATCH_SIZE = 5000
-#: PostgreSQL may run without autovacuum: refresh the planner's statistics after
-#: this many rows, then every ANALYZE_EVERY, and at the end.
+#: Refresh the planner's statistics after this many rows, then every ANALYZE_EVERY,
+#: and at the end (PostgreSQL may run without autovacuum; SQLite has none of its own).
 FIRST_ANALYZE = 20_000
 ANALYZE_EVERY = 200_000
 

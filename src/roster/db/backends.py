@@ -182,9 +182,13 @@ class SqliteBackend:
             await conn.execute(insert(table), list(rows))
 
     async def analyze(self, conn: AsyncConnection, tables: Sequence[Table]) -> None:
-        # SQLite plans these lookups from the indexes alone; ANALYZE would scan
-        # every table for little gain, so an import leaves the statistics alone.
-        return None
+        # Without statistics SQLite takes `account_id = ?` for selective, and a search
+        # walked the whole account's index to test each row against the few its terms
+        # match (15 ms at 100,000 people); with them it starts from those few (0.5 ms).
+        # A sampled ANALYZE takes a fraction of a second at 200,000 personas.
+        await conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
+        for analyzed in tables:
+            await conn.exec_driver_sql(f"ANALYZE {analyzed.name}")
 
 
 _BACKENDS: dict[str, Backend] = {"postgresql": PostgresBackend(), "sqlite": SqliteBackend()}
