@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
+    Executable,
+    Select,
     and_,
     any_,
     bindparam,
@@ -27,6 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.schema import Table
 
 from roster.db.tables import personas
@@ -54,6 +60,10 @@ class Backend(Protocol):
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         """``column`` equals one of the values of the list bound as ``name``, however many."""
+
+    async def estimated_rows(self, conn: AsyncConnection, statement: Select[Any]) -> int | None:
+        """How many rows the planner expects ``statement`` to give, if it says."""
+        ...
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         """``text`` to sort by code point, whatever the database's collation."""
@@ -98,6 +108,20 @@ def like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
+class _Explain(Executable, ClauseElement):
+    """``EXPLAIN (FORMAT JSON)`` of a statement: its plan, nothing run."""
+
+    inherit_cache = False
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+
+
+@compiles(_Explain, "postgresql")
+def _compile_explain(element: _Explain, compiler: SQLCompiler, **kw: Any) -> str:
+    return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
+
+
 class PostgresBackend:
     name = "postgresql"
     # READ COMMITTED would give each statement its own snapshot.
@@ -119,6 +143,11 @@ class PostgresBackend:
         # One array parameter: the statement stays the same whatever the number of
         # values, so it is prepared once, and there is no limit on bound parameters.
         return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+
+    async def estimated_rows(self, conn: AsyncConnection, statement: Select[Any]) -> int | None:
+        plan = await conn.scalar(_Explain(statement))
+        rows = (orjson.loads(plan) if isinstance(plan, str | bytes) else plan)[0]["Plan"]
+        return int(rows["Plan Rows"])
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         return text.collate("C")
@@ -168,6 +197,9 @@ class SqliteBackend:
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         return column.in_(bindparam(name, expanding=True))
+
+    async def estimated_rows(self, conn: AsyncConnection, statement: Select[Any]) -> int | None:
+        return None  # SQLite's EXPLAIN QUERY PLAN gives no row counts
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         return text  # SQLite's default collation, BINARY, is code point order for UTF-8

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.matching import name_key, search_terms
@@ -25,6 +25,9 @@ CHUNK_SIZE = 1000
 #: Up to this many matching rows, a page gathers and sorts them rather than walking the
 #: account's ordered index (see _page_statement).
 GATHER_FIRST = 20_000
+#: A search the planner expects to match up to this many rows is counted and paged in
+#: one pass over its matches (see _gather_search).
+SEARCH_GATHERED = 5_000
 
 
 @dataclass(frozen=True)
@@ -181,18 +184,82 @@ async def list_people(conn: AsyncConnection, account_id: str, query: PeopleQuery
     """
     named_roles = await _named_roles(conn, account_id, query.role_names)
     conditions = _conditions(conn, account_id, query, named_roles)
+    if search_terms(query.search) and await _few_matches(conn, conditions):
+        gathered = await _gather_search(conn, conditions, query)
+        if gathered is not None:
+            total, person_ids = gathered
+            page = _rows_of(conn, account_id)
+            return PeoplePage(total, _chunks(conn, page, query, {"page_ids": person_ids}))
     count = await conn.scalar(select(func.count()).select_from(personas).where(and_(*conditions)))
     total = count or 0
     return PeoplePage(total, _chunks(conn, _page_statement(conditions, query, total), query))
 
 
+async def _few_matches(conn: AsyncConnection, conditions: list[ColumnElement[bool]]) -> bool:
+    """Whether the planner expects at most SEARCH_GATHERED matches (a few milliseconds of
+    planning); a backend that cannot say is taken to expect many."""
+    statement = select(personas.c.person_id).where(*conditions)
+    estimate = await backend_for(conn).estimated_rows(conn, statement)
+    return estimate is not None and estimate <= SEARCH_GATHERED
+
+
+async def _gather_search(
+    conn: AsyncConnection, conditions: list[ColumnElement[bool]], query: PeopleQuery
+) -> tuple[int, list[uuid.UUID]] | None:
+    """The count and the page's person ids of a search, from one pass over its matches;
+    None when it matches more than GATHER_FIRST rows after all (the planner's estimate
+    was far off), and the caller then counts them.
+
+    Checking a search's matches is what it costs (on PostgreSQL, each candidate row of the
+    trigram index is read again), so a selective search reads them once, not once for
+    the count and again for the page.
+    """
+    matched = (
+        select(*ORDER).where(*conditions).limit(GATHER_FIRST + 1).cte("matched")
+    ).prefix_with("MATERIALIZED")
+    total = select(func.count().label("total")).select_from(matched).subquery("total")
+    page = (
+        select(*(matched.c[c.name] for c in ORDER))
+        .order_by(*(matched.c[c.name] for c in ORDER))
+        .offset(query.offset)
+        .limit(query.limit)
+        .subquery("page")
+    )
+    found = (
+        await conn.execute(
+            select(total.c.total, page.c.person_id)
+            .select_from(total.outerjoin(page, true()))
+            .order_by(*(page.c[c.name] for c in ORDER))
+        )
+    ).all()
+    count = found[0].total
+    if count > GATHER_FIRST:
+        return None
+    return count, [row.person_id for row in found if row.person_id is not None]
+
+
+def _rows_of(conn: AsyncConnection, account_id: str) -> Select[Any]:
+    """The rows of the persons bound as ``page_ids`` in the account, in the listing's order."""
+    return (
+        rows_select()
+        .where(
+            personas.c.account_id == account_id,
+            backend_for(conn).one_of(personas.c.person_id, "page_ids"),
+        )
+        .order_by(*ORDER)
+    )
+
+
 async def _chunks(
-    conn: AsyncConnection, statement: Select[Any], query: PeopleQuery
+    conn: AsyncConnection,
+    statement: Select[Any],
+    query: PeopleQuery,
+    parameters: dict[str, Any] | None = None,
 ) -> AsyncIterator[list[PersonaRow]]:
     """The page's rows, a chunk at a time. The next chunk is read, and its embeds loaded,
     while the caller renders this one, so the database and Python work at the same time
     (the caller gives the event loop a turn now and then while it renders)."""
-    result = await conn.stream(statement)
+    result = await conn.stream(statement, parameters)
 
     async def read() -> list[PersonaRow]:
         rows = [PersonaRow(*row) for row in await result.fetchmany(CHUNK_SIZE)]
