@@ -18,6 +18,7 @@ from sqlalchemy import event
 from roster.core.demo import generate_demo
 from roster.core.people import listing
 from roster.core.upsert import UpsertItem, upsert_persons
+from roster.db.backends import PostgresBackend, SqliteBackend
 from roster.db.engine import read_snapshot, unit_of_work
 from tests.factories import Client, Directory
 
@@ -714,6 +715,29 @@ async def test_rows_read_ahead_chunk_by_chunk_are_the_rows_read_at_once(
         assert any(persona[embed] for persona in personas), embed
     assert any(persona["createdBy"] for persona in personas)
     assert all(len(persona["roles"]) == 1 for persona in personas)
+
+
+@pytest.mark.usefixtures("page_plan")
+async def test_embeds_the_database_writes_are_the_embeds_python_writes(
+    client: httpx.AsyncClient,
+    directory: Directory,
+    caller: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL the embeds are JSON the database writes; they must parse to what the
+    portable path (objects loaded per chunk, as on SQLite) writes, order included."""
+    await generate_demo(directory.engine, directory.settings, ACCOUNT, 40, seed=3)
+    first = (await people(client, caller, limit=1))["rows"][0]["persona"]["id"]
+    for n in range(4):  # several addresses: their order is by creation, not by id
+        await directory.address(ACCOUNT, uuid.UUID(first), address_line1=f"{n} Mill Lane")
+    written = await people(client, caller, limit=1000, include=EVERY_EMBED)
+    for backend in {PostgresBackend, SqliteBackend}:
+        monkeypatch.setattr(backend, "renders_json", False)
+    loaded = await people(client, caller, limit=1000, include=EVERY_EMBED)
+    assert written == loaded
+    assert any(row["persona"]["primaryOwnerOf"] for row in written["rows"])
+    lines = [a["addressLine1"] for a in written["rows"][0]["persona"]["addresses"]]
+    assert lines[-4:] == [f"{n} Mill Lane" for n in range(4)]
 
 
 async def test_the_count_and_the_rows_see_one_snapshot(

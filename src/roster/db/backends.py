@@ -53,6 +53,9 @@ class Backend(Protocol):
     snapshot_options: Mapping[str, Any]
     #: Statements run at the start of that transaction.
     snapshot_setup: Sequence[str]
+    #: Whether embeds are written as JSON by the database (json_agg keeps its ORDER BY;
+    #: SQLite's json_group_array takes no ORDER BY before 3.44).
+    renders_json: bool
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         """True for personas whose search text holds every (folded) term."""
@@ -132,6 +135,7 @@ class PostgresBackend:
     # A listing's plan depends on its search terms and ids (a rare substring wants the
     # trigram index, a common one the ordered walk): never reuse a generic plan for them.
     snapshot_setup: Sequence[str] = ("SET LOCAL plan_cache_mode = force_custom_plan",)
+    renders_json = True
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         return and_(
@@ -182,6 +186,7 @@ class SqliteBackend:
     # In WAL mode a transaction reads one snapshot, taken at its first read.
     snapshot_options: Mapping[str, Any] = {}
     snapshot_setup: Sequence[str] = ()
+    renders_json = False
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         indexed = [term for term in terms if len(term) >= TRIGRAM]

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, Row, Select, and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.matching import name_key, search_terms
-from roster.core.people.embeds import load_embeds
-from roster.core.people.rows import Embed, PersonaRow, rows_select
+from roster.core.people.embeds import embed_columns, load_embeds, rendered_embeds
+from roster.core.people.rows import ROW_COLUMNS, Embed, PersonaRow, rows_select
 from roster.db.backends import backend_for
 from roster.db.tables import budget_members, budgets, personas, roles, team_members
 
@@ -256,14 +256,24 @@ async def _chunks(
     query: PeopleQuery,
     parameters: dict[str, Any] | None = None,
 ) -> AsyncIterator[list[PersonaRow]]:
-    """The page's rows, a chunk at a time. The next chunk is read, and its embeds loaded,
-    while the caller renders this one, so the database and Python work at the same time
-    (the caller gives the event loop a turn now and then while it renders)."""
+    """The page's rows, a chunk at a time, with their embeds: as JSON columns of the same
+    statement where the database writes them, else loaded per chunk. The next chunk is
+    read while the caller renders this one, so the database and Python work at the same
+    time (the caller gives the event loop a turn now and then while it renders)."""
+    include = query.include
+    in_rows = bool(include) and backend_for(conn).renders_json
+    if in_rows:  # the embeds come as JSON columns of the rows
+        statement = statement.add_columns(*embed_columns(include))
     result = await conn.stream(statement, parameters)
+    columns = len(ROW_COLUMNS)
+    rendered = rendered_embeds(include)
 
     async def read() -> list[PersonaRow]:
-        rows = [PersonaRow(*row) for row in await result.fetchmany(CHUNK_SIZE)]
-        await load_embeds(conn, rows, query.include)
+        fetched = await result.fetchmany(CHUNK_SIZE)
+        if in_rows:
+            return [_with_rendered(row, columns, include, rendered) for row in fetched]
+        rows = [PersonaRow(*row) for row in fetched]
+        await load_embeds(conn, rows, include)
         return rows
 
     ahead = asyncio.ensure_future(read())
@@ -278,3 +288,13 @@ async def _chunks(
         with contextlib.suppress(Exception):
             await ahead
         await result.close()
+
+
+def _with_rendered(
+    row: Row[Any], columns: int, include: frozenset[Embed], rendered: list[Embed]
+) -> PersonaRow:
+    """A ROW whose embeds are the JSON columns after its own."""
+    persona = PersonaRow(*row[:columns])
+    persona.included = include
+    persona.rendered = dict(zip(rendered, row[columns:], strict=True))
+    return persona

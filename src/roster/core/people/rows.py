@@ -102,6 +102,8 @@ class PersonaRow:
     persona_created_at: datetime
     persona_updated_at: datetime
     included: frozenset[Embed] = frozenset()
+    #: Embeds the database rendered as JSON text (PostgreSQL), in place of the lists below.
+    rendered: dict[Embed, str] = field(default_factory=dict)
     addresses: list[Address] = field(default_factory=list)
     created_by: PersonaRef | None = None
     teams: list[TeamRef] = field(default_factory=list)
