@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import asyncpg
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import data
@@ -200,6 +200,15 @@ async def _in_database(database_url: str, work: Callable[[AsyncEngine], Any]) ->
 
 def in_database(database_url: str, work: Callable[[AsyncEngine], Any]) -> Any:
     return asyncio.run(_in_database(database_url, work))
+
+
+async def server_settings(engine: AsyncEngine) -> str:
+    """The PostgreSQL server's version and the settings the figures depend on most."""
+    names = ("shared_buffers", "work_mem", "effective_cache_size", "autovacuum")
+    async with unit_of_work(engine, write=False) as conn:
+        version = await conn.scalar(text("SHOW server_version"))
+        values = [f"{n}={await conn.scalar(text(f'SHOW {n}'))}" for n in names]
+    return f"PostgreSQL {version}, " + ", ".join(values)
 
 
 # -- building the data -------------------------------------------------------------------
@@ -498,6 +507,8 @@ def run(kind: str, smoke: bool, work: Path, out: Path, reuse: bool = False) -> R
     url = reused_database(kind, work) if reuse else fresh_database(kind, work)
     print(f"# {kind}: {scale.personas:,} personas ({'smoke' if smoke else 'full'})", flush=True)
     roster(url, "migrate")
+    if kind == "postgres":
+        report.facts["postgres"] = in_database(url, server_settings)
     if not reuse:
         in_database(url, lambda engine: create_accounts(engine, scale))
     t = time.perf_counter()
