@@ -1,5 +1,6 @@
-"""The embeds of a listing, loaded for a chunk of rows at a time: one query per embed
-per chunk, however many rows the chunk holds (never one query per row).
+"""The embeds of a listing, never one query per row: on SQLite loaded for a chunk of rows
+at a time, one query per embed per chunk; on PostgreSQL written as JSON by columns of the
+listing's own statement (see below).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy import (
     ColumnElement,
     Select,
-    Subquery,
     Text,
     cast,
     func,
@@ -37,7 +37,7 @@ from roster.core.people.rows import (
     RoleRef,
     TeamRef,
 )
-from roster.db.backends import Backend, backend_for
+from roster.db.backends import backend_for
 from roster.db.tables import addresses, budgets, personas, persons, roles, team_members, teams
 
 EmbedLoader = Callable[[AsyncConnection, Sequence[PersonaRow]], Awaitable[None]]
@@ -97,9 +97,9 @@ async def _teams(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
         persona.teams = found[persona.persona_id]
 
 
-def _owned(backend: Backend) -> Subquery:
-    """The teams and budgets whose primary owner is one of the personas bound as ``ids``."""
-    return union_all(
+async def _primary_owner_of(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
+    backend = backend_for(conn)
+    owned = union_all(
         *(
             select(
                 table.c.primary_owner_persona_id.label("persona_id"),
@@ -110,11 +110,6 @@ def _owned(backend: Backend) -> Subquery:
             for kind, table in (("team", teams), ("budget", budgets))
         )
     ).subquery()
-
-
-async def _primary_owner_of(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
-    backend = backend_for(conn)
-    owned = _owned(backend)
     found: defaultdict[uuid.UUID, list[Ownership]] = defaultdict(list)
     for persona_id, kind, owned_id, name in await conn.execute(
         select(owned).order_by(owned.c.type.desc(), backend.byte_order(owned.c.name), owned.c.id),
