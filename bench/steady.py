@@ -27,6 +27,8 @@ class Steady:
     rss_warm: int
     rss_end: int
     by_kind: dict[str, int]
+    #: What each failed request got: "kind: status error-type", or the client's error.
+    failures: list[str]
 
 
 def _request(rng: random.Random, sample: list[dict[str, str]]) -> tuple[str, dict[str, Any]]:
@@ -83,20 +85,20 @@ async def _steady(
     rng = random.Random(7)
     times: list[float] = []
     kinds: dict[str, int] = {}
-    errors = 0
+    failures: list[str] = []
     warm_after = max(1.0, seconds * 0.15)
     rss_warm = 0
 
     async def one(http: httpx.AsyncClient, kind: str, request: dict[str, Any]) -> None:
-        nonlocal errors
         started = time.perf_counter()
         try:
             response = await http.request(**request, headers=headers)
-            ok = response.status_code < 400 and (kind != "write" or _all_written(response))
-        except httpx.HTTPError:
-            ok = False
+            failure = _failure(response, kind)
+        except httpx.HTTPError as error:
+            failure = f"{type(error).__name__} after {time.perf_counter() - started:.1f} s"
         times.append((time.perf_counter() - started) * 1000)
-        errors += not ok
+        if failure:
+            failures.append(f"{kind}: {failure}")
 
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30, limits=limits) as http:
@@ -121,13 +123,25 @@ async def _steady(
         times[int(len(times) * 0.99)],
         len(times) / total,
         len(times),
-        errors,
+        len(failures),
         rss_warm or server.rss(),
         server.rss(),
         kinds,
+        failures,
     )
 
 
-def _all_written(response: httpx.Response) -> bool:
-    body = json.loads(response.content)
-    return all("error" not in entry for entry in body.get("persons", []))
+def _failure(response: httpx.Response, kind: str) -> str | None:
+    """Why an answer counts as an error (a status of 400 or more, or a write of which an
+    item failed), or None."""
+    if response.status_code >= 400:
+        try:
+            kind_of = json.loads(response.content)["error"]["type"]
+        except (ValueError, KeyError, TypeError):
+            kind_of = "(no error body)"
+        return f"{response.status_code} {kind_of}"
+    if kind == "write":
+        for entry in json.loads(response.content).get("persons", []):
+            if not entry.get("success", True) or entry.get("failure_type"):
+                return f"item failed: {entry.get('failure_type')} {entry.get('failure_reason')}"
+    return None

@@ -753,7 +753,8 @@ def measure_load(
             got.rate,
             met=got.errors == 0 and abs(growth) <= 10,
             note=f"{got.requests} requests, {got.errors} errors, RSS {got.rss_warm / MB:.0f} MB "
-            f"after warm-up, {got.rss_end / MB:.0f} MB at the end ({growth:+.1f}%)",
+            f"after warm-up, {got.rss_end / MB:.0f} MB at the end ({growth:+.1f}%)"
+            + (f"; failed: {'; '.join(sorted(set(got.failures)))}" if got.failures else ""),
             tool="python asyncio",
         )
     )

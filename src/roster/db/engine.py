@@ -33,10 +33,16 @@ _WRITE_OPTION = "roster_write"
 _AUTOCOMMIT_OPTION = "roster_autocommit"
 
 
-#: Session settings of every PostgreSQL connection. JIT compilation costs tens of
-#: milliseconds a statement, more when it optimizes, and pays off only for long analytic
-#: queries, which Roster does not run (docs/operations.md).
-SERVER_SETTINGS = {"application_name": "roster", "jit": "off"}
+#: Session settings of every PostgreSQL connection (docs/operations.md). JIT compilation
+#: costs tens of milliseconds a statement and pays off only for long analytic queries,
+#: which Roster does not run. Parallel workers make one large count faster but cost
+#: more processes and CPU in all: under concurrent requests they made the slowest
+#: answers ten times slower.
+SERVER_SETTINGS = {
+    "application_name": "roster",
+    "jit": "off",
+    "max_parallel_workers_per_gather": "0",
+}
 
 
 def async_url(database_url: str) -> URL:
