@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -100,3 +103,23 @@ def test_sigterm_lets_an_in_flight_request_finish(
     assert answer, "the in-flight request got no answer"
     assert answer[0].status_code == 404, answer[0].text
     assert answer[0].json()["error"]["type"] == "not_found"
+
+
+def test_a_server_process_tunes_its_garbage_collector(tmp_path: Path) -> None:
+    """The app uvicorn's workers build freezes what is alive at start and collects after
+    50,000 new objects (docs/operations.md); an app built for a test changes nothing."""
+    script = (
+        "import gc\n"
+        "from roster.api.app import app_from_environment\n"
+        "before = gc.get_threshold()\n"
+        "app_from_environment()\n"
+        "print(before, gc.get_threshold(), gc.get_freeze_count() > 0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "ROSTER_DATABASE_URL": f"sqlite:///{tmp_path / 'gc.db'}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split("\n")[0] == "(700, 10, 10) (50000, 20, 10) True"

@@ -32,7 +32,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        tune_garbage_collector()
         yield
         await services.engine.dispose()
 
@@ -74,4 +73,6 @@ def app_from_environment() -> FastAPI:
 
     settings = Settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_garbage_collector()  # a server process's own setting, once the app is built
+    return app
