@@ -10,8 +10,8 @@ One engine serves the Persons API's bulk upsert (``POST /persons/multiple/``) an
 3. the surviving changes are written with the backend's bulk paths.
 
 If the write meets a uniqueness violation (another writer got in between), the
-batch is retried one item at a time, each in its own savepoint, so only the
-items that really conflict fail.
+batch is retried one item at a time, each planned again and written in its own
+savepoint, so only the items that really conflict fail.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ _PERSONA_COLUMNS = (
     "work_number",
     "role_id",
 )
+#: The person fields behind a unique column (external_ref, and email_address's key).
+_UNIQUE_FIELDS = frozenset({"email_address", "external_ref"})
 DEFAULT_STATUS = "active"
 DEFAULT_ROLE = "User"
 
@@ -106,27 +108,52 @@ async def upsert_persons(
     """Apply every item in order; one outcome per item, failed items changing nothing."""
     outcomes: list[UpsertOutcome] = []
     for start in range(0, len(items), MAX_BATCH):
-        outcomes.extend(await _upsert_batch(conn, items[start : start + MAX_BATCH], region))
+        planned = await plan_upserts(conn, items[start : start + MAX_BATCH], region)
+        outcomes.extend(await write_planned(conn, planned))
     return outcomes
 
 
-async def _upsert_batch(
+@dataclass(frozen=True)
+class PlannedUpserts:
+    """Items planned against what a connection read; nothing written yet."""
+
+    items: Sequence[UpsertItem]
+    outcomes: list[UpsertOutcome]
+    plan: _Plan
+
+
+async def plan_upserts(
     conn: AsyncConnection, items: Sequence[UpsertItem], region: str
-) -> list[UpsertOutcome]:
+) -> PlannedUpserts:
+    """Plan the items (at most MAX_BATCH) against what ``conn`` reads, writing nothing."""
+    plan = _Plan(region)
+    await plan.load(conn, items)
+    return PlannedUpserts(items, [plan.apply(item) for item in items], plan)
+
+
+async def write_planned(conn: AsyncConnection, planned: PlannedUpserts) -> list[UpsertOutcome]:
+    """Write a plan in a savepoint of ``conn``'s transaction; the items' outcomes.
+
+    On a uniqueness violation (another writer got in between) each item is planned
+    again alone, against what the database holds now, and written in a savepoint of
+    its own; an item that still meets one fails alone.
+    """
     try:
         async with conn.begin_nested():
-            plan = _Plan(region)
-            await plan.load(conn, items)
-            outcomes = [plan.apply(item) for item in items]
-            await plan.write(conn)
-            return outcomes
+            await planned.plan.write(conn)
+        return planned.outcomes
     except IntegrityError:
-        if len(items) == 1:
-            return [UpsertOutcome(None, DuplicateValue(_RACED))]
-    results: list[UpsertOutcome] = []
-    for item in items:
-        results.extend(await _upsert_batch(conn, [item], region))
-    return results
+        pass
+    outcomes: list[UpsertOutcome] = []
+    for item in planned.items:
+        alone = await plan_upserts(conn, [item], planned.plan.region)
+        try:
+            async with conn.begin_nested():
+                await alone.plan.write(conn)
+            outcomes.extend(alone.outcomes)
+        except IntegrityError:
+            outcomes.append(UpsertOutcome(None, DuplicateValue(_RACED)))
+    return outcomes
 
 
 @dataclass
@@ -144,6 +171,8 @@ class _Person:
     new: bool
     personas: dict[str, _Persona]
     dirty: bool = False
+    #: Its email or external_ref changes: the old one is released before any is taken.
+    rekeyed: bool = False
 
 
 @lru_cache(maxsize=16)
@@ -329,6 +358,7 @@ class _Plan:
         self._unindex(person)
         person.values.update(changes)
         person.dirty = person.dirty or bool(changes)
+        person.rekeyed = person.rekeyed or not changes.keys().isdisjoint(_UNIQUE_FIELDS)
         created_personas = 0
         personas_changed = False
         for account_id, values in wanted.items():
@@ -385,6 +415,14 @@ class _Plan:
                 elif persona.dirty:
                     changed_personas.append({"id": persona.id, **persona.values, "updated_at": at})
                     refresh.add(person.id)
+        # A key one person gives up may be taken by another of this plan (a swap, even):
+        # released first, each is free whatever order the rows are written in.
+        released = [
+            {"id": p.id, "email_key": None, "external_ref": None}
+            for p in self.persons.values()
+            if p.rekeyed and not p.new
+        ]
+        await update_many(conn, persons, "id", released)
         await backend.insert_many(conn, persons, new_persons)
         await update_many(conn, persons, "id", changed_persons)
         await backend.insert_many(conn, personas, new_personas)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+import asyncpg
 import orjson
 from sqlalchemy import (
     ColumnElement,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -164,12 +166,19 @@ class PostgresBackend:
     ) -> None:
         if not rows:
             return
-        # COPY, through the asyncpg connection under this same transaction.
+        # COPY, through the asyncpg connection under this same transaction. Its errors
+        # bypass SQLAlchemy's wrapping: a violated constraint is raised as the
+        # IntegrityError every other write path raises.
         columns = list(rows[0])
         raw = await conn.get_raw_connection()
-        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            table.name, records=[tuple(row[c] for c in columns) for row in rows], columns=columns
-        )
+        try:
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                table.name,
+                records=[tuple(row[c] for c in columns) for row in rows],
+                columns=columns,
+            )
+        except asyncpg.IntegrityConstraintViolationError as error:
+            raise IntegrityError(f"COPY {table.name}", None, error) from error
 
     async def analyze(self, conn: AsyncConnection, tables: Sequence[Table]) -> None:
         # Autovacuum may be off (or late): a planner that believes a table still
