@@ -7,6 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
+from roster.core.persons import _find_statement
+from roster.db.backends import backend_for
+from roster.db.engine import unit_of_work
 from tests.factories import Client, Directory
 
 NOT_FOUND_MESSAGE = "There are no person records matching the information provided."
@@ -302,3 +305,27 @@ async def test_a_nul_or_metacharacter_criterion_matches_literally(
         assert response.status_code == 404, value
     response = await find(client, caller, first_name="\x00")
     assert response.status_code == 404
+
+
+async def test_the_plain_fetch_gives_what_sqlalchemy_gives(directory: Directory) -> None:
+    """PostgreSQL runs a find on asyncpg directly (Backend.fetch_plain); its rows, with
+    scope and reach bound as lists, are the ones SQLAlchemy's execution gives."""
+    for account in ("P1", "P2", "P3"):
+        await directory.account(account)
+    await directory.person(["P1", "P2"], first_name="Ann", email_address="ann@p.example")
+    await directory.person(["P2", "P3"], first_name="Ann", external_ref="ann-2")
+    await directory.person(["P3"], first_name="Bo", external_ref="bo")
+    parameters = {"first_name": "ann", "after": 0, "limit": 101, "scope": ["P2", "P3"]}
+    async with unit_of_work(directory.engine, write=False) as conn:
+        backend = backend_for(conn)
+        statement = _find_statement(backend, ("first_name",), True, True)
+        for reach in (["P2"], ["P1", "P2", "P3"]):
+            bound = {**parameters, "reach": reach}
+            plain = [tuple(row) for row in await backend.fetch_plain(conn, statement, bound)]
+            executed = [tuple(row) for row in await conn.execute(statement, bound)]
+            assert plain == executed
+            assert [(row[2], row[-1]) for row in plain] == (
+                [("Ann", "P2"), ("Ann", "P2")]
+                if reach == ["P2"]
+                else [("Ann", "P1"), ("Ann", "P2"), ("Ann", "P2"), ("Ann", "P3")]
+            )

@@ -303,15 +303,15 @@ async def authenticate(conn: AsyncConnection, key: str, header: str | None) -> P
         statement, value = _CLIENT_BY_ID, str(claims["sub"])
     else:
         statement, value = _CLIENT_BY_KEY, digest(credential)
-    rows = (await conn.execute(statement, {"credential": value})).all()
-    if not rows or rows[0].revoked_at is not None:
+    rows = await backend_for(conn).fetch_plain(conn, statement, {"credential": value})
+    if not rows:
         raise InvalidCredentials()
-    first = rows[0]
+    client_id, name, scopes, all_accounts, revoked_at, _ = rows[0]
+    if revoked_at is not None:
+        raise InvalidCredentials()
     return Principal(
-        client_id=first.id,
-        name=first.name,
-        scopes=frozenset(first.scopes.split()),
-        account_ids=None
-        if first.all_accounts
-        else frozenset(row.account_id for row in rows if row.account_id is not None),
+        client_id=client_id,
+        name=name,
+        scopes=frozenset(scopes.split()),
+        account_ids=None if all_accounts else frozenset(r[5] for r in rows if r[5] is not None),
     )

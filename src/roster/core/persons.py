@@ -8,13 +8,14 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, bindparam, exists, select
+from sqlalchemy import ColumnElement, Select, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.accounts import resolve_groups
 from roster.core.auth import Principal
 from roster.core.matching import email_key, name_key, phone_key, storable
 from roster.core.upsert import UpsertItem, upsert_persons
+from roster.db.backends import Backend, backend_for
 from roster.db.tables import accounts, personas, persons
 from roster.errors import InvalidRequest, NotFound, RosterError
 
@@ -98,29 +99,31 @@ def _canonical_uuid(value: str) -> uuid.UUID | None:
     return parsed if str(parsed) == value else None
 
 
-def belongs_to(scoped: bool) -> ColumnElement[bool]:
+def belongs_to(backend: Backend, scoped: bool) -> ColumnElement[bool]:
     """The person has a persona in the accounts bound to ``scope`` (any account if not scoped)."""
     reach = personas.c.person_id == persons.c.id
     if scoped:
-        reach = reach & personas.c.account_id.in_(bindparam("scope", expanding=True))
+        reach = reach & backend.one_of(personas.c.account_id, "scope")
     return exists().where(reach)
 
 
-def _memberships(listed: Any, reach_limited: bool) -> ColumnElement[bool]:
+def _memberships(backend: Backend, listed: Any, reach_limited: bool) -> ColumnElement[bool]:
     joined: ColumnElement[bool] = personas.c.person_id == listed.c.id
     if reach_limited:
-        joined = joined & personas.c.account_id.in_(bindparam("reach", expanding=True))
+        joined = joined & backend.one_of(personas.c.account_id, "reach")
     return joined
 
 
 @lru_cache(maxsize=512)
-def _find_statement(names: tuple[str, ...], scoped: bool, reach_limited: bool) -> Select[Any]:
+def _find_statement(
+    backend: Backend, names: tuple[str, ...], scoped: bool, reach_limited: bool
+) -> Select[Any]:
     """The find query for one shape of request, built once (building costs more than running)."""
     listed = (
         select(*RECORD_COLUMNS)
         .where(
             persons.c.seq > bindparam("after"),
-            belongs_to(scoped),
+            belongs_to(backend, scoped),
             *(_CRITERIA[name][1] == bindparam(name) for name in names),
         )
         .order_by(persons.c.seq)
@@ -129,7 +132,7 @@ def _find_statement(names: tuple[str, ...], scoped: bool, reach_limited: bool) -
     )
     return (
         select(listed, personas.c.account_id)
-        .outerjoin(personas, _memberships(listed, reach_limited))
+        .outerjoin(personas, _memberships(backend, listed, reach_limited))
         .order_by(listed.c.seq, personas.c.account_id)
     )
 
@@ -156,13 +159,14 @@ async def find_persons(
     scope = account_ids if reachable is None else reachable
     if account_ids is not None and reachable is not None:
         scope = set(account_ids) & set(reachable)
-    statement = _find_statement(tuple(keys), scope is not None, reachable is not None)
+    backend = backend_for(conn)
+    statement = _find_statement(backend, tuple(keys), scope is not None, reachable is not None)
     parameters: dict[str, object] = {**keys, "after": after, "limit": page_size + 1}
     if scope is not None:
         parameters["scope"] = sorted(scope)
     if reachable is not None:
         parameters["reach"] = sorted(reachable)
-    records = _group_rows(await conn.execute(statement, parameters))
+    records = _group_rows(await backend.fetch_plain(conn, statement, parameters))
     if not records:
         raise NotFound()
     more = len(records) > page_size
@@ -170,13 +174,13 @@ async def find_persons(
     return PersonsPage(records, records[-1].seq if more else -1)
 
 
-def _group_rows(rows: Iterable[Row[Any]]) -> list[PersonRecord]:
+def _group_rows(rows: Iterable[Sequence[Any]]) -> list[PersonRecord]:
     """Rows of a person's columns plus one account each, into records with group ids."""
     records: dict[int, PersonRecord] = {}
     groups: dict[int, list[str]] = {}
     for row in rows:
-        *person, account_id = tuple(row)
-        record = records.setdefault(row.seq, PersonRecord(*person))
+        *person, account_id = row
+        record = records.setdefault(person[0], PersonRecord(*person))
         if account_id is not None:
             groups.setdefault(record.seq, []).append(account_id)
     return [replace(r, group_ids=tuple(groups.get(seq, ()))) for seq, r in records.items()]
@@ -190,7 +194,7 @@ async def with_group_ids(
     parameters = {"reach": sorted(reachable)} if reachable is not None else {}
     query = (
         select(listed, personas.c.account_id)
-        .outerjoin(personas, _memberships(listed, reachable is not None))
+        .outerjoin(personas, _memberships(backend_for(conn), listed, reachable is not None))
         .order_by(listed.c.seq, personas.c.account_id)
     )
     return _group_rows(await conn.execute(query, parameters))
