@@ -123,32 +123,36 @@ def _cells(f: Figure) -> list[str]:
 # -- the database ------------------------------------------------------------------------
 
 
-def fresh_database(kind: str, work: Path) -> str:
+def database_name(smoke: bool) -> str:
+    """A smoke run (CI runs one) has a database of its own: it never drops a full run's."""
+    return "roster_bench_smoke" if smoke else "roster_bench"
+
+
+def fresh_database(kind: str, work: Path, name: str) -> str:
     if kind == "sqlite":
-        path = work / "roster-bench.db"
-        for leftover in work.glob("roster-bench.db*"):
+        for leftover in work.glob(f"{name}.db*"):
             leftover.unlink()
-        return f"sqlite:///{path}"
+        return reused_database(kind, work, name)
     admin = _postgres_admin()
 
     async def recreate() -> None:
         conn = await asyncpg.connect(admin)
         try:
-            await conn.execute("DROP DATABASE IF EXISTS roster_bench WITH (FORCE)")
-            await conn.execute("CREATE DATABASE roster_bench TEMPLATE template0 ENCODING 'UTF8'")
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await conn.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'")
         finally:
             await conn.close()
 
     asyncio.run(recreate())
-    return reused_database(kind, work)
+    return reused_database(kind, work, name)
 
 
-def reused_database(kind: str, work: Path) -> str:
-    """The database an earlier full run built (``--reuse``), to measure again without
+def reused_database(kind: str, work: Path, name: str) -> str:
+    """The database an earlier run built (``--reuse``), to measure again without
     importing again."""
     if kind == "sqlite":
-        return f"sqlite:///{work / 'roster-bench.db'}"
-    return _postgres_admin().rsplit("/", 1)[0] + "/roster_bench"
+        return f"sqlite:///{work / f'{name}.db'}"
+    return _postgres_admin().rsplit("/", 1)[0] + f"/{name}"
 
 
 def _postgres_admin() -> str:
@@ -504,7 +508,8 @@ def run(kind: str, smoke: bool, work: Path, out: Path, reuse: bool = False) -> R
         personas=scale.personas,
     )
     work.mkdir(parents=True, exist_ok=True)
-    url = reused_database(kind, work) if reuse else fresh_database(kind, work)
+    name = database_name(smoke)
+    url = reused_database(kind, work, name) if reuse else fresh_database(kind, work, name)
     print(f"# {kind}: {scale.personas:,} personas ({'smoke' if smoke else 'full'})", flush=True)
     roster(url, "migrate")
     if kind == "postgres":
