@@ -313,5 +313,7 @@ async def authenticate(conn: AsyncConnection, key: str, header: str | None) -> P
         client_id=client_id,
         name=name,
         scopes=frozenset(scopes.split()),
-        account_ids=None if all_accounts else frozenset(r[5] for r in rows if r[5] is not None),
+        account_ids=None
+        if all_accounts
+        else frozenset(account for *_, account in rows if account is not None),
     )
