@@ -1,10 +1,13 @@
-"""`roster serve` as real processes: a budget shared through Redis, a graceful SIGTERM."""
+"""`roster serve` as real processes: a budget shared through Redis, a graceful SIGTERM,
+workers that share the connections.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.server import serve
-from tests.commands import succeeds
+from bench.server import free_port, serve
+from roster.listeners import FAIR_SHARING
+from tests.commands import roster, succeeds
 from tests.servers import ThrowawayRedis
 
 pytestmark = pytest.mark.slow
@@ -123,3 +127,76 @@ def test_a_server_process_tunes_its_garbage_collector(tmp_path: Path) -> None:
         check=True,
     )
     assert done.stdout.split("\n")[0] == "(700, 10, 10) (50000, 20, 10) True"
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def _established_to(port: int) -> set[int]:
+    """The socket inodes of established TCP connections whose local port is ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01":
+                found.add(int(fields[9]))
+    return found
+
+
+@pytest.mark.skipif(not FAIR_SHARING, reason="needs SO_REUSEPORT (Linux)")
+def test_connections_opened_at_once_are_shared_by_the_workers(
+    operator: tuple[str, str], tmp_path: Path
+) -> None:
+    # A client's pool opening its connections together. From one shared socket, the
+    # first worker to wake accepted them all.
+    connections = 32
+    with serve(operator[0], workers=2, log_dir=tmp_path) as server:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        clients = [socket.socket() for _ in range(connections)]
+        try:
+            for client in clients:
+                client.setblocking(False)
+                client.connect_ex(("127.0.0.1", port))
+            for client in clients:
+                client.setblocking(True)
+                client.settimeout(10)
+                client.sendall(b"GET /healthz HTTP/1.1\r\nHost: roster\r\n\r\n")
+            answers = [client.recv(64) for client in clients]
+            assert all(a.startswith(b"HTTP/1.1 200") for a in answers), answers
+            held = _established_to(port)
+            workers = [
+                pid
+                for pid in server.workers()
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
+            assert len(workers) == 2
+            shares = [len(_socket_inodes(pid) & held) for pid in workers]
+        finally:
+            for client in clients:
+                client.close()
+    assert sum(shares) == connections
+    # Each connection goes to a worker by a hash of its ports: an even share is 16, and
+    # fewer than 4 for either worker has a chance of about 3 in a million.
+    assert min(shares) >= 4, shares
+
+
+@pytest.mark.skipif(not FAIR_SHARING, reason="needs SO_REUSEPORT (Linux)")
+def test_a_port_in_use_is_one_clear_error(operator: tuple[str, str]) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        done = roster(operator[0], "serve", "--workers", "2", "--port", str(port))
+    assert done.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}: Address already in use." in done.stderr
+    assert "Traceback" not in done.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,7 +19,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, TypeVar, cast
 from urllib.parse import quote
 
 import typer
@@ -44,7 +45,11 @@ from roster.db.engine import create_engine, database_unavailable, unit_of_work
 from roster.db.migrate import upgrade
 from roster.db.tables import personas, persons
 from roster.errors import RosterError
+from roster.listeners import FAIR_SHARING, WorkerListener
 from roster.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 T = TypeVar("T")
 
@@ -163,7 +168,7 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(cause).__name__
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}")
     raise SystemExit(1)
 
@@ -213,6 +218,10 @@ def migrate(as_json: JsonOption = False) -> None:
         out.print(f"Database {shown_url(config.database_url)} is up to date.")
 
 
+#: What each server process serves: the app, built from the environment's settings.
+APP_FACTORY = "roster.api.app:app_from_environment"
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -234,17 +243,35 @@ def serve(
     os.environ.update({f"ROSTER_{k.upper()}": str(v) for k, v in _overrides.items()})
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roster-metrics-")
-    uvicorn.run(
-        "roster.api.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-        server_header=False,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
+        "server_header": False,
+    }
+    if workers > 1 and FAIR_SHARING:
+        _serve_with_own_listeners(uvicorn.Config(APP_FACTORY, **options))
+    else:
+        uvicorn.run(APP_FACTORY, **options)
+
+
+def _serve_with_own_listeners(config: uvicorn.Config) -> None:
+    """uvicorn's supervisor, with a listening socket of its own in each worker."""
+    from uvicorn.supervisors import Multiprocess
+
+    try:
+        listener = WorkerListener(config.host, config.port, config.backlog)
+    except OSError as error:
+        _fail(f"Cannot listen on {config.host}:{config.port}: {error.strerror or error}.")
+    try:
+        # Each worker unpickles the listener as a listening socket of its own.
+        Multiprocess(config, sockets=[cast(socket.socket, listener)]).run()
+    finally:
+        listener.close()
 
 
 async def _prepare(config: Settings, host: str, port: int, demo: bool) -> None:
