@@ -25,14 +25,13 @@ FAIR_SHARING = hasattr(socket, "SO_REUSEPORT") and socket.SO_REUSEPORT > 0
 
 def _bound(host: str, port: int) -> socket.socket:
     """A TCP socket with SO_REUSEPORT bound to ``host:port`` (not yet listening)."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )[0]
-    sock = socket.socket(family, kind, proto)
+    # The family as uvicorn chooses it: IPv6 for an address with a colon, else IPv4.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
+        sock.bind((host, port))
     except OSError:
         sock.close()
         raise
