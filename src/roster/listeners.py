@@ -16,11 +16,13 @@ connections only to listening sockets).
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
-#: Where SO_REUSEPORT spreads connections over listening sockets (Linux since 3.9).
-FAIR_SHARING = hasattr(socket, "SO_REUSEPORT") and socket.SO_REUSEPORT > 0
+#: Where SO_REUSEPORT spreads connections over listening sockets: Linux (since 3.9).
+#: The BSDs and macOS accept the option but give every connection to one socket.
+FAIR_SHARING = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
 def _bound(host: str, port: int) -> socket.socket:
