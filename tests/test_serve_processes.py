@@ -17,9 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from uvicorn.config import STARTUP_FAILURE
 
-from bench.server import free_port, serve
-from roster.listeners import FAIR_SHARING
+from bench.server import Server, free_port, serve
+from roster.listeners import FAIR_SHARING, listening
 from tests.commands import roster, succeeds
 from tests.servers import ThrowawayRedis
 
@@ -141,16 +142,25 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def _established_to(port: int) -> set[int]:
-    """The socket inodes of established TCP connections whose local port is ``port``."""
+def _sockets_on(port: int, state: str) -> set[int]:
+    """The inodes of TCP sockets in ``state`` (01 established, 0A listening) whose local
+    port is ``port``."""
     found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01":
+            if local_port == port and fields[3] == state:
                 found.add(int(fields[9]))
     return found
+
+
+def _worker_pids(server: Server) -> list[int]:
+    return [
+        pid
+        for pid in server.workers()
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
 
 
 @pytest.mark.skipif(not FAIR_SHARING, reason="needs SO_REUSEPORT (Linux)")
@@ -162,6 +172,16 @@ def test_connections_opened_at_once_are_shared_by_the_workers(
     connections = 32
     with serve(operator[0], workers=2, log_dir=tmp_path) as server:
         port = int(server.base_url.rsplit(":", 1)[1])
+        # Ready means one worker answered; wait until both listen.
+        deadline = time.monotonic() + 30
+        while len(_sockets_on(port, "0A")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = _worker_pids(server)
+        assert len(workers) == 2
+        # Each worker listens on a socket of its own; the supervisor on none.
+        listeners = _sockets_on(port, "0A")
+        assert [len(_socket_inodes(pid) & listeners) for pid in workers] == [1, 1]
+        assert not _socket_inodes(server.process.pid) & listeners
         clients = [socket.socket() for _ in range(connections)]
         try:
             for client in clients:
@@ -173,13 +193,7 @@ def test_connections_opened_at_once_are_shared_by_the_workers(
                 client.sendall(b"GET /healthz HTTP/1.1\r\nHost: roster\r\n\r\n")
             answers = [client.recv(64) for client in clients]
             assert all(a.startswith(b"HTTP/1.1 200") for a in answers), answers
-            held = _established_to(port)
-            workers = [
-                pid
-                for pid in server.workers()
-                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            ]
-            assert len(workers) == 2
+            held = _sockets_on(port, "01")
             shares = [len(_socket_inodes(pid) & held) for pid in workers]
         finally:
             for client in clients:
@@ -191,7 +205,7 @@ def test_connections_opened_at_once_are_shared_by_the_workers(
 
 
 @pytest.mark.skipif(not FAIR_SHARING, reason="needs SO_REUSEPORT (Linux)")
-def test_a_port_in_use_is_one_clear_error(operator: tuple[str, str]) -> None:
+def test_a_port_in_use_is_one_clear_error(operator: tuple[str, str], tmp_path: Path) -> None:
     port = free_port()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
@@ -200,3 +214,22 @@ def test_a_port_in_use_is_one_clear_error(operator: tuple[str, str]) -> None:
     assert done.returncode == 1
     assert f"Cannot listen on 127.0.0.1:{port}: Address already in use." in done.stderr
     assert "Traceback" not in done.stderr
+    # A second Roster on a port the first serves fails the same way: the listeners'
+    # SO_REUSEPORT must not let it share the port silently.
+    with serve(operator[0], workers=2, log_dir=tmp_path) as server:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        second = roster(operator[0], "serve", "--workers", "2", "--port", str(port))
+    assert second.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}: Address already in use." in second.stderr
+
+
+@pytest.mark.skipif(not FAIR_SHARING, reason="needs SO_REUSEPORT (Linux)")
+def test_a_worker_that_cannot_listen_exits_as_failing_to_start() -> None:
+    # uvicorn's supervisor stops on this exit status instead of restarting the worker.
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        with pytest.raises(SystemExit) as exited:
+            listening("127.0.0.1", port, 16)
+    assert exited.value.code == STARTUP_FAILURE

@@ -45,7 +45,7 @@ from roster.db.engine import create_engine, database_unavailable, unit_of_work
 from roster.db.migrate import upgrade
 from roster.db.tables import personas, persons
 from roster.errors import RosterError
-from roster.listeners import FAIR_SHARING, WorkerListener
+from roster.listeners import FAIR_SHARING, WorkerListener, shown
 from roster.settings import Settings
 
 if TYPE_CHECKING:
@@ -261,17 +261,27 @@ def serve(
 
 def _serve_with_own_listeners(config: uvicorn.Config) -> None:
     """uvicorn's supervisor, with a listening socket of its own in each worker."""
+    import logging
+
+    from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
+    address = shown(config.host, config.port)
     try:
         listener = WorkerListener(config.host, config.port, config.backlog)
     except OSError as error:
-        _fail(f"Cannot listen on {config.host}:{config.port}: {error.strerror or error}.")
+        _fail(f"Cannot listen on {address}: {error.strerror or error}.")
+    logging.getLogger("uvicorn.error").info(
+        "Serving on http://%s with %d workers", shown(listener.host, listener.port), config.workers
+    )
+    # Each worker unpickles the listener as a listening socket of its own.
+    supervisor = Multiprocess(config, sockets=[cast(socket.socket, listener)])
     try:
-        # Each worker unpickles the listener as a listening socket of its own.
-        Multiprocess(config, sockets=[cast(socket.socket, listener)]).run()
+        supervisor.run()
     finally:
         listener.close()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        _fail("A worker could not start; its error is logged above.")
 
 
 async def _prepare(config: Settings, host: str, port: int, demo: bool) -> None:

@@ -15,24 +15,34 @@ connections only to listening sockets).
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger("uvicorn.error")
 
 #: Where SO_REUSEPORT spreads connections over listening sockets: Linux (since 3.9).
 #: The BSDs and macOS accept the option but give every connection to one socket.
 FAIR_SHARING = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
-def _bound(host: str, port: int) -> socket.socket:
-    """A TCP socket with SO_REUSEPORT bound to ``host:port`` (not yet listening)."""
+def shown(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it (IPv6 addresses in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bound(host: str, port: int, *, shared: bool) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (not yet listening), with SO_REUSEPORT if
+    ``shared``."""
     # The family as uvicorn chooses it: IPv6 for an address with a colon, else IPv4.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()
@@ -41,9 +51,17 @@ def _bound(host: str, port: int) -> socket.socket:
 
 
 def listening(host: str, port: int, backlog: int) -> socket.socket:
-    """A worker's own listening socket at ``host:port``."""
-    sock = _bound(host, port)
-    sock.listen(backlog)
+    """A worker's own listening socket at ``host:port``. A worker that cannot listen
+    exits as failing to start, which stops uvicorn's supervisor instead of restarting it
+    again and again."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    try:
+        sock = _bound(host, port, shared=True)
+        sock.listen(backlog)
+    except OSError as error:
+        log.error("Cannot listen on %s: %s", shown(host, port), error.strerror or error)
+        sys.exit(STARTUP_FAILURE)
     sock.set_inheritable(True)
     return sock
 
@@ -53,12 +71,16 @@ class WorkerListener:
     worker it starts; the worker unpickles it as a listening socket of its own.
 
     It holds the supervisor's reservation of the address (bound, never listening).
+    Before that, a socket without SO_REUSEPORT is bound and closed again: SO_REUSEPORT
+    alone would let a second server (an old one still running, say) share the port
+    silently instead of failing.
     """
 
     def __init__(self, host: str, port: int, backlog: int) -> None:
-        self.reservation = _bound(host, port)
-        self.host, self.port = host, self.reservation.getsockname()[1]
-        self.backlog = backlog
+        with _bound(host, port, shared=False) as probe:
+            port = probe.getsockname()[1]
+        self.reservation = _bound(host, port, shared=True)
+        self.host, self.port, self.backlog = host, port, backlog
 
     def __reduce__(self) -> tuple[Callable[..., socket.socket], tuple[Any, ...]]:
         return listening, (self.host, self.port, self.backlog)
