@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -19,7 +18,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, TypeVar, cast
+from typing import Annotated, Any, NoReturn, TextIO, TypeVar
 from urllib.parse import quote
 
 import typer
@@ -45,11 +44,8 @@ from roster.db.engine import create_engine, database_unavailable, unit_of_work
 from roster.db.migrate import upgrade
 from roster.db.tables import personas, persons
 from roster.errors import RosterError
-from roster.listeners import FAIR_SHARING, WorkerListener, shown
+from roster.listeners import FAIR_SHARING, WorkerListener, shown, supervise
 from roster.settings import Settings
-
-if TYPE_CHECKING:
-    import uvicorn
 
 T = TypeVar("T")
 
@@ -253,34 +249,15 @@ def serve(
         "timeout_graceful_shutdown": 30,
         "server_header": False,
     }
-    if workers > 1 and FAIR_SHARING:
-        _serve_with_own_listeners(uvicorn.Config(APP_FACTORY, **options))
-    else:
+    if not (workers > 1 and FAIR_SHARING):
         uvicorn.run(APP_FACTORY, **options)
-
-
-def _serve_with_own_listeners(config: uvicorn.Config) -> None:
-    """uvicorn's supervisor, with a listening socket of its own in each worker."""
-    import logging
-
-    from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
-
-    address = shown(config.host, config.port)
+        return
+    server = uvicorn.Config(APP_FACTORY, **options)
     try:
-        listener = WorkerListener(config.host, config.port, config.backlog)
+        listener = WorkerListener(host, port, server.backlog)
     except OSError as error:
-        _fail(f"Cannot listen on {address}: {error.strerror or error}.")
-    logging.getLogger("uvicorn.error").info(
-        "Serving on http://%s with %d workers", shown(listener.host, listener.port), config.workers
-    )
-    # Each worker unpickles the listener as a listening socket of its own.
-    supervisor = Multiprocess(config, sockets=[cast(socket.socket, listener)])
-    try:
-        supervisor.run()
-    finally:
-        listener.close()
-    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        _fail(f"Cannot listen on {shown(host, port)}: {error.strerror or error}.")
+    if not supervise(server, listener):
         _fail("A worker could not start; its error is logged above.")
 
 
@@ -296,7 +273,7 @@ async def _prepare(config: Settings, host: str, port: int, demo: bool) -> None:
             err.print(f"Creating the demo account {DEMO_ACCOUNT} (the database is empty)...")
             await generate_demo(engine, config, DEMO_ACCOUNT, people=DEMO_PEOPLE, seed=1)
         async with unit_of_work(engine, write=True) as conn:
-            out.print(await _introduce(conn, f"http://{_client_host(host)}:{port}"))
+            out.print(await _introduce(conn, f"http://{shown(_client_host(host), port)}"))
 
 
 DEMO_ACCOUNT = "DEMO"

@@ -10,7 +10,8 @@ With ``SO_REUSEPORT`` every worker listens on a socket of its own at the same ad
 and Linux gives each new connection to one of them by a hash of its addresses and ports.
 The supervisor keeps a socket bound to the address but never listening, so that a port
 already in use is reported by the supervisor before any worker starts (the kernel routes
-connections only to listening sockets).
+connections only to listening sockets). :func:`supervise` runs uvicorn's supervisor
+with them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("uvicorn.error")
 
@@ -62,7 +66,6 @@ def listening(host: str, port: int, backlog: int) -> socket.socket:
     except OSError as error:
         log.error("Cannot listen on %s: %s", shown(host, port), error.strerror or error)
         sys.exit(STARTUP_FAILURE)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -87,3 +90,19 @@ class WorkerListener:
 
     def close(self) -> None:
         self.reservation.close()
+
+
+def supervise(config: uvicorn.Config, listener: WorkerListener) -> bool:
+    """uvicorn's supervisor, each of whose workers listens on a socket of its own, until
+    it stops; False if a worker could not start."""
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    where = shown(listener.host, listener.port)
+    log.info("Serving on http://%s with %d workers", where, config.workers)
+    supervisor = Multiprocess(config, sockets=[cast(socket.socket, listener)])
+    try:
+        supervisor.run()
+    finally:
+        listener.close()
+    return not any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes)

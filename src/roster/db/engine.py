@@ -97,7 +97,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             "busy_timeout = 30000",
             # 8 MiB of pages per connection; the operating system caches the file for
             # all of them. Each pooled connection fills a cache of its own: with 64 MiB
-            # a server's memory grew 25 to 43% over the benchmark's minute of steady
+            # a server's memory grew 14 to 43% over the benchmark's minute of steady
             # load (8 MiB: 1 to 8%), and it was no faster (docs/operations.md).
             "cache_size = -8192",
             "temp_store = MEMORY",
