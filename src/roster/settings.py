@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     def _known_backend(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "sqlite+", "postgresql:", "postgresql+", "postgres:")):
             raise ValueError("must be sqlite:///PATH or postgresql://user:pass@host:port/db")
+        scheme, _, rest = value.partition("://")
+        if scheme.startswith("sqlite") and not rest.startswith("/"):
+            raise ValueError(
+                f"{value!r} is not a SQLite URL: write three slashes before a relative path "
+                "(sqlite:///roster.db) and four before an absolute one "
+                "(sqlite:////var/lib/roster/roster.db)"
+            )
         return value
 
     @field_validator("secret_key")
