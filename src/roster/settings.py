@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 32:
-            raise ValueError("must be at least 32 characters (it signs bearer tokens)")
+            raise ValueError("must be at least 32 characters")
         return value
 
     @field_validator("default_phone_region")

@@ -94,14 +94,9 @@ async def token(
         client_id, client_secret = basic
     if not client_id or not client_secret:
         return _oauth_error(400, "invalid_request", "client_id and client_secret are required.")
-    found = services(request)
     try:
         issued = await issue_token(
-            conn,
-            await found.signing_key(conn),
-            client_id,
-            client_secret,
-            found.settings.token_ttl_seconds,
+            conn, client_id, client_secret, services(request).settings.token_ttl_seconds
         )
     except InvalidClient:
         return _oauth_error(401, "invalid_client", "Client authentication failed.")
