@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.api.metrics import Metrics
+from roster.api.openapi import API_KEY, BEARER
 from roster.api.ratelimit import ClientRateLimiter
 from roster.core.auth import Principal, authenticate
 from roster.db.engine import read_snapshot, unit_of_work
@@ -100,6 +101,9 @@ def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependen
         # A default, not an annotation: annotations are resolved in module scope,
         # where this closure's `connection` does not exist.
         conn: AsyncConnection = Depends(connection, scope="function"),
+        # For the OpenAPI description only (security schemes); the header is parsed below.
+        _bearer: object = Security(BEARER),
+        _api_key: object = Security(API_KEY),
     ) -> Principal:
         shared = services(request)
         try:
