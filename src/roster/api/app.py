@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from roster import __version__
 from roster.api import health, oauth, people, persons
 from roster.api.deps import Services
+from roster.api.docs import install_docs
 from roster.api.errors import install_error_handlers
 from roster.api.metrics import Metrics
 from roster.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -67,6 +68,8 @@ def create_app(settings: Settings) -> FastAPI:
         description="A self-hosted people directory: the Persons API and the People API.",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        docs_url=None,  # served by install_docs, from Roster's own files
+        redoc_url=None,  # ReDoc would load its script from a CDN
     )
     app.state.services = services
     install_error_handlers(app)
@@ -75,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(persons.router)
     app.include_router(people.router)
     app.include_router(health.router)
+    install_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         # Inside the request context, so preflights get a request id and a log line too.
