@@ -302,3 +302,32 @@ def test_clients_list_shows_whole_ids_that_revoke_takes(
     ids = re.findall(r"cl_[0-9a-f]+", shown)
     assert ids == [made["client_id"]]
     assert made["client_id"] in succeeds(url, "clients", "revoke", ids[0])
+
+
+def test_demo_into_an_account_with_real_people_needs_yes(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    url = fresh_database
+    succeeds(url, "accounts", "create", "A1", "--name", "One")
+    real = tmp_path / "real.csv"
+    real.write_text(
+        "first_name,last_name,email_address,phone_number,external_ref\nAda,Lee,ada@x.io,,r-1\n",
+        encoding="utf-8",
+    )
+    succeeds(url, "import", str(real), "--account", "A1")
+    refused = roster(url, "demo", "--people", "5", "--account", "A1")
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "error: The account 'A1' has 1 person who is not demo data; demo people would be "
+        "mixed in with them. Pass --yes to add them anyway.\n"
+    )
+    exported = json.loads(succeeds(url, "import", str(real), "--account", "A1", "--json"))
+    assert exported["unchanged"] == 1  # still only the real person
+    assert succeeds(url, "demo", "--people", "5", "--account", "A1", "--yes").startswith(
+        "Demo data in A1: 5 people, "
+    )
+    # Twice into a demo account: nothing duplicated, no --yes needed.
+    first = json.loads(succeeds(url, "demo", "--people", "30", "--account", "D1", "--json"))
+    again = json.loads(succeeds(url, "demo", "--people", "30", "--account", "D1", "--json"))
+    assert first["teams"] >= 2
+    assert (again["people"], again["teams"], again["budgets"], again["addresses"]) == (30, 0, 0, 0)

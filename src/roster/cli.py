@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, TypeVar
 from urllib.parse import quote
 
 import typer
@@ -32,7 +32,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Column, Table
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -42,7 +41,6 @@ from roster.core import accounts as account_core
 from roster.core import auth
 from roster.db.engine import create_engine, database_unavailable, unit_of_work
 from roster.db.migrate import Migrated, upgrade
-from roster.db.tables import personas, persons
 from roster.errors import RosterError
 from roster.listeners import (
     FAIR_SHARING,
@@ -53,6 +51,9 @@ from roster.listeners import (
     supervise,
 )
 from roster.settings import Settings
+
+if TYPE_CHECKING:
+    from roster.core.demo import DemoSummary
 
 T = TypeVar("T")
 
@@ -327,19 +328,12 @@ DEMO_PEOPLE = 1000
 async def _introduce(conn: AsyncConnection, base_url: str) -> str:
     """A fresh demo key (secrets are stored hashed, so each start makes a new one) and two
     requests that work against the demo data."""
+    from roster.core.demo import sample_person
+
     known = [a.id for a in await account_core.list_accounts(conn)]
     account = DEMO_ACCOUNT if DEMO_ACCOUNT in known else known[0]
     made = await auth.create_client(conn, "demo (roster serve --demo)", ["read", "write"], None)
-    sample = (
-        await conn.execute(
-            select(persons.c.email_address, persons.c.last_name)
-            .join(personas, personas.c.person_id == persons.c.id)
-            .where(personas.c.account_id == account, persons.c.email_address.is_not(None))
-            .order_by(personas.c.seq)
-            .limit(1)
-        )
-    ).first()
-    email, last_name = (sample.email_address, sample.last_name) if sample else ("a@b.c", "a")
+    email, last_name = await sample_person(conn, account) or ("a@b.c", "a")
     key = f"Authorization: ApiKey {made.api_key}"
     find = json.dumps({"email_address": email})
     return "\n".join(
@@ -605,16 +599,28 @@ def demo(
     people: Annotated[int, typer.Option(help="How many people.", min=1, max=1_000_000)] = 1000,
     account: Annotated[str, typer.Option(help="The account (created if missing).")] = "DEMO",
     seed: Annotated[int, typer.Option(help="Same seed, same people.")] = 1,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Add demo people to an account that has real people too."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Fill an account with realistic generated people, teams, roles, budgets, addresses."""
-    from roster.core.demo import generate_demo
+    """Fill an account with realistic generated people, teams, roles, budgets, addresses.
+
+    Running it again adds only what is missing (the same seed gives the same people)."""
+    from roster.core.demo import RealAccount, generate_demo
 
     config = settings()
 
-    made = on_database(
-        config, lambda engine: generate_demo(engine, config, account, people=people, seed=seed)
-    )
+    def fill(engine: AsyncEngine) -> Awaitable[DemoSummary]:
+        return generate_demo(
+            engine, config, account, people=people, seed=seed, into_real_account=yes
+        )
+
+    try:
+        made = on_database(config, fill)
+    except RealAccount as error:
+        raise CommandError(f"{error.message} Pass --yes to add them anyway.") from None
     if as_json:
         emit_json(asdict(made))
     else:
