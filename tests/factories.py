@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -9,19 +14,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import jwt
 from hypothesis import HealthCheck, settings
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from roster.core.accounts import create_account
-from roster.core.auth import ClientCredentials, create_client, signing_key
+from roster.core.auth import ACCESS_TOKEN_PREFIX, ClientCredentials, create_client, digest
 from roster.core.people.addresses import add_address
 from roster.core.people.memberships import create_budget, create_team
 from roster.core.people.roles import create_role
 from roster.core.upsert import UpsertItem, upsert_persons
 from roster.db.engine import unit_of_work
-from roster.db.tables import metadata, personas
+from roster.db.tables import access_tokens, metadata, personas
 from roster.settings import Settings
 
 #: The property tests' budget: enough examples to find a broken rule, small enough to be quick.
@@ -65,6 +69,19 @@ class Client:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"ApiKey {self.api_key}"}
+
+
+def forged_jwt(claims: dict[str, Any], key: str) -> str:
+    """An HS256 JSON Web Token signed with ``key``: what a caller holding a signing key
+    could make."""
+
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    header = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = part(json.dumps(claims, default=lambda at: int(at.timestamp())).encode())
+    signature = hmac.new(key.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{part(signature)}"
 
 
 async def bearer_token(http: httpx.AsyncClient, caller: Client) -> str:
@@ -116,12 +133,21 @@ class Directory:
         assert all(o.person_id for o in outcomes), [o.error for o in outcomes]
         return [o.person_id for o in outcomes if o.person_id is not None]
 
-    async def expired_token(self, client_id: str) -> str:
-        """A bearer token for this client, signed with the instance key, expired 5s ago."""
+    async def expired_token(self, client_id: str, ago: timedelta = timedelta(seconds=5)) -> str:
+        """A bearer token of this client that expired ``ago`` (stored as the token endpoint
+        stores tokens)."""
+        token = ACCESS_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        at = datetime.now(UTC)
         async with unit_of_work(self.engine, write=True) as conn:
-            key = await signing_key(conn, None)
-        claims = {"sub": client_id, "exp": datetime.now(UTC) - timedelta(seconds=5)}
-        return jwt.encode(claims, key, algorithm="HS256")
+            await conn.execute(
+                insert(access_tokens).values(
+                    token_hash=digest(token),
+                    client_id=client_id,
+                    issued_at=at - ago - timedelta(hours=1),
+                    expires_at=at - ago,
+                )
+            )
+        return token
 
     async def person(self, accounts: Iterable[str], **fields: Any) -> uuid.UUID:
         """Create (or update, by the matching rules) a person with personas in ``accounts``."""

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import re
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 
-from bench.server import serve
+from bench.server import free_port, serve
+from roster import __version__ as roster_version
+from roster.db.migrate import alembic_config
 from tests.commands import roster, succeeds
+from tests.conftest import DEFAULT_POSTGRES, _create_postgres_database, _drop_postgres_database
 
 pytestmark = pytest.mark.slow
 
@@ -170,3 +179,155 @@ def test_import_export_and_demo_through_the_command(fresh_database: str, tmp_pat
     assert refused.returncode == 1
     assert "nickname" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_version_prints_the_version(fresh_database: str) -> None:
+    done = roster(fresh_database, "--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"roster {roster_version}"
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(fresh_database: str) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        done = roster(fresh_database, "serve", "--port", str(port), "--demo")
+    assert done.returncode == 1
+    assert done.stderr == f"error: Cannot listen on 127.0.0.1:{port}: Address already in use.\n"
+    assert done.stdout == ""  # no demo key, nothing said to have started
+    assert json.loads(succeeds(fresh_database, "accounts", "list", "--json")) == []
+
+
+def test_a_sqlite_url_with_two_slashes_says_how_to_write_one(fresh_database: str) -> None:
+    done = roster(fresh_database, "accounts", "list", ROSTER_DATABASE_URL="sqlite://roster.db")
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: invalid configuration: ROSTER_DATABASE_URL: ")
+    assert "sqlite:///roster.db" in done.stderr
+    assert "sqlite:////" in done.stderr
+
+
+def test_export_to_a_missing_folder_names_the_path_not_the_database(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    succeeds(fresh_database, "accounts", "create", "A1", "--name", "One")
+    target = tmp_path / "missing" / "people.csv"
+    done = roster(fresh_database, "export", "--account", "A1", "-o", str(target))
+    assert done.returncode == 1
+    assert done.stderr == f"error: cannot write {str(target)!r}: No such file or directory\n"
+
+
+@pytest.mark.parametrize("to_file", [True, False])
+def test_export_of_an_unknown_account_writes_nothing(
+    fresh_database: str, tmp_path: Path, to_file: bool
+) -> None:
+    target = tmp_path / "people.csv"
+    done = roster(
+        fresh_database, "export", "--account", "NOPE", *(["-o", str(target)] if to_file else [])
+    )
+    assert done.returncode == 1
+    assert done.stderr == "error: There is no account 'NOPE'.\n"
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def empty_database(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables at all, on the test's backend."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'new.db'}"
+        return
+    admin = os.environ.get("ROSTER_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
+    try:
+        url = asyncio.run(_create_postgres_database(admin))
+    except (OSError, TimeoutError) as error:
+        pytest.skip(f"PostgreSQL cannot be reached: {error}")
+    yield url
+    asyncio.run(_drop_postgres_database(admin, url))
+
+
+def test_migrate_says_what_it_applied(empty_database: str) -> None:
+    scripts = ScriptDirectory.from_config(alembic_config())
+    head = scripts.get_current_head()
+    every = [Path(s.path).stem for s in reversed(list(scripts.walk_revisions()))]
+    assert every[0] == "20261122_0001_initial_schema"
+    first = succeeds(empty_database, "migrate")
+    assert f"from an empty database to revision {head}: applied {', '.join(every)}." in first
+    assert "up to date" not in first
+    again = succeeds(empty_database, "migrate")
+    assert f"is up to date (revision {head}); nothing to apply." in again
+    as_json = json.loads(succeeds(empty_database, "migrate", "--json"))
+    assert (as_json["from_revision"], as_json["to_revision"], as_json["applied"]) == (
+        head,
+        head,
+        [],
+    )
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+@pytest.mark.parametrize(
+    "terminal",
+    [
+        {"COLUMNS": "60"},  # piped: plain lines
+        {"TTY_COMPATIBLE": "1", "COLUMNS": "40"},  # a narrow terminal: plain lines too
+        {"TTY_COMPATIBLE": "1", "COLUMNS": "200"},  # a wide one: a table
+    ],
+)
+def test_clients_list_shows_whole_ids_that_revoke_takes(
+    fresh_database: str, terminal: dict[str, str]
+) -> None:
+    url = fresh_database
+    succeeds(url, "accounts", "create", "A1", "--name", "One")
+    made = json.loads(
+        succeeds(
+            url,
+            "clients",
+            "create",
+            "--name",
+            "a rather long name for a client",
+            "--account",
+            "A1",
+            "--json",
+        )
+    )
+    listed = roster(url, "clients", "list", **terminal)
+    assert listed.returncode == 0, listed.stderr
+    shown = _plain(listed.stdout)
+    assert ("┃" in shown) == (terminal["COLUMNS"] == "200"), shown
+    assert "a rather long name for a client" in shown, shown
+    ids = re.findall(r"cl_[0-9a-f]+", shown)
+    assert ids == [made["client_id"]]
+    assert made["client_id"] in succeeds(url, "clients", "revoke", ids[0])
+
+
+def test_demo_into_an_account_with_real_people_needs_yes(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    url = fresh_database
+    succeeds(url, "accounts", "create", "A1", "--name", "One")
+    real = tmp_path / "real.csv"
+    real.write_text(
+        "first_name,last_name,email_address,phone_number,external_ref\nAda,Lee,ada@x.io,,r-1\n",
+        encoding="utf-8",
+    )
+    succeeds(url, "import", str(real), "--account", "A1")
+    refused = roster(url, "demo", "--people", "5", "--account", "A1")
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "error: The account 'A1' has 1 person who is not demo data; demo people would be "
+        "mixed in with them. Pass --yes to add them anyway.\n"
+    )
+    exported = json.loads(succeeds(url, "import", str(real), "--account", "A1", "--json"))
+    assert exported["unchanged"] == 1  # still only the real person
+    assert succeeds(url, "demo", "--people", "5", "--account", "A1", "--yes").startswith(
+        "Demo data in A1: 5 people, "
+    )
+    # Twice into a demo account: nothing duplicated, no --yes needed.
+    first = json.loads(succeeds(url, "demo", "--people", "30", "--account", "D1", "--json"))
+    again = json.loads(succeeds(url, "demo", "--people", "30", "--account", "D1", "--json"))
+    assert first["teams"] >= 2
+    assert (again["people"], again["teams"], again["budgets"], again["addresses"]) == (30, 0, 0, 0)

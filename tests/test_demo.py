@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from roster.core.demo import CUSTOM_ROLES, generate_demo
+from roster.core.demo import CUSTOM_ROLES, RealAccount, generate_demo
 from roster.db import tables as t
 from roster.db.engine import unit_of_work
 from roster.db.tables import BUDGET_TYPES, PERSONA_STATUSES
@@ -88,3 +88,84 @@ async def test_a_thousand_people_are_all_created(directory: Directory) -> None:
             select(func.count()).select_from(t.personas).where(t.personas.c.account_id == "BIG")
         )
     assert held == 1000
+
+
+async def _demo_counts(directory: Directory) -> dict[str, int]:
+    async with unit_of_work(directory.engine, write=False) as conn:
+        found = {
+            table.name: int(await conn.scalar(select(func.count()).select_from(table)) or 0)
+            for table in (
+                t.persons,
+                t.personas,
+                t.teams,
+                t.team_members,
+                t.budgets,
+                t.budget_members,
+                t.addresses,
+                t.roles,
+            )
+        }
+        found["created_by"] = int(
+            await conn.scalar(
+                select(func.count()).where(t.personas.c.created_by_persona_id.is_not(None))
+            )
+            or 0
+        )
+        for table in (t.teams, t.budgets):
+            names = select(table.c.account_id, table.c.name, func.count().label("n")).group_by(
+                table.c.account_id, table.c.name
+            )
+            found[f"repeated {table.name}"] = len(
+                [row for row in await conn.execute(names) if row.n > 1]
+            )
+    return found
+
+
+async def test_running_the_demo_again_duplicates_nothing(directory: Directory) -> None:
+    await generate_demo(directory.engine, directory.settings, "DEMO", 120, seed=1)
+    first = await _demo_counts(directory)
+    again = await generate_demo(directory.engine, directory.settings, "DEMO", 120, seed=1)
+    assert await _demo_counts(directory) == first
+    assert (again.teams, again.budgets, again.addresses, again.custom_roles) == (0, 0, 0, 0)
+    assert again.people == 120
+    assert first["repeated teams"] == first["repeated budgets"] == 0
+
+
+async def test_a_bigger_second_run_adds_people_but_no_team_or_budget_twice(
+    directory: Directory,
+) -> None:
+    await generate_demo(directory.engine, directory.settings, "DEMO", 60, seed=1)
+    before = await _demo_counts(directory)
+    await generate_demo(directory.engine, directory.settings, "DEMO", 120, seed=1)
+    after = await _demo_counts(directory)
+    assert (after["persons"], after["personas"]) == (120, 120)
+    assert after["repeated teams"] == after["repeated budgets"] == 0
+    assert after["teams"] >= before["teams"]
+    assert after["addresses"] > before["addresses"]  # the new people got theirs
+    assert after["team_members"] > before["team_members"]
+    async with unit_of_work(directory.engine, write=False) as conn:
+        owners = list(
+            await conn.scalars(
+                select(t.budgets.c.primary_owner_persona_id).where(t.budgets.c.type == "individual")
+            )
+        )
+    assert len(owners) == len(set(owners))  # nobody has two individual budgets
+
+
+async def test_an_account_with_real_people_is_refused_unless_asked(
+    directory: Directory,
+) -> None:
+    await directory.account("F50091")
+    await directory.person(["F50091"], first_name="Real", last_name="Person")
+    before = await _demo_counts(directory)
+    with pytest.raises(RealAccount, match="has 1 person who is not demo data"):
+        await generate_demo(directory.engine, directory.settings, "F50091", 10, seed=3)
+    assert await _demo_counts(directory) == before
+    made = await generate_demo(
+        directory.engine, directory.settings, "F50091", 10, seed=3, into_real_account=True
+    )
+    assert made.people == 10
+    # An account of demo people only is not real: it is filled again without asking.
+    await generate_demo(directory.engine, directory.settings, "D_1", 5, seed=3)
+    await generate_demo(directory.engine, directory.settings, "D_1", 8, seed=3)
+    await generate_demo(directory.engine, directory.settings, "DX1", 3, seed=3)  # not D_1's

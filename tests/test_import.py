@@ -418,3 +418,33 @@ async def test_an_import_refreshes_the_planner_statistics(bulk: Bulk) -> None:
     )
     assert (await run(directory, path)).created == 1
     assert await _planner_statistics(directory) > before
+
+
+HEADER_LINE = "first_name,last_name,email_address,phone_number,external_ref\nZoë,Lee,z@x.io,,\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (HEADER_LINE.encode("utf-16"), "The file is UTF-16, not UTF-8"),
+        (HEADER_LINE.encode("utf-16-be"), "The file is UTF-16 or UTF-32 (it has NUL bytes)"),
+        (HEADER_LINE.encode("utf-32"), "The file is UTF-32, not UTF-8"),
+        (
+            HEADER_LINE.replace("external_ref", "external_ref,job_titlé").encode("cp1252"),
+            "The file is not UTF-8 (byte 0xe9 at offset 69 of the first line",
+        ),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+async def test_a_file_that_is_not_utf8_is_refused_naming_its_encoding(
+    bulk: Bulk, content: bytes, named: str, suffix: str
+) -> None:
+    directory, _account, tmp_path = bulk
+    path = tmp_path / f"people{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(ImportFileError) as refused:
+        await run(directory, path)
+    assert refused.value.message.startswith(named), refused.value.message
+    assert "save it as UTF-8" in refused.value.message
+    assert not any("\udc80" <= c <= "\udcff" for c in refused.value.message)
+    assert await counts(directory.engine) == (0, 0)

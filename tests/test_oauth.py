@@ -100,3 +100,16 @@ async def test_a_json_body_is_invalid_request(client: httpx.AsyncClient, caller:
     response = await client.post("/oauth2/token", json=form(caller))
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
+
+
+async def test_a_json_body_is_told_to_send_a_form(
+    client: httpx.AsyncClient, caller: Client
+) -> None:
+    response = await client.post("/oauth2/token", json=form(caller))
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "invalid_request"
+    assert body["error_description"].startswith(
+        "Send a form-encoded body (application/x-www-form-urlencoded)"
+    )
+    assert "application/json" in body["error_description"]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from roster.api.app import create_app
 from roster.logs import JsonFormatter
+from roster.settings import Settings
 from tests.factories import Directory
 
 
@@ -52,3 +56,42 @@ async def test_each_request_logs_one_json_line_with_ids(
     assert (line["method"], line["route"], line["status"]) == ("POST", "/persons/find/", 404)
     assert line["duration_ms"] >= 0
     assert caller.api_key not in json.dumps(line)
+
+
+METRICS_TOKEN = "a metrics token of some length"
+
+
+@pytest.fixture
+async def guarded(settings: Settings, app: object) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app whose /metrics needs ROSTER_METRICS_TOKEN."""
+    guarding = create_app(settings.model_copy(update={"metrics_token": SecretStr(METRICS_TOKEN)}))
+    transport = httpx.ASGITransport(app=guarding)
+    async with httpx.AsyncClient(transport=transport, base_url="http://roster.test") as http:
+        yield http
+    await guarding.state.services.engine.dispose()
+
+
+async def test_a_metrics_token_guards_the_metrics(
+    guarded: httpx.AsyncClient, client: httpx.AsyncClient, directory: Directory
+) -> None:
+    await directory.account("F50091")
+    caller = await directory.client(["F50091"])
+    missing = await guarded.get("/metrics")
+    assert missing.status_code == 401
+    assert missing.json()["error"]["type"] == "missing_authorization"
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    for wrong in (f"Bearer {METRICS_TOKEN}x", METRICS_TOKEN, f"ApiKey {caller.api_key}"):
+        refused = await guarded.get("/metrics", headers={"Authorization": wrong})
+        assert refused.status_code == 403, wrong
+        assert refused.json()["error"]["type"] == "invalid_authorization"
+        assert "roster_http_requests" not in refused.text
+    allowed = await guarded.get("/metrics", headers={"Authorization": f"bearer {METRICS_TOKEN}"})
+    assert allowed.status_code == 200
+    assert "roster_http_requests_total" in allowed.text
+    # Without the setting (the default) the metrics are open, as before.
+    assert (await client.get("/metrics")).status_code == 200
+
+
+def test_a_short_metrics_token_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        Settings(_env_file=None, metrics_token="short")

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import jwt
 import pytest
 
 from roster.core.auth import revoke_client
 from roster.db.engine import unit_of_work
-from tests.factories import Client, Directory
+from tests.factories import Client, Directory, forged_jwt
 from tests.factories import bearer_token as token_for
 
 MISSING = (
@@ -82,10 +81,9 @@ async def test_invalid_credentials_are_401(
 async def test_a_token_signed_with_another_key_is_invalid(
     client: httpx.AsyncClient, caller: Client
 ) -> None:
-    forged = jwt.encode(
+    forged = forged_jwt(
         {"sub": caller.client_id, "exp": datetime.now(UTC) + timedelta(hours=1)},
         "a key that is not the instance key at all",
-        algorithm="HS256",
     )
     response = await find_with(client, {"Authorization": f"Bearer {forged}"})
     assert response.status_code == 401
@@ -93,16 +91,9 @@ async def test_a_token_signed_with_another_key_is_invalid(
 
 
 async def test_an_expired_token_is_401_expired_token(
-    client: httpx.AsyncClient, app: object, caller: Client
+    client: httpx.AsyncClient, directory: Directory, caller: Client
 ) -> None:
-    services = app.state.services  # type: ignore[attr-defined]
-    async with unit_of_work(services.engine, write=True) as conn:
-        key = await services.signing_key(conn)
-    expired = jwt.encode(
-        {"sub": caller.client_id, "exp": datetime.now(UTC) - timedelta(seconds=5)},
-        key,
-        algorithm="HS256",
-    )
+    expired = await directory.expired_token(caller.client_id)
     response = await find_with(client, {"Authorization": f"Bearer {expired}"})
     assert response.status_code == 401
     assert response.json() == {"error": {"type": "expired_token", "message": EXPIRED}}

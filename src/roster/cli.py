@@ -13,12 +13,12 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, TypeVar
 from urllib.parse import quote
 
 import typer
@@ -31,8 +31,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
-from sqlalchemy import select
+from rich.table import Column, Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -41,11 +40,20 @@ from roster import __version__
 from roster.core import accounts as account_core
 from roster.core import auth
 from roster.db.engine import create_engine, database_unavailable, unit_of_work
-from roster.db.migrate import upgrade
-from roster.db.tables import personas, persons
+from roster.db.migrate import Migrated, upgrade
 from roster.errors import RosterError
-from roster.listeners import FAIR_SHARING, WorkerListener, shown, supervise
+from roster.listeners import (
+    FAIR_SHARING,
+    WorkerListener,
+    reserve,
+    serve_on,
+    shown,
+    supervise,
+)
 from roster.settings import Settings
+
+if TYPE_CHECKING:
+    from roster.core.demo import DemoSummary
 
 T = TypeVar("T")
 
@@ -135,10 +143,14 @@ def _one_line_errors() -> Iterator[None]:
         _fail(str(error))
     except ValidationError as error:
         problems = "; ".join(
-            f"ROSTER_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+            f"ROSTER_{'_'.join(map(str, e['loc'])).upper()}: "
+            + e["msg"].removeprefix("Value error, ")
+            for e in error.errors()
         )
         _fail(f"invalid configuration: {problems}")
     except (OSError, DBAPIError) as error:
+        if isinstance(error, OSError) and error.filename is not None:  # a file, not the database
+            _fail(f"{error.filename}: {error.strerror or error}")
         if isinstance(error, OSError) or database_unavailable(error):
             where = shown_url(_overrides.get("database_url") or _configured_url())
             _fail(f"cannot reach the database at {where}: {_first_line(error)}")
@@ -175,6 +187,13 @@ def main() -> None:
         app()
 
 
+def _print_version(wanted: bool) -> None:
+    """Eager: runs while the options are parsed, before a missing command is an error."""
+    if wanted:
+        out.print(f"roster {__version__}")
+        raise typer.Exit
+
+
 @app.callback()
 def _root(
     database_url: Annotated[
@@ -186,11 +205,13 @@ def _root(
             show_envvar=True,
         ),
     ] = None,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
 ) -> None:
-    if version:
-        out.print(f"roster {__version__}")
-        raise typer.Exit
     _overrides.clear()
     if database_url:
         _overrides["database_url"] = database_url
@@ -204,14 +225,32 @@ def migrate(as_json: JsonOption = False) -> None:
     """Apply pending migrations (Alembic)."""
     config = settings()
 
-    async def nothing_more(_: AsyncEngine) -> None:
-        """on_database migrates first: that is the whole command."""
+    async def migrate_once() -> Migrated:
+        engine = create_engine(config)
+        try:
+            return await upgrade(engine)
+        finally:
+            await engine.dispose()
 
-    on_database(config, nothing_more)
+    done = asyncio.run(migrate_once())
+    where = shown_url(config.database_url)
     if as_json:
-        emit_json({"database": shown_url(config.database_url), "migrated": True})
+        emit_json(
+            {
+                "database": where,
+                "from_revision": done.before,
+                "to_revision": done.after,
+                "applied": done.applied,
+            }
+        )
+    elif not done.applied:
+        out.print(f"Database {where} is up to date (revision {done.after}); nothing to apply.")
     else:
-        out.print(f"Database {shown_url(config.database_url)} is up to date.")
+        start = f"revision {done.before}" if done.before else "an empty database"
+        out.print(
+            f"Migrated {where} from {start} to revision {done.after}: "
+            f"applied {', '.join(done.applied)}."
+        )
 
 
 #: What each server process serves: the app, built from the environment's settings.
@@ -234,11 +273,6 @@ def serve(
 
     config = settings()
     configure_logging(config.log_level)
-    asyncio.run(_prepare(config, host, port, demo))
-    # Workers read their settings from the environment, like any operator setting.
-    os.environ.update({f"ROSTER_{k.upper()}": str(v) for k, v in _overrides.items()})
-    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roster-metrics-")
     options: dict[str, Any] = {
         "factory": True,
         "host": host,
@@ -249,16 +283,27 @@ def serve(
         "timeout_graceful_shutdown": 30,
         "server_header": False,
     }
-    if not (workers > 1 and FAIR_SHARING):
-        uvicorn.run(APP_FACTORY, **options)
-        return
     server = uvicorn.Config(APP_FACTORY, **options)
+    per_worker = workers > 1 and FAIR_SHARING
+    # The address first: a port in use is one line, before migrations, the demo or a worker.
     try:
-        listener = WorkerListener(host, port, server.backlog)
+        address = (
+            WorkerListener(host, port, server.backlog)
+            if per_worker
+            else reserve(host, port, server.backlog)
+        )
     except OSError as error:
         _fail(f"Cannot listen on {shown(host, port)}: {error.strerror or error}.")
-    if not supervise(server, listener):
-        _fail("A worker could not start; its error is logged above.")
+    asyncio.run(_prepare(config, host, port, demo))
+    # Workers read their settings from the environment, like any operator setting.
+    os.environ.update({f"ROSTER_{k.upper()}": str(v) for k, v in _overrides.items()})
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roster-metrics-")
+    if isinstance(address, WorkerListener):
+        if not supervise(server, address):
+            _fail("A worker could not start; its error is logged above.")
+    elif not serve_on(server, address):
+        _fail("The server could not start; its error is logged above.")
 
 
 async def _prepare(config: Settings, host: str, port: int, demo: bool) -> None:
@@ -283,19 +328,12 @@ DEMO_PEOPLE = 1000
 async def _introduce(conn: AsyncConnection, base_url: str) -> str:
     """A fresh demo key (secrets are stored hashed, so each start makes a new one) and two
     requests that work against the demo data."""
+    from roster.core.demo import sample_person
+
     known = [a.id for a in await account_core.list_accounts(conn)]
     account = DEMO_ACCOUNT if DEMO_ACCOUNT in known else known[0]
     made = await auth.create_client(conn, "demo (roster serve --demo)", ["read", "write"], None)
-    sample = (
-        await conn.execute(
-            select(persons.c.email_address, persons.c.last_name)
-            .join(personas, personas.c.person_id == persons.c.id)
-            .where(personas.c.account_id == account, persons.c.email_address.is_not(None))
-            .order_by(personas.c.seq)
-            .limit(1)
-        )
-    ).first()
-    email, last_name = (sample.email_address, sample.last_name) if sample else ("a@b.c", "a")
+    email, last_name = await sample_person(conn, account) or ("a@b.c", "a")
     key = f"Authorization: ApiKey {made.api_key}"
     find = json.dumps({"email_address": email})
     return "\n".join(
@@ -315,6 +353,36 @@ def _client_host(host: str) -> str:
 
 
 # -- accounts ----------------------------------------------------------------------------
+
+
+def _print_listing(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]], empty: str) -> None:
+    """Rows whose first column holds ids that other commands take, never cut.
+
+    On a terminal wide enough: a table (the id column never wraps, the others fold).
+    Otherwise (piped, or a narrow terminal): a tab-separated header and one line per row,
+    every value whole.
+    """
+    if not rows:
+        out.print(empty)
+        return
+    columns = list(zip(headers, *rows, strict=True))
+    # Each column at its narrowest: the ids whole, the others down to their longest word;
+    # each column adds three characters of border and padding, and the table one more.
+    narrowest = [max(map(len, columns[0]))] + [
+        max(len(word) for value in column for word in value.split() or [""])
+        for column in columns[1:]
+    ]
+    if out.is_terminal and sum(narrowest) + 3 * len(headers) + 1 <= out.width:
+        table = Table(
+            Column(headers[0], no_wrap=True),
+            *(Column(header, overflow="fold") for header in headers[1:]),
+        )
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+        return
+    for row in (headers, *rows):
+        out.print("\t".join(row), markup=False)
 
 
 @accounts_app.command("create")
@@ -341,12 +409,11 @@ def accounts_list(as_json: JsonOption = False) -> None:
     if as_json:
         emit_json([asdict(a) for a in found])
         return
-    table = Table("id", "name", "external ref", "created")
-    for a in found:
-        table.add_row(
-            a.id, a.name, a.external_ref or "", a.created_at.isoformat(timespec="seconds")
-        )
-    out.print(table if found else "No accounts yet.")
+    rows = [
+        (a.id, a.name, a.external_ref or "", a.created_at.isoformat(timespec="seconds"))
+        for a in found
+    ]
+    _print_listing(("id", "name", "external ref", "created"), rows, "No accounts yet.")
 
 
 # -- clients -----------------------------------------------------------------------------
@@ -391,9 +458,8 @@ def clients_list(as_json: JsonOption = False) -> None:
     if as_json:
         emit_json([asdict(c) for c in found])
         return
-    table = Table("client id", "name", "scopes", "accounts", "created", "revoked")
-    for c in found:
-        table.add_row(
+    rows = [
+        (
             c.client_id,
             c.name,
             " ".join(c.scopes),
@@ -401,7 +467,10 @@ def clients_list(as_json: JsonOption = False) -> None:
             c.created_at.isoformat(timespec="seconds"),
             c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "",
         )
-    out.print(table if found else "No clients yet.")
+        for c in found
+    ]
+    headers = ("client id", "name", "scopes", "accounts", "created", "revoked")
+    _print_listing(headers, rows, "No clients yet.")
 
 
 @clients_app.command("revoke")
@@ -511,9 +580,17 @@ def export(
         write_to(sys.stdout)
         return
     partial = output.with_name(output.name + ".partial")
-    with partial.open("w", encoding="utf-8", newline="") as stream:
-        written = write_to(stream)
-    partial.replace(output)
+    try:
+        stream = partial.open("w", encoding="utf-8", newline="")
+    except OSError as error:
+        raise CommandError(f"cannot write {str(output)!r}: {error.strerror or error}") from None
+    try:
+        with stream:
+            written = write_to(stream)
+        partial.replace(output)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a failed export leaves no file behind
+        raise
     err.print(f"Wrote {written:,} people of {account} to {output}.")
 
 
@@ -522,16 +599,28 @@ def demo(
     people: Annotated[int, typer.Option(help="How many people.", min=1, max=1_000_000)] = 1000,
     account: Annotated[str, typer.Option(help="The account (created if missing).")] = "DEMO",
     seed: Annotated[int, typer.Option(help="Same seed, same people.")] = 1,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Add demo people to an account that has real people too."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Fill an account with realistic generated people, teams, roles, budgets, addresses."""
-    from roster.core.demo import generate_demo
+    """Fill an account with realistic generated people, teams, roles, budgets, addresses.
+
+    Running it again adds only what is missing (the same seed gives the same people)."""
+    from roster.core.demo import RealAccount, generate_demo
 
     config = settings()
 
-    made = on_database(
-        config, lambda engine: generate_demo(engine, config, account, people=people, seed=seed)
-    )
+    def fill(engine: AsyncEngine) -> Awaitable[DemoSummary]:
+        return generate_demo(
+            engine, config, account, people=people, seed=seed, into_real_account=yes
+        )
+
+    try:
+        made = on_database(config, fill)
+    except RealAccount as error:
+        raise CommandError(f"{error.message} Pass --yes to add them anyway.") from None
     if as_json:
         emit_json(asdict(made))
     else:

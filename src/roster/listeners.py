@@ -54,6 +54,19 @@ def _bound(host: str, port: int, *, shared: bool) -> socket.socket:
     return sock
 
 
+def reserve(host: str, port: int, backlog: int) -> socket.socket:
+    """The one listening socket of a server without per-worker listeners, made before
+    anything else starts, so that a port in use is the first thing reported (connections
+    made meanwhile wait in the backlog)."""
+    sock = _bound(host, port, shared=False)
+    try:
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def listening(host: str, port: int, backlog: int) -> socket.socket:
     """A worker's own listening socket at ``host:port``. A worker that cannot listen
     exits as failing to start, which stops uvicorn's supervisor instead of restarting it
@@ -106,3 +119,18 @@ def supervise(config: uvicorn.Config, listener: WorkerListener) -> bool:
     finally:
         listener.close()
     return not any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes)
+
+
+def serve_on(config: uvicorn.Config, sock: socket.socket) -> bool:
+    """uvicorn on a socket already listening (:func:`reserve`), in this process or with
+    uvicorn's supervisor for several workers, until it stops; False if it could not start."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    log.info("Serving on http://%s", shown(config.host, sock.getsockname()[1]))
+    if config.workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+        return True
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return server.started

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 import phonenumbers
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+_ORIGIN = re.compile(r"^https?://[^/\s,]+/?$")
 _RATE = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$", re.IGNORECASE)
 
 
@@ -27,19 +29,52 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     database_pool_size: int = Field(default=10, ge=1)
     log_level: str = "INFO"
+    #: Origins (``https://app.example.com``) whose pages may call the APIs from a browser.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    #: When set, ``GET /metrics`` needs ``Authorization: Bearer <this token>``.
+    metrics_token: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "sqlite+", "postgresql:", "postgresql+", "postgres:")):
             raise ValueError("must be sqlite:///PATH or postgresql://user:pass@host:port/db")
+        scheme, _, rest = value.partition("://")
+        if scheme.startswith("sqlite") and not rest.startswith("/"):
+            raise ValueError(
+                f"{value!r} is not a SQLite URL: write three slashes before a relative path "
+                "(sqlite:///roster.db) and four before an absolute one "
+                "(sqlite:////var/lib/roster/roster.db)"
+            )
         return value
 
     @field_validator("secret_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 32:
-            raise ValueError("must be at least 32 characters (it signs bearer tokens)")
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [origin.strip() for origin in value.split(",") if origin.strip()]
+        if isinstance(value, list | tuple):
+            for origin in value:
+                if origin != "*" and not _ORIGIN.match(str(origin)):
+                    raise ValueError(
+                        f"{origin!r} is not an origin: write scheme://host[:port], "
+                        "comma-separated (https://app.example.com,http://localhost:3000)"
+                    )
+            return tuple(str(origin).rstrip("/") for origin in value)
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
         return value
 
     @field_validator("default_phone_region")

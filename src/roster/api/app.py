@@ -7,17 +7,44 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 from roster import __version__
 from roster.api import health, oauth, people, persons
 from roster.api.deps import Services
+from roster.api.docs import install_docs
 from roster.api.errors import install_error_handlers
 from roster.api.metrics import Metrics
 from roster.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from roster.api.openapi import without_fastapi_validation_errors
+from roster.api.openapi import operation_id, without_fastapi_validation_errors
 from roster.api.ratelimit import ClientRateLimiter
 from roster.db.engine import create_engine
 from roster.settings import Settings
+
+#: What a browser page on an allowed origin may send, and read from the answers.
+CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+CORS_EXPOSED_HEADERS = (
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "Retry-After",
+    "X-Request-ID",
+)
+
+
+class AllowedOriginsOnly(CORSMiddleware):
+    """Starlette's CORS, without the ``Access-Control-Expose-Headers`` it puts on answers
+    to origins it does not allow: those get no CORS header at all."""
+
+    async def simple_response(
+        self, scope: Scope, receive: Receive, send: Send, request_headers: Headers
+    ) -> None:
+        if self.is_allowed_origin(request_headers["origin"]):
+            await super().simple_response(scope, receive, send, request_headers)
+        else:
+            await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -40,6 +67,9 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="A self-hosted people directory: the Persons API and the People API.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+        docs_url=None,  # served by install_docs, from Roster's own files
+        redoc_url=None,  # ReDoc would load its script from a CDN
     )
     app.state.services = services
     install_error_handlers(app)
@@ -48,7 +78,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(persons.router)
     app.include_router(people.router)
     app.include_router(health.router)
+    install_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        # Inside the request context, so preflights get a request id and a log line too.
+        app.add_middleware(
+            AllowedOriginsOnly,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=list(CORS_METHODS),
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=list(CORS_EXPOSED_HEADERS),
+            max_age=600,
+        )
     app.add_middleware(RequestContextMiddleware, metrics=services.metrics)
     return app
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import email.message
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.api.metrics import Metrics
+from roster.api.openapi import API_KEY, BEARER
 from roster.api.ratelimit import ClientRateLimiter
-from roster.core.auth import Principal, authenticate, signing_key
+from roster.core.auth import Principal, authenticate
 from roster.db.engine import read_snapshot, unit_of_work
 from roster.errors import (
     CredentialError,
@@ -32,21 +33,12 @@ from roster.settings import Settings
 
 @dataclass
 class Services:
-    """What every request shares: settings, the engine, the rate limiter, the signing key."""
+    """What every request shares: settings, the engine, the rate limiter, the metrics."""
 
     settings: Settings
     engine: AsyncEngine
     limiter: ClientRateLimiter
     metrics: Metrics
-    _signing_key: str | None = field(default=None, repr=False)
-
-    async def signing_key(self, conn: AsyncConnection) -> str:
-        if self._signing_key is None:
-            configured = self.settings.secret_key
-            self._signing_key = await signing_key(
-                conn, configured.get_secret_value() if configured else None
-            )
-        return self._signing_key
 
 
 def services(request: Request) -> Services:
@@ -109,11 +101,13 @@ def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependen
         # A default, not an annotation: annotations are resolved in module scope,
         # where this closure's `connection` does not exist.
         conn: AsyncConnection = Depends(connection, scope="function"),
+        # For the OpenAPI description only (security schemes); the header is parsed below.
+        _bearer: object = Security(BEARER),
+        _api_key: object = Security(API_KEY),
     ) -> Principal:
         shared = services(request)
-        key = await shared.signing_key(conn)
         try:
-            found = await authenticate(conn, key, request.headers.get("authorization"))
+            found = await authenticate(conn, request.headers.get("authorization"))
         except CredentialError as error:
             raise error.with_status(contract.status_of(error)) from None
         request.state.client_id = found.client_id

@@ -1,35 +1,95 @@
-"""Liveness and readiness probes: no credentials needed."""
+"""Liveness and readiness probes (no credentials), and the Prometheus metrics (a token
+when ``ROSTER_METRICS_TOKEN`` is set)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import hmac
+from typing import Literal
+
+from fastapi import APIRouter, Request, Security
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from roster.api.deps import services
+from roster.api.openapi import error_responses
+from roster.errors import InvalidCredentials, MissingCredentials
 
 router = APIRouter(tags=["Operations"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Whether the database answers: ``ok``, or ``unavailable`` with a 503."""
+
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unreachable"]
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
     """200 while the process is up."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz", responses={503: {"description": "The database does not answer"}})
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "The database does not answer"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     """200 when the database answers, 503 otherwise."""
     try:
         async with services(request).engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception:  # any failure to reach the database means not ready
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+        answer, status = Readiness(status="unavailable", database="unreachable"), 503
+    else:
+        answer, status = Readiness(status="ok", database="ok"), 200
+    return JSONResponse(answer.model_dump(), status_code=status)
 
 
-@router.get("/metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
+METRICS_TOKEN = HTTPBearer(
+    scheme_name="metricsToken",
+    description="ROSTER_METRICS_TOKEN, when the operator set one.",
+    auto_error=False,
+)
+_BEARER_PREFIX = "bearer "
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format (version 0.0.4)",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **error_responses(401, 403),
+    },
+    # Appended to the token FastAPI lists: without ROSTER_METRICS_TOKEN none is needed.
+    openapi_extra={"security": [{}]},
+)
+async def metrics(request: Request, _token: object = Security(METRICS_TOKEN)) -> Response:
     """Prometheus text format: requests by route and status, latency, database pool use."""
-    found = services(request).metrics
-    return Response(found.render(), media_type=found.content_type)
+    found = services(request)
+    expected = found.settings.metrics_token
+    if expected is not None:
+        _check_metrics_token(request.headers.get("authorization"), expected.get_secret_value())
+    return Response(found.metrics.render(), media_type=found.metrics.content_type)
+
+
+def _check_metrics_token(header: str | None, expected: str) -> None:
+    """``Authorization: Bearer <ROSTER_METRICS_TOKEN>``, compared in constant time."""
+    challenge = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+    if not header:
+        raise MissingCredentials(
+            "The metrics need 'Authorization: Bearer <ROSTER_METRICS_TOKEN>'.", headers=challenge
+        )
+    given = header[len(_BEARER_PREFIX) :] if header.lower().startswith(_BEARER_PREFIX) else ""
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise InvalidCredentials("The metrics token is not the one configured.", headers=challenge)

@@ -41,6 +41,12 @@ def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
     )
 
 
+def _form_encoded(content_type: str | None) -> bool:
+    """A body the token endpoint reads: form-urlencoded (RFC 6749 4.4.2), or multipart."""
+    kind = (content_type or "").partition(";")[0].strip().lower()
+    return kind in ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     """The client id and secret of an HTTP Basic header (form-urlencoded, RFC 6749 2.3.1)."""
     if not header or not header.lower().startswith("basic "):
@@ -70,6 +76,14 @@ async def token(
 ) -> JSONResponse:
     """Exchange client credentials (form fields or HTTP Basic) for a bearer token."""
     if grant_type is None:
+        if not _form_encoded(request.headers.get("content-type")):
+            return _oauth_error(
+                400,
+                "invalid_request",
+                "Send a form-encoded body (application/x-www-form-urlencoded) with grant_type, "
+                "client_id and client_secret, not "
+                f"{request.headers.get('content-type') or 'a body without a Content-Type'}.",
+            )
         return _oauth_error(400, "invalid_request", "grant_type is required.")
     if grant_type != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type", "Only client_credentials is supported.")
@@ -80,14 +94,9 @@ async def token(
         client_id, client_secret = basic
     if not client_id or not client_secret:
         return _oauth_error(400, "invalid_request", "client_id and client_secret are required.")
-    found = services(request)
     try:
         issued = await issue_token(
-            conn,
-            await found.signing_key(conn),
-            client_id,
-            client_secret,
-            found.settings.token_ttl_seconds,
+            conn, client_id, client_secret, services(request).settings.token_ttl_seconds
         )
     except InvalidClient:
         return _oauth_error(401, "invalid_client", "Client authentication failed.")

@@ -1,11 +1,15 @@
-"""The error shape and each status's meaning, for the OpenAPI description."""
+"""The OpenAPI description's own parts: the error shape and each status's meaning, the
+operation ids, and the credentials (security schemes)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel
 
 
@@ -67,3 +71,54 @@ def without_fastapi_validation_errors(app: FastAPI) -> None:
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+#: Each operation's id, which generated clients name their functions after.
+OPERATION_IDS = {
+    ("POST", "/oauth2/token"): "issueToken",
+    ("POST", "/persons/find/"): "findPersons",
+    ("POST", "/persons/multiple/"): "upsertPersons",
+    ("GET", "/people"): "listPeople",
+    ("POST", "/people"): "createPerson",
+    ("PATCH", "/people/{personId}"): "updatePerson",
+    ("PATCH", "/personas/{personaId}"): "updatePersona",
+    ("DELETE", "/personas/{personaId}"): "deletePersona",
+    ("PATCH", "/personas/{personaId}/role"): "changePersonaRole",
+    ("GET", "/roles"): "listRoles",
+    ("POST", "/roles"): "createRole",
+    ("GET", "/teams"): "listTeams",
+    ("POST", "/teams"): "createTeam",
+    ("PUT", "/teams/{teamId}/members/{personaId}"): "addTeamMember",
+    ("DELETE", "/teams/{teamId}/members/{personaId}"): "removeTeamMember",
+    ("GET", "/budgets"): "listBudgets",
+    ("POST", "/budgets"): "createBudget",
+    ("POST", "/addresses"): "createAddress",
+    ("GET", "/healthz"): "checkHealth",
+    ("GET", "/readyz"): "checkReadiness",
+    ("GET", "/metrics"): "getMetrics",
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route's id from :data:`OPERATION_IDS`; else its function's name in camelCase
+    (``list_widgets`` -> ``listWidgets``), never FastAPI's ``list_widgets_widgets_get``."""
+    for method in sorted(route.methods or ()):
+        if (method, route.path) in OPERATION_IDS:
+            return OPERATION_IDS[(method, route.path)]
+    return re.sub(r"_+([a-z0-9])", lambda m: m.group(1).upper(), route.name)
+
+
+#: The credentials every authenticated operation takes, as the OpenAPI describes them
+#: (an Authorize button, and generated clients that send them). Read only for the
+#: description: authentication itself parses the header (core/auth.py).
+BEARER = HTTPBearer(
+    scheme_name="bearerToken",
+    description="A token from POST /oauth2/token, or an API key: `Authorization: Bearer ...`.",
+    auto_error=False,
+)
+API_KEY = APIKeyHeader(
+    name="Authorization",
+    scheme_name="apiKey",
+    description="An API key: `Authorization: ApiKey rk_...`, or the bare key.",
+    auto_error=False,
+)

@@ -1,10 +1,11 @@
 """API clients and how a caller proves it is one.
 
-A client has a ``client_id``, a random secret and a random API key. Only SHA-256
-digests of the secret and key are stored: both are 256-bit random values, so a
-fast digest is as strong as a slow password hash here, and lets a key be looked
-up by its digest. Bearer tokens are HS256 JWTs signed with the instance's secret
-key; every request still reads the client row, so a revocation holds from the
+A client has a ``client_id``, a random secret and a random API key; the token endpoint
+gives it random bearer tokens. Only SHA-256 digests of secrets, keys and tokens are
+stored: each is a 256-bit random value, so a fast digest is as strong as a slow
+password hash here, lets a key or token be looked up by its digest, and leaves nothing
+in the database that grants access (a copy of it forges nothing). Every request reads
+the client row with the key or token, in one query, so a revocation holds from the
 next request on.
 """
 
@@ -18,13 +19,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import jwt
-from sqlalchemy import ColumnElement, Select, bindparam, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    bindparam,
+    delete,
+    insert,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
 from roster.db.backends import backend_for
-from roster.db.tables import accounts, api_client_accounts, api_clients, instance_settings
+from roster.db.tables import access_tokens, accounts, api_client_accounts, api_clients
 from roster.errors import (
     ExpiredToken,
     InsufficientScope,
@@ -38,15 +48,25 @@ from roster.errors import (
 
 SCOPES = ("read", "write", "admin")
 API_KEY_PREFIX = "rk_"
-_TOKEN_ALGORITHM = "HS256"  # noqa: S105 - an algorithm name, not a secret
-_SIGNING_KEY_SETTING = "token_signing_key"
+ACCESS_TOKEN_PREFIX = "rt_"  # noqa: S105 - a prefix, not a secret
+#: Expired tokens are kept this long, and answered ``expired_token`` meanwhile; the
+#: token endpoint deletes older ones as it issues new ones. After that an expired token
+#: is unknown, and answered as invalid.
+EXPIRED_TOKENS_KEPT = timedelta(days=1)
 #: Compared against when no client matches, so that a wrong client id costs the
 #: same time as a wrong secret.
 _DUMMY_DIGEST = hashlib.sha256(b"no such client").hexdigest()
 
+_CLIENTS_WITH_REACH = api_clients.outerjoin(
+    api_client_accounts, api_client_accounts.c.client_id == api_clients.c.id
+)
 
-def _client_with_reach(match: ColumnElement[bool]) -> Select[Any]:
-    """A client row per account it reaches (one row with a null account if it reaches all)."""
+
+def _client_with_reach(
+    source: FromClause, match: ColumnElement[bool], expires_at: ColumnElement[Any]
+) -> Select[Any]:
+    """A client row per account it reaches (one row with a null account if it reaches all),
+    with the credential's expiry (null for an API key)."""
     return (
         select(
             api_clients.c.id,
@@ -55,15 +75,22 @@ def _client_with_reach(match: ColumnElement[bool]) -> Select[Any]:
             api_clients.c.all_accounts,
             api_clients.c.revoked_at,
             api_client_accounts.c.account_id,
+            expires_at,
         )
-        .outerjoin(api_client_accounts, api_client_accounts.c.client_id == api_clients.c.id)
+        .select_from(source)
         .where(match)
     )
 
 
-# Built once: every request runs one of these.
-_CLIENT_BY_ID = _client_with_reach(api_clients.c.id == bindparam("credential"))
-_CLIENT_BY_KEY = _client_with_reach(api_clients.c.api_key_hash == bindparam("credential"))
+# Built once: every request runs one of these, one query for a key or a token alike.
+_CLIENT_BY_KEY = _client_with_reach(
+    _CLIENTS_WITH_REACH, api_clients.c.api_key_hash == bindparam("credential"), null()
+)
+_CLIENT_BY_TOKEN = _client_with_reach(
+    access_tokens.join(_CLIENTS_WITH_REACH, api_clients.c.id == access_tokens.c.client_id),
+    access_tokens.c.token_hash == bindparam("credential"),
+    access_tokens.c.expires_at,
+)
 
 
 def digest(secret: str) -> str:
@@ -203,6 +230,7 @@ async def revoke_client(conn: AsyncConnection, client_id: str) -> datetime:
     )
     at: datetime | None = revoked.scalar_one_or_none()
     if at is not None:
+        await conn.execute(delete(access_tokens).where(access_tokens.c.client_id == client_id))
         return at
     existing: datetime | None = await conn.scalar(
         select(api_clients.c.revoked_at).where(api_clients.c.id == client_id)
@@ -212,38 +240,13 @@ async def revoke_client(conn: AsyncConnection, client_id: str) -> datetime:
     return existing
 
 
-async def signing_key(conn: AsyncConnection, configured: str | None) -> str:
-    """The key that signs bearer tokens: the configured one, or the instance's own.
-
-    The instance's key is generated on first use and kept in the database, so every
-    server process sharing the database accepts every other's tokens.
-    """
-    if configured:
-        return configured
-    stored: str | None = await conn.scalar(
-        select(instance_settings.c.value).where(instance_settings.c.name == _SIGNING_KEY_SETTING)
-    )
-    if stored is not None:
-        return stored
-    await conn.execute(
-        backend_for(conn)
-        .insert(instance_settings)
-        .values(name=_SIGNING_KEY_SETTING, value=secrets.token_urlsafe(48))
-        .on_conflict_do_nothing()
-    )
-    return str(
-        await conn.scalar(
-            select(instance_settings.c.value).where(
-                instance_settings.c.name == _SIGNING_KEY_SETTING
-            )
-        )
-    )
-
-
 async def issue_token(
-    conn: AsyncConnection, key: str, client_id: str, client_secret: str, ttl_seconds: int
+    conn: AsyncConnection, client_id: str, client_secret: str, ttl_seconds: int
 ) -> AccessToken:
-    """OAuth2 client credentials: a bearer token for a live client with the right secret."""
+    """OAuth2 client credentials: a bearer token for a live client with the right secret.
+
+    Tokens that expired more than :data:`EXPIRED_TOKENS_KEPT` ago are deleted on the way
+    (by the index on ``expires_at``: a few rows at a time)."""
     row = (
         await conn.execute(
             select(api_clients.c.secret_hash, api_clients.c.revoked_at).where(
@@ -256,13 +259,19 @@ async def issue_token(
     if row is None or not matches or row.revoked_at is not None:
         raise InvalidClient()
     issued = now()
-    claims = {
-        "sub": client_id,
-        "iat": issued,
-        "exp": issued + timedelta(seconds=ttl_seconds),
-        "jti": secrets.token_hex(8),
-    }
-    return AccessToken(jwt.encode(claims, key, algorithm=_TOKEN_ALGORITHM), ttl_seconds)
+    token = ACCESS_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    await conn.execute(
+        delete(access_tokens).where(access_tokens.c.expires_at < issued - EXPIRED_TOKENS_KEPT)
+    )
+    await conn.execute(
+        insert(access_tokens).values(
+            token_hash=digest(token),
+            client_id=client_id,
+            issued_at=issued,
+            expires_at=issued + timedelta(seconds=ttl_seconds),
+        )
+    )
+    return AccessToken(token, ttl_seconds)
 
 
 def parse_authorization(header: str | None) -> tuple[str, str]:
@@ -288,25 +297,16 @@ def parse_authorization(header: str | None) -> tuple[str, str]:
     raise InvalidCredentials()
 
 
-async def authenticate(conn: AsyncConnection, key: str, header: str | None) -> Principal:
+async def authenticate(conn: AsyncConnection, header: str | None) -> Principal:
     """The client an ``Authorization`` header proves, or a :class:`CredentialError`."""
     kind, credential = parse_authorization(header)
-    if kind == "bearer":
-        try:
-            claims = jwt.decode(
-                credential, key, algorithms=[_TOKEN_ALGORITHM], options={"require": ["exp", "sub"]}
-            )
-        except jwt.ExpiredSignatureError:
-            raise ExpiredToken() from None
-        except jwt.InvalidTokenError:
-            raise InvalidCredentials() from None
-        statement, value = _CLIENT_BY_ID, str(claims["sub"])
-    else:
-        statement, value = _CLIENT_BY_KEY, digest(credential)
-    rows = await backend_for(conn).fetch_plain(conn, statement, {"credential": value})
+    statement = _CLIENT_BY_TOKEN if kind == "bearer" else _CLIENT_BY_KEY
+    rows = await backend_for(conn).fetch_plain(conn, statement, {"credential": digest(credential)})
     if not rows:
         raise InvalidCredentials()
-    client_id, name, scopes, all_accounts, revoked_at, _ = rows[0]
+    client_id, name, scopes, all_accounts, revoked_at, _, expires_at = rows[0]
+    if expires_at is not None and expires_at <= now():
+        raise ExpiredToken()
     if revoked_at is not None:
         raise InvalidCredentials()
     return Principal(
@@ -315,5 +315,5 @@ async def authenticate(conn: AsyncConnection, key: str, header: str | None) -> P
         scopes=frozenset(scopes.split()),
         account_ids=None
         if all_accounts
-        else frozenset(account for *_, account in rows if account is not None),
+        else frozenset(account for *_, account, _ in rows if account is not None),
     )

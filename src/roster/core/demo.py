@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from faker import Faker
-from sqlalchemy import insert, select
+from sqlalchemy import Table, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.core.accounts import create_account
@@ -37,11 +37,12 @@ from roster.db.tables import (
     budget_members,
     budgets,
     personas,
+    persons,
     roles,
     team_members,
     teams,
 )
-from roster.errors import InvalidRequest
+from roster.errors import Conflict, InvalidRequest
 from roster.settings import Settings
 
 DEFAULT_ACCOUNT = "DEMO"
@@ -108,19 +109,40 @@ class DemoSummary:
     custom_roles: int
 
 
+class RealAccount(Conflict):
+    """The account holds people who are not demo data; fake ones would be mixed in."""
+
+    type = "real_account"
+
+
 async def generate_demo(
     engine: AsyncEngine,
     settings: Settings,
     account_id: str = DEFAULT_ACCOUNT,
     people: int = DEFAULT_PEOPLE,
     seed: int = DEFAULT_SEED,
+    *,
+    into_real_account: bool = False,
 ) -> DemoSummary:
     """Create (if missing) the account and fill it with ``people`` generated people and their
-    teams, budgets, addresses and roles, in one unit of work."""
+    teams, budgets, addresses and roles, in one unit of work.
+
+    Only what is missing is added, so running it again duplicates nothing: the same seed
+    gives the same people (matched by their external refs), teams and shared budgets are
+    matched by name, and memberships, individual budgets, addresses and creators are
+    given only to people new to the account. Raises :class:`RealAccount` for
+    an account with people who are not demo data, unless ``into_real_account``.
+    """
     if people < 1:
         raise InvalidRequest.field("people", "must be at least 1")
     async with unit_of_work(engine, write=True) as conn:
         created = await _ensure_account(conn, account_id)
+        if not into_real_account and (real := await real_people(conn, account_id)):
+            who = "1 person who is" if real == 1 else f"{real:,} people who are"
+            raise RealAccount(
+                f"The account {account_id!r} has {who} not demo data; "
+                "demo people would be mixed in with them."
+            )
         demo = _Demo(conn, account_id, random.Random(seed), now())
         custom = await demo.custom_roles()
         persona_ids = await demo.people(
@@ -134,6 +156,42 @@ async def generate_demo(
     return DemoSummary(
         account_id, created, len(persona_ids), team_count, budget_count, address_count, custom
     )
+
+
+def _demo_ref_pattern(account_id: str) -> str:
+    """The external refs of an account's demo people (``demo-ACCOUNT-000001``), as LIKE
+    matches them (``_`` and ``%`` in an account id escaped)."""
+    escaped = account_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"demo-{escaped}-%"
+
+
+async def real_people(conn: AsyncConnection, account_id: str) -> int:
+    """How many people of the account are not demo data (their external ref is not the
+    demo's ``demo-ACCOUNT-NNNNNN``)."""
+    is_demo = persons.c.external_ref.like(_demo_ref_pattern(account_id), escape="\\")
+    count = await conn.scalar(
+        select(func.count())
+        .select_from(personas.join(persons, persons.c.id == personas.c.person_id))
+        .where(
+            personas.c.account_id == account_id,
+            or_(persons.c.external_ref.is_(None), ~is_demo),
+        )
+    )
+    return int(count or 0)
+
+
+async def sample_person(conn: AsyncConnection, account_id: str) -> tuple[str, str] | None:
+    """The email and last name of the account's first person with an email, for examples."""
+    row = (
+        await conn.execute(
+            select(persons.c.email_address, persons.c.last_name)
+            .join(personas, personas.c.person_id == persons.c.id)
+            .where(personas.c.account_id == account_id, persons.c.email_address.is_not(None))
+            .order_by(personas.c.seq)
+            .limit(1)
+        )
+    ).first()
+    return (row.email_address, row.last_name) if row else None
 
 
 async def _ensure_account(conn: AsyncConnection, account_id: str) -> bool:
@@ -230,6 +288,7 @@ class _Demo:
         self.account_id = account_id
         self.rng = rng
         self.at = at
+        self.fresh: set[uuid.UUID] = set()
 
     def _stamped(self, **values: Any) -> dict[str, Any]:
         return {"id": uuid.uuid4(), **values, "created_at": self.at, "updated_at": self.at}
@@ -254,7 +313,9 @@ class _Demo:
         return len(missing)
 
     async def people(self, items: Sequence[UpsertItem], region: str) -> list[uuid.UUID]:
-        """Write the people; their persona ids in the order given."""
+        """Write the people; their persona ids in the order given. Those new to the account
+        are kept in :attr:`fresh`: only they are given teams, budgets, addresses and a
+        creator, so that running the demo again adds nothing to the others."""
         outcomes = await upsert_persons(self.conn, items, region=region)
         for outcome in outcomes:
             if outcome.error is not None:  # an email or ref already held by someone else
@@ -265,6 +326,7 @@ class _Demo:
             )
         )
         by_person = dict(rows.all())
+        self.fresh = {by_person[o.person_id] for o in outcomes if o.created_personas}
         return [by_person[o.person_id] for o in outcomes if o.person_id is not None]
 
     async def created_by(self, persona_ids: list[uuid.UUID]) -> None:
@@ -273,12 +335,20 @@ class _Demo:
         links = [
             {"id": persona_id, "created_by_persona_id": self.rng.choice(creators)}
             for persona_id in persona_ids[1:]
-            if self.rng.random() < 0.7
+            if self.rng.random() < 0.7 and persona_id in self.fresh
         ]
         await update_many(self.conn, personas, "id", links)
 
+    async def _names(self, table: Table) -> set[str]:
+        return set(
+            await self.conn.scalars(
+                select(table.c.name).where(table.c.account_id == self.account_id)
+            )
+        )
+
     async def teams(self, persona_ids: list[uuid.UUID]) -> int:
         count = min(len(TEAM_NAMES), max(2, len(persona_ids) // 25))
+        existing = await self._names(teams)
         team_rows = [
             self._stamped(
                 account_id=self.account_id,
@@ -286,24 +356,37 @@ class _Demo:
                 primary_owner_persona_id=self.rng.choice(persona_ids),
             )
             for n in range(count)
+            if TEAM_NAMES[n] not in existing
+        ]
+        if team_rows:
+            await self.conn.execute(insert(teams), team_rows)
+        every_team = [
+            {"id": team_id, "primary_owner_persona_id": owner}
+            for team_id, owner in await self.conn.execute(
+                select(teams.c.id, teams.c.primary_owner_persona_id).where(
+                    teams.c.account_id == self.account_id, teams.c.name.in_(TEAM_NAMES)
+                )
+            )
         ]
         # Most people in one team, some in two, some in none (not every row has teams).
         members: set[tuple[uuid.UUID, uuid.UUID]] = set()
         for persona_id in persona_ids:
-            how_many = min(len(team_rows), self.rng.choice((0, 1, 1, 2)))
-            chosen = self.rng.sample(team_rows, k=how_many)
-            members.update((team["id"], persona_id) for team in chosen)
+            how_many = min(len(every_team), self.rng.choice((0, 1, 1, 2)))
+            chosen = self.rng.sample(every_team, k=how_many)
+            if persona_id in self.fresh:
+                members.update((team["id"], persona_id) for team in chosen)
         members.update((team["id"], team["primary_owner_persona_id"]) for team in team_rows)
-        await self.conn.execute(insert(teams), team_rows)
-        await self.conn.execute(
-            insert(team_members),
-            [{"team_id": t, "persona_id": p} for t, p in sorted(members, key=str)],
-        )
-        return count
+        if members:
+            await self.conn.execute(
+                insert(team_members),
+                [{"team_id": t, "persona_id": p} for t, p in sorted(members, key=str)],
+            )
+        return len(team_rows)
 
     async def budgets(self, persona_ids: list[uuid.UUID]) -> int:
         """An account balance, a few shared budgets with members, individual budgets for
         about a third of the people (so ``withoutIndividualBudget`` splits them)."""
+        existing = await self._names(budgets)
         rows = [
             self._stamped(
                 account_id=self.account_id,
@@ -323,17 +406,22 @@ class _Demo:
             rows.append(shared)
             chosen = self.rng.sample(persona_ids, k=min(len(persona_ids), 12))
             members.extend({"budget_id": shared["id"], "persona_id": p} for p in chosen)
-        owners = [p for n, p in enumerate(persona_ids) if n % 3 == 1]
+        rows = [row for row in rows if row["name"] not in existing]
+        added = {row["id"] for row in rows}
+        members = [member for member in members if member["budget_id"] in added]
+        owners = [p for n, p in enumerate(persona_ids) if n % 3 == 1 and p in self.fresh]
+        taken = len([name for name in existing if name.startswith("Individual budget ")])
         rows.extend(
             self._stamped(
                 account_id=self.account_id,
-                name=f"Individual budget {n + 1}",
+                name=f"Individual budget {taken + n + 1}",
                 type="individual",
                 primary_owner_persona_id=owner,
             )
             for n, owner in enumerate(owners)
         )
-        await self.conn.execute(insert(budgets), rows)
+        if rows:
+            await self.conn.execute(insert(budgets), rows)
         if members:
             await self.conn.execute(insert(budget_members), members)
         return len(rows)
@@ -348,7 +436,8 @@ class _Demo:
             locale, country, _ = LOCALES[n % len(LOCALES)]
             count = self.rng.choice((0, 1, 1, 1, 2))
             for kind in self.rng.sample(ADDRESS_TYPES, k=count):
-                rows.append((persona_id, kind, locale, country))
+                if persona_id in self.fresh:
+                    rows.append((persona_id, kind, locale, country))
         fakes = _fakes(seed + 1)
         values = [
             self._stamped(

@@ -59,15 +59,16 @@ async def export_rows(
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write the account's people to ``out`` as CSV (with a header) or JSON Lines; returns
-    how many rows. Raises :class:`AccountNotFound` for an unknown account."""
+    how many rows. Raises :class:`AccountNotFound` for an unknown account, before anything
+    is written."""
     if fmt not in EXPORT_FORMATS:
         raise InvalidRequest.field("format", f"must be one of {', '.join(EXPORT_FORMATS)}")
-    write = _csv_writer(out) if fmt == "csv" else _jsonl_writer(out)
     written = 0
     # One transaction: the streamed query reads one snapshot, however long it runs.
     async with engine.connect() as conn, conn.begin():
         if await conn.scalar(select(accounts.c.id).where(accounts.c.id == account_id)) is None:
             raise AccountNotFound(f"There is no account {account_id!r}.")
+        write = _csv_writer(out) if fmt == "csv" else _jsonl_writer(out)  # the header, if any
         result = await conn.stream(_export_statement(account_id))
         async for partition in result.partitions(PARTITION):
             write([[_text(value) for value in row] for row in partition])

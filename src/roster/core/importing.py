@@ -10,6 +10,7 @@ with its line number and the reason; the others go on. See docs/import-export.md
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import csv
 import io
@@ -239,7 +240,9 @@ def open_import_file(path: Path, *, account_column: bool = False) -> ImportReade
     except OSError as error:
         raise ImportFileError(f"Cannot read {str(path)!r}: {error.strerror}.") from error
     try:
-        fmt = file_format(path, handle.read(4096))
+        head = handle.read(4096)
+        _check_encoding(head)
+        fmt = file_format(path, head)
         handle.seek(0)
         if fmt == "jsonl":
             _check_jsonl_keys(handle, _known_columns(account_column))
@@ -250,6 +253,39 @@ def open_import_file(path: Path, *, account_column: bool = False) -> ImportReade
     except BaseException:
         handle.close()
         raise
+
+
+#: Byte order marks of the encodings a file may be saved in by mistake, longest first
+#: (UTF-32's little-endian mark starts with UTF-16's).
+_FOREIGN_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def _check_encoding(head: bytes) -> None:
+    """Refuse a file that is not UTF-8, naming its encoding where its first bytes tell it:
+    a UTF-16 or UTF-32 byte order mark, NUL bytes (UTF-16 without a mark), or a first line
+    that is not UTF-8 (Windows-1252 or Latin-1, most often)."""
+    save_as = "save it as UTF-8 (CSV UTF-8 in a spreadsheet) and import it again"
+    named = next((name for bom, name in _FOREIGN_BOMS if head.startswith(bom)), None)
+    if named is None and b"\x00" in head:
+        named = "UTF-16 or UTF-32 (it has NUL bytes)"
+    if named is not None:
+        raise ImportFileError(f"The file is {named}, not UTF-8: {save_as}. Nothing was imported.")
+    first_line = head.split(b"\n", 1)[0]
+    try:
+        first_line.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        if error.reason == "unexpected end of data" and len(first_line) == len(head):
+            return  # a character cut by the 4 KiB read, not a bad one
+        raise ImportFileError(
+            f"The file is not UTF-8 (byte 0x{first_line[error.start]:02x} at offset "
+            f"{error.start} of the first line; Windows-1252 or Latin-1, perhaps): "
+            f"{save_as}. Nothing was imported."
+        ) from None
 
 
 def _known_columns(account_column: bool) -> tuple[str, ...]:

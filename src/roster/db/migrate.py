@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 #: Any fixed number: taken for the length of a migration so that several
@@ -21,18 +24,45 @@ def alembic_config() -> Config:
     return config
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+@dataclass(frozen=True)
+class Migrated:
+    """Where an upgrade started and ended: revisions, ``None`` for an empty database."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def applied(self) -> list[str]:
+        """The migrations applied, oldest first, by file name (``20261122_0001_initial_schema``)."""
+        if self.after is None or self.before == self.after:
+            return []
+        scripts = ScriptDirectory.from_config(alembic_config())
+        steps = scripts.iterate_revisions(self.after, self.before)
+        return [Path(step.path).stem for step in reversed(list(steps))]
+
+
+def _current(connection: Connection) -> str | None:
+    """The database's revision (read directly: a MigrationContext would log its set-up)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    revision: str | None = connection.scalar(text("SELECT version_num FROM alembic_version"))
+    return revision
+
+
+def _upgrade(connection: Connection, revision: str) -> Migrated:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    before = _current(connection)
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+    return Migrated(before, _current(connection))
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> Migrated:
     """Bring the database to ``revision`` (the newest by default); a no-op when it is there."""
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, revision)
+        return await connection.run_sync(_upgrade, revision)
 
 
 async def is_current(engine: AsyncEngine) -> bool:

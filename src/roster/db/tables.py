@@ -253,9 +253,18 @@ api_client_accounts = Table(
     PrimaryKeyConstraint("client_id", "account_id"),
 )
 
-instance_settings = Table(
-    "instance_settings",
+access_tokens = Table(
+    "access_tokens",
     metadata,
-    Column("name", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
+    # The SHA-256 digest of a random 256-bit bearer token; the clear token exists only in
+    # the answer of the token endpoint that issued it.
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "client_id",
+        ForeignKey("api_clients.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("issued_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )
