@@ -114,7 +114,7 @@ class Report:
         if self.smoke:
             figure.met = None  # tiny data: the targets do not apply
         self.figures.append(figure)
-        print(f"  {figure.what}: {_cells(figure)[1:5]} {figure.note}", flush=True)
+        print(f"  {figure.what}: {_cells(figure)[1:6]} {figure.note}", flush=True)
         return figure
 
     def problems(self, *, fail_on_miss: bool) -> list[str]:
