@@ -1,33 +1,61 @@
-"""``python -m bench --db postgres|sqlite [--smoke]``: build, serve, measure, report."""
+"""``python -m bench --db postgres|sqlite [--smoke]``: build, serve, measure, report.
+
+Exits 1 when any answer was an error (smoke runs too), or when a full run missed a
+target (unless ``--no-fail-on-miss``), with a line for each.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from bench.suite import run
+from bench.suite import Report, run
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--db", choices=("postgres", "sqlite"), required=True)
     parser.add_argument("--smoke", action="store_true", help="tiny data, a few seconds per case")
     parser.add_argument("--work", type=Path, default=Path("bench/.work"), help="data files, logs")
     parser.add_argument("--reuse", action="store_true", help="measure the last run's data again")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="report files")
-    args = parser.parse_args()
-    report = run(args.db, args.smoke, args.work / args.db, args.out, args.reuse)
+    parser.add_argument(
+        "--no-fail-on-miss",
+        action="store_true",
+        help="exit 0 when a target is missed (to explore); error answers still fail the run",
+    )
+    # Sends this key instead of the bench client's: proves that errors fail the run.
+    parser.add_argument("--api-key", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    report = run(args.db, args.smoke, args.work / args.db, args.out, args.reuse, args.api_key)
+    return finish(report, fail_on_miss=not args.no_fail_on_miss)
+
+
+def finish(report: Report, *, fail_on_miss: bool) -> int:
+    """Print the report and a line for each error or missed target; the exit status: 1
+    when any figure had an error answer, or missed its target and ``fail_on_miss``."""
     print()
-    print(f"## {args.db}: {report.scale.personas:,} personas")
+    print(f"## {report.database}: {report.scale.personas:,} personas")
     print()
     for key, value in report.facts.items():
         print(f"- {key}: {value}")
     print()
     print(report.markdown())
-    failed = [f.what for f in report.figures if f.met is False]
-    if failed and not args.smoke:
-        print(f"\nMissed targets: {', '.join(failed)}")
+    print()
+    problems = report.problems(fail_on_miss=fail_on_miss)
+    for line in problems or report.problems(fail_on_miss=True):
+        print(f"bench: {line}")
+    if problems:
+        print(f"bench: the run failed ({len(problems)} figures)", file=sys.stderr)
+        return 1
+    print("bench: every answer checked, none an error")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import statistics
 import time
@@ -14,11 +13,16 @@ from urllib.parse import urlencode
 
 import httpx
 
+from bench.answers import every_item_written, people_page, person_found
+from bench.load import Expect, problem
 from bench.server import Server
 
 
 @dataclass(frozen=True)
 class Steady:
+    """Latencies, rate and requests count what was sent after the warm-up; errors and
+    failures count every request, the warm-up's too."""
+
     median_ms: float
     p99_ms: float
     rate: float
@@ -31,22 +35,27 @@ class Steady:
     failures: list[str]
 
 
-def _request(rng: random.Random, sample: list[dict[str, str]]) -> tuple[str, dict[str, Any]]:
+def _request(
+    rng: random.Random, sample: list[dict[str, str]], listed: int
+) -> tuple[str, dict[str, Any], Expect]:
+    """A request of the mix: its kind, what httpx sends, and what it must answer (BIG has
+    ``listed`` people)."""
     row = rng.choice(sample)
     roll = rng.random()
     if roll < 0.4:
-        return "find", {
-            "method": "POST",
-            "url": "/persons/find/",
-            "json": {"email_address": row["email_address"]},
-        }
+        email = row["email_address"]
+        find = {"method": "POST", "url": "/persons/find/", "json": {"email_address": email}}
+        return "find", find, person_found("email_address", email)
     if roll < 0.65:
-        query = {"accountId": "BIG", "limit": 20, "offset": rng.randrange(0, 2000)}
-        return "list", {"method": "GET", "url": "/people?" + urlencode(query)}
+        offset = rng.randrange(0, max(1, min(2000, listed - 20)))
+        query = {"accountId": "BIG", "limit": 20, "offset": offset}
+        listing = {"method": "GET", "url": "/people?" + urlencode(query)}
+        return "list", listing, people_page(query, at_least=min(listed, offset + 20))
     if roll < 0.9:
         word = max(row["last_name"].split(), key=len)
         query = {"accountId": "BIG", "search": word[:5], "include": "persona.teams"}
-        return "search", {"method": "GET", "url": "/people?" + urlencode(query)}
+        search = {"method": "GET", "url": "/people?" + urlencode(query)}
+        return "search", search, people_page(query, at_least=1)
     item: dict[str, Any]
     if roll < 0.95:
         item = {
@@ -61,7 +70,8 @@ def _request(rng: random.Random, sample: list[dict[str, str]]) -> tuple[str, dic
             "email_address": f"{tag}@load.example",
             "group_ids": ["S0001"],
         }
-    return "write", {"method": "POST", "url": "/persons/multiple/", "json": {"persons": [item]}}
+    write = {"method": "POST", "url": "/persons/multiple/", "json": {"persons": [item]}}
+    return "write", write, every_item_written
 
 
 def steady_load(
@@ -69,16 +79,20 @@ def steady_load(
     headers: dict[str, str],
     sample: list[dict[str, str]],
     *,
+    listed: int,
     seconds: float,
     rate: float,
 ) -> Steady:
-    return asyncio.run(_steady(server, headers, sample, seconds, rate))
+    """``rate`` requests a second for ``seconds`` on BIG (``listed`` people, ``sample``
+    among them); new people are written to S0001."""
+    return asyncio.run(_steady(server, headers, sample, listed, seconds, rate))
 
 
 async def _steady(
     server: Server,
     headers: dict[str, str],
     sample: list[dict[str, str]],
+    listed: int,
     seconds: float,
     rate: float,
 ) -> Steady:
@@ -89,14 +103,17 @@ async def _steady(
     warm_after = max(1.0, seconds * 0.15)
     rss_warm = 0
 
-    async def one(http: httpx.AsyncClient, kind: str, request: dict[str, Any]) -> None:
+    async def one(
+        http: httpx.AsyncClient, kind: str, request: dict[str, Any], expect: Expect, counted: bool
+    ) -> None:
         started = time.perf_counter()
         try:
             response = await http.request(**request, headers=headers)
-            failure = _failure(response, kind)
+            failure = problem(response, expect)
         except httpx.HTTPError as error:
             failure = f"{type(error).__name__} after {time.perf_counter() - started:.1f} s"
-        times.append((time.perf_counter() - started) * 1000)
+        if counted:
+            times.append((time.perf_counter() - started) * 1000)
         if failure:
             failures.append(f"{kind}: {failure}")
 
@@ -111,17 +128,18 @@ async def _steady(
             due = began + n / rate
             if due > time.perf_counter():
                 await asyncio.sleep(due - time.perf_counter())
-            kind, request = _request(rng, sample)
+            kind, request, expect = _request(rng, sample, listed)
             kinds[kind] = kinds.get(kind, 0) + 1
-            tasks.append(asyncio.create_task(one(http, kind, request)))
+            counted = bool(rss_warm)
+            tasks.append(asyncio.create_task(one(http, kind, request, expect, counted)))
             n += 1
         await asyncio.gather(*tasks)
-        total = time.perf_counter() - began
+        measured = time.perf_counter() - began - warm_after
     times.sort()
     return Steady(
         statistics.median(times),
         times[int(len(times) * 0.99)],
-        len(times) / total,
+        len(times) / measured,
         len(times),
         len(failures),
         rss_warm or server.rss(),
@@ -129,19 +147,3 @@ async def _steady(
         kinds,
         failures,
     )
-
-
-def _failure(response: httpx.Response, kind: str) -> str | None:
-    """Why an answer counts as an error (a status of 400 or more, or a write of which an
-    item failed), or None."""
-    if response.status_code >= 400:
-        try:
-            kind_of = json.loads(response.content)["error"]["type"]
-        except (ValueError, KeyError, TypeError):
-            kind_of = "(no error body)"
-        return f"{response.status_code} {kind_of}"
-    if kind == "write":
-        for entry in json.loads(response.content).get("persons", []):
-            if not entry.get("success", True) or entry.get("failure_type"):
-                return f"item failed: {entry.get('failure_type')} {entry.get('failure_reason')}"
-    return None

@@ -28,6 +28,17 @@ def form(caller: Client, **changes: str) -> dict[str, str]:
     }
 
 
+async def finds_the_known_person(client: httpx.AsyncClient, token: str) -> None:
+    """The token works: a find with it answers with the caller's person."""
+    found = await client.post(
+        "/persons/find/",
+        json={"external_ref": "known"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert found.status_code == 200, found.text
+    assert [p["external_ref"] for p in found.json()["persons"]] == ["known"]
+
+
 async def test_form_credentials_give_a_working_bearer_token(
     client: httpx.AsyncClient, caller: Client
 ) -> None:
@@ -37,12 +48,7 @@ async def test_form_credentials_give_a_working_bearer_token(
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 3600
     assert response.headers["cache-control"] == "no-store"
-    found = await client.post(
-        "/persons/find/",
-        json={"external_ref": "known"},
-        headers={"Authorization": f"Bearer {body['access_token']}"},
-    )
-    assert found.status_code == 200
+    await finds_the_known_person(client, body["access_token"])
 
 
 async def test_http_basic_credentials_work_too(client: httpx.AsyncClient, caller: Client) -> None:
@@ -52,8 +58,10 @@ async def test_http_basic_credentials_work_too(client: httpx.AsyncClient, caller
         data={"grant_type": "client_credentials"},
         headers={"Authorization": f"Basic {basic}"},
     )
-    assert response.status_code == 200
-    assert response.json()["access_token"]
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["token_type"], body["expires_in"]) == ("Bearer", 3600)
+    await finds_the_known_person(client, body["access_token"])
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,8 @@ async def test_an_expired_token_is_401_and_a_revoked_client_403(
     response = await call(client, ENDPOINTS[0], {"Authorization": f"Bearer {expired}"})
     assert (response.status_code, error_of(response)) == (401, "expired_token")
 
+    await directory.person([ACCOUNT], first_name="Ann", last_name="Lee")
+    await directory.person(["OTHER"], first_name="Otto", last_name="Lee")
     token = await bearer_token(client, caller)
     for header in (
         f"Bearer {token}",
@@ -132,7 +134,9 @@ async def test_an_expired_token_is_401_and_a_revoked_client_403(
         f"ApiKey {caller.api_key}",
         caller.api_key,
     ):
-        assert (await call(client, ENDPOINTS[0], {"Authorization": header})).status_code == 200
+        response = await call(client, ENDPOINTS[0], {"Authorization": header})
+        assert response.status_code == 200, (header[:8], response.text)
+        assert [r["firstName"] for r in response.json()["rows"]] == ["Ann"]
     async with unit_of_work(directory.engine, write=True) as conn:
         await revoke_client(conn, caller.client_id)
     for header in (f"Bearer {token}", f"ApiKey {caller.api_key}"):
@@ -144,9 +148,14 @@ async def test_admin_scope_and_every_account_reach(
     client: httpx.AsyncClient, directory: Directory, caller: Client
 ) -> None:
     admin = await directory.client(None, scopes=["admin"])
-    for account in (ACCOUNT, "OTHER"):
-        assert (await call(client, ENDPOINTS[0], admin.headers, account)).status_code == 200
-        assert (await call(client, ENDPOINTS[7], admin.headers, account)).status_code == 201
+    for account, name in ((ACCOUNT, "Ann"), ("OTHER", "Otto")):
+        await directory.person([account], first_name=name, last_name="Lee")
+        listing = await call(client, ENDPOINTS[0], admin.headers, account)  # read
+        assert listing.status_code == 200, listing.text
+        assert [r["firstName"] for r in listing.json()["rows"]] == [name]
+        role = await call(client, ENDPOINTS[7], admin.headers, account)  # write
+        assert role.status_code == 201, role.text
+        assert (role.json()["accountId"], role.json()["name"]) == (account, "Buyer")
 
 
 @pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if e[2] is not None], ids=str)

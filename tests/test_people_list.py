@@ -565,7 +565,8 @@ async def test_embeds_hold_what_the_spec_says(
     ]
     assert rows["Ann"]["roles"] == [{"id": rows["Ann"]["roleId"], "name": "Admin", "type": "core"}]
     assert rows["Di"]["roles"][0]["name"] == "User"
-    assert cy is not None
+    assert rows["Cy"]["id"] == str(cy)  # the persona's own id
+    assert rows["Cy"]["teams"] == []  # Cy owns Blue without being one of its members
 
 
 @contextmanager

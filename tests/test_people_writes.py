@@ -44,6 +44,20 @@ def error(response_body: Any, kind: str) -> str:
     return str(response_body["error"]["message"])
 
 
+def invalid(response_body: Any, problems: dict[str, str]) -> None:
+    """A 400 ``invalid_request`` that names exactly these fields, each with its problem
+    (a problem ending in "..." is a prefix of the problem given)."""
+    fields = ", ".join(problems)
+    assert error(response_body, "invalid_request") == f"Invalid request: check {fields}."
+    given = {d["field"]: d["problem"] for d in response_body["error"]["details"]}
+    assert list(given) == list(problems), response_body
+    for field, problem in problems.items():
+        if problem.endswith("..."):
+            assert given[field].startswith(problem[:-3]), response_body
+        else:
+            assert given[field] == problem, response_body
+
+
 async def add(client: httpx.AsyncClient, caller: Client, expect: int = 201, **fields: Any) -> Any:
     body = {"accountId": ACCOUNT, "firstName": "César", "lastName": "Treutel", "roleName": "User"}
     return await send(client, caller, "POST", "/people", {**body, **fields}, expect)
@@ -207,10 +221,18 @@ async def test_patch_people_needs_a_persona_in_the_account(
         error(body, "not_found")
     row = await add(client, caller)
     bad: dict[str, Any]
-    for bad in ({"firstName": None}, {"persona": {}}, {"roleName": "Admin"}):
-        await send(client, caller, "PATCH", f"/people/{row['id']}?accountId={ACCOUNT}", bad, 400)
-    await send(client, caller, "PATCH", f"/people/not-a-uuid?accountId={ACCOUNT}", {}, 400)
-    await send(client, caller, "PATCH", f"/people/{row['id']}", {}, 400)
+    for bad, problem in (
+        ({"firstName": None}, "must not be null"),
+        ({"persona": {}}, "is not a known field"),
+        ({"roleName": "Admin"}, "is not a known field"),
+    ):
+        path = f"/people/{row['id']}?accountId={ACCOUNT}"
+        invalid(await send(client, caller, "PATCH", path, bad, 400), {next(iter(bad)): problem})
+    path = f"/people/not-a-uuid?accountId={ACCOUNT}"
+    answer = await send(client, caller, "PATCH", path, {}, 400)
+    invalid(answer, {"personId": "input should be a valid UUID..."})
+    answer = await send(client, caller, "PATCH", f"/people/{row['id']}", {}, 400)
+    invalid(answer, {"accountId": "is required"})
 
 
 async def test_patch_personas_changes_the_persona_and_its_search_columns(
@@ -234,9 +256,12 @@ async def test_patch_personas_changes_the_persona_and_its_search_columns(
     cleared = await send(client, caller, "PATCH", path, {"employeeNumber": None})
     assert cleared["persona"]["employeeNumber"] is None
     assert await listed(client, caller, search="e-77") == []
-    await send(client, caller, "PATCH", path, {"status": None}, 400)
-    await send(client, caller, "PATCH", path, {"firstName": "X"}, 400)
-    await send(client, caller, "PATCH", path, {"status": "retired"}, 400)
+    answer = await send(client, caller, "PATCH", path, {"status": None}, 400)
+    invalid(answer, {"status": "must not be null"})
+    answer = await send(client, caller, "PATCH", path, {"firstName": "X"}, 400)
+    invalid(answer, {"firstName": "is not a known field"})
+    answer = await send(client, caller, "PATCH", path, {"status": "retired"}, 400)
+    invalid(answer, {"status": "input should be 'active', 'deactivated', 'created', ..."})
     expired = await send(client, caller, "PATCH", path, {"status": "inviteExpired"})
     assert expired["status"] == "inviteExpired"
 
@@ -266,7 +291,8 @@ async def test_changing_a_role_by_name(client: httpx.AsyncClient, caller: Client
     [shown] = await listed(client, caller, roleNames="Accountant")
     assert shown["persona"]["roleId"] == role["id"]
     error(await send(client, caller, "PATCH", path, {"roleName": "Pilot"}, 422), "unprocessable")
-    await send(client, caller, "PATCH", path, {"role": "Admin"}, 400)
+    answer = await send(client, caller, "PATCH", path, {"role": "Admin"}, 400)
+    invalid(answer, {"roleName": "is required", "role": "is not a known field"})
 
 
 async def test_deleting_a_persona_keeps_the_person(
@@ -319,8 +345,10 @@ async def test_roles_list_and_create(client: httpx.AsyncClient, caller: Client) 
     assert [r["name"] for r in page["rows"]] == ["Admin", "buyer"]
     elsewhere = await send(client, caller, "GET", "/roles?accountId=OTHER")
     assert elsewhere["count"] == 6
-    await send(client, caller, "GET", f"/roles?accountId={ACCOUNT}&limit=1001", None, 400)
-    await send(client, caller, "POST", "/roles", {"accountId": ACCOUNT, "name": ""}, 400)
+    answer = await send(client, caller, "GET", f"/roles?accountId={ACCOUNT}&limit=1001", None, 400)
+    invalid(answer, {"limit": "input should be less than or equal to 1000"})
+    answer = await send(client, caller, "POST", "/roles", {"accountId": ACCOUNT, "name": ""}, 400)
+    invalid(answer, {"name": "must not be blank"})
     row = await add(client, caller, roleName="Buyer")
     assert row["persona"]["roleId"] == created["id"]
 
@@ -394,9 +422,10 @@ async def test_teams_list_create_and_members(
         "offset": 0,
         "rows": [{**team, "memberPersonaIds": [bob]}],
     }
-    await send(
+    answer = await send(
         client, caller, "POST", "/teams", {"accountId": ACCOUNT, "name": "Y", "members": []}, 400
     )
+    invalid(answer, {"members": "is not a known field"})
     namesake = await send(
         client, caller, "POST", "/teams", {"accountId": ACCOUNT, "name": "Red"}, 201
     )
@@ -439,7 +468,8 @@ async def test_budgets_list_create_and_the_individual_rules(
     assert shared["memberPersonaIds"] == sorted([ann, bob])
     balance = {"accountId": ACCOUNT, "name": "Main", "type": "accountBalance"}
     await send(client, caller, "POST", "/budgets", balance, 201)
-    await send(client, caller, "POST", "/budgets", {**balance, "type": "personal"}, 400)
+    answer = await send(client, caller, "POST", "/budgets", {**balance, "type": "personal"}, 400)
+    invalid(answer, {"type": "input should be 'individual', 'shared' or 'accountBalance'"})
     second = {**base, "name": "Ann's too", "primaryOwnerPersonaId": ann}
     await send(client, caller, "POST", "/budgets", second, 201)
     listing = await send(client, caller, "GET", f"/budgets?accountId={ACCOUNT}&limit=2")
@@ -487,15 +517,18 @@ async def test_addresses(client: httpx.AsyncClient, directory: Directory, caller
         assert body["error"]["details"][0]["field"] == "country"
     for missing in ("addressLine1", "city", "postcode", "type"):
         trimmed = {k: v for k, v in address.items() if k != missing}
-        await send(client, caller, "POST", path, trimmed, 400)
-    await send(client, caller, "POST", path, {**address, "countryCode": "FR"}, 400)
+        invalid(await send(client, caller, "POST", path, trimmed, 400), {missing: "is required"})
+    answer = await send(client, caller, "POST", path, {**address, "countryCode": "FR"}, 400)
+    invalid(answer, {"countryCode": "is not a known field"})
     other = await directory.persona(
         await directory.person(["OTHER"], first_name="O", last_name="T"), "OTHER"
     )
     for persona_id in (str(other), str(uuid.uuid4())):
         body = await send(client, caller, "POST", path, {**address, "personaId": persona_id}, 404)
         error(body, "not_found")
-    await send(client, caller, "POST", "/addresses", address, 400)
+    invalid(
+        await send(client, caller, "POST", "/addresses", address, 400), {"accountId": "is required"}
+    )
 
 
 async def test_a_writer_losing_a_race_to_a_unique_value_gets_409(

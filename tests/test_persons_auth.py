@@ -103,7 +103,8 @@ async def test_revocation_rejects_keys_and_tokens_from_the_next_request(
     client: httpx.AsyncClient, directory: Directory, caller: Client
 ) -> None:
     token = await token_for(client, caller)
-    assert (await find_with(client, {"Authorization": f"Bearer {token}"})).status_code == 200
+    found = await find_with(client, {"Authorization": f"Bearer {token}"})
+    assert [p["external_ref"] for p in found.json()["persons"]] == ["known"], found.text
     async with unit_of_work(directory.engine, write=True) as conn:
         await revoke_client(conn, caller.client_id)
     for header in (f"Bearer {token}", f"ApiKey {caller.api_key}"):
@@ -132,4 +133,17 @@ async def test_admin_scope_includes_read_and_write(
     client: httpx.AsyncClient, directory: Directory, caller: Client
 ) -> None:
     admin = await directory.client(["F50091"], scopes=["admin"])
-    assert (await find_with(client, admin.headers)).status_code == 200
+    found = await find_with(client, admin.headers)
+    assert [p["external_ref"] for p in found.json()["persons"]] == ["known"], found.text
+    written = await client.post(
+        "/persons/multiple/",
+        json={"persons": [{"external_ref": "by-admin", "group_ids": ["F50091"]}]},
+        headers=admin.headers,
+    )
+    assert written.status_code == 200, written.text
+    [entry] = written.json()["persons"]
+    assert (entry["success"], entry["external_ref"], entry["group_ids"]) == (
+        True,
+        "by-admin",
+        ["F50091"],
+    )

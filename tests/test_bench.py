@@ -1,0 +1,282 @@
+"""The benchmark fails on error answers: its checks, run against a real `roster serve` on a
+small directory (the whole smoke run takes a minute; these take seconds)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bench import data
+from bench.__main__ import finish
+from bench.answers import people_page, person_found
+from bench.load import Call, run_sequential, run_wrk, wrk_available
+from bench.server import Server, serve
+from bench.steady import steady_load
+from bench.suite import (
+    BIG,
+    Figure,
+    Report,
+    Scale,
+    big_page,
+    compare_naive,
+    find_call,
+    measure,
+    measure_import,
+    naive_search,
+    people_call,
+)
+from tests.factories import Directory
+
+pytestmark = pytest.mark.slow
+
+WRONG_KEY = {"Authorization": "ApiKey rk_wrong"}
+#: Five people on BIG, as the benchmark's sample rows.
+SAMPLE = [
+    {
+        "first_name": f"Ann{n}",
+        "last_name": f"Lovelace{n}",
+        "email_address": f"ann{n}@bench.example",
+        "external_ref": f"ann-{n}",
+    }
+    for n in range(5)
+]
+
+
+def tiny(**changes: float) -> Scale:
+    fields: dict[str, float] = {
+        "big": len(SAMPLE),
+        "small_accounts": 0,
+        "small_size": 0,
+        "offset": 2,
+        "sequential": 5,
+        "slow_sequential": 2,
+        "concurrent_seconds": 1,
+        "big_page": len(SAMPLE),
+        "load_seconds": 1.5,
+        "load_rate": 10,
+        "naive": 2,
+        **changes,
+    }
+    return Scale(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def served(
+    directory: Directory, database_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Server, dict[str, str]]]:
+    """`roster serve` on BIG with the five sample people, and a client's headers."""
+    await directory.account(BIG)
+    await directory.account("S0001")  # where the steady load writes new people
+    for row in SAMPLE:
+        await directory.person([BIG], **row)
+    caller = await directory.client([BIG])
+    with serve(database_url, workers=1, log_dir=tmp_path) as server:
+        yield server, caller.headers
+
+
+def test_a_wrong_key_fails_every_figure_and_the_run(
+    served: tuple[Server, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, headers = served
+    finds = [find_call("email_address", row["email_address"].upper()) for row in SAMPLE]
+    report = Report("sqlite", tiny(), smoke=True)
+    measure(report, server, headers, "find by email", finds, requests=5)
+    wrong = measure(report, server, WRONG_KEY, "find, wrong key", finds, requests=5)
+    assert report.figures[0].failures == {}
+    assert set(wrong.failures) == {"401 invalid_authorization"}
+    assert wrong.failures["401 invalid_authorization"] >= 5 + len(finds)  # warm-up and run
+    assert report.problems(fail_on_miss=False) == [
+        f"FAILED find, wrong key: {wrong.failures['401 invalid_authorization']} errors: "
+        f"401 invalid_authorization x{wrong.failures['401 invalid_authorization']}"
+    ]
+    assert finish(report, fail_on_miss=False) == 1
+    out = capsys.readouterr()
+    assert "| find, wrong key |" in out.out
+    assert "**FAILED** (" in out.out
+    assert "bench: FAILED find, wrong key:" in out.out
+    assert "bench: the run failed (1 figures)" in out.err
+
+    report.figures.pop()
+    assert finish(report, fail_on_miss=True) == 0  # a smoke run: no targets to miss
+    assert "bench: every answer checked, none an error" in capsys.readouterr().out
+
+
+def test_wrk_counts_error_answers_and_socket_errors(
+    served: tuple[Server, dict[str, str]],
+) -> None:
+    if not wrk_available():
+        pytest.skip("wrk is not installed (the Python clients are tested without it)")
+    server, headers = served
+    search = [people_call(search="lovelace")]
+    right = run_wrk(server.base_url, search, headers, connections=2, seconds=1)
+    assert (right.failures, right.requests > 0) == ({}, True)
+    wrong = run_wrk(server.base_url, search, WRONG_KEY, connections=2, seconds=1)
+    assert wrong.failures == {"403 invalid_authorization": wrong.requests}
+
+    with hanging_up() as url:
+        cut = run_wrk(url, search, headers, connections=2, seconds=1)
+    assert set(cut.failures) == {"socket read"}
+    assert cut.requests == 0
+
+
+@contextmanager
+def hanging_up() -> Iterator[str]:
+    """A listener that reads a request and closes the connection without an answer."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+
+    def hang_up() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(4096)
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def test_an_answer_that_is_not_what_was_asked_for_is_an_error(
+    served: tuple[Server, dict[str, str]],
+) -> None:
+    server, headers = served
+    email = SAMPLE[0]["email_address"]
+    calls = [
+        people_call(search="lovelace"),  # right: 5 rows
+        people_call(at_least=1, search="nobody"),
+        people_call(at_least=1, offset=2, limit=2),  # right: 2 rows
+        Call("GET", f"/people?accountId={BIG}&limit=2", expect=people_page({"limit": 3})),
+        find_call("email_address", email.upper()),  # right: found ignoring case
+        Call(
+            "POST",
+            "/persons/find/",
+            f'{{"email_address": "{email}"}}',
+            person_found("external_ref", "ann-4"),
+        ),
+        find_call("email_address", "nobody@bench.example"),
+    ]
+    got = run_sequential(server.base_url, calls, headers, requests=len(calls))
+    assert got.failures == {
+        "200 but count 0 (at least 1 expected)": 1,
+        "200 but 2 rows (3 expected)": 1,
+        "200 but no person with that external_ref": 1,
+        "404 not_found": 1,
+    }
+
+
+def test_the_big_page_must_hold_the_rows_asked_for(
+    served: tuple[Server, dict[str, str]],
+) -> None:
+    server, headers = served
+    for size, failures in (
+        (len(SAMPLE), {}),
+        (len(SAMPLE) + 1, {f"200 but count 5 (at least {len(SAMPLE) + 1} expected)": 3}),
+    ):
+        report = Report("postgres", tiny(big_page=size))
+        big_page(report, server, headers)
+        [figure] = report.figures
+        assert figure.failures == failures
+        assert figure.p99_ms is None  # three runs have no p99; the slowest is in the note
+        assert re.search(r"slowest of 3 runs \d+\.\d\d s", figure.note)
+
+
+def test_the_steady_load_checks_every_answer_and_times_after_its_warm_up(
+    served: tuple[Server, dict[str, str]],
+) -> None:
+    server, headers = served
+    right = steady_load(server, headers, SAMPLE, listed=len(SAMPLE), seconds=1.5, rate=20)
+    sent = sum(right.by_kind.values())
+    assert (right.errors, right.failures) == (0, [])
+    assert 0 < right.requests < sent  # the first second is warm-up, not timed
+    wrong = steady_load(server, WRONG_KEY, SAMPLE, listed=len(SAMPLE), seconds=1.5, rate=20)
+    assert wrong.errors == sum(wrong.by_kind.values())  # the warm-up's errors count
+    assert {f.split(": ")[1] for f in wrong.failures} <= {
+        "401 invalid_authorization",
+        "403 invalid_authorization",
+    }
+
+
+async def test_the_import_rate_counts_the_rows_imported(
+    directory: Directory, database_url: str, tmp_path: Path
+) -> None:
+    await directory.account(BIG)
+    await directory.account("S0001")
+    big = tmp_path / "big.csv"
+    small = tmp_path / "small.csv"
+    columns = data.COLUMNS[:5]  # names, email, phone, external_ref: every file has these
+    broken = {**SAMPLE[3], "email_address": "not an email"}
+    data.write_csv(big, iter([*SAMPLE[:3], broken]), columns)
+    data.write_csv(small, iter([{"account_id": "S0001", **SAMPLE[4]}]), ("account_id", *columns))
+    report = Report("sqlite", tiny(big=4, small_accounts=1, small_size=1))
+    measure_import(report, database_url, big, small)
+    [figure] = report.figures
+    assert figure.what == "`roster import` of 5 rows"
+    assert figure.failures == {"row failed: invalid_request": 1}
+    said = re.match(r"(\d) imported in (\S+) s", figure.note)
+    assert said, figure.note
+    imported, seconds = said.groups()
+    assert imported == "4"
+    assert figure.rate == pytest.approx(4 / float(seconds), rel=0.02)
+
+
+def test_a_missed_target_fails_a_full_run_unless_told_not_to(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    report = Report("postgres", tiny())
+    report.add(Figure("find by email", "median <= 2 ms", 2.5, met=False))
+    report.add(Figure("search", "median <= 20 ms", 9.0, met=True))
+    assert report.problems(fail_on_miss=True) == ["MISSED find by email: median <= 2 ms"]
+    assert finish(report, fail_on_miss=True) == 1
+    assert finish(report, fail_on_miss=False) == 0
+    assert "bench: MISSED find by email: median <= 2 ms" in capsys.readouterr().out
+    smoke = Report("postgres", tiny(), smoke=True)
+    smoke.add(Figure("find by email", "median <= 2 ms", 2.5, met=False))
+    assert smoke.figures[0].met is None  # tiny data: the targets do not apply
+    assert finish(smoke, fail_on_miss=True) == 0
+
+
+async def test_the_naive_search_runs_on_a_plain_connection_and_must_find_rows(
+    directory: Directory, database_url: str
+) -> None:
+    await directory.account(BIG)
+    for row in SAMPLE:
+        await directory.person([BIG], **row)
+    terms = [["ann0"], ["lovelace"], ["ANN2", "lovelace2"], ["x1"]]
+    ran = await asyncio.to_thread(naive_search, database_url, BIG, terms)  # runs its own loop
+    assert ran.found == [(1, 1), (5, 5), (1, 1), (0, 0)]  # each set, after two untimed
+    assert len(ran.times) == 4
+    if database_url.startswith("postgresql"):
+        plain = await asyncpg.connect(database_url)
+        try:  # the server's own settings, not Roster's engine's (jit off, no workers)
+            jit = await plain.fetchval("SHOW jit")
+            workers = await plain.fetchval("SHOW max_parallel_workers_per_gather")
+        finally:
+            await plain.close()
+        assert (
+            ran.ran_with == f"plain asyncpg, jit={jit}, max_parallel_workers_per_gather={workers}"
+        )
+    else:
+        assert ran.ran_with == "plain sqlite3, default pragmas: cache_size=-2000"
+
+    report = Report("sqlite", tiny(naive=2))
+    ours = Figure("search", "", 1.0)
+    cases = (("found", [["lovelace"]], ours), ("none", [["x1"]], ours))
+    await asyncio.to_thread(compare_naive, report, database_url, *cases)
+    found, none = report.figures
+    assert found.failures == {}
+    assert found.note.startswith("Roster over HTTP is ")
+    assert none.failures == {"found 0, a page of 0": 2}
