@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,7 +45,7 @@ _SIGNING_KEY_SETTING = "token_signing_key"
 _DUMMY_DIGEST = hashlib.sha256(b"no such client").hexdigest()
 
 
-def _client_with_reach(match: ColumnElement[bool]) -> Select[Any]:
+def client_with_reach(match: ColumnElement[bool]) -> Select[Any]:
     """A client row per account it reaches (one row with a null account if it reaches all)."""
     return (
         select(
@@ -62,8 +62,10 @@ def _client_with_reach(match: ColumnElement[bool]) -> Select[Any]:
 
 
 # Built once: every request runs one of these.
-_CLIENT_BY_ID = _client_with_reach(api_clients.c.id == bindparam("credential"))
-_CLIENT_BY_KEY = _client_with_reach(api_clients.c.api_key_hash == bindparam("credential"))
+_CLIENT_BY_ID = client_with_reach(api_clients.c.id == bindparam("credential"))
+_CLIENT_BY_KEY = client_with_reach(api_clients.c.api_key_hash == bindparam("credential"))
+#: The same by id, with the digest of the client's secret after the usual columns.
+_CLIENT_WITH_SECRET = _CLIENT_BY_ID.add_columns(api_clients.c.secret_hash)
 
 
 def digest(secret: str) -> str:
@@ -244,17 +246,10 @@ async def issue_token(
     conn: AsyncConnection, key: str, client_id: str, client_secret: str, ttl_seconds: int
 ) -> AccessToken:
     """OAuth2 client credentials: a bearer token for a live client with the right secret."""
-    row = (
-        await conn.execute(
-            select(api_clients.c.secret_hash, api_clients.c.revoked_at).where(
-                api_clients.c.id == client_id
-            )
-        )
-    ).first()
-    stored = row.secret_hash if row is not None else _DUMMY_DIGEST
-    matches = hmac.compare_digest(stored, digest(client_secret))
-    if row is None or not matches or row.revoked_at is not None:
-        raise InvalidClient()
+    try:
+        await client_by_secret(conn, client_id, client_secret)
+    except InvalidCredentials:
+        raise InvalidClient() from None
     issued = now()
     claims = {
         "sub": client_id,
@@ -303,10 +298,34 @@ async def authenticate(conn: AsyncConnection, key: str, header: str | None) -> P
         statement, value = _CLIENT_BY_ID, str(claims["sub"])
     else:
         statement, value = _CLIENT_BY_KEY, digest(credential)
-    rows = await backend_for(conn).fetch_plain(conn, statement, {"credential": value})
+    return principal_of(await backend_for(conn).fetch_plain(conn, statement, {"credential": value}))
+
+
+async def client_by_key(conn: AsyncConnection, api_key: str) -> Principal:
+    """The live client whose API key this is, or ``InvalidCredentials``."""
+    rows = await backend_for(conn).fetch_plain(
+        conn, _CLIENT_BY_KEY, {"credential": digest(api_key)}
+    )
+    return principal_of(rows)
+
+
+async def client_by_secret(conn: AsyncConnection, client_id: str, client_secret: str) -> Principal:
+    """The live client with this id and secret, or ``InvalidCredentials`` (a wrong id
+    costs the same comparison as a wrong secret)."""
+    rows = await backend_for(conn).fetch_plain(conn, _CLIENT_WITH_SECRET, {"credential": client_id})
+    stored = rows[0][-1] if rows else _DUMMY_DIGEST
+    if not hmac.compare_digest(stored, digest(client_secret)):
+        raise InvalidCredentials()
+    return principal_of(rows)
+
+
+def principal_of(rows: Sequence[Sequence[Any]]) -> Principal:
+    """The client that rows of :func:`client_with_reach` describe (one row per account it
+    reaches, columns after the reach ignored); ``InvalidCredentials`` for no row or a
+    revoked client."""
     if not rows:
         raise InvalidCredentials()
-    client_id, name, scopes, all_accounts, revoked_at, _ = rows[0]
+    client_id, name, scopes, all_accounts, revoked_at = rows[0][:5]
     if revoked_at is not None:
         raise InvalidCredentials()
     return Principal(
@@ -315,5 +334,5 @@ async def authenticate(conn: AsyncConnection, key: str, header: str | None) -> P
         scopes=frozenset(scopes.split()),
         account_ids=None
         if all_accounts
-        else frozenset(account for *_, account in rows if account is not None),
+        else frozenset(row[5] for row in rows if row[5] is not None),
     )

@@ -259,3 +259,19 @@ instance_settings = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    # The SHA-256 digest of the session id the browser's cookie holds; the id itself is
+    # never stored (core/sessions.py).
+    Column("id_digest", String(64), primary_key=True),
+    Column(
+        "client_id",
+        ForeignKey("api_clients.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
