@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from roster import __version__
-from roster.api import health, oauth, people, persons
+from roster.api import health, oauth, people, persons, web
 from roster.api.deps import Services
 from roster.api.errors import install_error_handlers
 from roster.api.metrics import Metrics
@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(persons.router)
     app.include_router(people.router)
     app.include_router(health.router)
+    app.include_router(web.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=services.metrics)
     return app
