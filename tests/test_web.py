@@ -276,13 +276,35 @@ async def test_a_script_request_without_a_session_reloads_the_page(
     assert answer.headers["HX-Refresh"] == "true"
 
 
-async def test_an_ended_session_is_refused(page: Page, caller: Client, app: Any) -> None:
+async def test_an_ended_session_is_refused_and_swept_away_at_the_next_sign_in(
+    page: Page, caller: Client, app: Any
+) -> None:
     await page.sign_in(caller)
     async with unit_of_work(app.state.services.engine, write=True) as conn:
         await conn.execute(
             update(web_sessions).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
     assert "session has ended" in words(await page.get("/app/", 401))
+    await page.sign_in(caller)
+    async with unit_of_work(app.state.services.engine, write=False) as conn:
+        left = (await conn.execute(select(web_sessions))).all()
+    assert len(left) == 1
+    assert left[0].expires_at > datetime.now(UTC)
+
+
+async def test_sign_in_attempts_count_against_a_budget_per_address(
+    settings: Settings, caller: Client
+) -> None:
+    app = create_app(settings.model_copy(update={"rate_limit": "2/minute"}))
+    try:
+        async with await open_page(app) as http:
+            visit = Page(http)
+            await visit.sign_in(caller, 401, apiKey="rk_wrong")
+            await visit.sign_in(caller, 401, apiKey="rk_wrong")
+            refused = await visit.sign_in(caller, 429)
+        assert "Too many requests" in words(refused)
+    finally:
+        await app.state.services.engine.dispose()
 
 
 async def test_with_a_secret_key_the_cookie_is_signed(settings: Settings, caller: Client) -> None:

@@ -56,6 +56,8 @@ pytestmark = pytest.mark.slow
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 WIDTHS = (1280, 375)
+#: The spec's narrowest screen: readable, with nothing to scroll sideways.
+NARROWEST = 320
 ACME = "ACME"
 #: Several thousand: paged to the end 50 at a time.
 PEOPLE = 2345
@@ -214,8 +216,11 @@ class Visit:
 
     def screen(self, name: str) -> None:
         """axe-core finds no serious or critical violation on this screen, at either width;
-        a screenshot at each width is kept."""
+        a screenshot at each width is kept; at 320 px nothing is wider than the screen."""
         page = self.page
+        page.set_viewport_size({"width": NARROWEST, "height": 900})
+        wide = page.evaluate("() => document.documentElement.scrollWidth")
+        assert wide <= NARROWEST, f"{name} is {wide} px wide on a {NARROWEST} px screen"
         for width in WIDTHS:
             page.set_viewport_size({"width": width, "height": 900})
             violations = axe_violations(page)
@@ -298,6 +303,16 @@ def test_sign_in_choose_an_account_search_with_accents_and_filter(visit: Visit) 
     visit.screen("sign-in-error")
     visit.sign_in()
     assert page.url.endswith("/app/")
+    # The key stayed on the server: no script can read the cookie, no storage holds it
+    # (htmx keeps only the current address there: its page cache is off).
+    cookie, stored, shown = page.evaluate(
+        """() => [document.cookie,
+                  Object.entries({...localStorage, ...sessionStorage}),
+                  document.documentElement.outerHTML]"""
+    )
+    assert cookie == ""
+    assert [name for name, _ in stored] == ["htmx-current-path-for-history"]
+    assert visit.site.writer.api_key not in str(stored) + shown
     visit.screen("accounts")
     expect(page.locator("#accounts-count")).to_have_text(f"{len(BRANCHES) + 2} accounts")
     page.get_by_label("Search accounts").press_sequentially("acme")
