@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import data
 from bench.answers import people_page, person_found
+from bench.browser import measure_browser
 from bench.load import Call, problem, run_concurrent, run_one_at_a_time, run_sequential
 from bench.server import RssSampler, Server, serve
 from roster.core.accounts import create_account
@@ -639,6 +640,8 @@ def run(
     team_list = in_database(url, lambda engine: team_ids(engine, BIG, 30))
     headers = {"Authorization": f"ApiKey {api_key}"}
     measure_http(report, url, headers, sample, team_list, work)
+    names = [f"{row['first_name']} {row['last_name']}" for row in sample]
+    measure_browser(report, url, api_key, names, work, BIG)
     measure_load(report, url, headers, sample, work)
     out.mkdir(parents=True, exist_ok=True)
     name = f"{kind}{'-smoke' if smoke else ''}"

@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from roster import __version__
-from roster.api import health, oauth, people, persons
+from roster.api import health, oauth, people, persons, web
 from roster.api.deps import Services
 from roster.api.docs import install_docs
 from roster.api.errors import install_error_handlers
@@ -79,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(people.router)
     app.include_router(health.router)
     install_docs(app)
+    app.include_router(web.router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         # Inside the request context, so preflights get a request id and a log line too.

@@ -110,18 +110,25 @@ def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependen
             found = await authenticate(conn, request.headers.get("authorization"))
         except CredentialError as error:
             raise error.with_status(contract.status_of(error)) from None
-        request.state.client_id = found.client_id
-        budget = await shared.limiter.spend(found.client_id)
-        request.state.rate_limit = budget
-        if not budget.allowed:
-            raise RateLimited(
-                f"You have used this client's budget of {shared.settings.rate_limit}; "
-                f"retry in {budget.reset_after} seconds."
-            )
+        await charge(request, found.client_id)
         found.require(scope)
         return found
 
     return principal
+
+
+async def charge(request: Request, client_id: str) -> None:
+    """Count one request of this client against its budget (``RateLimited`` once spent);
+    the answer carries the budget's headers, and the access log the client id."""
+    shared = services(request)
+    request.state.client_id = client_id
+    budget = await shared.limiter.spend(client_id)
+    request.state.rate_limit = budget
+    if not budget.allowed:
+        raise RateLimited(
+            f"You have used this client's budget of {shared.settings.rate_limit}; "
+            f"retry in {budget.reset_after} seconds."
+        )
 
 
 async def require_json_body(request: Request) -> None:

@@ -86,30 +86,37 @@ def allowed_methods(request: Request) -> list[str]:
     ]
 
 
+#: Faults of the database (or of reaching it), answered 503 or 500 by :func:`fault_error`.
+DATABASE_FAULTS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    sa_exc.DBAPIError,
+    sa_exc.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
+
+def fault_error(request: Request, exc: Exception) -> RosterError:
+    """The error a database fault is answered with (logged here): 503 while the database
+    cannot be reached, else 500 with the request id."""
+    request_id = request_id_of(request.scope)
+    if not database_unavailable(exc):
+        log.error("database fault", exc_info=exc, extra={"request_id": request_id})
+        return RosterError(f"Something went wrong on our side. Request id: {request_id}.")
+    log.warning("database unavailable: %s", exc, extra={"request_id": request_id})
+    return ServiceUnavailable(headers={"Retry-After": "1"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RosterError)
     async def _roster_error(request: Request, exc: RosterError) -> Response:
         return render(exc, request)
 
     async def _database_fault(request: Request, exc: Exception) -> Response:
-        request_id = request_id_of(request.scope)
-        if not database_unavailable(exc):
-            log.error("database fault", exc_info=exc, extra={"request_id": request_id})
-            return render(
-                RosterError(f"Something went wrong on our side. Request id: {request_id}."),
-                request,
-            )
-        log.warning("database unavailable: %s", exc, extra={"request_id": request_id})
-        return render(ServiceUnavailable(headers={"Retry-After": "1"}), request)
+        return render(fault_error(request, exc), request)
 
-    for fault in (
-        OSError,
-        TimeoutError,
-        sa_exc.DBAPIError,
-        sa_exc.TimeoutError,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-    ):
+    for fault in DATABASE_FAULTS:
         app.add_exception_handler(fault, _database_fault)
 
     @app.exception_handler(RequestValidationError)

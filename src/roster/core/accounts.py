@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.auth import Principal
 from roster.core.clock import now
-from roster.core.matching import storable
-from roster.db.tables import CORE_ROLES, accounts, roles
+from roster.core.matching import search_fold, search_terms, storable
+from roster.db.tables import CORE_ROLES, accounts, personas, roles
 from roster.errors import (
     AccountNotFound,
     BothGroupIdentifiersProvided,
@@ -72,14 +72,55 @@ async def create_account(
     return Account(account_id, name, external_ref, created)
 
 
+#: An account's fields, in the order of :class:`Account`.
+_ACCOUNT = select(accounts.c.id, accounts.c.name, accounts.c.external_ref, accounts.c.created_at)
+
+
 async def list_accounts(conn: AsyncConnection) -> list[Account]:
     """Every account, by id."""
-    rows = await conn.execute(
-        select(
-            accounts.c.id, accounts.c.name, accounts.c.external_ref, accounts.c.created_at
-        ).order_by(accounts.c.id)
+    return [Account(*row) for row in await conn.execute(_ACCOUNT.order_by(accounts.c.id))]
+
+
+async def reachable_accounts(
+    conn: AsyncConnection, principal: Principal, search: str | None = None
+) -> list[Account]:
+    """The accounts a client reaches, by id; with ``search``, those whose id or name holds
+    every term (accents and case ignored, as the People API's search)."""
+    statement = _ACCOUNT.order_by(accounts.c.id)
+    if principal.account_ids is not None:
+        statement = statement.where(accounts.c.id.in_(sorted(principal.account_ids)))
+    found = [Account(*row) for row in await conn.execute(statement)]
+    terms = search_terms(search)
+    return [
+        account
+        for account in found
+        if all(term in search_fold(f"{account.id} {account.name}") for term in terms)
+    ]
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A person's persona on one account."""
+
+    account_id: str
+    account_name: str
+    persona_id: uuid.UUID
+    status: str
+
+
+async def memberships_of(
+    conn: AsyncConnection, principal: Principal, person_id: uuid.UUID
+) -> list[Membership]:
+    """The person's personas on the accounts this client reaches, by account id."""
+    statement = (
+        select(accounts.c.id, accounts.c.name, personas.c.id, personas.c.status)
+        .join(personas, personas.c.account_id == accounts.c.id)
+        .where(personas.c.person_id == person_id)
+        .order_by(accounts.c.id)
     )
-    return [Account(*row) for row in rows]
+    if principal.account_ids is not None:
+        statement = statement.where(accounts.c.id.in_(sorted(principal.account_ids)))
+    return [Membership(*row) for row in await conn.execute(statement)]
 
 
 async def require_account(conn: AsyncConnection, principal: Principal, account_id: str) -> str:
@@ -87,12 +128,17 @@ async def require_account(conn: AsyncConnection, principal: Principal, account_i
 
     Both cases answer the same, so that no client learns which accounts exist.
     """
+    return (await reachable_account(conn, principal, account_id)).id
+
+
+async def reachable_account(
+    conn: AsyncConnection, principal: Principal, account_id: str
+) -> Account:
+    """The account itself, as :func:`require_account` finds it."""
     if principal.can_reach(account_id):
-        found: str | None = await conn.scalar(
-            select(accounts.c.id).where(accounts.c.id == account_id)
-        )
+        found = (await conn.execute(_ACCOUNT.where(accounts.c.id == account_id))).first()
         if found is not None:
-            return found
+            return Account(*found)
     raise AccountNotFound(f"There is no account {account_id!r} that you can reach.")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -62,11 +62,13 @@ _CLIENTS_WITH_REACH = api_clients.outerjoin(
 )
 
 
-def _client_with_reach(
-    source: FromClause, match: ColumnElement[bool], expires_at: ColumnElement[Any]
+def client_with_reach(
+    match: ColumnElement[bool],
+    source: FromClause = _CLIENTS_WITH_REACH,
+    expires_at: ColumnElement[Any] | None = None,
 ) -> Select[Any]:
     """A client row per account it reaches (one row with a null account if it reaches all),
-    with the credential's expiry (null for an API key)."""
+    with the credential's expiry (null for an API key, a client id or a session)."""
     return (
         select(
             api_clients.c.id,
@@ -75,7 +77,7 @@ def _client_with_reach(
             api_clients.c.all_accounts,
             api_clients.c.revoked_at,
             api_client_accounts.c.account_id,
-            expires_at,
+            null() if expires_at is None else expires_at,
         )
         .select_from(source)
         .where(match)
@@ -83,13 +85,15 @@ def _client_with_reach(
 
 
 # Built once: every request runs one of these, one query for a key or a token alike.
-_CLIENT_BY_KEY = _client_with_reach(
-    _CLIENTS_WITH_REACH, api_clients.c.api_key_hash == bindparam("credential"), null()
-)
-_CLIENT_BY_TOKEN = _client_with_reach(
-    access_tokens.join(_CLIENTS_WITH_REACH, api_clients.c.id == access_tokens.c.client_id),
+_CLIENT_BY_KEY = client_with_reach(api_clients.c.api_key_hash == bindparam("credential"))
+_CLIENT_BY_TOKEN = client_with_reach(
     access_tokens.c.token_hash == bindparam("credential"),
+    access_tokens.join(_CLIENTS_WITH_REACH, api_clients.c.id == access_tokens.c.client_id),
     access_tokens.c.expires_at,
+)
+#: A client by id, with the digest of its secret after the usual columns.
+_CLIENT_WITH_SECRET = client_with_reach(api_clients.c.id == bindparam("credential")).add_columns(
+    api_clients.c.secret_hash
 )
 
 
@@ -247,17 +251,10 @@ async def issue_token(
 
     Tokens that expired more than :data:`EXPIRED_TOKENS_KEPT` ago are deleted on the way
     (by the index on ``expires_at``: a few rows at a time)."""
-    row = (
-        await conn.execute(
-            select(api_clients.c.secret_hash, api_clients.c.revoked_at).where(
-                api_clients.c.id == client_id
-            )
-        )
-    ).first()
-    stored = row.secret_hash if row is not None else _DUMMY_DIGEST
-    matches = hmac.compare_digest(stored, digest(client_secret))
-    if row is None or not matches or row.revoked_at is not None:
-        raise InvalidClient()
+    try:
+        await client_by_secret(conn, client_id, client_secret)
+    except InvalidCredentials:
+        raise InvalidClient() from None
     issued = now()
     token = ACCESS_TOKEN_PREFIX + secrets.token_urlsafe(32)
     await conn.execute(
@@ -302,11 +299,36 @@ async def authenticate(conn: AsyncConnection, header: str | None) -> Principal:
     kind, credential = parse_authorization(header)
     statement = _CLIENT_BY_TOKEN if kind == "bearer" else _CLIENT_BY_KEY
     rows = await backend_for(conn).fetch_plain(conn, statement, {"credential": digest(credential)})
+    if rows and (expires_at := rows[0][6]) is not None and expires_at <= now():
+        raise ExpiredToken()
+    return principal_of(rows)
+
+
+async def client_by_key(conn: AsyncConnection, api_key: str) -> Principal:
+    """The live client whose API key this is, or ``InvalidCredentials``."""
+    rows = await backend_for(conn).fetch_plain(
+        conn, _CLIENT_BY_KEY, {"credential": digest(api_key)}
+    )
+    return principal_of(rows)
+
+
+async def client_by_secret(conn: AsyncConnection, client_id: str, client_secret: str) -> Principal:
+    """The live client with this id and secret, or ``InvalidCredentials`` (a wrong id
+    costs the same comparison as a wrong secret)."""
+    rows = await backend_for(conn).fetch_plain(conn, _CLIENT_WITH_SECRET, {"credential": client_id})
+    stored = rows[0][-1] if rows else _DUMMY_DIGEST
+    if not hmac.compare_digest(stored, digest(client_secret)):
+        raise InvalidCredentials()
+    return principal_of(rows)
+
+
+def principal_of(rows: Sequence[Sequence[Any]]) -> Principal:
+    """The client that rows of :func:`client_with_reach` describe (one row per account it
+    reaches, columns after the reach ignored); ``InvalidCredentials`` for no row or a
+    revoked client."""
     if not rows:
         raise InvalidCredentials()
-    client_id, name, scopes, all_accounts, revoked_at, _, expires_at = rows[0]
-    if expires_at is not None and expires_at <= now():
-        raise ExpiredToken()
+    client_id, name, scopes, all_accounts, revoked_at = rows[0][:5]
     if revoked_at is not None:
         raise InvalidCredentials()
     return Principal(
@@ -315,5 +337,5 @@ async def authenticate(conn: AsyncConnection, header: str | None) -> Principal:
         scopes=frozenset(scopes.split()),
         account_ids=None
         if all_accounts
-        else frozenset(account for *_, account, _ in rows if account is not None),
+        else frozenset(row[5] for row in rows if row[5] is not None),
     )

@@ -268,3 +268,19 @@ access_tokens = Table(
     Column("issued_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    # The SHA-256 digest of the session id the browser's cookie holds; the id itself is
+    # never stored (core/sessions.py).
+    Column("id_digest", String(64), primary_key=True),
+    Column(
+        "client_id",
+        ForeignKey("api_clients.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)

@@ -18,6 +18,7 @@ from sqlalchemy.sql.schema import Table
 from roster.core.clock import now
 from roster.core.people.paging import Page, Paging, page_of
 from roster.core.people.personas import require_personas
+from roster.core.people.rows import TeamRef
 from roster.db.backends import backend_for
 from roster.db.tables import budget_members, budgets, team_members, teams
 from roster.errors import NotFound, Unprocessable
@@ -131,6 +132,16 @@ BUDGETS = _Kind("budget", budgets, budget_members, "budget_id")
 async def list_teams(conn: AsyncConnection, account_id: str, paging: Paging) -> Page[Team]:
     """The account's teams, by name, with their members."""
     return await TEAMS.page(conn, account_id, paging, Team.of)
+
+
+async def team_names(conn: AsyncConnection, account_id: str) -> list[TeamRef]:
+    """Every team of the account, by name as in :func:`list_teams`, without its members."""
+    rows = await conn.execute(
+        select(teams.c.id, teams.c.name)
+        .where(teams.c.account_id == account_id)
+        .order_by(backend_for(conn).byte_order(teams.c.name), teams.c.id)
+    )
+    return [TeamRef(*row) for row in rows]
 
 
 async def create_team(
