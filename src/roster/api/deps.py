@@ -105,7 +105,6 @@ def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependen
         _bearer: object = Security(BEARER),
         _api_key: object = Security(API_KEY),
     ) -> Principal:
-        shared = services(request)
         try:
             found = await authenticate(conn, request.headers.get("authorization"))
         except CredentialError as error:
