@@ -26,6 +26,8 @@ from roster.core.persons import (
     find_persons,
     upsert_persons_in_groups,
 )
+from roster.core.writer import SharedPerson
+from roster.errors import RosterError
 
 #: Seed 000: a missing header is 400, an expired or invalid one 401.
 PERSONS_CREDENTIALS = CredentialContract(missing=400, invalid=401, expired=401)
@@ -126,6 +128,11 @@ def person_out(record: PersonRecord) -> PersonOut:
     )
 
 
+def failure_reason(error: RosterError) -> str:
+    """Why an item failed; a shared person's reason starts with its type, as the spec says."""
+    return f"{error.type}: {error.message}" if isinstance(error, SharedPerson) else error.message
+
+
 _FIND_ERRORS = error_responses(404)
 _UPSERT_ERRORS = error_responses(404)
 
@@ -201,7 +208,7 @@ async def upsert_multiple(
                     external_ref=item.external_ref,
                     group_ids=[],
                     success=False,
-                    failure_reason=result.error.message,
+                    failure_reason=failure_reason(result.error),
                     failure_type=result.error.type,
                 )
             )
