@@ -43,6 +43,9 @@ router = APIRouter(
 )
 
 
+_CURSOR_NAMES = ("after-id", "after_id")
+
+
 class FindPersonsRequest(BaseModel):
     """Exact-match criteria (all must match), an optional group filter, and the cursor."""
 
@@ -60,14 +63,21 @@ class FindPersonsRequest(BaseModel):
         default=1,
         validation_alias=AliasChoices("after-id", "after_id"),
         serialization_alias="after-id",
-        description="Only persons after this cursor (a previous answer's last_id). Default 1.",
+        description=(
+            "Only persons after this cursor (a previous answer's last_id). Default 1; "
+            "null means not given."
+        ),
     )
 
     @model_validator(mode="before")
     @classmethod
     def _one_cursor(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "after-id" in data and "after_id" in data:
-            raise ValueError("give after-id or after_id, not both")
+        if isinstance(data, dict):
+            # null means "not given", as it does for every other field
+            nulls = [name for name in _CURSOR_NAMES if name in data and data[name] is None]
+            data = {name: value for name, value in data.items() if name not in nulls}
+            if all(name in data for name in _CURSOR_NAMES):
+                raise ValueError("give after-id or after_id, not both")
         return data
 
 
