@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import tempfile
 from pathlib import Path
 
 import asyncpg
 import httpx
 
+from bench.import_rate import scratch_postgres
 from bench.server import serve
 from roster.core.accounts import create_account
 from roster.core.auth import create_client
@@ -28,7 +28,6 @@ from roster.db.engine import create_engine, unit_of_work
 from roster.db.migrate import upgrade
 from roster.settings import Settings
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 ACCOUNT = "RACE1"
 VALUES = {
     "phone_number": "07700 900123",
@@ -83,14 +82,7 @@ async def _count_persons(url: str) -> int:
 
 
 async def main(writers: int, key: str) -> None:
-    name = f"roster_race_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    async with scratch_postgres() as url:
         api_key = await _prepare(url)
         with serve(url, workers=2, log_dir=Path(tempfile.mkdtemp())) as server:
             answered, succeeded = await _race(server.base_url, api_key, writers, key)
@@ -99,12 +91,6 @@ async def main(writers: int, key: str) -> None:
             f"{await _count_persons(url)} person(s) made; {answered} answered 200, "
             f"{succeeded} items succeeded"
         )
-    finally:
-        admin = await asyncpg.connect(ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 if __name__ == "__main__":
