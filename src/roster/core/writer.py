@@ -552,9 +552,9 @@ class _Plan:
     async def _load_personas(self, conn: AsyncConnection, backend: Backend) -> None:
         """Every persona of the persons loaded, in every account."""
         found = await conn.execute(
-            select(personas.c.id, personas.c.person_id, personas.c.account_id, *_PERSONA_COLUMNS)
-            .where(backend.one_of(personas.c.person_id, "persons"))
-            .order_by(personas.c.person_id, personas.c.account_id),
+            select(
+                personas.c.id, personas.c.person_id, personas.c.account_id, *_PERSONA_COLUMNS
+            ).where(backend.one_of(personas.c.person_id, "persons")),
             {"persons": list(self.persons)},
         )
         for row in found:
