@@ -14,6 +14,8 @@ import asyncio
 import secrets
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -62,21 +64,28 @@ def _report(label: str, summary: ImportSummary, elapsed: float) -> None:
     )
 
 
-async def _with_postgres(path: Path, batch_size: int, rerun: bool) -> None:
-    name = f"roster_bench_{secrets.token_hex(4)}"
+async def _admin(statement: str) -> None:
     admin = await asyncpg.connect(ADMIN_URL)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(statement)
     finally:
         await admin.close()
+
+
+@asynccontextmanager
+async def scratch_postgres() -> AsyncIterator[str]:
+    """The URL of a new PostgreSQL database, dropped when the block ends."""
+    name = f"roster_bench_{secrets.token_hex(4)}"
+    await _admin(f'CREATE DATABASE "{name}"')
     try:
-        await _run(ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", path, batch_size, rerun)
+        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        admin = await asyncpg.connect(ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _with_postgres(path: Path, batch_size: int, rerun: bool) -> None:
+    async with scratch_postgres() as url:
+        await _run(url, path, batch_size, rerun)
 
 
 def main() -> None:

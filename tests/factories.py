@@ -23,7 +23,7 @@ from roster.core.auth import ACCESS_TOKEN_PREFIX, ClientCredentials, create_clie
 from roster.core.people.addresses import add_address
 from roster.core.people.memberships import create_budget, create_team
 from roster.core.people.roles import create_role
-from roster.core.upsert import UpsertItem, upsert_persons
+from roster.core.writer import PersonWrite, write_persons
 from roster.db.engine import unit_of_work
 from roster.db.tables import access_tokens, metadata, personas
 from roster.settings import Settings
@@ -123,13 +123,13 @@ class Directory:
             )
         return Client(credentials)
 
-    async def fresh(self, accounts: Iterable[str], items: Sequence[UpsertItem]) -> list[uuid.UUID]:
+    async def fresh(self, accounts: Iterable[str], items: Sequence[PersonWrite]) -> list[uuid.UUID]:
         """Empty the directory, create these accounts, then upsert the items: their person ids."""
         await reset_database(self.engine)
         async with unit_of_work(self.engine, write=True) as conn:
             for account in accounts:
                 await create_account(conn, account, account)
-            outcomes = await upsert_persons(conn, items, region=self.settings.default_phone_region)
+            outcomes = await write_persons(conn, items, region=self.settings.default_phone_region)
         assert all(o.person_id for o in outcomes), [o.error for o in outcomes]
         return [o.person_id for o in outcomes if o.person_id is not None]
 
@@ -158,9 +158,9 @@ class Directory:
         }
         fields.setdefault("external_ref", f"ref-{uuid.uuid4().hex[:12]}")
         async with unit_of_work(self.engine, write=True) as conn:
-            [outcome] = await upsert_persons(
+            [outcome] = await write_persons(
                 conn,
-                [UpsertItem(fields, frozenset(accounts), persona)],
+                [PersonWrite(fields, frozenset(accounts), persona)],
                 region=self.settings.default_phone_region,
             )
         assert outcome.error is None, outcome.error

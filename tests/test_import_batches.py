@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from roster.core.importing import ImportSummary, import_rows
-from roster.core.upsert import UpsertItem, plan_upserts, upsert_persons, write_planned
+from roster.core.writer import PersonWrite, plan_writes, write_persons, write_planned
 from roster.db.engine import unit_of_work
 from roster.db.tables import persons
 from tests.bulk import counts, leave_empty, people_state, write_csv
@@ -53,15 +53,15 @@ rows = st.lists(
 #: People there before the import: one holds an email and a phone the file uses, two
 #: share a phone in A1 (a match by that phone alone is ambiguous there).
 EXISTING = (
-    UpsertItem(
+    PersonWrite(
         {"first_name": "Old", "email_address": "bo@x.example", "phone_number": "07700 900002"},
         frozenset({"A1"}),
     ),
-    UpsertItem(
+    PersonWrite(
         {"first_name": "Twin", "phone_number": "07700 900003", "external_ref": "t1"},
         frozenset({"A1"}),
     ),
-    UpsertItem(
+    PersonWrite(
         {"first_name": "Twin", "phone_number": "07700 900003", "external_ref": "t2"},
         frozenset({"A1", "A2"}),
     ),
@@ -100,20 +100,20 @@ async def test_a_plan_that_meets_another_writer_is_planned_again(
         pytest.skip("a SQLite writer takes the lock at BEGIN: no other writer gets in between")
     await directory.fresh(ACCOUNTS, ())
     region = directory.settings.default_phone_region
-    items = [UpsertItem({"first_name": "Cy", "email_address": "cy@x.example"}, frozenset({"A1"}))]
+    items = [PersonWrite({"first_name": "Cy", "email_address": "cy@x.example"}, frozenset({"A1"}))]
     async with unit_of_work(directory.engine, write=True) as conn:
-        planned = await plan_upserts(conn, items, region)
-        assert [o.created_person for o in planned.outcomes] == [True]
+        planned = await plan_writes(conn, items, region)
+        assert [o.created for o in planned.written] == [True]
         # Another writer creates cy@ between this plan and its write.
         async with unit_of_work(directory.engine, write=True) as other:
-            other_cy = UpsertItem(
+            other_cy = PersonWrite(
                 {"first_name": "Other", "email_address": "cy@x.example"}, frozenset({"A2"})
             )
-            [created] = await upsert_persons(other, [other_cy], region=region)
+            [created] = await write_persons(other, [other_cy], region=region)
         outcomes = await write_planned(conn, planned)
     # Planned again, the item finds the other writer's person by email (it used to
     # fail as a duplicate_value).
-    assert [(o.created_person, o.changed, o.error) for o in outcomes] == [(False, True, None)]
+    assert [(o.created, o.changed, o.error) for o in outcomes] == [(False, True, None)]
     assert outcomes[0].person_id == created.person_id
     async with unit_of_work(directory.engine, write=False) as conn:
         cys = await conn.scalars(
@@ -132,9 +132,9 @@ async def test_keys_given_up_are_taken_in_the_same_batch(
     await directory.fresh(
         ACCOUNTS,
         [
-            UpsertItem({"external_ref": "ra", "email_address": "a@x.example"}, frozenset({"A1"})),
-            UpsertItem({"external_ref": "rb", "email_address": "b@x.example"}, frozenset({"A1"})),
-            UpsertItem({"external_ref": "rc", "email_address": "c@x.example"}, frozenset({"A1"})),
+            PersonWrite({"external_ref": "ra", "email_address": "a@x.example"}, frozenset({"A1"})),
+            PersonWrite({"external_ref": "rb", "email_address": "b@x.example"}, frozenset({"A1"})),
+            PersonWrite({"external_ref": "rc", "email_address": "c@x.example"}, frozenset({"A1"})),
         ],
     )
     path = write_csv(

@@ -17,7 +17,7 @@ from sqlalchemy import event
 
 from roster.core.demo import generate_demo
 from roster.core.people import listing
-from roster.core.upsert import UpsertItem, upsert_persons
+from roster.core.writer import PersonWrite, write_persons
 from roster.db.backends import PostgresBackend, SqliteBackend
 from roster.db.engine import read_snapshot, unit_of_work
 from tests.factories import Client, Directory
@@ -589,10 +589,10 @@ async def test_embeds_cost_the_same_queries_for_5_rows_as_for_200(
     client: httpx.AsyncClient, app: FastAPI, directory: Directory, caller: Client
 ) -> None:
     async with unit_of_work(directory.engine, write=True) as conn:
-        outcomes = await upsert_persons(
+        outcomes = await write_persons(
             conn,
             [
-                UpsertItem(
+                PersonWrite(
                     {"external_ref": f"bulk-{n}", "first_name": f"F{n}", "last_name": f"L{n:03}"},
                     frozenset({ACCOUNT}),
                 )

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from roster.core.matching import name_key, phone_key, search_fold
-from roster.core.upsert import UpsertItem
+from roster.core.writer import PersonWrite
 from tests.factories import PROPERTY_SETTINGS, Client, Directory
 
 ACCOUNTS = ("A1", "A2", "A3")
@@ -88,7 +88,7 @@ async def load(
     ids = await directory.fresh(
         ACCOUNTS,
         [
-            UpsertItem(
+            PersonWrite(
                 {
                     "external_ref": f"p{n}",
                     "first_name": s.first_name,

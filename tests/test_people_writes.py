@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import func, insert, select
 
-from roster.core.people.conflicts import write_unique
+from roster.core.writer import write_unique
 from roster.db.engine import unit_of_work
 from roster.db.tables import roles
 from roster.errors import Conflict
@@ -146,7 +146,9 @@ async def test_a_taken_external_ref_is_409(
     client: httpx.AsyncClient, directory: Directory, caller: Client
 ) -> None:
     await directory.person(["OTHER"], first_name="O", last_name="T", external_ref="REF-1")
-    error(await add(client, caller, externalRef="REF-1", expect=409), "conflict")
+    # One error for a taken value, whichever door: the Persons API's duplicate_value.
+    message = error(await add(client, caller, externalRef="REF-1", expect=409), "duplicate_value")
+    assert message == "The externalRef 'REF-1' belongs to another person."
 
 
 @pytest.mark.parametrize(
@@ -205,9 +207,24 @@ async def test_patch_people_email_collision_is_409_and_changes_nothing(
     body = await send(
         client, caller, "PATCH", path, {"emailAddress": "O@X.com", "title": "Dr"}, 409
     )
-    assert "emailAddress" in error(body, "conflict")
+    assert "emailAddress" in error(body, "duplicate_value")
     [unchanged] = await listed(client, caller)
     assert (unchanged["primaryEmailAddress"], unchanged["title"]) == ("c@acme.com", None)
+
+
+async def test_patch_people_external_ref_collision_is_409_and_changes_nothing(
+    client: httpx.AsyncClient, directory: Directory, caller: Client
+) -> None:
+    await directory.person(["OTHER"], first_name="O", last_name="T", external_ref="REF-O")
+    row = await add(client, caller, externalRef="REF-C")
+    path = f"/people/{row['id']}?accountId={ACCOUNT}"
+    body = await send(client, caller, "PATCH", path, {"externalRef": "REF-O", "title": "Dr"}, 409)
+    assert error(body, "duplicate_value") == "The externalRef 'REF-O' belongs to another person."
+    assert body["error"]["details"] == [
+        {"field": "externalRef", "problem": "belongs to another person"}
+    ]
+    [unchanged] = await listed(client, caller)
+    assert (unchanged["externalRef"], unchanged["title"]) == ("REF-C", None)
 
 
 async def test_patch_people_needs_a_persona_in_the_account(
@@ -316,6 +333,31 @@ async def test_deleting_a_persona_keeps_the_person(
     again = await add(client, caller, emailAddress="c@acme.com")
     assert again["id"] == first["id"]  # the same person joins again
     await send(client, caller, "DELETE", f"/personas/{persona}?accountId={ACCOUNT}", None, 404)
+
+
+async def test_deleting_the_owner_of_an_individual_budget_deletes_the_budget(
+    client: httpx.AsyncClient, caller: Client
+) -> None:
+    """An individual budget belongs to exactly one persona: it goes with its owner, where
+    a team or a shared budget only loses its primary owner."""
+    ann = (await add(client, caller, firstName="Ann"))["persona"]["id"]
+    bob = (await add(client, caller, firstName="Bob", lastName="B"))["persona"]["id"]
+
+    async def budget(name: str, kind: str, owner: str, members: list[str]) -> Any:
+        body = {"accountId": ACCOUNT, "name": name, "type": kind, "primaryOwnerPersonaId": owner}
+        return await send(
+            client, caller, "POST", "/budgets", {**body, "memberPersonaIds": members}, 201
+        )
+
+    await budget("Ann's", "individual", ann, [])
+    bobs = await budget("Bob's", "individual", bob, [])
+    shared = await budget("Travel", "shared", ann, [ann, bob])
+    await send(client, caller, "DELETE", f"/personas/{ann}?accountId={ACCOUNT}", None, 204)
+    listing = await send(client, caller, "GET", f"/budgets?accountId={ACCOUNT}")
+    assert listing["rows"] == [
+        bobs,
+        {**shared, "primaryOwnerPersonaId": None, "memberPersonaIds": [bob]},
+    ]
 
 
 async def test_roles_list_and_create(client: httpx.AsyncClient, caller: Client) -> None:

@@ -24,7 +24,17 @@ async def test_the_first_person_is_found_with_the_seed_default_after_id(
     client: httpx.AsyncClient, directory: Directory, caller: Client
 ) -> None:
     first = await directory.person(["F50091"])
-    for body in ({}, {"after-id": 1}, {"after-id": "1"}, {"after_id": 1}, {"after-id": 0}):
+    # null means "not given", as for every other field (and beside the other spelling too)
+    bodies: list[dict[str, Any]] = [
+        {},
+        {"after-id": 1},
+        {"after-id": "1"},
+        {"after_id": 1},
+        {"after-id": 0},
+        {"after-id": None},
+        {"after_id": None, "after-id": 1},
+    ]
+    for body in bodies:
         response = await page(client, caller, **body)
         assert response.status_code == 200, body
         assert response.json()["persons"][0]["identifier"] == str(first)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from roster.core.auth import create_client
 from roster.core.matching import name_key
 from roster.core.persons import PersonCriteria, find_persons
-from roster.core.upsert import UpsertItem
+from roster.core.writer import PersonWrite
 from roster.db.engine import unit_of_work
 from roster.errors import NotFound
 from tests.factories import PROPERTY_SETTINGS, Directory
@@ -45,7 +45,7 @@ async def load(directory: Directory, someone: list[Someone]) -> list[uuid.UUID]:
     return await directory.fresh(
         ACCOUNTS,
         [
-            UpsertItem(
+            PersonWrite(
                 {"external_ref": f"p{n}", "first_name": s.first_name, "last_name": s.last_name},
                 s.accounts,
             )

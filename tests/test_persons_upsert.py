@@ -152,17 +152,25 @@ async def test_then_by_email_in_any_group(
     existing = await directory.person(
         ["ELSEWHERE"], email_address="Ann@Example.com", first_name="Ann"
     )
-    [entry] = await upsert(
+    # The caller does not reach ELSEWHERE: the person joins F50091 as it is, ...
+    [joined] = await upsert(
         client,
         caller,
-        {"email_address": "ann@example.COM", "last_name": "Lee", "group_ids": ["F50091"]},
+        {"email_address": "Ann@Example.com", "first_name": "Ann", "group_ids": ["F50091"]},
     )
+    assert joined["identifier"] == str(existing)
+    assert joined["group_ids"] == ["F50091"]  # ELSEWHERE is not reachable, so not shown
+    # ... but only a client that reaches every account of the person changes its fields
+    # (tests/test_shared_persons.py holds the rule for all writes).
+    item = {"email_address": "ann@example.COM", "last_name": "Lee", "group_ids": ["F50091"]}
+    [refused] = await upsert(client, caller, item)
+    assert (refused["success"], refused["failure_type"]) == (False, "shared_person")
+    [entry] = await upsert(client, await directory.client(None), item)
     assert entry["identifier"] == str(existing)
     assert entry["first_name"] == "Ann"
     assert entry["last_name"] == "Lee"
     assert entry["email_address"] == "ann@example.COM"  # stored as sent
-    # The person joins F50091; ELSEWHERE is not reachable, so not shown.
-    assert entry["group_ids"] == ["F50091"]
+    assert entry["group_ids"] == ["ELSEWHERE", "F50091"]
 
 
 async def test_then_by_phone_only_among_the_given_groups(
@@ -251,6 +259,10 @@ async def test_both_group_identifiers_fail_the_item(
     )
     assert entry["success"] is False
     assert entry["failure_type"] == "both_group_identifiers_provided"
+    assert entry["failure_reason"] == (
+        "You have provided both group ids and group external references for this item. "
+        "Please only provide one of the two."
+    )
 
 
 async def test_taking_another_persons_email_or_ref_fails_and_changes_nothing(
@@ -280,20 +292,62 @@ async def test_taking_another_persons_email_or_ref_fails_and_changes_nothing(
     assert found.json()["persons"][0]["email_address"] == "other@example.com"
 
 
-async def test_an_external_ref_owned_by_another_person_fails(
+async def test_an_email_owned_by_another_person_fails(
     client: httpx.AsyncClient, directory: Directory, caller: Client
 ) -> None:
     await directory.person(["F50091"], external_ref="ref-a", email_address="a@example.com")
     await directory.person(["F50091"], external_ref="ref-b", email_address="b@example.com")
-    # No ref match for "ref-z"... so match by email a@, then try to take ref-b: not possible
-    # since ref-b is matched first. Instead: ref-a's person tries to take b@'s email.
+    # ref-a's person tries to take b@'s email.
     [entry] = await upsert(
         client,
         caller,
-        {"external_ref": "ref-a", "email_address": "b@example.com", "group_ids": ["F50091"]},
+        {"external_ref": "ref-a", "email_address": "B@example.com", "group_ids": ["F50091"]},
     )
-    assert entry["success"] is False
-    assert "b@example.com" in entry["failure_reason"]
+    assert (entry["success"], entry["failure_type"]) == (False, "duplicate_value")
+    assert entry["failure_reason"] == "The email_address 'B@example.com' belongs to another person."
+    found = await client.post(
+        "/persons/find/", json={"external_ref": "ref-a"}, headers=caller.headers
+    )
+    assert found.json()["persons"][0]["email_address"] == "a@example.com"
+
+
+async def test_an_items_external_ref_finds_its_holder_so_it_is_never_taken(
+    client: httpx.AsyncClient, directory: Directory, caller: Client
+) -> None:
+    """An external_ref is the first matching rule, so an upsert item giving one updates
+    the person holding it and can never give it to another person (the People API can
+    try: tests/test_people_writes.py has that conflict)."""
+    holder = await directory.person(["F50091"], external_ref="ref-a")
+    other = await directory.person(["F50091"], external_ref="ref-b", email_address="b@x.com")
+    first, second = await upsert(
+        client,
+        caller,
+        {"external_ref": "ref-b", "email_address": "new-b@x.com", "group_ids": ["F50091"]},
+        {"external_ref": "ref-a", "email_address": "b@x.com", "group_ids": ["F50091"]},
+    )
+    assert (first["identifier"], first["external_ref"]) == (str(other), "ref-b")
+    # b@x.com was given up by the first item: the holder of ref-a takes it.
+    assert (second["identifier"], second["email_address"]) == (str(holder), "b@x.com")
+    assert await person_count(directory) == 2
+
+
+async def test_each_items_result_shows_the_person_as_that_item_left_it(
+    client: httpx.AsyncClient, directory: Directory, caller: Client
+) -> None:
+    first, second = await upsert(
+        client,
+        caller,
+        {"external_ref": "r", "first_name": "One", "group_ids": ["F50091"]},
+        {"external_ref": "r", "first_name": "Two", "last_name": "L", "group_ids": ["F50092"]},
+    )
+    assert first["identifier"] == second["identifier"]
+    assert (first["first_name"], first["last_name"], first["group_ids"]) == (
+        "One",
+        None,
+        ["F50091"],
+    )
+    assert (second["first_name"], second["last_name"]) == ("Two", "L")
+    assert second["group_ids"] == ["F50091", "F50092"]
 
 
 async def test_items_see_the_effects_of_earlier_items(

@@ -30,7 +30,7 @@ from roster.core.accounts import create_account
 from roster.core.auth import ClientCredentials, create_client
 from roster.core.people.addresses import add_address
 from roster.core.people.memberships import create_budget, create_team
-from roster.core.upsert import UpsertItem, upsert_persons
+from roster.core.writer import PersonWrite, write_persons
 from roster.db.engine import create_engine, unit_of_work
 from roster.db.tables import personas
 from roster.settings import Settings
@@ -99,7 +99,7 @@ def in_database(database_url: str, work: Callable[[AsyncEngine], Any]) -> Any:
     return asyncio.run(run())
 
 
-def _items() -> list[UpsertItem]:
+def _items() -> list[PersonWrite]:
     """ACME's people: the benchmark's generated ones, and a few the tests look for."""
     special = [
         ({"first_name": "César", "last_name": "Treutel", "email_address": "c.treutel@acme.example",
@@ -114,13 +114,13 @@ def _items() -> list[UpsertItem]:
     ]  # fmt: skip
     generated = data.people(ACME, PEOPLE - len(special), data.name_pools())
     items = [
-        UpsertItem(person, frozenset(accounts), persona) for person, accounts, persona in special
+        PersonWrite(person, frozenset(accounts), persona) for person, accounts, persona in special
     ]
     for row in generated:
         person = {k: row[k] for k in ("first_name", "last_name", "email_address", "external_ref")}
         persona = {k: row[k] or None for k in data.COLUMNS[5:]}
         items.append(
-            UpsertItem({**person, "phone_number": row["phone_number"]}, frozenset([ACME]), persona)
+            PersonWrite({**person, "phone_number": row["phone_number"]}, frozenset([ACME]), persona)
         )
     return items
 
@@ -135,7 +135,7 @@ async def _build(engine: AsyncEngine) -> dict[str, Any]:
             *((b, f"Branch {b}") for b in BRANCHES),
         ):
             await create_account(conn, account, name)
-        outcomes = await upsert_persons(conn, _items(), region="GB")
+        outcomes = await write_persons(conn, _items(), region="GB")
         assert all(o.error is None for o in outcomes), [o.error for o in outcomes if o.error]
         cesar, ann = outcomes[0].person_id, outcomes[1].person_id
         assert cesar is not None

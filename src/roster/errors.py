@@ -7,9 +7,9 @@ disagree about credentials) re-raises with :meth:`RosterError.with_status`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,42 @@ class RosterError(Exception):
         if self.details:
             error["details"] = [{"field": d.field, "problem": d.problem} for d in self.details]
         return {"error": error}
+
+
+#: How a door names a core field (the People API says ``emailAddress``).
+FieldNames = Callable[[str], str]
+
+
+def core_name(name: str) -> str:
+    return name
+
+
+class NamesFields(RosterError):
+    """An error whose message names fields: the core names them by their core names
+    (``email_address``), and each door renames them as its API does (:meth:`named`)."""
+
+    _say: Callable[[FieldNames], str] | None = None
+    _fields: tuple[str, ...] = ()
+    _problem: str = ""
+
+    @classmethod
+    def saying(
+        cls,
+        say: Callable[[FieldNames], str],
+        fields: Sequence[str] = (),
+        problem: str = "",
+        names: FieldNames = core_name,
+    ) -> Self:
+        """The error whose message ``say`` writes with the field names a door gives."""
+        error = cls(say(names), details=[Problem(names(f), problem) for f in fields])
+        error._say, error._fields, error._problem = say, tuple(fields), problem
+        return error
+
+    def named(self, names: FieldNames) -> RosterError:
+        """The same error, its fields named by ``names``."""
+        if self._say is None:
+            return self
+        return self.saying(self._say, self._fields, self._problem, names)
 
 
 class InvalidRequest(RosterError):

@@ -26,6 +26,8 @@ from roster.core.persons import (
     find_persons,
     upsert_persons_in_groups,
 )
+from roster.core.writer import SharedPerson
+from roster.errors import RosterError
 
 #: Seed 000: a missing header is 400, an expired or invalid one 401.
 PERSONS_CREDENTIALS = CredentialContract(missing=400, invalid=401, expired=401)
@@ -39,6 +41,9 @@ router = APIRouter(
     dependencies=[Depends(require_json_body)],
     responses=error_responses(400, 401, 403, 405, 413, 415, 429, 500, 503),
 )
+
+
+_CURSOR_NAMES = ("after-id", "after_id")
 
 
 class FindPersonsRequest(BaseModel):
@@ -58,14 +63,21 @@ class FindPersonsRequest(BaseModel):
         default=1,
         validation_alias=AliasChoices("after-id", "after_id"),
         serialization_alias="after-id",
-        description="Only persons after this cursor (a previous answer's last_id). Default 1.",
+        description=(
+            "Only persons after this cursor (a previous answer's last_id). Default 1; "
+            "null means not given."
+        ),
     )
 
     @model_validator(mode="before")
     @classmethod
     def _one_cursor(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "after-id" in data and "after_id" in data:
-            raise ValueError("give after-id or after_id, not both")
+        if isinstance(data, dict):
+            # null means "not given", as it does for every other field
+            nulls = [name for name in _CURSOR_NAMES if name in data and data[name] is None]
+            data = {name: value for name, value in data.items() if name not in nulls}
+            if all(name in data for name in _CURSOR_NAMES):
+                raise ValueError("give after-id or after_id, not both")
         return data
 
 
@@ -124,6 +136,11 @@ def person_out(record: PersonRecord) -> PersonOut:
         external_ref=record.external_ref,
         group_ids=list(record.group_ids),
     )
+
+
+def failure_reason(error: RosterError) -> str:
+    """Why an item failed; a shared person's reason starts with its type, as the spec says."""
+    return f"{error.type}: {error.message}" if isinstance(error, SharedPerson) else error.message
 
 
 _FIND_ERRORS = error_responses(404)
@@ -201,7 +218,7 @@ async def upsert_multiple(
                     external_ref=item.external_ref,
                     group_ids=[],
                     success=False,
-                    failure_reason=result.error.message,
+                    failure_reason=failure_reason(result.error),
                     failure_type=result.error.type,
                 )
             )

@@ -2,7 +2,7 @@
 ``GET /people`` has something to show.
 
 People come from Faker in several locales (accented names, local phone formats and
-addresses) and are written through the upsert engine, like an import, so their
+addresses) and are written through the writer (core/writer.py), like an import, so their
 derived columns are right. Around them: personas of every status, the six core
 roles and two custom ones, teams with members and primary owners, budgets of every
 type, postal addresses, and ``createdBy`` links. The same seed gives the same
@@ -26,8 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from roster.core.accounts import create_account
 from roster.core.clock import now
 from roster.core.matching import phone_key
-from roster.core.upsert import UpsertItem, upsert_persons
-from roster.db.backends import update_many
+from roster.core.writer import PersonaById, PersonWrite, write_persons
 from roster.db.engine import unit_of_work
 from roster.db.tables import (
     CORE_ROLES,
@@ -149,7 +148,7 @@ async def generate_demo(
             _fake_people(account_id, people, seed, settings.default_phone_region),
             settings.default_phone_region,
         )
-        await demo.created_by(persona_ids)
+        await demo.created_by(persona_ids, settings.default_phone_region)
         team_count = await demo.teams(persona_ids)
         budget_count = await demo.budgets(persona_ids)
         address_count = await demo.addresses(persona_ids, seed)
@@ -226,7 +225,7 @@ def _fakes(seed: int) -> dict[str, Faker]:
     return fakes
 
 
-def _fake_people(account_id: str, count: int, seed: int, region: str) -> list[UpsertItem]:
+def _fake_people(account_id: str, count: int, seed: int, region: str) -> list[PersonWrite]:
     """``count`` people, the same for the same seed: person fields, persona fields.
 
     No two share a mobile number: by the matching rules the second would join the first.
@@ -276,7 +275,7 @@ def _fake_people(account_id: str, count: int, seed: int, region: str) -> list[Up
         }
         if rng.random() < 0.3:
             persona["work_number"] = fake.phone_number()
-        items.append(UpsertItem(person, frozenset((account_id,)), persona))
+        items.append(PersonWrite(person, frozenset((account_id,)), persona))
     return items
 
 
@@ -312,11 +311,11 @@ class _Demo:
             )
         return len(missing)
 
-    async def people(self, items: Sequence[UpsertItem], region: str) -> list[uuid.UUID]:
+    async def people(self, items: Sequence[PersonWrite], region: str) -> list[uuid.UUID]:
         """Write the people; their persona ids in the order given. Those new to the account
         are kept in :attr:`fresh`: only they are given teams, budgets, addresses and a
         creator, so that running the demo again adds nothing to the others."""
-        outcomes = await upsert_persons(self.conn, items, region=region)
+        outcomes = await write_persons(self.conn, items, region=region)
         for outcome in outcomes:
             if outcome.error is not None:  # an email or ref already held by someone else
                 raise outcome.error
@@ -326,18 +325,29 @@ class _Demo:
             )
         )
         by_person = dict(rows.all())
-        self.fresh = {by_person[o.person_id] for o in outcomes if o.created_personas}
+        self.fresh = {
+            by_person[o.person_id]
+            for o in outcomes
+            if any(p.change == "created" for p in o.personas)
+        }
         return [by_person[o.person_id] for o in outcomes if o.person_id is not None]
 
-    async def created_by(self, persona_ids: list[uuid.UUID]) -> None:
+    async def created_by(self, persona_ids: list[uuid.UUID], region: str) -> None:
         """Most people were created by one of the first few (the account's admins)."""
         creators = persona_ids[: max(1, min(5, len(persona_ids) // 10))]
         links = [
-            {"id": persona_id, "created_by_persona_id": self.rng.choice(creators)}
+            PersonWrite(
+                {},
+                frozenset((self.account_id,)),
+                {"created_by_persona_id": self.rng.choice(creators)},
+                target=PersonaById(persona_id),
+            )
             for persona_id in persona_ids[1:]
             if self.rng.random() < 0.7 and persona_id in self.fresh
         ]
-        await update_many(self.conn, personas, "id", links)
+        for written in await write_persons(self.conn, links, region=region):
+            if written.error is not None:
+                raise written.error
 
     async def _names(self, table: Table) -> set[str]:
         return set(

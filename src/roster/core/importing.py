@@ -1,10 +1,10 @@
 """``roster import``: create or update an account's people from a CSV or JSON Lines file.
 
-The file is read as a stream, in batches; each batch is planned by the upsert
-engine (core/upsert.py, the Persons API's matching rules) and committed on its
-own, so an interrupted import leaves whole batches behind and running the same
-file again converges on the state one clean run gives. A bad row fails alone,
-with its line number and the reason; the others go on. See docs/import-export.md.
+The file is read as a stream, in batches; each batch is planned by the writer
+(core/writer.py, the Persons API's matching rules) and committed on its own, so an
+interrupted import leaves whole batches behind and running the same file again
+converges on the state one clean run gives. A bad row fails alone, with its line
+number and the reason; the others go on. See docs/import-export.md.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from roster.core.keys import PERSON_FIELDS
 from roster.core.matching import phone_key
-from roster.core.upsert import ITEM_PERSONA_FIELDS, UpsertItem, UpsertOutcome, upsert_persons
+from roster.core.writer import PersonWrite, Written, write_persons
 from roster.db.backends import backend_for
 from roster.db.engine import unit_of_work
 from roster.db.tables import PERSONA_STATUSES, accounts, personas, persons, roles
@@ -37,13 +37,15 @@ from roster.settings import Settings
 
 #: Read only when the import names no account: each row then names its own.
 ACCOUNT_COLUMN = "account_id"
+#: The persona fields a file may set, in the order export writes them.
+PERSONA_COLUMNS = ("status", "role_name", "employee_number", "job_title", "work_number")
 #: A CSV header must name these; the others are optional.
 REQUIRED_COLUMNS = ("first_name", "last_name", "email_address", "phone_number", "external_ref")
 #: The columns a file may have, in the order export writes them (operations.md's order).
 IMPORT_COLUMNS = (
     *REQUIRED_COLUMNS,
     *(name for name in PERSON_FIELDS if name not in REQUIRED_COLUMNS),
-    *ITEM_PERSONA_FIELDS,
+    *PERSONA_COLUMNS,
 )
 CSV_SUFFIXES = (".csv",)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -137,7 +139,7 @@ async def import_rows(
         while (batch := await pending) is not None:
             pending = asyncio.ensure_future(asyncio.to_thread(prepare))
             async with unit_of_work(engine, write=True) as conn:
-                outcomes = await upsert_persons(conn, batch.items, region=region)
+                outcomes = await write_persons(conn, batch.items, region=region)
             for line, outcome in zip(batch.lines, outcomes, strict=True):
                 _count(summary, line, outcome)
             if summary.rows >= next_analyze:
@@ -157,7 +159,7 @@ async def import_rows(
 @dataclass(frozen=True)
 class _Batch:
     lines: list[int]
-    items: list[UpsertItem]
+    items: list[PersonWrite]
 
 
 def _prepare(
@@ -177,11 +179,11 @@ async def _analyze(engine: AsyncEngine) -> None:
         await backend_for(conn).analyze(conn, (persons, personas))
 
 
-def _count(summary: ImportSummary, line: int, outcome: UpsertOutcome) -> None:
+def _count(summary: ImportSummary, line: int, outcome: Written) -> None:
     if outcome.error is not None:
         summary.failed += 1
         summary.failures.append(ImportFailure(line, outcome.error.message, outcome.error.type))
-    elif outcome.created_person or outcome.created_personas:
+    elif outcome.created or any(p.change == "created" for p in outcome.personas):
         summary.created += 1
     elif outcome.changed:
         summary.updated += 1
@@ -408,24 +410,24 @@ def _max_length(name: str) -> int:
 _MAX_LENGTHS = {name: _max_length(name) for name in IMPORT_COLUMNS if name != "dob"}
 
 
-def _item(record: Record, account_id: str | None, known: frozenset[str]) -> UpsertItem:
+def _item(record: Record, account_id: str | None, known: frozenset[str]) -> PersonWrite:
     """The upsert item of a record; a bad value makes it a failed item."""
     if isinstance(record, RosterError):
-        return UpsertItem({}, frozenset(), error=record)
+        return PersonWrite({}, frozenset(), error=record)
     if account_id is None:
         named = record.pop(ACCOUNT_COLUMN, None)
         if named not in known:
             problem = f"There is no account {named!r}." if named else "The row has no account_id."
-            return UpsertItem({}, frozenset(), error=AccountNotFound(problem))
+            return PersonWrite({}, frozenset(), error=AccountNotFound(problem))
         account_id = str(named)
     accounts_ = frozenset((account_id,))
     try:
         values = {name: _value(name, value) for name, value in record.items()}
     except InvalidRequest as error:
-        return UpsertItem({}, accounts_, error=error)
+        return PersonWrite({}, accounts_, error=error)
     person = {name: value for name, value in values.items() if name in PERSON_FIELDS}
-    persona = {name: value for name, value in values.items() if name in ITEM_PERSONA_FIELDS}
-    return UpsertItem(person, accounts_, persona)
+    persona = {name: value for name, value in values.items() if name in PERSONA_COLUMNS}
+    return PersonWrite(person, accounts_, persona)
 
 
 def _value(name: str, value: Any) -> Any:

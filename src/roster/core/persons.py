@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from roster.core.accounts import resolve_groups
 from roster.core.auth import Principal
 from roster.core.matching import email_key, name_key, phone_key, storable
-from roster.core.upsert import UpsertItem, upsert_persons
+from roster.core.writer import PersonWrite, Written, write_persons
 from roster.db.backends import Backend, backend_for
 from roster.db.tables import accounts, personas, persons
-from roster.errors import InvalidRequest, NotFound, RosterError
+from roster.errors import BothGroupIdentifiersProvided, InvalidRequest, NotFound, RosterError
 
 PAGE_SIZE = 100
 
@@ -239,27 +239,48 @@ async def upsert_persons_in_groups(
 ) -> list[PersonUpserted]:
     """Create or update each item's person and give it a persona in each of its groups.
 
-    Each item succeeds or fails on its own (see core/upsert.py); a group the client
-    cannot reach fails that item only.
+    Each item succeeds or fails on its own (see core/writer.py); a group the client
+    cannot reach fails that item only. Each result shows the person as its item left it.
     """
     resolved: dict[tuple[tuple[str, ...] | None, tuple[str, ...] | None], frozenset[str]] = {}
-    planned: list[UpsertItem] = []
+    planned: list[PersonWrite] = []
     for item in items:
         ids = tuple(item.group_ids) if item.group_ids is not None else None
         refs = tuple(item.groups_external_refs) if item.groups_external_refs is not None else None
         try:
             if (ids, refs) not in resolved:
                 resolved[(ids, refs)] = await _item_groups(conn, principal, ids, refs)
-            planned.append(UpsertItem(item.person, resolved[(ids, refs)]))
+            planned.append(PersonWrite(item.person, resolved[(ids, refs)]))
         except RosterError as error:
-            planned.append(UpsertItem(item.person, frozenset(), error=error))
-    outcomes = await upsert_persons(conn, planned, region=region)
+            planned.append(PersonWrite(item.person, frozenset(), error=error))
+    written = await write_persons(conn, planned, region=region, reach=principal.account_ids)
     records = await person_records(
-        conn, [o.person_id for o in outcomes if o.person_id], principal.account_ids
+        conn, [w.person_id for w in written if w.person_id], principal.account_ids
     )
     return [
-        PersonUpserted(records[o.person_id] if o.person_id else None, o.error) for o in outcomes
+        PersonUpserted(_as_left(records[w.person_id], w) if w.person_id else None, w.error)
+        for w in written
     ]
+
+
+def _as_left(record: PersonRecord, written: Written) -> PersonRecord:
+    """The record of a person as one item left it (a later item may change it again)."""
+    return replace(
+        record,
+        first_name=written.person["first_name"],
+        last_name=written.person["last_name"],
+        email_address=written.person["email_address"],
+        phone_number=written.person["phone_number"],
+        external_ref=written.person["external_ref"],
+        group_ids=tuple(a for a in record.group_ids if a in written.account_ids),
+    )
+
+
+#: Said of an upsert item that names both kinds of group (the seed's words are the find's).
+BOTH_GROUPS_IN_ITEM = (
+    "You have provided both group ids and group external references for this item. "
+    "Please only provide one of the two."
+)
 
 
 async def _item_groups(
@@ -268,6 +289,8 @@ async def _item_groups(
     ids: Sequence[str] | None,
     refs: Sequence[str] | None,
 ) -> frozenset[str]:
+    if ids is not None and refs is not None:
+        raise BothGroupIdentifiersProvided(BOTH_GROUPS_IN_ITEM)
     groups = await resolve_groups(conn, principal, ids, refs)
     if ids is not None or refs is not None:
         assert groups is not None

@@ -27,6 +27,7 @@ from sqlalchemy import (
     literal_column,
     select,
     table,
+    text,
     true,
     update,
 )
@@ -97,6 +98,15 @@ class Backend(Protocol):
         """Refresh the query planner's statistics of these tables, after a bulk load."""
         ...
 
+    #: Whether writing transactions run side by side (else one at a time).
+    concurrent_writers: bool
+
+    async def lock_for_writing(self, conn: AsyncConnection, keys: Sequence[int] | None) -> None:
+        """Hold, until the transaction ends, the writers' locks of these keys (ints, in
+        order), beside writers of other keys; ``None``: one lock that excludes every other
+        writer (a bulk write). Writers of persons take these before they read."""
+        ...
+
 
 async def update_many(
     conn: AsyncConnection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]
@@ -142,6 +152,15 @@ class _Explain(Executable, ClauseElement):
 @compiles(_Explain, "postgresql")
 def _compile_explain(element: _Explain, compiler: SQLCompiler, **kw: Any) -> str:
     return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
+
+
+#: The namespaces (first key) of Roster's advisory locks: the bulk lock, and the keys.
+_BULK_LOCK, _KEY_LOCKS = 0x526F7300, 0x526F7301
+_LOCK_BULK = text("SELECT pg_advisory_xact_lock(:space, 0)")
+_SHARE_BULK = text("SELECT pg_advisory_xact_lock_shared(:space, 0)")
+_LOCK_KEYS = text(
+    "SELECT count(pg_advisory_xact_lock(:space, key)) FROM unnest(CAST(:keys AS integer[])) AS key"
+)
 
 
 class PostgresBackend:
@@ -217,6 +236,19 @@ class PostgresBackend:
         # holds no rows picks sequential scans for the import's lookups.
         await conn.exec_driver_sql(f"ANALYZE {', '.join(t.name for t in tables)}")
 
+    concurrent_writers = True
+
+    async def lock_for_writing(self, conn: AsyncConnection, keys: Sequence[int] | None) -> None:
+        # Advisory locks, released at commit or rollback. Every writer holds the bulk
+        # lock, shared unless it is a bulk write, then its keys' locks in one order, so no
+        # two writers wait for each other.
+        if keys is None:
+            await conn.execute(_LOCK_BULK, {"space": _BULK_LOCK})
+            return
+        await conn.execute(_SHARE_BULK, {"space": _BULK_LOCK})
+        if keys:
+            await conn.execute(_LOCK_KEYS, {"space": _KEY_LOCKS, "keys": list(keys)})
+
 
 #: The FTS5 table the SQLite migration creates beside personas.
 _FTS = table("personas_search", column("rowid"))
@@ -273,6 +305,11 @@ class SqliteBackend:
         await conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
         for analyzed in tables:
             await conn.exec_driver_sql(f"ANALYZE {analyzed.name}")
+
+    concurrent_writers = False
+
+    async def lock_for_writing(self, conn: AsyncConnection, keys: Sequence[int] | None) -> None:
+        pass  # a writing transaction began with BEGIN IMMEDIATE: it is the only writer
 
 
 _BACKENDS: dict[str, Backend] = {"postgresql": PostgresBackend(), "sqlite": SqliteBackend()}

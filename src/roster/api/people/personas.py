@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Request, Response
+from pydantic.alias_generators import to_camel
 
 from roster.api.deps import WriteConnection, services
 from roster.api.openapi import error_responses
@@ -27,6 +30,7 @@ from roster.core.people.personas import (
     update_person,
     update_persona,
 )
+from roster.errors import NamesFields
 
 router = people_router("People API: people and personas")
 Scope = Annotated[AccountScope, Query()]
@@ -35,6 +39,20 @@ PersonaId = Annotated[uuid.UUID, Path(alias="personaId")]
 
 def _region(request: Request) -> str:
     return services(request).settings.default_phone_region
+
+
+def people_api_name(field: str) -> str:
+    """This API's name of a core field."""
+    return "primaryMobileNumber" if field == "phone_number" else to_camel(field)
+
+
+@contextmanager
+def in_people_api_names() -> Iterator[None]:
+    """The core's errors, their fields named as this API names them."""
+    try:
+        yield
+    except NamesFields as error:
+        raise error.named(people_api_name) from None
 
 
 @router.post(
@@ -57,14 +75,16 @@ async def create_person(
         "work_number": body.work_number,
         "created_by_persona_id": body.created_by_persona_id,
     }
-    row = await add_person(
-        conn,
-        account_id,
-        body.person_values(only_given=False),
-        persona,
-        body.role_name,
-        _region(request),
-    )
+    with in_people_api_names():
+        row = await add_person(
+            conn,
+            account_id,
+            body.person_values(only_given=False),
+            persona,
+            body.role_name,
+            _region(request),
+            principal.account_ids,
+        )
     return row_json(row)
 
 
@@ -85,7 +105,11 @@ async def change_person(
     """Change a person's fields (every account the person belongs to sees the change)."""
     account_id = await require_account(conn, principal, scope.account_id)
     changes = body.person_values(only_given=True)
-    return row_json(await update_person(conn, account_id, person_id, changes, _region(request)))
+    with in_people_api_names():
+        row = await update_person(
+            conn, account_id, person_id, changes, _region(request), principal.account_ids
+        )
+    return row_json(row)
 
 
 @router.patch("/personas/{personaId}", response_model=PersonRow, response_model_exclude_unset=True)
@@ -100,7 +124,8 @@ async def change_persona(
     """Change a persona's own fields: work email, employee and work numbers, job title, status."""
     account_id = await require_account(conn, principal, scope.account_id)
     changes = body.model_dump(include=body.model_fields_set, by_alias=False)
-    row = await update_persona(conn, account_id, persona_id, changes, _region(request))
+    with in_people_api_names():
+        row = await update_persona(conn, account_id, persona_id, changes, _region(request))
     return row_json(row)
 
 
@@ -109,12 +134,14 @@ async def change_role(
     persona_id: PersonaId,
     scope: Scope,
     body: RoleAssignment,
+    request: Request,
     conn: WriteConnection,
     principal: Writer,
 ) -> RoleOut:
     """Give a persona another of the account's roles, by name (ignoring case)."""
     account_id = await require_account(conn, principal, scope.account_id)
-    role = await assign_role(conn, account_id, persona_id, body.role_name)
+    with in_people_api_names():
+        role = await assign_role(conn, account_id, persona_id, body.role_name, _region(request))
     return RoleOut(id=role.id, name=role.name, type=role.type)
 
 
@@ -122,10 +149,12 @@ async def change_role(
 async def delete_persona(
     persona_id: PersonaId,
     scope: Scope,
+    request: Request,
     conn: WriteConnection,
     principal: Writer,
 ) -> Response:
-    """Remove a persona from its account; the person stays."""
+    """Remove a persona from its account, with the individual budgets it owns; the person
+    stays."""
     account_id = await require_account(conn, principal, scope.account_id)
-    await remove_persona(conn, account_id, persona_id)
+    await remove_persona(conn, account_id, persona_id, _region(request))
     return Response(status_code=204)

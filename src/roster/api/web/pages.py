@@ -455,7 +455,9 @@ async def save_details(
             conn,
             "roleName",
             lambda: update_persona(conn, account.id, current.persona_id, changes, region),
-            lambda: assign_role(conn, account.id, current.persona_id, str(role["roleName"])),
+            lambda: assign_role(
+                conn, account.id, current.persona_id, str(role["roleName"]), region
+            ),
         )
     return await edit.answer(request, conn, visitor, account, current.id, submitted)
 

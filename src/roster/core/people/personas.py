@@ -1,6 +1,6 @@
 """Writes on people and personas: join an account, change a person or a persona,
-change a persona's role, leave an account. Every change to a field that search or
-the listing order reads refreshes the persona's derived columns (``core/keys.py``).
+change a persona's role, leave an account. Each is one item of the writer
+(``core/writer.py``), which every door shares: its rules, its errors, its locks.
 """
 
 from __future__ import annotations
@@ -9,23 +9,22 @@ import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from roster.core.clock import now
-from roster.core.keys import PERSON_FIELDS, person_keys, persona_derived, refresh_personas
-from roster.core.matching import email_key
-from roster.core.people.conflicts import write_unique
-from roster.core.people.roles import Role, role_named
-from roster.core.people.rows import PersonaRow, persona_not_found, persona_row
-from roster.db.tables import personas, persons
-from roster.errors import Conflict, NotFound
+from roster.core.people.rows import PersonaRow, RoleRef, persona_not_found, persona_row
+from roster.core.writer import (
+    Joining,
+    PersonaById,
+    PersonById,
+    PersonWrite,
+    Written,
+    write_persons,
+)
+from roster.db.tables import personas, roles
 
 #: The persona fields ``update_persona`` may change.
 PERSONA_UPDATE_FIELDS = ("email_address", "employee_number", "work_number", "job_title", "status")
-#: Persona fields that search reads; changing one refreshes the derived columns.
-_SEARCHED_PERSONA_FIELDS = {"email_address", "employee_number", "work_number"}
-_RACED = "Another request has just written the same email address, external ref or persona."
 
 
 async def require_personas(
@@ -47,30 +46,14 @@ async def require_personas(
         raise persona_not_found(account_id, missing[0])
 
 
-async def _person_id_of(conn: AsyncConnection, account_id: str, persona_id: uuid.UUID) -> uuid.UUID:
-    person_id: uuid.UUID | None = await conn.scalar(
-        select(personas.c.person_id).where(
-            personas.c.id == persona_id, personas.c.account_id == account_id
-        )
-    )
-    if person_id is None:
-        raise persona_not_found(account_id, persona_id)
-    return person_id
-
-
-async def _check_unique(
-    conn: AsyncConnection, person_id: uuid.UUID | None, person: Mapping[str, Any]
-) -> None:
-    """``Conflict`` if another person holds the email address or external ref given."""
-    for name, column, key in (
-        ("emailAddress", persons.c.email_key, email_key(person.get("email_address"))),
-        ("externalRef", persons.c.external_ref, person.get("external_ref")),
-    ):
-        if key is None:
-            continue
-        holder = await conn.scalar(select(persons.c.id).where(column == key))
-        if holder is not None and holder != person_id:
-            raise Conflict(f"Another person already has this {name}.")
+async def _write_one(
+    conn: AsyncConnection, item: PersonWrite, region: str, reach: Collection[str] | None
+) -> Written:
+    """Write one item; its error raised."""
+    [written] = await write_persons(conn, [item], region=region, reach=reach)
+    if written.error is not None:
+        raise written.error
+    return written
 
 
 async def add_person(
@@ -80,60 +63,27 @@ async def add_person(
     persona: Mapping[str, Any],
     role_name: str,
     region: str,
+    reach: Collection[str] | None = None,
 ) -> PersonaRow:
     """Give a person a persona on this account, creating the person unless its email
     address already belongs to one (that person then joins as it is).
 
-    ``Conflict`` when the person already has a persona here, or when another person
-    holds the external ref; ``Unprocessable`` for a role the account does not have.
+    ``Conflict`` when the person already has a persona here, ``DuplicateValue`` when
+    another person holds the external ref; ``Unprocessable`` for a role the account
+    does not have.
     """
-    role = await role_named(conn, account_id, role_name)
     creator = persona.get("created_by_persona_id")
     if creator is not None:
         await require_personas(conn, account_id, [creator])
-    person_id: uuid.UUID | None = None
-    if key := email_key(person.get("email_address")):
-        person_id = await conn.scalar(select(persons.c.id).where(persons.c.email_key == key))
-    at = now()
-    if person_id is None:
-        await _check_unique(conn, None, person)
-        person_id = uuid.uuid4()
-        values = {**dict.fromkeys(PERSON_FIELDS), **person}
-        await write_unique(
-            conn,
-            insert(persons).values(
-                id=person_id, **values, **person_keys(values, region), created_at=at, updated_at=at
-            ),
-            _RACED,
-        )
-    else:
-        existing = await conn.scalar(
-            select(personas.c.id).where(
-                personas.c.person_id == person_id, personas.c.account_id == account_id
-            )
-        )
-        if existing is not None:
-            raise Conflict(
-                f"The person with this emailAddress already has persona {existing} "
-                f"in account {account_id!r}."
-            )
-    stored = (await conn.execute(select(persons).where(persons.c.id == person_id))).one()
-    persona_id = uuid.uuid4()
-    await write_unique(
-        conn,
-        insert(personas).values(
-            id=persona_id,
-            person_id=person_id,
-            account_id=account_id,
-            **persona,
-            role_id=role.id,
-            created_at=at,
-            updated_at=at,
-            **persona_derived(dict(stored._mapping), persona, region),
-        ),
-        _RACED,
+    item = PersonWrite(
+        person,
+        frozenset((account_id,)),
+        {**persona, "role_name": role_name},
+        target=Joining(),
     )
-    return await persona_row(conn, account_id, persona_id)
+    written = await _write_one(conn, item, region, reach)
+    [joined] = written.personas
+    return await persona_row(conn, account_id, joined.persona_id)
 
 
 async def update_person(
@@ -142,32 +92,21 @@ async def update_person(
     person_id: uuid.UUID,
     changes: Mapping[str, Any],
     region: str,
+    reach: Collection[str] | None = None,
 ) -> PersonaRow:
     """Change a person's fields (seen by every account it belongs to); the person must
-    have a persona on this account. ``Conflict`` for an email address or external ref
-    that another person holds.
+    have a persona on this account. ``DuplicateValue`` for an email address or external
+    ref that another person holds; ``SharedPerson`` unless ``reach`` (the caller's
+    accounts, ``None`` for all) holds every account of the person.
     """
-    persona_id: uuid.UUID | None = await conn.scalar(
+    item = PersonWrite(changes, frozenset((account_id,)), target=PersonById(person_id))
+    await _write_one(conn, item, region, reach)
+    persona_id = await conn.scalar(
         select(personas.c.id).where(
             personas.c.person_id == person_id, personas.c.account_id == account_id
         )
     )
-    if persona_id is None:
-        raise NotFound(f"There is no person {person_id} in account {account_id!r}.")
-    fields = select(*(persons.c[f] for f in PERSON_FIELDS)).where(persons.c.id == person_id)
-    current = (await conn.execute(fields)).one()._mapping
-    changed = {f: v for f, v in changes.items() if current[f] != v}
-    if changed:
-        await _check_unique(conn, person_id, changed)
-        values = {**current, **changed}
-        await write_unique(
-            conn,
-            update(persons)
-            .where(persons.c.id == person_id)
-            .values(**changed, **person_keys(values, region), updated_at=now()),
-            _RACED,
-        )
-        await refresh_personas(conn, [person_id], region)
+    assert persona_id is not None
     return await persona_row(conn, account_id, persona_id)
 
 
@@ -179,36 +118,35 @@ async def update_persona(
     region: str,
 ) -> PersonaRow:
     """Change a persona's own fields (``PERSONA_UPDATE_FIELDS``)."""
-    person_id = await _person_id_of(conn, account_id, persona_id)
-    if changes:
-        await conn.execute(
-            update(personas).where(personas.c.id == persona_id).values(**changes, updated_at=now())
-        )
-        if _SEARCHED_PERSONA_FIELDS & set(changes):
-            await refresh_personas(conn, [person_id], region)
+    item = PersonWrite({}, frozenset((account_id,)), changes, target=PersonaById(persona_id))
+    await _write_one(conn, item, region, None)
     return await persona_row(conn, account_id, persona_id)
 
 
 async def assign_role(
-    conn: AsyncConnection, account_id: str, persona_id: uuid.UUID, role_name: str
-) -> Role:
+    conn: AsyncConnection, account_id: str, persona_id: uuid.UUID, role_name: str, region: str
+) -> RoleRef:
     """Give a persona the account's role of this name (``Unprocessable`` if there is none)."""
-    await _person_id_of(conn, account_id, persona_id)
-    role = await role_named(conn, account_id, role_name)
-    await conn.execute(
-        update(personas)
-        .where(personas.c.id == persona_id, personas.c.role_id != role.id)
-        .values(role_id=role.id, updated_at=now())
+    item = PersonWrite(
+        {}, frozenset((account_id,)), {"role_name": role_name}, target=PersonaById(persona_id)
     )
-    return role
+    await _write_one(conn, item, region, None)
+    found = (
+        await conn.execute(
+            select(roles.c.id, roles.c.name, roles.c.type)
+            .join(personas, personas.c.role_id == roles.c.id)
+            .where(personas.c.id == persona_id)
+        )
+    ).one()
+    return RoleRef(*found)
 
 
-async def remove_persona(conn: AsyncConnection, account_id: str, persona_id: uuid.UUID) -> None:
-    """Remove a persona from its account, with its addresses and memberships; the person
-    stays. Teams and budgets it owned lose their primary owner.
+async def remove_persona(
+    conn: AsyncConnection, account_id: str, persona_id: uuid.UUID, region: str
+) -> None:
+    """Remove a persona from its account, with its addresses and memberships and the
+    individual budgets it owns (an individual budget belongs to its owner alone); the
+    person stays. Teams and shared budgets it owned lose their primary owner.
     """
-    removed = await conn.execute(
-        delete(personas).where(personas.c.id == persona_id, personas.c.account_id == account_id)
-    )
-    if not removed.rowcount:
-        raise persona_not_found(account_id, persona_id)
+    item = PersonWrite({}, frozenset((account_id,)), target=PersonaById(persona_id, remove=True))
+    await _write_one(conn, item, region, None)

@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
 from roster.core.matching import name_key
-from roster.core.people.conflicts import write_unique
 from roster.core.people.paging import Page, Paging, page_of
+from roster.core.writer import write_unique
 from roster.db.backends import backend_for
 from roster.db.tables import roles
-from roster.errors import Conflict, Unprocessable
+from roster.errors import Conflict
 
 
 @dataclass(frozen=True)
@@ -47,23 +47,6 @@ async def list_roles(conn: AsyncConnection, account_id: str, paging: Paging) -> 
     by_name = (backend_for(conn).byte_order(roles.c.name_key), roles.c.id)
     count, rows = await page_of(conn, roles, account_id, paging, by_name)
     return Page(count, paging.limit, paging.offset, [_role(row) for row in rows])
-
-
-async def role_named(conn: AsyncConnection, account_id: str, name: str) -> Role:
-    """The account's role of this name, ignoring case; ``Unprocessable`` if it has none."""
-    found = (
-        await conn.execute(
-            select(*_ROLE_COLUMNS).where(
-                roles.c.account_id == account_id, roles.c.name_key == (name_key(name) or "")
-            )
-        )
-    ).first()
-    if found is None:
-        raise Unprocessable(
-            f"There is no role {name!r} in account {account_id!r}: roleName must name one "
-            "of the account's roles."
-        )
-    return _role(found)
 
 
 async def create_role(conn: AsyncConnection, account_id: str, name: str) -> Role:
