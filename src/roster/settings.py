@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     database_pool_size: int = Field(default=10, ge=1)
+    #: How long one statement of a request may run, or wait for a lock, before the
+    #: request is answered 503; 0 for no limit.
+    database_statement_timeout_seconds: float = Field(default=30, ge=0, le=24 * 3600)
     log_level: str = "INFO"
     #: Origins (``https://app.example.com``) whose pages may call the APIs from a browser.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()

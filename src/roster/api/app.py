@@ -49,7 +49,7 @@ class AllowedOriginsOnly(CORSMiddleware):
 
 def create_app(settings: Settings) -> FastAPI:
     """A Roster app with its own engine (created lazily, disposed at shutdown)."""
-    engine = create_engine(settings)
+    engine = create_engine(settings, statement_timeout=settings.database_statement_timeout_seconds)
     services = Services(
         settings=settings,
         engine=engine,
