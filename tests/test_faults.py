@@ -24,12 +24,15 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
+from bench.server import serve
 from roster.api.app import create_app
 from roster.db.engine import create_engine
 from roster.db.migrate import upgrade
 from roster.settings import Settings
+from tests.commands import succeeds
 from tests.factories import Client, Directory, bearer_token
 from tests.servers import ThrowawayPostgres, ThrowawayRedis, throwaway_postgres
 
@@ -360,6 +363,55 @@ async def test_sqlites_write_lock_held_past_the_busy_timeout_is_503(tmp_path: Pa
             holder.close()
 
         await all_served(opened)
+
+
+# -- a page cut short ------------------------------------------------------------------
+
+#: People in the big account: a page of them (about 20 MB) is more than the sockets buffer.
+BIG_ACCOUNT_PEOPLE = 30_000
+
+
+@pytest.fixture(scope="module")
+def big_account(
+    private_postgres: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """An account of many people on the private cluster, and a key that reads it."""
+    url = private_postgres.url
+    people = tmp_path_factory.mktemp("big") / "people.csv"
+    with people.open("w") as out:
+        out.write("first_name,last_name,email_address,phone_number,external_ref\n")
+        for n in range(BIG_ACCOUNT_PEOPLE):
+            out.write(f"Person{n},Surname{n % 977},person{n}@big.example,,\n")
+    succeeds(url, "accounts", "create", "BIG", "--name", "Big")
+    succeeds(url, "import", str(people), "--account", "BIG")
+    made = orjson.loads(
+        succeeds(url, "clients", "create", "--name", "big", "--account", "BIG", "--json")
+    )
+    return {"Authorization": f"ApiKey {made['api_key']}"}
+
+
+def test_a_page_cut_short_by_the_database_fails_visibly(
+    private_postgres: ThrowawayPostgres, big_account: dict[str, str], tmp_path: Path
+) -> None:
+    """The answer has begun (200, chunked) when Roster's connections are killed: the
+    client's read must fail, never end in a well-formed short page."""
+    with (
+        serve(private_postgres.url, workers=1, log_dir=tmp_path) as server,
+        httpx.Client(base_url=server.base_url, timeout=30) as http,
+        http.stream(
+            "GET", "/people", params={"accountId": "BIG", "limit": 100000}, headers=big_account
+        ) as response,
+    ):
+        assert response.status_code == 200
+        pieces = response.iter_bytes()
+        received = [next(pieces)]
+        assert asyncio.run(_kill_roster_connections(private_postgres)) >= 1
+        with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+            received.extend(pieces)
+    body = b"".join(received)
+    assert body.startswith(b'{"limit":100000,"offset":0,"count":30000,')
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(body)
 
 
 # -- Redis -----------------------------------------------------------------------------
