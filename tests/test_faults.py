@@ -414,6 +414,119 @@ def test_a_page_cut_short_by_the_database_fails_visibly(
         orjson.loads(body)
 
 
+# -- nothing a client sent in the logs ---------------------------------------------------
+
+
+def _leaky_requests(http: httpx.Client, account: str, key: str, mark: str) -> list[int]:
+    """Requests carrying ``mark`` in every kind of value a client sends: emails, phones,
+    names, search terms, keys, client ids and secrets. Their statuses."""
+    good = {"Authorization": f"ApiKey {key}"}
+    sent = [
+        http.post(
+            "/persons/find/",
+            json={
+                "email_address": f"{mark}@leak.example",
+                "phone_number": "+44 7700 900" + mark[-3:],
+            },
+            headers=good,
+        ),
+        http.post("/persons/find/", json={"first_name": mark, "last_name": mark}, headers=good),
+        http.get("/people", params={"accountId": account, "search": mark}, headers=good),
+        http.post(
+            "/people",
+            json={
+                "accountId": account,
+                "firstName": mark,
+                "lastName": mark,
+                "emailAddress": f"{mark}@leak.example",
+                "roleName": "User",
+            },
+            headers=good,
+        ),
+        http.post(
+            "/persons/multiple/",
+            json={
+                "persons": [
+                    {
+                        "first_name": mark,
+                        "last_name": mark,
+                        "external_ref": mark,
+                        "group_ids": [account],
+                    }
+                ]
+            },
+            headers=good,
+        ),
+        http.post(
+            "/oauth2/token",
+            data={"grant_type": "client_credentials", "client_id": mark, "client_secret": mark},
+        ),
+        http.post(
+            "/persons/find/",
+            json={"last_name": "x"},
+            headers={"Authorization": f"ApiKey rk_{mark}"},
+        ),
+        # A NUL beside the mark: a database error quoting the search (500 or 400).
+        http.get("/people", params={"accountId": account, "search": f"{mark}\x00"}, headers=good),
+    ]
+    return [response.status_code for response in sent]
+
+
+def test_no_value_a_client_sent_reaches_the_logs(
+    private_postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    """Every log line of a real server (JSON, every logger) while requests carrying a
+    distinctive value meet a stopped database, a statement timeout and a 500."""
+    url = private_postgres.url
+    mark = "zqleak" + str(time.monotonic_ns())[-9:]
+    account = f"L{time.monotonic_ns()}"
+    succeeds(url, "accounts", "create", account, "--name", "Logs")
+    made = orjson.loads(
+        succeeds(
+            url,
+            "clients",
+            "create",
+            "--name",
+            "logs",
+            "--account",
+            account,
+            "--scope",
+            "read",
+            "--scope",
+            "write",
+            "--json",
+        )
+    )
+    env = {"ROSTER_LOG_LEVEL": "INFO", "ROSTER_DATABASE_STATEMENT_TIMEOUT_SECONDS": "0.3"}
+    statuses: dict[str, list[int]] = {}
+    with (
+        serve(url, workers=1, log_dir=tmp_path, **env) as server,
+        httpx.Client(base_url=server.base_url, timeout=30) as http,
+    ):
+        statuses["served"] = _leaky_requests(http, account, made["api_key"], mark)
+
+        async def locked() -> list[int]:
+            async with postgres_lock(private_postgres, "persons", "personas"):
+                return await asyncio.to_thread(
+                    _leaky_requests, http, account, made["api_key"], mark
+                )
+
+        statuses["timed out"] = asyncio.run(locked())
+        private_postgres.stop()
+        try:
+            statuses["down"] = _leaky_requests(http, account, made["api_key"], mark)
+        finally:
+            private_postgres.start()
+    print(f"\nstatuses: {statuses}")
+    assert 503 in statuses["timed out"], statuses
+    assert 503 in statuses["down"], statuses
+    lines = server.log_path.read_text().splitlines()
+    logged = [orjson.loads(line) for line in lines]  # every line is one JSON object
+    assert any("exception" in line for line in logged), "no error path was logged"
+    leaked = [line for line in lines if mark in line or mark[-9:] in line]
+    assert not leaked, leaked
+
+
 # -- Redis -----------------------------------------------------------------------------
 
 

@@ -94,7 +94,10 @@ class ClientRateLimiter:
                 stats = await self.shared.get_window_stats(self.item, "client", client_id)
             except Exception as error:  # any storage failure: fail open, count locally
                 if not self._outage:
-                    log.warning("rate-limit store unreachable, counting locally: %s", error)
+                    log.warning(
+                        "rate-limit store unreachable, counting locally",
+                        extra={"error": type(error).__name__},
+                    )
                     self._outage = True
                 self._retry_shared_at = time.monotonic() + REDIS_RETRY_SECONDS
             else:
