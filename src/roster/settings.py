@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     default_phone_region: str = "GB"
     rate_limit: str = "1200/minute"
+    #: Failed authentications allowed per client address before it is refused (429).
+    auth_failure_limit: str = "30/minute"
     redis_url: str | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     database_pool_size: int = Field(default=10, ge=1)
@@ -88,7 +90,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a region phonenumbers knows (try GB, US, FR)")
         return region
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "auth_failure_limit")
     @classmethod
     def _rate_limit_syntax(cls, value: str) -> str:
         if not _RATE.match(value):

@@ -19,7 +19,7 @@ from roster.api.errors import install_error_handlers
 from roster.api.metrics import Metrics
 from roster.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from roster.api.openapi import operation_id, without_fastapi_validation_errors
-from roster.api.ratelimit import ClientRateLimiter
+from roster.api.ratelimit import AuthFailureLimiter, ClientRateLimiter, SharedWindows
 from roster.db.engine import create_engine
 from roster.settings import Settings
 
@@ -50,10 +50,12 @@ class AllowedOriginsOnly(CORSMiddleware):
 def create_app(settings: Settings) -> FastAPI:
     """A Roster app with its own engine (created lazily, disposed at shutdown)."""
     engine = create_engine(settings, statement_timeout=settings.database_statement_timeout_seconds)
+    shared = SharedWindows(settings.redis_url) if settings.redis_url else None
     services = Services(
         settings=settings,
         engine=engine,
-        limiter=ClientRateLimiter(settings.rate_limit, settings.redis_url),
+        limiter=ClientRateLimiter(settings.rate_limit, shared),
+        auth_failures=AuthFailureLimiter(settings.auth_failure_limit, shared),
         metrics=Metrics(engine),
     )
 
