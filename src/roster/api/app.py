@@ -17,7 +17,7 @@ from roster.api.deps import Services
 from roster.api.docs import install_docs
 from roster.api.errors import install_error_handlers
 from roster.api.metrics import Metrics
-from roster.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from roster.api.middleware import RequestContextMiddleware, RequestLimitsMiddleware
 from roster.api.openapi import operation_id, without_fastapi_validation_errors
 from roster.api.ratelimit import AuthFailureLimiter, ClientRateLimiter, SharedWindows
 from roster.db.engine import create_engine
@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     install_docs(app)
     app.include_router(web.router)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         # Inside the request context, so preflights get a request id and a log line too.
         app.add_middleware(
