@@ -11,8 +11,7 @@ from __future__ import annotations
 import enum
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -234,33 +233,30 @@ def _causes(error: BaseException) -> list[BaseException]:
     return found
 
 
-@asynccontextmanager
-async def _driver_connection(conn: AsyncConnection) -> AsyncIterator[Any]:
-    """The driver's own connection under ``conn``, for work SQLAlchemy's execution would
-    slow down, with SQLAlchemy's disconnect handling: a connection found closed is
+async def _discard_if_lost(
+    conn: AsyncConnection, pooled: PoolProxiedConnection, error: BaseException
+) -> sa_exc.DBAPIError | None:
+    """SQLAlchemy's disconnect handling, for a statement run on the driver's own
+    connection (``pooled``) that failed with ``error``: a connection found closed is
     discarded, and so is every pooled connection opened before it (after a restart they
-    are all dead), as SQLAlchemy's own ``Connection._handle_dbapi_exception`` does for
-    its statements. Without this a dead connection went back to the pool and every
-    request on it failed until something else noticed (tests/test_recovery.py).
+    are all dead), as SQLAlchemy's ``Connection._handle_dbapi_exception`` does for its
+    own statements; the error to raise instead is returned. Without this a dead
+    connection went back to the pool and every request on it failed until something
+    else noticed (tests/test_faults.py).
     """
-    pooled: PoolProxiedConnection = await conn.get_raw_connection()
-    driver = pooled.driver_connection
-    try:
-        yield driver
-    except BaseException as error:
-        if driver.is_closed():  # type: ignore[union-attr]
-            conn.sync_engine.pool._invalidate(pooled, error, _checkin=False)
-            await conn.invalidate(error)
-            # Whatever asyncpg called it (a connection killed mid-statement can say
-            # "another operation is in progress"), the connection was lost.
-            raise sa_exc.DBAPIError(
-                None, None, error, hide_parameters=True, connection_invalidated=True
-            ) from error
-        if not isinstance(error, Exception):
-            # Cancelled mid-statement: the connection's state is unknown (SQLAlchemy
-            # discards it too, and only it).
-            await conn.invalidate(error)
-        raise
+    if pooled.driver_connection.is_closed():  # type: ignore[union-attr]
+        conn.sync_engine.pool._invalidate(pooled, error, _checkin=False)
+        await conn.invalidate(error)
+        # Whatever asyncpg called it (a connection killed mid-statement can say
+        # "another operation is in progress"), the connection was lost.
+        return sa_exc.DBAPIError(
+            None, None, error, hide_parameters=True, connection_invalidated=True
+        )
+    if not isinstance(error, Exception):
+        # Cancelled mid-statement: the connection's state is unknown (SQLAlchemy
+        # discards it too, and only it).
+        await conn.invalidate(error)
+    return None
 
 
 class PostgresBackend:
@@ -322,10 +318,15 @@ class PostgresBackend:
         # On asyncpg directly: SQLAlchemy's execution costs about 130 µs of CPU a
         # statement, as much as the rest of a find's work in the database layer.
         sql, names = _asyncpg_sql(statement, conn.dialect)
-        async with _driver_connection(conn) as raw:
-            rows: Sequence[Sequence[Any]] = await raw.fetch(
+        pooled = await conn.get_raw_connection()
+        try:
+            rows: Sequence[Sequence[Any]] = await pooled.driver_connection.fetch(  # type: ignore[union-attr]
                 sql, *(parameters[name] for name in names)
             )
+        except BaseException as error:
+            if (lost := await _discard_if_lost(conn, pooled, error)) is not None:
+                raise lost from error
+            raise
         return rows
 
     async def estimated_rows(self, conn: AsyncConnection, statement: Select[Any]) -> int | None:
@@ -348,15 +349,19 @@ class PostgresBackend:
         # bypass SQLAlchemy's wrapping: a violated constraint is raised as the
         # IntegrityError every other write path raises.
         columns = list(rows[0])
+        pooled = await conn.get_raw_connection()
         try:
-            async with _driver_connection(conn) as raw:
-                await raw.copy_records_to_table(
-                    table.name,
-                    records=[tuple(row[c] for c in columns) for row in rows],
-                    columns=columns,
-                )
+            await pooled.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                table.name,
+                records=[tuple(row[c] for c in columns) for row in rows],
+                columns=columns,
+            )
         except asyncpg.IntegrityConstraintViolationError as error:
             raise IntegrityError(f"COPY {table.name}", None, error) from error
+        except BaseException as error:
+            if (lost := await _discard_if_lost(conn, pooled, error)) is not None:
+                raise lost from error
+            raise
 
     async def analyze(self, conn: AsyncConnection, tables: Sequence[Table]) -> None:
         # Autovacuum may be off (or late): a planner that believes a table still
