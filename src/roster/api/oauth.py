@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from roster.api.deps import WriteConnection, client_address, services
+from roster.api.openapi import error_responses
 from roster.api.ratelimit import Budget
 from roster.core.auth import InvalidClient, issue_token
 
@@ -84,6 +85,7 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
             "model": OAuthError,
             "description": "rate_limited: too many failed authentications from this address",
         },
+        **error_responses(413, 414, 431, 500, 503),
     },
 )
 async def token(
