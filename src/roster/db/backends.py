@@ -77,6 +77,8 @@ class Backend(Protocol):
     read_options: Mapping[str, Any]
     #: Execution options of a writing unit of work, set before its transaction begins.
     write_options: Mapping[str, Any]
+    #: Statements that make a migration's transaction wait for any other migration.
+    migration_lock: Sequence[str]
 
     #: Execution options of a read transaction whose statements all see one snapshot.
     snapshot_options: Mapping[str, Any]
@@ -264,6 +266,8 @@ class PostgresBackend:
     driver = "postgresql+asyncpg"
     read_options: Mapping[str, Any] = {"isolation_level": "AUTOCOMMIT"}
     write_options: Mapping[str, Any] = {}
+    # Any fixed number (0x524F5354), held until the migration's transaction ends.
+    migration_lock: Sequence[str] = ("SELECT pg_advisory_xact_lock(1380930388)",)
     # READ COMMITTED would give each statement its own snapshot.
     snapshot_options: Mapping[str, Any] = {
         "isolation_level": "REPEATABLE READ",
@@ -409,6 +413,8 @@ class SqliteBackend:
     driver = "sqlite+aiosqlite"
     read_options: Mapping[str, Any] = {_AUTOCOMMIT_OPTION: True}
     write_options: Mapping[str, Any] = {_WRITE_OPTION: True}
+    # A migration's transaction writes, and SQLite has one writer at a time.
+    migration_lock: Sequence[str] = ()
     # In WAL mode a transaction reads one snapshot, taken at its first read.
     snapshot_options: Mapping[str, Any] = {}
     snapshot_setup: Sequence[str] = ()
