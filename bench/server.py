@@ -93,6 +93,7 @@ def serve(database_url: str, *, workers: int, log_dir: Path, **env: str) -> Iter
         **os.environ,
         "ROSTER_DATABASE_URL": database_url,
         "ROSTER_RATE_LIMIT": "10000000/minute",
+        "ROSTER_AUTH_FAILURE_LIMIT": "10000000/minute",
         "ROSTER_LOG_LEVEL": "WARNING",
         **env,
     }

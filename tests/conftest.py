@@ -105,6 +105,7 @@ def settings(database_url: str) -> Settings:
         token_ttl_seconds=3600,
         default_phone_region="GB",
         rate_limit="100000/minute",
+        auth_failure_limit="100000/minute",
         redis_url=None,
         secret_key=None,
     )

@@ -11,7 +11,10 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +120,21 @@ class ThrowawayPostgres:
             capture_output=True,
         )
         wait_for_port(self.port, up=False)
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    """A private cluster, started, and removed afterwards (share one per test module:
+    initdb takes a few seconds)."""
+    # Not under pytest's tmp_path: that is private to root, and the server runs as postgres.
+    root = Path(tempfile.mkdtemp(prefix="roster-pg-"))
+    server = ThrowawayPostgres(root)
+    try:
+        server.create()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

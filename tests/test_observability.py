@@ -1,16 +1,21 @@
-"""/metrics in Prometheus format and one JSON access-log line per request."""
+"""/metrics in Prometheus format, one JSON access-log line per request, and logs that
+never quote what a client sent."""
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from roster.api.app import create_app
+from roster.db.engine import unit_of_work
 from roster.logs import JsonFormatter
 from roster.settings import Settings
 from tests.factories import Directory
@@ -95,3 +100,36 @@ async def test_a_metrics_token_guards_the_metrics(
 def test_a_short_metrics_token_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 16 characters"):
         Settings(_env_file=None, metrics_token="short")
+
+
+async def test_a_logged_database_error_names_its_kind_and_quotes_no_value(
+    directory: Directory, backend: str
+) -> None:
+    """The database's message quotes the value it refused; the logged traceback keeps
+    the frames and the error codes only."""
+    mark = f"zqlog{secrets.token_hex(6)}"
+    refused = (
+        "SELECT CAST(CAST(:value AS text) AS integer)"
+        if backend == "postgresql"
+        else "SELECT rowid FROM personas_search WHERE personas_search MATCH :value"
+    )
+    with pytest.raises(DBAPIError) as caught:
+        async with unit_of_work(directory.engine, write=False) as conn:
+            await conn.execute(text(refused), {"value": f"{mark}:"})
+    error = caught.value
+    assert mark in str(error)  # what a traceback printed
+    record = logging.makeLogRecord(
+        {
+            "name": "roster.http",
+            "msg": "database fault",
+            "exc_info": (type(error), error, error.__traceback__),
+        }
+    )
+    formatted = JsonFormatter().format(record)
+    assert mark not in formatted
+    exception = json.loads(formatted)["exception"]
+    assert "in test_a_logged_database_error_names_its_kind_and_quotes_no_value" in exception
+    if backend == "postgresql":
+        assert "asyncpg.exceptions.InvalidTextRepresentationError (sqlstate=22P02)" in exception
+    else:
+        assert "sqlite3.OperationalError (sqlite_errorname=SQLITE_ERROR)" in exception

@@ -756,18 +756,6 @@ async def test_the_count_and_the_rows_see_one_snapshot(
         assert (await listing.list_people(conn, ACCOUNT, listing.PeopleQuery())).count == 4
 
 
-async def test_a_database_fault_before_the_first_row_is_a_503(
-    client: httpx.AsyncClient, caller: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async def refused(*_: Any) -> None:
-        raise ConnectionRefusedError("the database went away")
-
-    monkeypatch.setattr("roster.api.people.listing.list_people", refused)
-    response = await client.get("/people", params={"accountId": ACCOUNT}, headers=caller.headers)
-    assert response.status_code == 503
-    assert response.json()["error"]["type"] == "service_unavailable"
-
-
 @pytest.mark.usefixtures("nine_in_chunks_of_two")
 async def test_a_client_going_away_mid_stream_releases_the_connection(
     app: FastAPI, caller: Client

@@ -270,6 +270,7 @@ def serve(
     import uvicorn
 
     from roster.logs import configure_logging
+    from roster.protocol import SERVER_OPTIONS
 
     config = settings()
     configure_logging(config.log_level)
@@ -282,6 +283,7 @@ def serve(
         "access_log": False,
         "timeout_graceful_shutdown": 30,
         "server_header": False,
+        **SERVER_OPTIONS,  # bounded request heads, refused in the error shape
     }
     server = uvicorn.Config(APP_FACTORY, **options)
     per_worker = workers > 1 and FAIR_SHARING

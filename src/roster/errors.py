@@ -180,6 +180,18 @@ class PayloadTooLarge(RosterError):
     default_message = "The request body is larger than this server accepts."
 
 
+class UriTooLong(RosterError):
+    status = 414
+    type = "uri_too_long"
+    default_message = "The request's URL is longer than this server accepts."
+
+
+class RequestHeaderFieldsTooLarge(RosterError):
+    status = 431
+    type = "request_header_fields_too_large"
+    default_message = "The request's headers are larger than this server accepts."
+
+
 class UnsupportedMediaType(RosterError):
     status = 415
     type = "unsupported_media_type"

@@ -25,9 +25,14 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     default_phone_region: str = "GB"
     rate_limit: str = "1200/minute"
+    #: Failed authentications allowed per client address before it is refused (429).
+    auth_failure_limit: str = "30/minute"
     redis_url: str | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     database_pool_size: int = Field(default=10, ge=1)
+    #: How long one statement of a request may run, or wait for a lock, before the
+    #: request is answered 503; 0 for no limit.
+    database_statement_timeout_seconds: float = Field(default=30, ge=0, le=24 * 3600)
     log_level: str = "INFO"
     #: Origins (``https://app.example.com``) whose pages may call the APIs from a browser.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
@@ -85,7 +90,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a region phonenumbers knows (try GB, US, FR)")
         return region
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "auth_failure_limit")
     @classmethod
     def _rate_limit_syntax(cls, value: str) -> str:
         if not _RATE.match(value):

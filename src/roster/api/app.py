@@ -17,9 +17,9 @@ from roster.api.deps import Services
 from roster.api.docs import install_docs
 from roster.api.errors import install_error_handlers
 from roster.api.metrics import Metrics
-from roster.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from roster.api.middleware import RequestContextMiddleware, RequestLimitsMiddleware
 from roster.api.openapi import operation_id, without_fastapi_validation_errors
-from roster.api.ratelimit import ClientRateLimiter
+from roster.api.ratelimit import AuthFailureLimiter, ClientRateLimiter, SharedWindows
 from roster.db.engine import create_engine
 from roster.settings import Settings
 
@@ -49,11 +49,13 @@ class AllowedOriginsOnly(CORSMiddleware):
 
 def create_app(settings: Settings) -> FastAPI:
     """A Roster app with its own engine (created lazily, disposed at shutdown)."""
-    engine = create_engine(settings)
+    engine = create_engine(settings, statement_timeout=settings.database_statement_timeout_seconds)
+    shared = SharedWindows(settings.redis_url) if settings.redis_url else None
     services = Services(
         settings=settings,
         engine=engine,
-        limiter=ClientRateLimiter(settings.rate_limit, settings.redis_url),
+        limiter=ClientRateLimiter(settings.rate_limit, shared),
+        auth_failures=AuthFailureLimiter(settings.auth_failure_limit, shared),
         metrics=Metrics(engine),
     )
 
@@ -80,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     install_docs(app)
     app.include_router(web.router)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         # Inside the request context, so preflights get a request id and a log line too.
         app.add_middleware(

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.api.metrics import Metrics
 from roster.api.openapi import API_KEY, BEARER
-from roster.api.ratelimit import ClientRateLimiter
+from roster.api.ratelimit import AuthFailureLimiter, Budget, ClientRateLimiter
 from roster.core.auth import Principal, authenticate
 from roster.db.engine import read_snapshot, unit_of_work
 from roster.errors import (
@@ -33,11 +33,12 @@ from roster.settings import Settings
 
 @dataclass
 class Services:
-    """What every request shares: settings, the engine, the rate limiter, the metrics."""
+    """What every request shares: settings, the engine, the rate limiters, the metrics."""
 
     settings: Settings
     engine: AsyncEngine
     limiter: ClientRateLimiter
+    auth_failures: AuthFailureLimiter
     metrics: Metrics
 
 
@@ -88,6 +89,21 @@ class CredentialContract:
 PrincipalDependency = Callable[[Request, AsyncConnection], Awaitable[Principal]]
 
 
+def client_address(request: Request) -> str:
+    """The caller's address (uvicorn takes it from X-Forwarded-For when the request
+    comes from a trusted proxy: ``FORWARDED_ALLOW_IPS``)."""
+    return request.client.host if request.client else "unknown"
+
+
+def too_many_failures(budget: Budget) -> RateLimited:
+    """429 for an address over its budget of failed authentications."""
+    return RateLimited(
+        "Too many failed authentications from your address; "
+        f"retry in {budget.retry_after} seconds.",
+        headers={"Retry-After": budget.retry_after},
+    )
+
+
 def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependency:
     """A dependency giving the authenticated client, which must hold ``scope``.
 
@@ -105,9 +121,19 @@ def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependen
         _bearer: object = Security(BEARER),
         _api_key: object = Security(API_KEY),
     ) -> Principal:
+        shared = services(request)
+        address = client_address(request)
+        refused = shared.auth_failures.refusal(address)
+        if refused is not None:
+            raise too_many_failures(refused)
         try:
             found = await authenticate(conn, request.headers.get("authorization"))
         except CredentialError as error:
+            # A wrong key or a forged token is a guess; a missing or expired one is not.
+            if isinstance(error, InvalidCredentials):
+                failures = await shared.auth_failures.failed(address)
+                if not failures.allowed:
+                    raise too_many_failures(failures) from None
             raise error.with_status(contract.status_of(error)) from None
         await charge(request, found.client_id)
         found.require(scope)

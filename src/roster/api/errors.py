@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from roster.api.middleware import error_response_parts, request_id_of
-from roster.db.engine import database_unavailable
+from roster.db.backends import DATABASE_ERRORS, Outage, outage
 from roster.errors import (
     InvalidRequest,
     MethodNotAllowed,
@@ -87,25 +85,33 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 #: Faults of the database (or of reaching it), answered 503 or 500 by :func:`fault_error`.
-DATABASE_FAULTS: tuple[type[Exception], ...] = (
-    OSError,
-    TimeoutError,
-    sa_exc.DBAPIError,
-    sa_exc.TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-)
+DATABASE_FAULTS = DATABASE_ERRORS
+
+
+def unavailable(found: Outage) -> ServiceUnavailable:
+    """The 503 for a database that cannot serve now; clients may retry after a second."""
+    message = (
+        "The directory's database is too busy to answer in time. Please retry shortly."
+        if found is Outage.BUSY
+        else None
+    )
+    return ServiceUnavailable(message, headers={"Retry-After": "1"})
 
 
 def fault_error(request: Request, exc: Exception) -> RosterError:
     """The error a database fault is answered with (logged here): 503 while the database
-    cannot be reached, else 500 with the request id."""
+    cannot serve (``roster.db.backends.outage``), else 500 with the request id."""
     request_id = request_id_of(request.scope)
-    if not database_unavailable(exc):
+    found = outage(exc)
+    if found is None:
         log.error("database fault", exc_info=exc, extra={"request_id": request_id})
         return RosterError(f"Something went wrong on our side. Request id: {request_id}.")
-    log.warning("database unavailable: %s", exc, extra={"request_id": request_id})
-    return ServiceUnavailable(headers={"Retry-After": "1"})
+    # The kind of fault only: a driver's message can quote the values sent.
+    log.warning(
+        "database unavailable",
+        extra={"request_id": request_id, "outage": found.value, "error": type(exc).__name__},
+    )
+    return unavailable(found)
 
 
 def install_error_handlers(app: FastAPI) -> None:

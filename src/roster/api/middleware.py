@@ -13,12 +13,30 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roster.api.metrics import Metrics
-from roster.errors import PayloadTooLarge, RosterError
+from roster.errors import PayloadTooLarge, RequestHeaderFieldsTooLarge, RosterError, UriTooLong
 
 log = logging.getLogger("roster.http")
 access_log = logging.getLogger("roster.access")
 
 REQUEST_ID_HEADER = "x-request-id"
+#: The longest request target (path and query) served: what uvicorn's URL parser
+#: (httptools) can take; 1,000 ids in one list parameter need about 40,000 bytes.
+MAX_TARGET_BYTES = 65_535
+#: The most bytes of header names and values in one request. A bearer token is a few
+#: hundred; browsers' cookies for one site rarely pass 8 KiB.
+MAX_HEADER_BYTES = 32 * 1024
+
+
+def target_too_long() -> UriTooLong:
+    return UriTooLong(f"The request's URL (path and query) is over {MAX_TARGET_BYTES} bytes.")
+
+
+def headers_too_large() -> RequestHeaderFieldsTooLarge:
+    return RequestHeaderFieldsTooLarge(
+        f"The request's header names and values are over {MAX_HEADER_BYTES} bytes in all."
+    )
+
+
 #: A request id the caller sends is echoed only when it is short and printable.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
@@ -114,11 +132,14 @@ class RequestContextMiddleware:
         )
 
 
-class BodyLimitMiddleware:
-    """413 for bodies over the limit, without reading them whole.
+class RequestLimitsMiddleware:
+    """414 for a URL and 431 for headers over their limits; 413 for bodies over the
+    limit, without reading them whole.
 
-    A declared ``Content-Length`` over the limit is refused before the app runs; a
-    chunked body is counted as it arrives and refused once it passes the limit.
+    ``roster serve`` refuses an oversized URL or head before it is read whole
+    (roster/protocol.py); this holds the same limits under any ASGI server. A declared
+    ``Content-Length`` over the body limit is refused before the app runs; a chunked
+    body is counted as it arrives and refused once it passes the limit.
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
@@ -128,6 +149,10 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        refused = self._head_refusal(scope)
+        if refused is not None:
+            await send_error(send, refused, request_id_of(scope))
             return
         declared = dict(scope["headers"]).get(b"content-length")
         too_large = PayloadTooLarge(
@@ -148,3 +173,13 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+    @staticmethod
+    def _head_refusal(scope: Scope) -> RosterError | None:
+        query = len(scope["query_string"])
+        target = len(scope.get("raw_path") or scope["path"].encode()) + (query + 1 if query else 0)
+        if target > MAX_TARGET_BYTES:
+            return target_too_long()
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEADER_BYTES:
+            return headers_too_large()
+        return None

@@ -15,7 +15,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from roster.api.deps import WriteConnection, services
+from roster.api.deps import WriteConnection, client_address, services
+from roster.api.openapi import error_responses
+from roster.api.ratelimit import Budget
 from roster.core.auth import InvalidClient, issue_token
 
 router = APIRouter(tags=["Authentication"])
@@ -32,10 +34,14 @@ class OAuthError(BaseModel):
     error_description: str | None = None
 
 
-def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
+def _oauth_error(
+    status: int, error: str, description: str, retry_after: str | None = None
+) -> JSONResponse:
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     if status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="roster"'
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
     return JSONResponse(
         {"error": error, "error_description": description}, status_code=status, headers=headers
     )
@@ -45,6 +51,16 @@ def _form_encoded(content_type: str | None) -> bool:
     """A body the token endpoint reads: form-urlencoded (RFC 6749 4.4.2), or multipart."""
     kind = (content_type or "").partition(";")[0].strip().lower()
     return kind in ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _too_many_failures(budget: Budget) -> JSONResponse:
+    return _oauth_error(
+        429,
+        "rate_limited",
+        "Too many failed authentications from your address; "
+        f"retry in {budget.retry_after} seconds.",
+        retry_after=budget.retry_after,
+    )
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -65,6 +81,11 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     responses={
         400: {"model": OAuthError, "description": "invalid_request or unsupported_grant_type"},
         401: {"model": OAuthError, "description": "invalid_client"},
+        429: {
+            "model": OAuthError,
+            "description": "rate_limited: too many failed authentications from this address",
+        },
+        **error_responses(413, 414, 431, 500, 503),
     },
 )
 async def token(
@@ -94,11 +115,17 @@ async def token(
         client_id, client_secret = basic
     if not client_id or not client_secret:
         return _oauth_error(400, "invalid_request", "client_id and client_secret are required.")
+    found = services(request)
+    address = client_address(request)
+    refused = found.auth_failures.refusal(address)
+    if refused is not None:
+        return _too_many_failures(refused)
     try:
-        issued = await issue_token(
-            conn, client_id, client_secret, services(request).settings.token_ttl_seconds
-        )
+        issued = await issue_token(conn, client_id, client_secret, found.settings.token_ttl_seconds)
     except InvalidClient:
+        failures = await found.auth_failures.failed(address)
+        if not failures.allowed:
+            return _too_many_failures(failures)
         return _oauth_error(401, "invalid_client", "Client authentication failed.")
     return JSONResponse(
         TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in).model_dump(),

@@ -41,11 +41,19 @@ _MEANING = {
     405: "Method not allowed on this path; the Allow header lists the right ones",
     409: "Conflict with an existing record",
     413: "Body over the configured limit (payload_too_large)",
+    414: "URL over 65,535 bytes (uri_too_long)",
     415: "Body is not JSON (unsupported_media_type)",
     422: "A business rule the request breaks (unprocessable)",
-    429: "Over the client's request budget (rate_limited); see Retry-After",
+    429: (
+        "Over the client's request budget, or too many failed authentications from this "
+        "address (rate_limited); see Retry-After"
+    ),
+    431: "Header names and values over 32 KiB (request_header_fields_too_large)",
     500: "A fault of ours (internal_error), with the request id",
-    503: "The database cannot be reached right now (service_unavailable)",
+    503: (
+        "The database cannot be reached or is too busy right now (service_unavailable); "
+        "see Retry-After"
+    ),
 }
 
 

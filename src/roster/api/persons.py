@@ -39,7 +39,7 @@ Writer = Annotated[
 router = APIRouter(
     tags=["Persons API"],
     dependencies=[Depends(require_json_body)],
-    responses=error_responses(400, 401, 403, 405, 413, 415, 429, 500, 503),
+    responses=error_responses(400, 401, 403, 405, 413, 414, 415, 429, 431, 500, 503),
 )
 
 

@@ -8,6 +8,9 @@ each backend: pg_trgm's GIN index on PostgreSQL, an FTS5 trigram table on SQLite
 
 from __future__ import annotations
 
+import enum
+import sqlite3
+import uuid
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Protocol
@@ -22,6 +25,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     column,
+    event,
     func,
     insert,
     literal_column,
@@ -31,11 +35,13 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.schema import Table
@@ -49,10 +55,30 @@ UpsertingInsert = postgresql.Insert | sqlite.Insert
 TRIGRAM = 3
 
 
+class Outage(enum.Enum):
+    """Why the database cannot serve a request now; the request may succeed if retried."""
+
+    #: The connection was lost, the server is shutting down or starting, or cannot be
+    #: reached at all.
+    UNREACHABLE = "unreachable"
+    #: A statement ran (or waited for a lock) past its timeout, SQLite's write lock stayed
+    #: taken past its busy timeout, or every pooled connection stayed in use.
+    BUSY = "busy"
+
+
 class Backend(Protocol):
     name: str
+    #: SQLAlchemy's driver name for this backend's async driver.
+    driver: str
 
     def __hash__(self) -> int: ...  # one instance per backend; statements are cached by it
+
+    #: Execution options of a reading unit of work: its statements need no transaction.
+    read_options: Mapping[str, Any]
+    #: Execution options of a writing unit of work, set before its transaction begins.
+    write_options: Mapping[str, Any]
+    #: Statements that make a migration's transaction wait for any other migration.
+    migration_lock: Sequence[str]
 
     #: Execution options of a read transaction whose statements all see one snapshot.
     snapshot_options: Mapping[str, Any]
@@ -61,6 +87,20 @@ class Backend(Protocol):
     #: Whether embeds are written as JSON by the database (json_agg keeps its ORDER BY;
     #: SQLite's json_group_array takes no ORDER BY before 3.44).
     renders_json: bool
+
+    def engine_options(self, pool_size: int, statement_timeout: float | None) -> dict[str, Any]:
+        """``create_async_engine``'s options for this backend. ``statement_timeout``
+        (seconds; None or 0 for none) bounds how long one statement runs or waits for a
+        lock: a request's database work is cut off then, and answered 503."""
+        ...
+
+    def prepare_engine(self, engine: AsyncEngine) -> None:
+        """What every connection of a new engine needs before its first statement."""
+        ...
+
+    def outage(self, error: BaseException) -> Outage | None:
+        """Why the database cannot serve now, if ``error`` (the driver's own) says so."""
+        ...
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         """True for personas whose search text holds every (folded) term."""
@@ -163,8 +203,71 @@ _LOCK_KEYS = text(
 )
 
 
+#: Session settings of every PostgreSQL connection (docs/operations.md). JIT compilation
+#: costs tens of milliseconds a statement and pays off only for long analytic queries,
+#: which Roster does not run. Parallel workers make one large count faster but cost
+#: more processes and CPU in all: under concurrent requests they made the slowest
+#: answers ten times slower.
+SERVER_SETTINGS = {
+    "application_name": "roster",
+    "jit": "off",
+    "max_parallel_workers_per_gather": "0",
+}
+
+#: PostgreSQL's error codes (SQLSTATE) of a server that cannot serve now: shutting down
+#: (57P01 admin, 57P02 crash), starting up (57P03), out of connection slots (53300).
+_PG_UNREACHABLE = {"57P01", "57P02", "57P03", "53300"}
+#: A statement cancelled by statement_timeout (or by an operator's pg_cancel_backend).
+_PG_BUSY = {"57014"}
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """An error and the errors it was raised from: SQLAlchemy wraps the driver's error
+    (``.orig``), which its asyncpg adapter raised from asyncpg's own."""
+    found: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(found) < 8:
+        found.append(current)
+        if isinstance(current, sa_exc.DBAPIError) and current.orig is not None:
+            current = current.orig
+        else:
+            current = current.__cause__
+    return found
+
+
+async def _discard_if_lost(
+    conn: AsyncConnection, pooled: PoolProxiedConnection, error: BaseException
+) -> sa_exc.DBAPIError | None:
+    """SQLAlchemy's disconnect handling, for a statement run on the driver's own
+    connection (``pooled``) that failed with ``error``: a connection found closed is
+    discarded, and so is every pooled connection opened before it (after a restart they
+    are all dead), as SQLAlchemy's ``Connection._handle_dbapi_exception`` does for its
+    own statements; the error to raise instead is returned. Without this a dead
+    connection went back to the pool and every request on it failed until something
+    else noticed (tests/test_faults.py).
+    """
+    if pooled.driver_connection.is_closed():  # type: ignore[union-attr]
+        conn.sync_engine.pool._invalidate(pooled, error, _checkin=False)
+        await conn.invalidate(error)
+        # Whatever asyncpg called it (a connection killed mid-statement can say
+        # "another operation is in progress"), the connection was lost.
+        return sa_exc.DBAPIError(
+            None, None, error, hide_parameters=True, connection_invalidated=True
+        )
+    if not isinstance(error, Exception):
+        # Cancelled mid-statement: the connection's state is unknown (SQLAlchemy
+        # discards it too, and only it).
+        await conn.invalidate(error)
+    return None
+
+
 class PostgresBackend:
     name = "postgresql"
+    driver = "postgresql+asyncpg"
+    read_options: Mapping[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+    write_options: Mapping[str, Any] = {}
+    # Any fixed number (0x524F5354), held until the migration's transaction ends.
+    migration_lock: Sequence[str] = ("SELECT pg_advisory_xact_lock(1380930388)",)
     # READ COMMITTED would give each statement its own snapshot.
     snapshot_options: Mapping[str, Any] = {
         "isolation_level": "REPEATABLE READ",
@@ -174,6 +277,33 @@ class PostgresBackend:
     # trigram index, a common one the ordered walk): never reuse a generic plan for them.
     snapshot_setup: Sequence[str] = ("SET LOCAL plan_cache_mode = force_custom_plan",)
     renders_json = True
+
+    def engine_options(self, pool_size: int, statement_timeout: float | None) -> dict[str, Any]:
+        server_settings = dict(SERVER_SETTINGS)
+        if statement_timeout:
+            server_settings["statement_timeout"] = str(max(1, round(statement_timeout * 1000)))
+        return {
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+            "pool_timeout": 10,
+            "pool_recycle": 3600,
+            "connect_args": {"timeout": 5, "server_settings": server_settings},
+        }
+
+    def prepare_engine(self, engine: AsyncEngine) -> None:
+        pass
+
+    def outage(self, error: BaseException) -> Outage | None:
+        if isinstance(error, asyncpg.PostgresConnectionError):
+            return Outage.UNREACHABLE  # SQLSTATE class 08, and a connection that is gone
+        if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
+            return Outage.UNREACHABLE  # asyncpg's word for a connection lost earlier
+        code = getattr(error, "sqlstate", None)
+        if code in _PG_UNREACHABLE:
+            return Outage.UNREACHABLE
+        if code in _PG_BUSY:
+            return Outage.BUSY
+        return None
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         return and_(
@@ -190,15 +320,17 @@ class PostgresBackend:
         self, conn: AsyncConnection, statement: Select[Any], parameters: Mapping[str, Any]
     ) -> Sequence[Sequence[Any]]:
         # On asyncpg directly: SQLAlchemy's execution costs about 130 µs of CPU a
-        # statement, as much as the rest of a find's work in the database layer. A
-        # connection that fails here is discarded when it goes back to the pool (its
-        # reset fails), as test_database_outage_is_503_and_service_resumes_without_restart
-        # shows.
+        # statement, as much as the rest of a find's work in the database layer.
         sql, names = _asyncpg_sql(statement, conn.dialect)
-        raw = (await conn.get_raw_connection()).driver_connection
-        rows: Sequence[Sequence[Any]] = await raw.fetch(  # type: ignore[union-attr]
-            sql, *(parameters[name] for name in names)
-        )
+        pooled = await conn.get_raw_connection()
+        try:
+            rows: Sequence[Sequence[Any]] = await pooled.driver_connection.fetch(  # type: ignore[union-attr]
+                sql, *(parameters[name] for name in names)
+            )
+        except BaseException as error:
+            if (lost := await _discard_if_lost(conn, pooled, error)) is not None:
+                raise lost from error
+            raise
         return rows
 
     async def estimated_rows(self, conn: AsyncConnection, statement: Select[Any]) -> int | None:
@@ -221,15 +353,19 @@ class PostgresBackend:
         # bypass SQLAlchemy's wrapping: a violated constraint is raised as the
         # IntegrityError every other write path raises.
         columns = list(rows[0])
-        raw = await conn.get_raw_connection()
+        pooled = await conn.get_raw_connection()
         try:
-            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            await pooled.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
                 table.name,
                 records=[tuple(row[c] for c in columns) for row in rows],
                 columns=columns,
             )
         except asyncpg.IntegrityConstraintViolationError as error:
             raise IntegrityError(f"COPY {table.name}", None, error) from error
+        except BaseException as error:
+            if (lost := await _discard_if_lost(conn, pooled, error)) is not None:
+                raise lost from error
+            raise
 
     async def analyze(self, conn: AsyncConnection, tables: Sequence[Table]) -> None:
         # Autovacuum may be off (or late): a planner that believes a table still
@@ -254,12 +390,79 @@ class PostgresBackend:
 _FTS = table("personas_search", column("rowid"))
 
 
+#: The execution option a writing unit of work sets on SQLite: it takes the write lock
+#: when its transaction begins instead of failing to upgrade a read lock later.
+_WRITE_OPTION = "roster_write"
+#: The execution option a reading unit of work sets on SQLite: no BEGIN is sent, so
+#: each statement is a transaction of its own. SQLAlchemy's AUTOCOMMIT level does the
+#: same on PostgreSQL; on SQLite setting it and resetting it when the connection goes
+#: back to the pool cost five trips to the driver's thread a request, more than the
+#: statements themselves.
+_AUTOCOMMIT_OPTION = "roster_autocommit"
+#: How long a SQLite statement waits for another connection's write lock when no
+#: statement timeout is configured (the command line's engines).
+_SQLITE_BUSY_SECONDS = 30.0
+#: SQLite's result codes of a database that cannot serve now: another connection holds
+#: the lock past the busy timeout, or the file cannot be opened.
+_SQLITE_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
+_SQLITE_UNREACHABLE = ("SQLITE_CANTOPEN",)
+
+
 class SqliteBackend:
     name = "sqlite"
+    driver = "sqlite+aiosqlite"
+    read_options: Mapping[str, Any] = {_AUTOCOMMIT_OPTION: True}
+    write_options: Mapping[str, Any] = {_WRITE_OPTION: True}
+    # A migration's transaction writes, and SQLite has one writer at a time.
+    migration_lock: Sequence[str] = ()
     # In WAL mode a transaction reads one snapshot, taken at its first read.
     snapshot_options: Mapping[str, Any] = {}
     snapshot_setup: Sequence[str] = ()
     renders_json = False
+
+    def engine_options(self, pool_size: int, statement_timeout: float | None) -> dict[str, Any]:
+        # SQLite has no statement timeout; its busy timeout (the driver's ``timeout``)
+        # bounds the wait for another connection's write lock.
+        busy = statement_timeout or _SQLITE_BUSY_SECONDS
+        return {"pool_size": pool_size, "connect_args": {"timeout": busy}}
+
+    def prepare_engine(self, engine: AsyncEngine) -> None:
+        # The driver's own transaction handling cannot do savepoints or take the write
+        # lock at BEGIN; SQLAlchemy's documented recipe hands BEGIN to us instead.
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            for pragma in (
+                "journal_mode = WAL",
+                "synchronous = NORMAL",
+                "foreign_keys = ON",
+                # 8 MiB of pages per connection; the operating system caches the file for
+                # all of them. Each pooled connection fills a cache of its own: with 64 MiB
+                # a server's memory grew 14 to 43% over the benchmark's minute of steady
+                # load (8 MiB: 1 to 8%), and it was no faster (docs/operations.md).
+                "cache_size = -8192",
+                "temp_store = MEMORY",
+            ):
+                cursor.execute(f"PRAGMA {pragma}")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            options = connection.get_execution_options()
+            if options.get(_AUTOCOMMIT_OPTION):
+                return
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE_OPTION) else "BEGIN")
+
+    def outage(self, error: BaseException) -> Outage | None:
+        if not isinstance(error, sqlite3.OperationalError):
+            return None
+        name = getattr(error, "sqlite_errorname", "")
+        if name.startswith(_SQLITE_BUSY):
+            return Outage.BUSY
+        if name.startswith(_SQLITE_UNREACHABLE):
+            return Outage.UNREACHABLE
+        return None
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         indexed = [term for term in terms if len(term) >= TRIGRAM]
@@ -318,3 +521,51 @@ _BACKENDS: dict[str, Backend] = {"postgresql": PostgresBackend(), "sqlite": Sqli
 def backend_for(connection: AsyncConnection) -> Backend:
     """The backend of a connection's database."""
     return _BACKENDS[connection.dialect.name]
+
+
+def json_default(value: object) -> str:
+    """orjson's ``default`` for values of a driver's own types: asyncpg gives UUIDs as a
+    subclass of ``uuid.UUID`` that orjson does not know. Converting them in the database
+    layer would cost every row of a page; orjson asks only for the values it cannot write.
+    """
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def backend_named(name: str) -> Backend:
+    """The backend of a database URL's scheme (``sqlite``, ``postgresql``)."""
+    return _BACKENDS[name]
+
+
+#: The exceptions a database fault can raise through SQLAlchemy or the drivers directly.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    sa_exc.DBAPIError,
+    sa_exc.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    sqlite3.Error,
+)
+
+
+def outage(error: BaseException) -> Outage | None:
+    """Why the database cannot serve a request now, if ``error`` says it cannot: the
+    connection was lost, the server is shutting down, starting or out of connections,
+    it cannot be reached, every pooled connection is in use, a statement ran past its
+    timeout, SQLite's lock stayed taken. Any other database error (a constraint, a
+    syntax error, a bad value) is a fault of the request or of ours: None.
+    """
+    for cause in _causes(error):
+        if isinstance(cause, sa_exc.TimeoutError):
+            return Outage.BUSY  # no pooled connection came free in time
+        if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
+            return Outage.UNREACHABLE  # SQLAlchemy found the connection gone
+        if isinstance(cause, OSError | TimeoutError):
+            return Outage.UNREACHABLE  # refused, reset, or no answer to connect
+        for backend in _BACKENDS.values():
+            found = backend.outage(cause)
+            if found is not None:
+                return found
+    return None

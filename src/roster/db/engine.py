@@ -1,8 +1,8 @@
 """Engines and units of work for both backends.
 
-``create_engine(settings)`` is the only place that knows how a backend is
-configured: drivers, SQLite pragmas, how a transaction begins. A unit of work
-(:func:`unit_of_work`) is one transaction that commits once or rolls back once;
+``create_engine(settings)`` builds an engine with the options its backend asks for
+(``db/backends.py``: drivers, connection settings, how a transaction begins). A unit of
+work (:func:`unit_of_work`) is one transaction that commits once or rolls back once;
 requests and commands open one at their edge, core functions never commit.
 """
 
@@ -12,105 +12,47 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
-from sqlalchemy import event
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
 
-from roster.db.backends import backend_for
+from roster.db.backends import Backend, backend_for, backend_named, outage
 from roster.settings import Settings
 
-#: The execution option a writing unit of work sets; SQLite then takes its write
-#: lock when the transaction begins instead of failing to upgrade later.
-_WRITE_OPTION = "roster_write"
-#: The execution option a reading unit of work sets on SQLite: no BEGIN is sent, so
-#: each statement is a transaction of its own. SQLAlchemy's AUTOCOMMIT level does the
-#: same on PostgreSQL; on SQLite setting it and resetting it when the connection goes
-#: back to the pool cost five trips to the driver's thread a request, more than the
-#: statements themselves.
-_AUTOCOMMIT_OPTION = "roster_autocommit"
 
-
-#: Session settings of every PostgreSQL connection (docs/operations.md). JIT compilation
-#: costs tens of milliseconds a statement and pays off only for long analytic queries,
-#: which Roster does not run. Parallel workers make one large count faster but cost
-#: more processes and CPU in all: under concurrent requests they made the slowest
-#: answers ten times slower.
-SERVER_SETTINGS = {
-    "application_name": "roster",
-    "jit": "off",
-    "max_parallel_workers_per_gather": "0",
-}
+def _backend_of(database_url: str) -> tuple[URL, Backend]:
+    url = make_url(database_url.replace("postgres://", "postgresql://", 1))
+    try:
+        return url, backend_named(url.get_backend_name())
+    except KeyError:
+        shown = url.render_as_string(hide_password=True)
+        raise ValueError(f"unsupported database URL {shown}") from None
 
 
 def async_url(database_url: str) -> URL:
     """The SQLAlchemy URL for the async driver of a ``sqlite:`` or ``postgresql:`` URL."""
-    url = make_url(database_url.replace("postgres://", "postgresql://", 1))
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        return url.set(drivername="sqlite+aiosqlite")
-    if backend == "postgresql":
-        return url.set(drivername="postgresql+asyncpg")
-    raise ValueError(f"unsupported database URL {url.render_as_string(hide_password=True)}")
+    url, backend = _backend_of(database_url)
+    return url.set(drivername=backend.driver)
 
 
-def is_sqlite(engine: AsyncEngine | AsyncConnection) -> bool:
-    return engine.dialect.name == "sqlite"
+def create_engine(
+    settings: Settings, *, statement_timeout: float | None = None, **overrides: Any
+) -> AsyncEngine:
+    """An async engine for the configured database, with the backend's settings in place.
 
-
-def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
-    """An async engine for the configured database, with the backend's pragmas in place."""
-    url = async_url(settings.database_url)
-    if url.get_backend_name() == "sqlite":
-        engine = create_async_engine(
-            url,
-            pool_size=settings.database_pool_size,
-            connect_args={"timeout": 30},
-            **overrides,
-        )
-        _configure_sqlite(engine)
-        return engine
-    return create_async_engine(
-        url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
-        pool_timeout=10,
-        pool_recycle=3600,
-        connect_args={"timeout": 5, "server_settings": SERVER_SETTINGS},
-        **overrides,
+    ``statement_timeout`` (seconds) bounds each statement: the server's engine sets it
+    (``ROSTER_DATABASE_STATEMENT_TIMEOUT_SECONDS``); the command line's long imports and
+    migrations run without one.
+    """
+    url, backend = _backend_of(settings.database_url)
+    options = backend.engine_options(settings.database_pool_size, statement_timeout)
+    engine = create_async_engine(
+        url.set(drivername=backend.driver),
+        # Errors never carry the values a client sent (emails, search terms) into logs.
+        hide_parameters=True,
+        **{**options, **overrides},
     )
-
-
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    # The driver's own transaction handling cannot do savepoints or take the write
-    # lock at BEGIN; SQLAlchemy's documented recipe hands BEGIN to us instead.
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode = WAL",
-            "synchronous = NORMAL",
-            "foreign_keys = ON",
-            "busy_timeout = 30000",
-            # 8 MiB of pages per connection; the operating system caches the file for
-            # all of them. Each pooled connection fills a cache of its own: with 64 MiB
-            # a server's memory grew 14 to 43% over the benchmark's minute of steady
-            # load (8 MiB: 1 to 8%), and it was no faster (docs/operations.md).
-            "cache_size = -8192",
-            "temp_store = MEMORY",
-        ):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        options = connection.get_execution_options()
-        if options.get(_AUTOCOMMIT_OPTION):
-            return
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE_OPTION) else "BEGIN")
+    backend.prepare_engine(engine)
+    return engine
 
 
 @asynccontextmanager
@@ -121,15 +63,13 @@ async def unit_of_work(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Asy
     needs several reads to see one snapshot opens its own transaction.
     """
     async with engine.connect() as connection:
+        backend = backend_for(connection)
         if not write:
-            await connection.execution_options(
-                **{_AUTOCOMMIT_OPTION: True}
-                if is_sqlite(connection)
-                else {"isolation_level": "AUTOCOMMIT"}
-            )
+            await connection.execution_options(**backend.read_options)
             yield connection
             return
-        await connection.execution_options(**{_WRITE_OPTION: True})
+        if backend.write_options:
+            await connection.execution_options(**backend.write_options)
         async with connection.begin():
             yield connection
 
@@ -150,19 +90,6 @@ async def read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 
 def database_unavailable(error: BaseException) -> bool:
-    """True for faults that mean the database cannot be reached or cannot answer now.
-
-    Connection refused or reset, a server starting up or shutting down, an
-    exhausted pool, SQLite's busy timeout: the request may succeed if retried.
-    """
-    if isinstance(error, OSError | TimeoutError | sa_exc.TimeoutError):
-        return True
-    if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
-        return True
-    if isinstance(error, asyncpg.CannotConnectNowError | asyncpg.AdminShutdownError):
-        return True
-    if isinstance(error, sa_exc.DBAPIError):
-        return error.connection_invalidated or isinstance(
-            error, sa_exc.OperationalError | sa_exc.InterfaceError
-        )
-    return False
+    """True for faults that mean the database cannot serve now (see ``backends.outage``):
+    the request may succeed if retried."""
+    return outage(error) is not None

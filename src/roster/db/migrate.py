@@ -12,9 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-#: Any fixed number: taken for the length of a migration so that several
-#: `roster serve` processes starting together migrate one at a time.
-_MIGRATION_LOCK = 0x524F5354
+from roster.db.backends import backend_named
 
 
 def alembic_config() -> Config:
@@ -50,8 +48,9 @@ def _current(connection: Connection) -> str | None:
 
 
 def _upgrade(connection: Connection, revision: str) -> Migrated:
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    # Several `roster serve` processes starting together migrate one at a time.
+    for statement in backend_named(connection.dialect.name).migration_lock:
+        connection.execute(text(statement))
     before = _current(connection)
     config = alembic_config()
     config.attributes["connection"] = connection

@@ -58,5 +58,5 @@ def people_router(tag: str) -> APIRouter:
     return APIRouter(
         tags=[tag],
         dependencies=[Depends(require_json_body), Depends(one_value_each)],
-        responses=error_responses(400, 401, 403, 404, 405, 413, 415, 429, 500, 503),
+        responses=error_responses(400, 401, 403, 404, 405, 413, 414, 415, 429, 431, 500, 503),
     )

@@ -20,6 +20,7 @@ from roster.api.people.models import PeoplePage, PersonaStatus, row_json
 from roster.core.accounts import require_account
 from roster.core.people.listing import PeopleQuery, list_people
 from roster.core.people.rows import Embed
+from roster.db.backends import json_default
 from roster.db.engine import read_snapshot
 from roster.db.tables import PERSONA_STATUSES
 
@@ -129,13 +130,6 @@ class PeopleParameters(QueryParameters):
         )
 
 
-def _uuid_text(value: object) -> str:
-    """orjson knows ``uuid.UUID`` but not asyncpg's own UUID subclass."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 async def _people_json(
     request: Request, account_id: str, parameters: PeopleParameters
 ) -> AsyncGenerator[bytes, None]:
@@ -157,7 +151,7 @@ async def _people_json(
             for start in range(0, len(chunk), RENDER_SLICE):
                 rows = chunk[start : start + RENDER_SLICE]
                 yield separator + b",".join(
-                    orjson.dumps(row_json(row), default=_uuid_text) for row in rows
+                    orjson.dumps(row_json(row), default=json_default) for row in rows
                 )
                 separator = b","
                 # A turn for the event loop: the next chunk's queries go on meanwhile.
