@@ -26,7 +26,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from roster.core.keys import PERSON_FIELDS
+from roster.core.derived_columns import PERSON_FIELDS
 from roster.core.matching import phone_key
 from roster.core.writer import PersonWrite, Written, write_persons
 from roster.db.backends import backend_for

@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
-from roster.core.keys import (
+from roster.core.derived_columns import (
     PERSON_FIELDS,
     PERSONA_FIELDS,
     person_keys,
@@ -46,7 +46,7 @@ from roster.core.keys import (
     refresh_personas,
 )
 from roster.core.matching import email_key, name_key, phone_key
-from roster.core.people.rows import persona_not_found
+from roster.core.people.persona_rows import persona_not_found
 from roster.db.backends import Backend, backend_for, update_many
 from roster.db.tables import budgets, personas, persons, roles
 from roster.errors import Conflict, NamesFields, NotFound, RosterError, Unprocessable

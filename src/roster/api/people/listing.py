@@ -19,7 +19,7 @@ from roster.api.people.contract import INT32_MAX, QueryParameters, Reader, peopl
 from roster.api.people.models import PeoplePage, PersonaStatus, row_json
 from roster.core.accounts import require_account
 from roster.core.people.listing import PeopleQuery, list_people
-from roster.core.people.rows import Embed
+from roster.core.people.persona_rows import Embed
 from roster.db.backends import json_default
 from roster.db.engine import read_snapshot
 from roster.db.tables import PERSONA_STATUSES

@@ -18,8 +18,8 @@ from pydantic.alias_generators import to_camel
 
 from roster.api.fields import AccountId, Email, IsoDate, Phone, Text32, Text64, Text128, Text256
 from roster.core.countries import COUNTRY_CODES
-from roster.core.keys import PERSON_FIELDS
-from roster.core.people.rows import Embed, PersonaRow
+from roster.core.derived_columns import PERSON_FIELDS
+from roster.core.people.persona_rows import Embed, PersonaRow
 from roster.db.tables import BUDGET_TYPES
 
 if TYPE_CHECKING:

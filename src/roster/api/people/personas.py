@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import Path, Query, Request, Response
+from fastapi import Path, Request, Response
 from pydantic.alias_generators import to_camel
 
 from roster.api.deps import WriteConnection, services
 from roster.api.openapi import error_responses
-from roster.api.people.contract import AccountScope, Writer, people_router
+from roster.api.people.contract import PersonaId, Scope, Writer, people_router
 from roster.api.people.models import (
     PersonaUpdate,
     PersonCreate,
@@ -33,8 +33,6 @@ from roster.core.people.personas import (
 from roster.errors import NamesFields
 
 router = people_router("People API: people and personas")
-Scope = Annotated[AccountScope, Query()]
-PersonaId = Annotated[uuid.UUID, Path(alias="personaId")]
 
 
 def _region(request: Request) -> str:

@@ -53,11 +53,11 @@ from roster.api.web.session import (
 from roster.core.accounts import Account, memberships_of, reachable_account, reachable_accounts
 from roster.core.auth import Principal, client_by_key, client_by_secret
 from roster.core.people.listing import PeopleQuery, list_people
-from roster.core.people.memberships import add_team_member, remove_team_member, team_names
 from roster.core.people.paging import Paging
+from roster.core.people.persona_rows import Embed, persona_row
 from roster.core.people.personas import assign_role, update_persona
 from roster.core.people.roles import list_roles
-from roster.core.people.rows import Embed, persona_row
+from roster.core.people.teams_and_budgets import add_team_member, remove_team_member, team_names
 from roster.core.sessions import end_session, start_session
 from roster.errors import InsufficientScope, InvalidCredentials, NotFound, Problem, RosterError
 

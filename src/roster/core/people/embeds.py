@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
-from roster.core.people.rows import (
+from roster.core.people.persona_rows import (
     Address,
     Embed,
     Ownership,

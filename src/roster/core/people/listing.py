@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.matching import name_key, search_terms
 from roster.core.people.embeds import embed_columns, load_embeds, rendered_embeds
-from roster.core.people.rows import ROW_COLUMNS, Embed, PersonaRow, rows_select
+from roster.core.people.persona_rows import ROW_COLUMNS, Embed, PersonaRow, rows_select
 from roster.db.backends import backend_for
 from roster.db.tables import budget_members, budgets, personas, roles, team_members
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from roster.core.people.rows import PersonaRow, RoleRef, persona_not_found, persona_row
+from roster.core.people.persona_rows import PersonaRow, RoleRef, persona_not_found, persona_row
 from roster.core.writer import (
     Joining,
     PersonaById,

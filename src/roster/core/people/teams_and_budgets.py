@@ -17,8 +17,8 @@ from sqlalchemy.sql.schema import Table
 
 from roster.core.clock import now
 from roster.core.people.paging import Page, Paging, page_of
+from roster.core.people.persona_rows import TeamRef
 from roster.core.people.personas import require_personas
-from roster.core.people.rows import TeamRef
 from roster.db.backends import backend_for
 from roster.db.tables import budget_members, budgets, team_members, teams
 from roster.errors import NotFound, Unprocessable
