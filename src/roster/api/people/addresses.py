@@ -7,8 +7,9 @@ from typing import Any
 from roster.api.deps import WriteConnection
 from roster.api.openapi import error_responses
 from roster.api.people.contract import Scope, Writer, people_router
-from roster.api.people.models import AddressCreate, CreatedAddress, camel
+from roster.api.people.models import AddressCreate, CreatedAddress, camel, values_of
 from roster.core.accounts import require_account
+from roster.core.fields import ADDRESS
 from roster.core.people.addresses import add_address
 
 router = people_router("People API: addresses")
@@ -22,8 +23,7 @@ async def add_persona_address(
 ) -> Any:
     """Give a persona a postal address (of any type but ``registered``)."""
     account_id = await require_account(conn, principal, scope.account_id)
-    fields = body.model_dump(exclude={"persona_id", "country"}, by_alias=False)
     address = await add_address(
-        conn, account_id, body.persona_id, {**fields, "country_code": body.country}
+        conn, account_id, body.persona_id, values_of(body, ADDRESS.values())
     )
     return {**camel(address), "personaId": body.persona_id}

@@ -15,8 +15,10 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.api.deps import CredentialContract, authenticated, require_json_body
+from roster.api.errors import naming_route
 from roster.api.fields import AccountId
 from roster.api.openapi import error_responses
+from roster.api.people.models import field_name
 from roster.core.accounts import require_account
 from roster.core.auth import Principal
 from roster.core.people.paging import Page, Paging
@@ -42,7 +44,7 @@ def one_value_each(request: Request) -> None:
     names = Counter(name for name, _ in request.query_params.multi_items())
     for name, times in names.items():
         if times > 1 and name not in LIST_PARAMETERS:
-            raise InvalidRequest.field(name, "must be given once")
+            raise InvalidRequest.field(name, "must be given once", core=False)
 
 
 class QueryParameters(BaseModel):
@@ -66,6 +68,7 @@ def people_router(tag: str) -> APIRouter:
         tags=[tag],
         dependencies=[Depends(require_json_body), Depends(one_value_each)],
         responses=error_responses(400, 401, 403, 404, 405, 413, 414, 415, 429, 431, 500, 503),
+        route_class=naming_route(field_name),
     )
 
 

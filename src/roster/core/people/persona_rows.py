@@ -1,147 +1,85 @@
-"""A ROW: one person joined with its persona on one account, and the embeds a listing adds."""
+"""A ROW: one person joined with its persona on one account, with the embeds a listing adds.
+
+Its columns are the declared person and persona fields (core/fields.py), in declaration
+order, between the ids and the timestamps.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
-from dataclasses import dataclass, field, fields
-from datetime import date, datetime
-from enum import StrEnum
-from typing import Any
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from roster.core.fields import PERSON, PERSONA, stored
 from roster.db.tables import personas, persons
 from roster.errors import NotFound
 
+if TYPE_CHECKING:
+    from roster.core.people.embeds import Embed
 
-class Embed(StrEnum):
-    """What ``include`` may add inside a row's persona."""
+#: The person's and the persona's stored fields, in the order of their values in a row.
+PERSON_COLUMNS = tuple(f.name for f in stored(PERSON))
+PERSONA_COLUMNS = tuple(f.name for f in stored(PERSONA))
 
-    ADDRESSES = "persona.addresses"
-    CREATED_BY = "persona.createdBy"
-    TEAMS = "persona.teams"
-    PRIMARY_OWNER_OF = "persona.primaryOwnerOf"
-    ROLES = "persona.roles"
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    id: uuid.UUID
-    type: str
-    address_line1: str
-    address_line2: str | None
-    address_line3: str | None
-    city: str
-    region: str | None
-    postcode: str
-    country_code: str
-
-
-@dataclass(frozen=True, slots=True)
-class PersonaRef:
-    """Who created a persona: that persona and its person's names."""
-
-    id: uuid.UUID
-    person_id: uuid.UUID
-    first_name: str | None
-    last_name: str | None
-    email_address: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class TeamRef:
-    id: uuid.UUID
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Ownership:
-    """A team or budget a persona is the primary owner of."""
-
-    type: str  # "team" or "budget"
-    id: uuid.UUID
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class RoleRef:
-    id: uuid.UUID
-    name: str
-    type: str | None
+_PERSON_ROW: tuple[ColumnElement[Any], ...] = (
+    persons.c.id,
+    *(persons.c[name] for name in PERSON_COLUMNS),
+    persons.c.created_at,
+    persons.c.updated_at,
+)
+_PERSONA_ROW: tuple[ColumnElement[Any], ...] = (
+    personas.c.id.label("persona_id"),
+    personas.c.account_id,
+    *(personas.c[name].label(f"persona_{name}") for name in PERSONA_COLUMNS),
+    personas.c.created_at.label("persona_created_at"),
+    personas.c.updated_at.label("persona_updated_at"),
+)
+ROW_COLUMNS = (*_PERSON_ROW, *_PERSONA_ROW)
+#: Where each of the person's values is in ``PersonaRow.person``, and the persona's in
+#: ``PersonaRow.persona``.
+PERSON_AT = {"id": 0, **{name: 1 + i for i, name in enumerate(PERSON_COLUMNS)}}
+PERSONA_AT = {"id": 0, "account_id": 1, **{n: 2 + i for i, n in enumerate(PERSONA_COLUMNS)}}
 
 
 @dataclass(slots=True)
 class PersonaRow:
     """A person and its persona on one account; embeds are filled only when included."""
 
-    id: uuid.UUID
-    first_name: str | None
-    last_name: str | None
-    title: str | None
-    middle_initials: str | None
-    dob: date | None
-    gender: str | None
-    nationality: str | None
-    country_of_residence: str | None
-    email_address: str | None
-    phone_number: str | None
-    external_ref: str | None
-    created_at: datetime
-    updated_at: datetime
-    persona_id: uuid.UUID
-    account_id: str
-    persona_email_address: str | None
-    employee_number: str | None
-    work_number: str | None
-    job_title: str | None
-    status: str
-    role_id: uuid.UUID
-    created_by_persona_id: uuid.UUID | None
-    persona_created_at: datetime
-    persona_updated_at: datetime
-    included: frozenset[Embed] = frozenset()
-    #: Embeds the database rendered as JSON text (PostgreSQL), in place of the lists below.
-    rendered: dict[Embed, str] = field(default_factory=dict)
-    addresses: list[Address] = field(default_factory=list)
-    created_by: PersonaRef | None = None
-    teams: list[TeamRef] = field(default_factory=list)
-    primary_owner_of: list[Ownership] = field(default_factory=list)
-    roles: list[RoleRef] = field(default_factory=list)
+    #: The person's id, its stored fields (``PERSON_COLUMNS``), created_at, updated_at.
+    person: tuple[Any, ...]
+    #: The persona's id, account_id, its stored fields (``PERSONA_COLUMNS``), created_at,
+    #: updated_at.
+    persona: tuple[Any, ...]
+    #: The embeds asked for, in the order they are declared.
+    included: tuple[Embed, ...] = ()
+    #: Each included embed by name: its items (a list, or one item or None) ...
+    embeds: dict[str, Any] = field(default_factory=dict)
+    #: ... or the JSON text the database wrote for it (PostgreSQL).
+    rendered: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> PersonaRow:
+        """A ROW from the values of ``ROW_COLUMNS``, in order."""
+        return cls(tuple(row[: len(_PERSON_ROW)]), tuple(row[len(_PERSON_ROW) : len(ROW_COLUMNS)]))
 
-ROW_COLUMNS: tuple[ColumnElement[Any], ...] = (
-    persons.c.id,
-    persons.c.first_name,
-    persons.c.last_name,
-    persons.c.title,
-    persons.c.middle_initials,
-    persons.c.dob,
-    persons.c.gender,
-    persons.c.nationality,
-    persons.c.country_of_residence,
-    persons.c.email_address,
-    persons.c.phone_number,
-    persons.c.external_ref,
-    persons.c.created_at,
-    persons.c.updated_at,
-    personas.c.id.label("persona_id"),
-    personas.c.account_id,
-    personas.c.email_address.label("persona_email_address"),
-    personas.c.employee_number,
-    personas.c.work_number,
-    personas.c.job_title,
-    personas.c.status,
-    personas.c.role_id,
-    personas.c.created_by_persona_id,
-    personas.c.created_at.label("persona_created_at"),
-    personas.c.updated_at.label("persona_updated_at"),
-)
+    @property
+    def id(self) -> uuid.UUID:
+        """The person's id."""
+        person_id: uuid.UUID = self.person[0]
+        return person_id
 
+    @property
+    def persona_id(self) -> uuid.UUID:
+        persona_id: uuid.UUID = self.persona[0]
+        return persona_id
 
-#: A ROW's columns are the first fields of PersonaRow, in order: rows are built by position.
-assert [c.name for c in ROW_COLUMNS] == [f.name for f in fields(PersonaRow)][: len(ROW_COLUMNS)]
+    def persona_value(self, name: str) -> Any:
+        """One of the persona's values: ``id``, ``account_id`` or a stored field's."""
+        return self.persona[PERSONA_AT[name]]
 
 
 def rows_select() -> Select[Any]:
@@ -168,7 +106,7 @@ async def persona_rows(
             personas.c.account_id == account_id, personas.c.id.in_(list(persona_ids))
         )
     )
-    return [PersonaRow(*row) for row in found]
+    return [PersonaRow.of(row) for row in found]
 
 
 def persona_not_found(account_id: str, persona_id: uuid.UUID) -> NotFound:
