@@ -136,15 +136,13 @@ class Field:
             raise self.invalid("is set by reference, not as text")
         if not isinstance(value, str):
             raise self.invalid("must be a string")
+        if self.kind is Kind.CHOICE and value not in self.choices:
+            raise self.invalid(f"{value!r} is not one of {', '.join(self.choices)}")
+        if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+            raise self.invalid(self.problem)
         if not storable(value) or _CONTROL.search(value):
             raise self.invalid(UNPRINTABLE)
-        if self.kind is Kind.CHOICE:
-            if value not in self.choices:
-                raise self.invalid(f"{value!r} is not one of {', '.join(self.choices)}")
-        elif self.pattern is not None:
-            if re.fullmatch(self.pattern, value) is None:
-                raise self.invalid(self.problem)
-        else:
+        if self.kind is not Kind.CHOICE and self.pattern is None:
             self._check_text(value)
         if self.rule is None:
             return value
