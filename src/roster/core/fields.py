@@ -348,6 +348,8 @@ PERSONA = _declared(
         people_api="createdByPersonaId",
         people_on_update=False,
     ),
+    # SCIM's displayName: stored and returned as sent.
+    _persona("display_name", max_length=256, imported=True, people_api="displayName"),
 )
 
 
