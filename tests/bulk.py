@@ -29,6 +29,7 @@ STATE_COLUMNS = (
     personas.c.employee_number,
     personas.c.job_title,
     personas.c.work_number,
+    personas.c.display_name,
     personas.c.sort_last,
     personas.c.sort_first,
     personas.c.search_text,

@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from roster.core.accounts import create_account
 from roster.core.auth import ACCESS_TOKEN_PREFIX, ClientCredentials, create_client, digest
 from roster.core.people.addresses import add_address
-from roster.core.people.memberships import create_budget, create_team
 from roster.core.people.roles import create_role
+from roster.core.people.teams_and_budgets import create_budget, create_team
 from roster.core.writer import PersonWrite, write_persons
 from roster.db.engine import unit_of_work
 from roster.db.tables import access_tokens, metadata, personas

@@ -319,6 +319,21 @@ async def postgres_lock(server: ThrowawayPostgres, *tables: str) -> AsyncIterato
         await holder.close()
 
 
+@asynccontextmanager
+async def search_column_renamed(server: ThrowawayPostgres) -> AsyncIterator[None]:
+    """The search column renamed away, then back: a search meets an error of the
+    database that is no outage (a 500, logged with its exception), its statement carrying
+    the client's terms. (A NUL in a search used to be such an error; it is refused before
+    the database now.)"""
+    holder = await asyncpg.connect(server.url)
+    try:
+        await holder.execute("ALTER TABLE personas RENAME COLUMN search_text TO search_text_gone")
+        yield
+    finally:
+        await holder.execute("ALTER TABLE personas RENAME COLUMN search_text_gone TO search_text")
+        await holder.close()
+
+
 def assert_busy(response: httpx.Response, name: str) -> None:
     assert_unavailable(response, name)
     assert "too busy" in response.json()["error"]["message"], (name, response.text)
@@ -466,7 +481,7 @@ def _leaky_requests(http: httpx.Client, account: str, key: str, mark: str) -> li
             json={"last_name": "x"},
             headers={"Authorization": f"ApiKey rk_{mark}"},
         ),
-        # A NUL beside the mark: a database error quoting the search (500 or 400).
+        # A NUL beside the mark: refused before the database (400).
         http.get("/people", params={"accountId": account, "search": f"{mark}\x00"}, headers=good),
     ]
     return [response.status_code for response in sent]
@@ -505,6 +520,14 @@ def test_no_value_a_client_sent_reaches_the_logs(
     ):
         statuses["served"] = _leaky_requests(http, account, made["api_key"], mark)
 
+        async def broken() -> list[int]:
+            async with search_column_renamed(private_postgres):
+                return await asyncio.to_thread(
+                    _leaky_requests, http, account, made["api_key"], mark
+                )
+
+        statuses["broken"] = asyncio.run(broken())
+
         async def locked() -> list[int]:
             async with postgres_lock(private_postgres, "persons", "personas"):
                 return await asyncio.to_thread(
@@ -518,6 +541,7 @@ def test_no_value_a_client_sent_reaches_the_logs(
         finally:
             private_postgres.start()
     print(f"\nstatuses: {statuses}")
+    assert 500 in statuses["broken"], statuses
     assert 503 in statuses["timed out"], statuses
     assert 503 in statuses["down"], statuses
     lines = server.log_path.read_text().splitlines()

@@ -7,12 +7,15 @@ LIKE metacharacters: each is an ordinary value that matches nothing it should no
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from roster.core.fields import storable
 from roster.db.engine import unit_of_work
 from roster.db.tables import personas, persons, roles
 from tests.factories import Client, Directory
@@ -21,6 +24,7 @@ HOSTILE = ["\x00", "a\x00b", "\ud800", "x\udfffy", "%", "_", "'", "\\", "' OR '1
 #: The same in a raw query string: NUL, invalid UTF-8, metacharacters.
 RAW = ["%00", "a%00b", "%ED%A0%80", "%FF", "%25", "_", "%27", "%5C", "%27%20OR%20%271%27%3D%271"]
 PERSON_FIELDS = ("first_name", "last_name", "email_address", "phone_number", "external_ref")
+NO_ACCOUNT = "There is no account %r that you can reach."
 
 
 @pytest.fixture
@@ -69,19 +73,35 @@ async def test_persons_api_takes_hostile_strings_literally(
     before = await state(directory)
     for name in (*PERSON_FIELDS, "identifier"):
         found = well_formed(await post(client, caller, "/persons/find/", {name: value}))
-        assert found["error"]["type"] in ("not_found", "invalid_request")
+        assert found["error"]["type"] == ("not_found" if storable(value) else "invalid_request")
     for name in ("group_ids", "groups_external_refs"):
         refused = well_formed(await post(client, caller, "/persons/find/", {name: [value]}))
-        assert refused["error"]["type"] in ("group_not_found", "invalid_request")
+        expected = "group_not_found" if storable(value) else "invalid_request"
+        assert refused["error"]["type"] == expected
     assert await state(directory) == before
 
+    stored_as_sent = 0
     for name in PERSON_FIELDS:
-        item = {"first_name": "Eve", "last_name": "Hostile", "group_ids": ["F50091"], name: value}
+        # An external_ref of its own, so that every item has enough to be created.
+        item = {
+            "first_name": "Eve",
+            "last_name": "Hostile",
+            "external_ref": f"eve-{name}",
+            "group_ids": ["F50091"],
+            name: value,
+        }
         answer = well_formed(await post(client, caller, "/persons/multiple/", {"persons": [item]}))
-        if "persons" in answer:
-            [entry] = answer["persons"]
-            if "failure_type" not in entry and name != "phone_number":
-                assert entry[name] == value  # stored as sent, when it can be stored at all
+        if "persons" not in answer:  # a value the field's rules refuse: the request is 400
+            assert answer["error"]["type"] == "invalid_request"
+            assert [d["field"] for d in answer["error"]["details"]] == [f"persons[0].{name}"]
+            continue
+        [entry] = answer["persons"]
+        assert entry["success"], entry
+        if name != "phone_number":
+            assert entry[name] == value  # stored as sent
+            stored_as_sent += 1
+    # Every storable value is stored as sent in the names and the external ref at least.
+    assert stored_as_sent >= 3 if storable(value) else stored_as_sent == 0
     refs = well_formed(
         await post(
             client,
@@ -96,22 +116,56 @@ async def test_persons_api_takes_hostile_strings_literally(
         assert refs["persons"][0]["failure_type"] == "group_not_found"
 
 
+def refused(field: str, problem: str) -> dict[str, Any]:
+    """The body of a 400 naming one field or parameter."""
+    details = [{"field": field, "problem": problem}]
+    return {
+        "error": {
+            "type": "invalid_request",
+            "message": f"Invalid request: check {field}.",
+            "details": details,
+        }
+    }
+
+
+STATUSES = "active, deactivated, created, invited, inviteExpired"
+
+
 @pytest.mark.parametrize("raw", RAW)
 async def test_people_api_takes_hostile_query_strings_literally(
     client: httpx.AsyncClient, caller: Client, directory: Directory, raw: str
 ) -> None:
+    """Sent with a key, so that each gets past authentication to the parameter it tests."""
     before = await state(directory)
-    for query in (
-        f"accountId={raw}",
-        f"accountId=F50091&search={raw}",
-        f"accountId=F50091&roleNames={raw}",
-        f"accountId=F50091&status={raw}",
-        f"accountId=F50091&teams={raw}",
-        f"accountId=F50091&{raw}=1",
-    ):
-        answer = well_formed(await client.get(f"/people?{query}"))
-        if "rows" in answer:
-            assert answer["rows"] == []
+    value = unquote(raw, errors="replace")  # how the server reads it (U+FFFD for non-UTF-8)
+    unstorable = "must not contain NUL characters or unpaired surrogates"
+    listed = {"limit": 100, "offset": 0, "count": 0, "rows": []}
+    expected: dict[str, tuple[int, dict[str, Any]]] = {
+        f"accountId={raw}": (
+            (404, {"error": {"type": "account_not_found", "message": NO_ACCOUNT % value}})
+            if re.fullmatch(r"[A-Za-z0-9_-]{1,36}", value)
+            else (400, refused("accountId", "must be 1 to 36 letters, digits, '_' or '-'"))
+        ),
+        f"accountId=F50091&search={raw}": (
+            (400, refused("search", unstorable))
+            if "\x00" in value
+            else (200, {**listed, "search": value})
+        ),
+        f"accountId=F50091&roleNames={raw}": (
+            (400, refused("roleNames", unstorable))
+            if "\x00" in value
+            else (200, {**listed, "search": None})
+        ),
+        f"accountId=F50091&status={raw}": (
+            400,
+            refused("status", f"{value!r} is not one of {STATUSES}"),
+        ),
+        f"accountId=F50091&teams={raw}": (400, refused("teams", f"{value!r} is not a UUID")),
+        f"accountId=F50091&{raw}=1": (400, refused(value, "is not a known parameter")),
+    }
+    for query, (status, body) in expected.items():
+        response = await client.get(f"/people?{query}", headers=caller.headers)
+        assert (response.status_code, response.json()) == (status, body), query
     assert await state(directory) == before
 
 

@@ -115,6 +115,7 @@ async def test_every_column_is_imported(bulk: Bulk) -> None:
         "employee_number": "E-1",
         "job_title": "Auditor",
         "work_number": "020 7946 0000",
+        "display_name": "Ann Lee (Audit)",
     }
     assert tuple(values) == IMPORT_COLUMNS
     path = write_csv(tmp_path / "all.csv", IMPORT_COLUMNS, [tuple(values.values())])

@@ -125,6 +125,7 @@ async def test_a_row_has_the_shape_of_the_spec(
         "status",
         "roleId",
         "createdByPersonaId",
+        "displayName",
         "createdAt",
         "updatedAt",
     ]

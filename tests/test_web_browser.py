@@ -29,7 +29,7 @@ from bench.server import serve
 from roster.core.accounts import create_account
 from roster.core.auth import ClientCredentials, create_client
 from roster.core.people.addresses import add_address
-from roster.core.people.memberships import create_budget, create_team
+from roster.core.people.teams_and_budgets import create_budget, create_team
 from roster.core.writer import PersonWrite, write_persons
 from roster.db.engine import create_engine, unit_of_work
 from roster.db.tables import personas

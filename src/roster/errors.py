@@ -3,13 +3,28 @@
 Core functions raise these; the API layer renders them in the shape of spec/README.md.
 An API whose contract gives a different status for the same fault (the two seeds
 disagree about credentials) re-raises with :meth:`RosterError.with_status`.
+
+Core names a field by its core name (``email_address``, see core/fields.py), in a
+problem's ``field`` and in a message built by a function of the naming; each door
+renders the error with its own names (:meth:`RosterError.body`).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Self
+
+#: How a door names a field, given its core name.
+Naming = Callable[[str], str]
+#: A message, or how to write it with a door's names for the fields it mentions.
+Message = str | Callable[[Naming], str]
+
+
+def as_is(name: str) -> str:
+    """Core's own naming (the command line's too)."""
+    return name
 
 
 @dataclass(frozen=True)
@@ -18,6 +33,12 @@ class Problem:
 
     field: str
     problem: str
+    #: ``field`` is core's name for it, which each door renders as its own; false when a
+    #: door named it (a parameter as the client sent it), which is shown as it is.
+    core: bool = True
+
+    def named(self, naming: Naming) -> str:
+        return naming(self.field) if self.core else self.field
 
 
 class RosterError(Exception):
@@ -29,64 +50,49 @@ class RosterError(Exception):
 
     def __init__(
         self,
-        message: str | None = None,
+        message: Message | None = None,
         *,
         details: Sequence[Problem] = (),
         headers: Mapping[str, str] | None = None,
         status: int | None = None,
     ) -> None:
-        self.message = message or self.default_message
+        self._message = message or self.default_message
         self.details = tuple(details)
         self.headers = dict(headers or {})
         self.status_code = status if status is not None else self.status
         super().__init__(self.message)
 
-    def with_status(self, status: int) -> RosterError:
-        """The same error, answered with another status (an API's own contract)."""
-        return type(self)(self.message, details=self.details, headers=self.headers, status=status)
+    @property
+    def message(self) -> str:
+        """The message, naming fields by their core names."""
+        return self.message_in(as_is)
 
-    def body(self) -> dict[str, object]:
-        """The JSON body of the error shape."""
-        error: dict[str, object] = {"type": self.type, "message": self.message}
-        if self.details:
-            error["details"] = [{"field": d.field, "problem": d.problem} for d in self.details]
-        return {"error": error}
-
-
-#: How a door names a core field (the People API says ``emailAddress``).
-FieldNames = Callable[[str], str]
-
-
-def core_name(name: str) -> str:
-    return name
-
-
-class NamesFields(RosterError):
-    """An error whose message names fields: the core names them by their core names
-    (``email_address``), and each door renames them as its API does (:meth:`named`)."""
-
-    _say: Callable[[FieldNames], str] | None = None
-    _fields: tuple[str, ...] = ()
-    _problem: str = ""
+    def message_in(self, naming: Naming) -> str:
+        """The message, naming fields as a door does."""
+        return self._message(naming) if callable(self._message) else self._message
 
     @classmethod
     def saying(
-        cls,
-        say: Callable[[FieldNames], str],
-        fields: Sequence[str] = (),
-        problem: str = "",
-        names: FieldNames = core_name,
+        cls, say: Callable[[Naming], str], fields: Sequence[str] = (), problem: str = ""
     ) -> Self:
-        """The error whose message ``say`` writes with the field names a door gives."""
-        error = cls(say(names), details=[Problem(names(f), problem) for f in fields])
-        error._say, error._fields, error._problem = say, tuple(fields), problem
-        return error
+        """The error whose message ``say`` writes with a door's names for the fields, and
+        whose details blame ``fields`` (core names) with ``problem``."""
+        return cls(say, details=[Problem(field, problem) for field in fields])
 
-    def named(self, names: FieldNames) -> RosterError:
-        """The same error, its fields named by ``names``."""
-        if self._say is None:
-            return self
-        return self.saying(self._say, self._fields, self._problem, names)
+    def with_status(self, status: int) -> RosterError:
+        """The same error, answered with another status (an API's own contract)."""
+        answered = copy.copy(self)
+        answered.status_code = status
+        return answered
+
+    def body(self, naming: Naming = as_is) -> dict[str, object]:
+        """The JSON body of the error shape, with a door's names for the fields."""
+        error: dict[str, object] = {"type": self.type, "message": self.message_in(naming)}
+        if self.details:
+            error["details"] = [
+                {"field": d.named(naming), "problem": d.problem} for d in self.details
+            ]
+        return {"error": error}
 
 
 class InvalidRequest(RosterError):
@@ -95,9 +101,17 @@ class InvalidRequest(RosterError):
     default_message = "The request is malformed."
 
     @classmethod
-    def field(cls, field: str, problem: str) -> InvalidRequest:
-        """A malformed request blamed on one named field or parameter."""
-        return cls(f"Invalid {field}: {problem}.", details=[Problem(field, problem)])
+    def field(cls, field: str, problem: str, *, core: bool = True) -> InvalidRequest:
+        """A malformed request blamed on one field or parameter, by its core name (or, not
+        ``core``, by the name a door gave it)."""
+        return cls(blamed_on(field, problem, core=core), details=[Problem(field, problem, core)])
+
+
+def blamed_on(field: str, problem: str, *, core: bool = True) -> Message:
+    """The message of a request blamed on one field: ``Invalid email_address: ...``."""
+    if not core:
+        return f"Invalid {field}: {problem}."
+    return lambda name: f"Invalid {name(field)}: {problem}."
 
 
 class BothGroupIdentifiersProvided(InvalidRequest):

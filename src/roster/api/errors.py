@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -16,17 +17,30 @@ from roster.db.backends import DATABASE_ERRORS, Outage, outage
 from roster.errors import (
     InvalidRequest,
     MethodNotAllowed,
+    Naming,
     NotFound,
     Problem,
     RosterError,
     ServiceUnavailable,
+    as_is,
 )
 
 log = logging.getLogger("roster.http")
 
 
+def naming_route(naming: Naming) -> type[APIRoute]:
+    """The route class of an API whose errors name fields as ``naming`` does (core errors
+    name them by their core names, errors/fields of a door by the door's own)."""
+
+    class NamingRoute(APIRoute):
+        field_naming = staticmethod(naming)
+
+    return NamingRoute
+
+
 def render(error: RosterError, request: Request) -> Response:
-    status, headers, body = error_response_parts(error, request_id_of(request.scope))
+    naming = getattr(request.scope.get("route"), "field_naming", as_is)
+    status, headers, body = error_response_parts(error, request_id_of(request.scope), naming)
     response = Response(content=body, status_code=status)
     response.raw_headers = headers
     return response
@@ -48,16 +62,15 @@ def _problem(error: dict[str, Any]) -> Problem:
     kind = error.get("type", "")
     if kind == "extra_forbidden":
         known = "parameter" if error["loc"][0] == "query" else "field"
-        return Problem(_location(error["loc"]), f"is not a known {known}")
+        return Problem(_location(error["loc"]), f"is not a known {known}", core=False)
     if kind == "missing":
-        return Problem(_location(error["loc"]), "is required")
+        return Problem(_location(error["loc"]), "is required", core=False)
     if kind == "json_invalid":
-        return Problem(
-            "body", f"is not valid JSON ({error.get('ctx', {}).get('error', 'malformed')})"
-        )
+        malformed = error.get("ctx", {}).get("error", "malformed")
+        return Problem("body", f"is not valid JSON ({malformed})", core=False)
     message = str(error.get("msg", "is invalid"))
     message = message.removeprefix("Value error, ")
-    return Problem(_location(error["loc"]), message[:1].lower() + message[1:])
+    return Problem(_location(error["loc"]), message[:1].lower() + message[1:], core=False)
 
 
 def validation_error(exc: RequestValidationError) -> InvalidRequest:

@@ -1,35 +1,151 @@
-"""Constrained value types shared by both APIs' request models."""
+"""The Pydantic types of both APIs' fields, derived from the core's declarations
+(core/fields.py): each checks a value with its field's own rules and states those rules
+in the OpenAPI document.
+
+Every text a client sends is checked for what no database can store (NUL, unpaired
+surrogates) before it reaches the database: a declared field's rules include that, and
+:data:`Storable` is the rule for the other texts (search terms, criteria, names).
+"""
 
 from __future__ import annotations
 
 import re
-import unicodedata
+import uuid
+from collections.abc import Callable
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
-from roster.core.accounts import ACCOUNT_ID
+from roster.core import fields as declared
+from roster.core.fields import ACCOUNT, UNSTORABLE, InvalidValue, Kind, storable
+
+#: JSON Schema patterns (ECMA 262) of what the server refuses in a text: a stored
+#: field's text holds no control character and is not blank; any text holds no NUL.
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+NO_NUL = r"^[^\x00]*$"
 
 
-def _no_control_characters(value: str) -> str:
-    # Cs: an unpaired UTF-16 surrogate, which JSON can carry but UTF-8 cannot store.
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
-        raise ValueError("must not contain control characters or unpaired surrogates")
+class Schema:
+    """Pydantic metadata: keys added to a type's JSON schema (rules checked elsewhere)."""
+
+    def __init__(self, **keys: Any) -> None:
+        self.keys = keys
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        generated = handler.resolve_ref_schema(handler(schema))
+        generated.update(self.keys)
+        return generated
+
+
+def _checked(field: declared.Field) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        try:
+            return field.check(value)
+        except InvalidValue as error:
+            raise ValueError(error.problem) from None  # the door names the field
+
+    return check
+
+
+class Rules:
+    """Pydantic metadata: a declared field's rules, as ``Annotated[str, Rules(field)]``.
+
+    Lengths are checked by Pydantic (its messages), the rest by the field's own check;
+    the JSON schema states them all.
+    """
+
+    def __init__(self, field: declared.Field) -> None:
+        self.field = field
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        metadata = self._metadata()
+        return handler.generate_schema(Annotated[(source, *metadata)] if metadata else source)
+
+    def _metadata(self) -> tuple[Any, ...]:
+        field = self.field
+        if field.kind is Kind.DATE:
+            return (BeforeValidator(_checked(field)),)
+        if field.kind in (Kind.CHOICE, Kind.REFERENCE):
+            return ()  # a Literal or a UUID says it all
+        check = AfterValidator(_checked(field))
+        if field.kind is Kind.CODE:
+            return (
+                check,
+                Schema(minLength=1, maxLength=field.max_length, pattern=field.pattern),
+            )
+        if field.kind is Kind.EMAIL:
+            return (
+                StringConstraints(min_length=field.min_length, max_length=field.max_length),
+                check,
+                Schema(format="email"),
+            )
+        return (
+            StringConstraints(max_length=field.max_length),
+            check,
+            Schema(minLength=field.min_length, pattern=PRINTABLE),
+        )
+
+
+def python_type(field: declared.Field, choices: tuple[str, ...] = ()) -> Any:
+    """The Python type of a field's values (``choices``: fewer than the field's)."""
+    if field.kind is Kind.DATE:
+        return date
+    if field.kind is Kind.REFERENCE:
+        return uuid.UUID
+    if field.kind is Kind.CHOICE:
+        return Literal[choices or field.choices]
+    return str
+
+
+def declared_type(field: declared.Field, choices: tuple[str, ...] = ()) -> Any:
+    """The type of a field in a request: its values, checked by its rules."""
+    return Annotated[python_type(field, choices), Rules(field)]
+
+
+def _storable(value: str) -> str:
+    if not storable(value):
+        raise ValueError(UNSTORABLE)
     return value
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank; omit the field or send null to leave it as it is")
-    return value
+class Storable:
+    """Pydantic metadata: the rule for any other text a client sends (a search, a
+    criterion, a name to look up), after the type's own constraints."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(_storable, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {**handler.resolve_ref_schema(handler(schema)), "pattern": NO_NUL}
 
 
-def _email_shape(value: str) -> str:
-    local, at, domain = value.rpartition("@")
-    if not at or not local or not domain or any(c.isspace() for c in value):
-        raise ValueError("must be an email address (name@domain)")
-    return value
+STORABLE = Storable()
+#: A value compared exactly (a lookup criterion): bounded, but anything storable goes.
+Criterion = Annotated[str, StringConstraints(max_length=320), STORABLE]
+GroupName = Annotated[str, StringConstraints(min_length=1, max_length=255), STORABLE]
+AccountId = Annotated[str, Rules(ACCOUNT["id"])]
+
+_CURSOR = re.compile(r"[0-9]{1,19}")
+_CURSOR_MAX = 2**63 - 1
 
 
 def _cursor(value: object) -> object:
@@ -37,67 +153,25 @@ def _cursor(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError("must be a whole number")
     if isinstance(value, str):
-        if not re.fullmatch(r"[0-9]{1,19}", value):
+        if not _CURSOR.fullmatch(value):
             raise ValueError("must be a whole number (or a string of digits)")
         return int(value)
     return value
 
 
-#: A value compared exactly (a lookup criterion): bounded, but anything else goes.
-Criterion = Annotated[str, StringConstraints(max_length=320)]
-Name = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=256),
-    AfterValidator(_no_control_characters),
-    AfterValidator(_not_blank),
+Cursor = Annotated[
+    int,
+    BeforeValidator(_cursor),
+    Field(ge=0, le=_CURSOR_MAX),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": _CURSOR_MAX},
+                {"type": "string", "pattern": f"^{_CURSOR.pattern}$"},
+            ]
+        }
+    ),
 ]
-Email = Annotated[
-    str,
-    StringConstraints(min_length=3, max_length=320),
-    AfterValidator(_no_control_characters),
-    AfterValidator(_email_shape),
-]
-Phone = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=64),
-    AfterValidator(_no_control_characters),
-    AfterValidator(_not_blank),
-]
-ExternalRef = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=255),
-    AfterValidator(_no_control_characters),
-    AfterValidator(_not_blank),
-]
-GroupName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-Cursor = Annotated[int, BeforeValidator(_cursor), Field(ge=0, le=2**63 - 1)]
 
-
-def _account_id(value: str) -> str:
-    if not ACCOUNT_ID.match(value):
-        raise ValueError("must be 1 to 36 letters, digits, '_' or '-'")
-    return value
-
-
-def _iso_date(value: object) -> object:
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        raise ValueError("must be a date written YYYY-MM-DD")
-    return value
-
-
-AccountId = Annotated[str, AfterValidator(_account_id)]
-IsoDate = Annotated[date, BeforeValidator(_iso_date)]
-
-
-def _has_text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-#: Free text of a bounded length (the People API's fields): not blank, no control characters.
-Printable = Annotated[str, AfterValidator(_no_control_characters), AfterValidator(_has_text)]
-Text32 = Annotated[Printable, StringConstraints(max_length=32)]
-Text64 = Annotated[Printable, StringConstraints(max_length=64)]
-Text128 = Annotated[Printable, StringConstraints(max_length=128)]
-Text256 = Annotated[Printable, StringConstraints(max_length=256)]
+#: A timestamp in an answer: ``2026-01-02T13:47:01.000Z``.
+Timestamp = Annotated[str, Schema(format="date-time", examples=["2026-01-02T13:47:01.000Z"])]

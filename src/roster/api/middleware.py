@@ -13,7 +13,14 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roster.api.metrics import Metrics
-from roster.errors import PayloadTooLarge, RequestHeaderFieldsTooLarge, RosterError, UriTooLong
+from roster.errors import (
+    Naming,
+    PayloadTooLarge,
+    RequestHeaderFieldsTooLarge,
+    RosterError,
+    UriTooLong,
+    as_is,
+)
 
 log = logging.getLogger("roster.http")
 access_log = logging.getLogger("roster.access")
@@ -46,9 +53,10 @@ def request_id_of(scope: Scope) -> str:
 
 
 def error_response_parts(
-    error: RosterError, request_id: str
+    error: RosterError, request_id: str, naming: Naming = as_is
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    body = orjson.dumps(error.body())
+    """An error's status, headers and body, naming fields as ``naming`` does."""
+    body = orjson.dumps(error.body(naming))
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -16,11 +16,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from roster.api.deps import WriteConnection, client_address, services
+from roster.api.fields import NO_NUL, Schema
 from roster.api.openapi import error_responses
 from roster.api.ratelimit import Budget
 from roster.core.auth import InvalidClient, issue_token
+from roster.core.fields import UNSTORABLE, storable
 
 router = APIRouter(tags=["Authentication"])
+#: The form's fields, as the OpenAPI states them; the endpoint checks them itself, so that
+#: every refusal has RFC 6749's shape.
+GRANT_TYPE = "client_credentials"
+GrantType = Annotated[str, Schema(enum=[GRANT_TYPE])]
+FormText = Annotated[str, Schema(minLength=1, pattern=NO_NUL)]
 
 
 class TokenResponse(BaseModel):
@@ -91,11 +98,19 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
 async def token(
     request: Request,
     conn: WriteConnection,
-    grant_type: Annotated[str | None, Form()] = None,
-    client_id: Annotated[str | None, Form()] = None,
-    client_secret: Annotated[str | None, Form()] = None,
+    grant_type: Annotated[GrantType | None, Form()] = None,
+    client_id: Annotated[FormText | None, Form()] = None,
+    client_secret: Annotated[FormText | None, Form()] = None,
 ) -> JSONResponse:
     """Exchange client credentials (form fields or HTTP Basic) for a bearer token."""
+    basic = _basic_credentials(request.headers.get("authorization"))
+    for name, value in (
+        ("grant_type", grant_type),
+        ("client_id", client_id if basic is None else basic[0]),
+        ("client_secret", client_secret if basic is None else basic[1]),
+    ):
+        if value is not None and not storable(value):
+            return _oauth_error(400, "invalid_request", f"{name} {UNSTORABLE}.")
     if grant_type is None:
         if not _form_encoded(request.headers.get("content-type")):
             return _oauth_error(
@@ -106,9 +121,8 @@ async def token(
                 f"{request.headers.get('content-type') or 'a body without a Content-Type'}.",
             )
         return _oauth_error(400, "invalid_request", "grant_type is required.")
-    if grant_type != "client_credentials":
+    if grant_type != GRANT_TYPE:
         return _oauth_error(400, "unsupported_grant_type", "Only client_credentials is supported.")
-    basic = _basic_credentials(request.headers.get("authorization"))
     if basic is not None and (client_id or client_secret):
         return _oauth_error(400, "invalid_request", "Send the client credentials one way only.")
     if basic is not None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from roster.api.deps import (
     CredentialContract,
@@ -15,10 +15,12 @@ from roster.api.deps import (
     require_json_body,
     services,
 )
-from roster.api.fields import Criterion, Cursor, Email, ExternalRef, GroupName, Name, Phone
+from roster.api.errors import naming_route
+from roster.api.fields import Criterion, Cursor, GroupName, Schema, declared_type
 from roster.api.openapi import error_responses
 from roster.core.accounts import resolve_groups
 from roster.core.auth import Principal
+from roster.core.fields import PERSON
 from roster.core.persons import (
     PersonCriteria,
     PersonRecord,
@@ -36,11 +38,23 @@ Writer = Annotated[
     Principal, Depends(authenticated(PERSONS_CREDENTIALS, "write"), scope="function")
 ]
 
+#: The person fields this API has (core/fields.py): their names here, by core name.
+PERSONS_FIELDS = {name: f.persons_api for name, f in PERSON.items() if f.persons_api}
+
+
+def field_name(name: str) -> str:
+    """The Persons API's name for a field that core names ``name`` (errors use it)."""
+    return PERSONS_FIELDS.get(name, name)
+
+
 router = APIRouter(
     tags=["Persons API"],
     dependencies=[Depends(require_json_body)],
     responses=error_responses(400, 401, 403, 405, 413, 414, 415, 429, 431, 500, 503),
+    route_class=naming_route(field_name),
 )
+#: A list of groups, by id or by external ref; an empty one is refused (by the core).
+Groups = Annotated[list[GroupName], Field(max_length=1000), Schema(minItems=1)]
 
 
 _CURSOR_NAMES = ("after-id", "after_id")
@@ -57,8 +71,8 @@ class FindPersonsRequest(BaseModel):
     phone_number: Criterion | None = None
     external_ref: Criterion | None = None
     identifier: Criterion | None = None
-    group_ids: list[GroupName] | None = Field(default=None, max_length=1000)
-    groups_external_refs: list[GroupName] | None = Field(default=None, max_length=1000)
+    group_ids: Groups | None = None
+    groups_external_refs: Groups | None = None
     after_id: Cursor = Field(
         default=1,
         validation_alias=AliasChoices("after-id", "after_id"),
@@ -96,18 +110,33 @@ class FindPersonsResponse(BaseModel):
     persons: list[PersonOut]
 
 
-class PersonItem(BaseModel):
-    """One person to create or update, and the groups it belongs in."""
+class PersonGroups(BaseModel):
+    """The groups a person to create or update belongs in."""
 
     model_config = ConfigDict(extra="forbid")
 
-    first_name: Name | None = None
-    last_name: Name | None = None
-    email_address: Email | None = None
-    phone_number: Phone | None = None
-    external_ref: ExternalRef | None = None
-    group_ids: list[GroupName] | None = Field(default=None, max_length=1000)
-    groups_external_refs: list[GroupName] | None = Field(default=None, max_length=1000)
+    group_ids: Groups | None = None
+    groups_external_refs: Groups | None = None
+
+
+if TYPE_CHECKING:
+    PersonItem = PersonGroups
+else:
+    PersonItem = create_model(
+        "PersonItem",
+        __base__=PersonGroups,
+        __doc__="One person to create or update, and the groups it belongs in.",
+        **{
+            named: (declared_type(PERSON[name]) | None, None)
+            for name, named in PERSONS_FIELDS.items()
+        },
+    )
+
+
+def person_values(item: PersonGroups) -> dict[str, Any]:
+    """The person fields an item gives, by core name (a null one is not given)."""
+    sent = item.model_dump()
+    return {name: sent[named] for name, named in PERSONS_FIELDS.items() if sent[named] is not None}
 
 
 class UpsertPersonsRequest(BaseModel):
@@ -140,7 +169,8 @@ def person_out(record: PersonRecord) -> PersonOut:
 
 def failure_reason(error: RosterError) -> str:
     """Why an item failed; a shared person's reason starts with its type, as the spec says."""
-    return f"{error.type}: {error.message}" if isinstance(error, SharedPerson) else error.message
+    message = error.message_in(field_name)
+    return f"{error.type}: {message}" if isinstance(error, SharedPerson) else message
 
 
 _FIND_ERRORS = error_responses(404)
@@ -181,16 +211,7 @@ async def upsert_multiple(
     """Create or update up to 1000 persons; each item succeeds or fails on its own."""
     items = [
         PersonUpsert(
-            person=item.model_dump(
-                include={
-                    "first_name",
-                    "last_name",
-                    "email_address",
-                    "phone_number",
-                    "external_ref",
-                },
-                exclude_none=True,
-            ),
+            person=person_values(item),
             group_ids=item.group_ids,
             groups_external_refs=item.groups_external_refs,
         )
@@ -208,14 +229,11 @@ async def upsert_multiple(
             )
         else:
             assert result.error is not None
+            sent = item.model_dump(include=set(PERSONS_FIELDS.values()))
             out.append(
                 UpsertedPersonOut(
+                    **sent,
                     identifier=None,
-                    first_name=item.first_name,
-                    last_name=item.last_name,
-                    email_address=item.email_address,
-                    phone_number=item.phone_number,
-                    external_ref=item.external_ref,
                     group_ids=[],
                     success=False,
                     failure_reason=failure_reason(result.error),

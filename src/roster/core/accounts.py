@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.auth import Principal
 from roster.core.clock import now
-from roster.core.matching import search_fold, search_terms, storable
+from roster.core.fields import ACCOUNT, storable
+from roster.core.matching import search_fold, search_terms
 from roster.db.tables import CORE_ROLES, accounts, personas, roles
 from roster.errors import (
     AccountNotFound,
@@ -23,8 +23,6 @@ from roster.errors import (
     InvalidRequest,
     Problem,
 )
-
-ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
 
 @dataclass(frozen=True)
@@ -39,10 +37,9 @@ async def create_account(
     conn: AsyncConnection, account_id: str, name: str, external_ref: str | None = None
 ) -> Account:
     """Create an account with its six core roles."""
-    if not ACCOUNT_ID.match(account_id):
-        raise InvalidRequest.field("id", "must be 1 to 36 letters, digits, '_' or '-'")
-    if not name.strip():
-        raise InvalidRequest.field("name", "must not be blank")
+    for field, value in (("id", account_id), ("name", name), ("external_ref", external_ref)):
+        if value is not None:
+            ACCOUNT[field].check(value)
     same = accounts.c.id == account_id
     if external_ref is not None:
         same = same | (accounts.c.external_ref == external_ref)

@@ -18,7 +18,8 @@ import orjson
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from roster.core.importing import IMPORT_COLUMNS
+from roster.core.fields import Owner
+from roster.core.importing import IMPORT_COLUMNS, IMPORTED
 from roster.db.tables import accounts, personas, persons, roles
 from roster.errors import AccountNotFound, InvalidRequest
 
@@ -30,10 +31,10 @@ PARTITION = 2000
 
 def _export_statement(account_id: str) -> Select[Any]:
     columns = [
-        roles.c.name.label("role_name")
+        roles.c.name.label(name)
         if name == "role_name"
-        else (persons.c[name] if name in persons.c else personas.c[name])
-        for name in IMPORT_COLUMNS
+        else (persons if field.owner is Owner.PERSON else personas).c[name]
+        for name, field in IMPORTED.items()
     ]
     return (
         select(*columns)

@@ -18,7 +18,6 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,27 +25,31 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from roster.core.keys import PERSON_FIELDS
+from roster.core.fields import PERSON, PERSONA, Field
 from roster.core.matching import phone_key
 from roster.core.writer import PersonWrite, Written, write_persons
 from roster.db.backends import backend_for
 from roster.db.engine import unit_of_work
-from roster.db.tables import PERSONA_STATUSES, accounts, personas, persons, roles
+from roster.db.tables import accounts, personas, persons
 from roster.errors import AccountNotFound, InvalidRequest, RosterError
 from roster.settings import Settings
 
 #: Read only when the import names no account: each row then names its own.
 ACCOUNT_COLUMN = "account_id"
-#: The persona fields a file may set, in the order export writes them.
-PERSONA_COLUMNS = ("status", "role_name", "employee_number", "job_title", "work_number")
-#: A CSV header must name these; the others are optional.
-REQUIRED_COLUMNS = ("first_name", "last_name", "email_address", "phone_number", "external_ref")
-#: The columns a file may have, in the order export writes them (operations.md's order).
-IMPORT_COLUMNS = (
-    *REQUIRED_COLUMNS,
-    *(name for name in PERSON_FIELDS if name not in REQUIRED_COLUMNS),
-    *PERSONA_COLUMNS,
-)
+#: A CSV header must name these (the Persons API's fields); the others are optional.
+REQUIRED_COLUMNS = tuple(name for name, f in PERSON.items() if f.imported and f.persons_api)
+#: The persona's columns in operations.md's order, which export keeps (the ROW's differs).
+_DOCUMENTED_PERSONA_ORDER = ("status", "role_name", "employee_number", "job_title", "work_number")
+#: Each column a file may have (core/fields.py), in the order export writes them: the
+#: required ones, the person's other fields, the persona's (any not in operations.md last).
+IMPORTED: dict[str, Field] = {
+    **{name: PERSON[name] for name in REQUIRED_COLUMNS},
+    **{name: f for name, f in PERSON.items() if f.imported},
+    **{name: PERSONA[name] for name in _DOCUMENTED_PERSONA_ORDER},
+    **{name: f for name, f in PERSONA.items() if f.imported},
+}
+assert all(f.imported for f in IMPORTED.values())
+IMPORT_COLUMNS = tuple(IMPORTED)
 CSV_SUFFIXES = (".csv",)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
@@ -332,6 +335,10 @@ def _csv_records(text: IO[str], known: tuple[str, ...]) -> Iterator[tuple[int, R
     return _csv_rows(rows, header)
 
 
+#: What bytes that are not UTF-8 are read as ("surrogateescape").
+_UNDECODED = re.compile(r"[\udc80-\udcff]")
+
+
 def _csv_rows(rows: Any, header: list[str]) -> Iterator[tuple[int, Record]]:
     width = len(header)
     line = rows.line_num + 1
@@ -350,8 +357,12 @@ def _csv_rows(rows: Any, header: list[str]) -> Iterator[tuple[int, Record]]:
         if len(cells) != width:
             yield start, InvalidRequest(f"The row has {len(cells)} cells; the header has {width}.")
             continue
-        given = zip(header, cells, strict=True)
-        yield start, {name: cell for name, cell in given if not _blank(cell)}
+        given = dict(zip(header, cells, strict=True))
+        undecodable = [name for name, cell in given.items() if _UNDECODED.search(cell)]
+        if undecodable:
+            yield start, InvalidRequest.field(undecodable[0], "is not valid UTF-8")
+            continue
+        yield start, {name: cell for name, cell in given.items() if not _blank(cell)}
 
 
 def _check_jsonl_keys(handle: IO[bytes], columns: tuple[str, ...]) -> None:
@@ -391,27 +402,10 @@ def _blank(value: object) -> bool:
 
 # -- checking values -----------------------------------------------------------------------
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-#: Unicode's control characters (category Cc), as the APIs refuse them, and the lone
-#: surrogates that stand for bytes that are not UTF-8 (read with "surrogateescape").
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-def _max_length(name: str) -> int:
-    if name == "role_name":
-        column = roles.c.name
-    else:
-        column = persons.c[name] if name in PERSON_FIELDS else personas.c[name]
-    length = getattr(column.type, "length", None)
-    assert isinstance(length, int)
-    return length
-
-
-_MAX_LENGTHS = {name: _max_length(name) for name in IMPORT_COLUMNS if name != "dob"}
-
 
 def _item(record: Record, account_id: str | None, known: frozenset[str]) -> PersonWrite:
-    """The upsert item of a record; a bad value makes it a failed item."""
+    """The write item of a record; a value its field's declaration refuses (core/fields.py)
+    makes it a failed item."""
     if isinstance(record, RosterError):
         return PersonWrite({}, frozenset(), error=record)
     if account_id is None:
@@ -422,35 +416,9 @@ def _item(record: Record, account_id: str | None, known: frozenset[str]) -> Pers
         account_id = str(named)
     accounts_ = frozenset((account_id,))
     try:
-        values = {name: _value(name, value) for name, value in record.items()}
+        values = {name: IMPORTED[name].check(value) for name, value in record.items()}
     except InvalidRequest as error:
         return PersonWrite({}, accounts_, error=error)
-    person = {name: value for name, value in values.items() if name in PERSON_FIELDS}
-    persona = {name: value for name, value in values.items() if name in PERSONA_COLUMNS}
+    person = {name: value for name, value in values.items() if name in PERSON}
+    persona = {name: value for name, value in values.items() if name not in PERSON}
     return PersonWrite(person, accounts_, persona)
-
-
-def _value(name: str, value: Any) -> Any:
-    """A checked value of one column: text within the column's length, and the typed ones."""
-    if not isinstance(value, str):
-        raise InvalidRequest.field(name, "must be a string")
-    if bad := _CONTROL.search(value):
-        if "\ud800" <= bad.group() <= "\udfff":
-            raise InvalidRequest.field(name, "is not valid UTF-8")
-        raise InvalidRequest.field(name, "must not contain control characters")
-    if name == "dob":
-        try:
-            if not _DATE.match(value):
-                raise ValueError
-            return date.fromisoformat(value)
-        except ValueError:
-            raise InvalidRequest.field(name, f"{value!r} is not a date (YYYY-MM-DD)") from None
-    if len(value) > _MAX_LENGTHS[name]:
-        raise InvalidRequest.field(name, f"must be at most {_MAX_LENGTHS[name]} characters")
-    if name == "status" and value not in PERSONA_STATUSES:
-        raise InvalidRequest.field(name, f"{value!r} is not one of {', '.join(PERSONA_STATUSES)}")
-    if name == "email_address":
-        local, at, domain = value.rpartition("@")
-        if not at or not local or not domain or any(c.isspace() for c in value):
-            raise InvalidRequest.field(name, "must be an email address (name@domain)")
-    return value

@@ -23,15 +23,6 @@ _WHITESPACE = re.compile(r"\s+")
 SEARCH_FIELD_SEPARATOR = "\n"
 
 
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
-
-
-def storable(text: str) -> bool:
-    """False for text no database column can hold (a NUL, or a lone UTF-16 surrogate that
-    JSON can smuggle in): such a value can equal nothing stored, so it matches nothing."""
-    return _UNSTORABLE.search(text) is None
-
-
 def email_key(email: str | None) -> str | None:
     """The whole address, NFC-normalised and case-folded (``Ann.Lee@Example.COM``)."""
     if email is None:

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.accounts import resolve_groups
 from roster.core.auth import Principal
-from roster.core.matching import email_key, name_key, phone_key, storable
+from roster.core.fields import storable
+from roster.core.matching import email_key, name_key, phone_key
 from roster.core.writer import PersonWrite, Written, write_persons
 from roster.db.backends import Backend, backend_for
 from roster.db.tables import accounts, personas, persons

@@ -38,18 +38,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
-from roster.core.keys import (
-    PERSON_FIELDS,
-    PERSONA_FIELDS,
-    person_keys,
-    persona_derived,
-    refresh_personas,
-)
+from roster.core.derived_columns import person_keys, persona_derived, refresh_personas
+from roster.core.fields import PERSON_FIELDS, PERSONA_FIELDS, SHARED_PERSON_FIELDS
 from roster.core.matching import email_key, name_key, phone_key
-from roster.core.people.rows import persona_not_found
+from roster.core.people.persona_rows import persona_not_found
 from roster.db.backends import Backend, backend_for, update_many
 from roster.db.tables import budgets, personas, persons, roles
-from roster.errors import Conflict, NamesFields, NotFound, RosterError, Unprocessable
+from roster.errors import Conflict, NotFound, RosterError, Unprocessable
 
 #: Items per planned batch: bounded so that the prefetch stays within SQLite's
 #: limit on bound parameters.
@@ -90,7 +85,7 @@ class AmbiguousMatch(Conflict):
     )
 
 
-class DuplicateValue(NamesFields, Conflict):
+class DuplicateValue(Conflict):
     """A unique value (email address, external ref) that another person holds."""
 
     type = "duplicate_value"
@@ -114,7 +109,7 @@ class DuplicateValue(NamesFields, Conflict):
         )
 
 
-class PersonaExists(NamesFields, Conflict):
+class PersonaExists(Conflict):
     """A second persona for one person in one account (People API ``POST /people``)."""
 
     @classmethod
@@ -127,7 +122,7 @@ class PersonaExists(NamesFields, Conflict):
         )
 
 
-class UnknownRole(NamesFields, Unprocessable):
+class UnknownRole(Unprocessable):
     @classmethod
     def named_as(cls, role_name: str, account_id: str) -> UnknownRole:
         return cls.saying(
@@ -140,7 +135,7 @@ class UnknownRole(NamesFields, Unprocessable):
         )
 
 
-class SharedPerson(NamesFields):
+class SharedPerson(RosterError):
     """A change to a person's own fields by a client that does not reach every account
     where the person has a persona (spec/README.md, "Shared persons")."""
 
@@ -149,7 +144,7 @@ class SharedPerson(NamesFields):
 
     @classmethod
     def changing(cls, names: Collection[str]) -> SharedPerson:
-        fields = [f for f in PERSON_FIELDS if f in names]
+        fields = [f for f in SHARED_PERSON_FIELDS if f in names]
         return cls.saying(
             lambda n: (
                 "This person also has a persona in an account your client cannot reach, so "
@@ -640,7 +635,8 @@ class _Plan:
     def _check_shared(self, person: _Person | None, changes: Mapping[str, Any]) -> None:
         """Only a caller that reaches every account of a person changes its own fields."""
         reach = self.reach
-        if changes and person is not None and reach is not None and person.personas.keys() - reach:
+        shared = not changes.keys().isdisjoint(SHARED_PERSON_FIELDS)
+        if shared and person is not None and reach is not None and person.personas.keys() - reach:
             raise SharedPerson.changing(changes)
 
     def _role(self, account_id: str, role_name: str) -> uuid.UUID:

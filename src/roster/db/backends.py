@@ -20,10 +20,13 @@ import orjson
 from sqlalchemy import (
     ColumnElement,
     Executable,
+    FromClause,
     Select,
+    Text,
     and_,
     any_,
     bindparam,
+    cast,
     column,
     event,
     func,
@@ -37,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -122,6 +126,25 @@ class Backend(Protocol):
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         """``text`` to sort by code point, whatever the database's collation."""
+        ...
+
+    def json_object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
+        """A JSON object of these keys and values (where ``renders_json``)."""
+        ...
+
+    def json_list(
+        self,
+        item: ColumnElement[Any],
+        order: Sequence[ColumnElement[Any]],
+        source: FromClause,
+    ) -> ColumnElement[str]:
+        """The text of a JSON array of ``item`` over the rows of ``source``, in ``order``;
+        ``[]`` for none (where ``renders_json``)."""
+        ...
+
+    def json_item(self, item: ColumnElement[Any], source: FromClause) -> ColumnElement[str]:
+        """The text of ``item`` for the one row of ``source``; ``null`` for none (where
+        ``renders_json``)."""
         ...
 
     def insert(self, table: Table) -> UpsertingInsert:
@@ -341,6 +364,27 @@ class PostgresBackend:
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         return text.collate("C")
 
+    def json_object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
+        arguments: list[ColumnElement[Any]] = []
+        for key, value in pairs:
+            assert key.isidentifier(), key  # written into the statement, not bound
+            arguments += [literal_column(f"'{key}'"), value]
+        return func.json_build_object(*arguments)
+
+    def json_list(
+        self,
+        item: ColumnElement[Any],
+        order: Sequence[ColumnElement[Any]],
+        source: FromClause,
+    ) -> ColumnElement[str]:
+        aggregated = func.json_agg(aggregate_order_by(item, *order) if order else item)
+        array = func.coalesce(cast(aggregated, Text), "[]")
+        return select(array).select_from(source).scalar_subquery()
+
+    def json_item(self, item: ColumnElement[Any], source: FromClause) -> ColumnElement[str]:
+        found = select(cast(item, Text)).select_from(source).scalar_subquery()
+        return func.coalesce(found, "null")
+
     def insert(self, table: Table) -> UpsertingInsert:
         return postgresql.insert(table)
 
@@ -490,6 +534,23 @@ class SqliteBackend:
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         return text  # SQLite's default collation, BINARY, is code point order for UTF-8
+
+    # SQLite's json_group_array takes no ORDER BY before 3.44: its embeds are loaded as
+    # objects (renders_json is false), and these are never asked for.
+
+    def json_object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
+        raise NotImplementedError
+
+    def json_list(
+        self,
+        item: ColumnElement[Any],
+        order: Sequence[ColumnElement[Any]],
+        source: FromClause,
+    ) -> ColumnElement[str]:
+        raise NotImplementedError
+
+    def json_item(self, item: ColumnElement[Any], source: FromClause) -> ColumnElement[str]:
+        raise NotImplementedError
 
     def insert(self, table: Table) -> UpsertingInsert:
         return sqlite.insert(table)

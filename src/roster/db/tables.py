@@ -1,13 +1,16 @@
 """The domain model as SQLAlchemy Core tables (the migrations create exactly these).
 
-Every value a client sends is stored as sent; beside it, ``*_key`` columns hold the
-comparison keys of the matching rules (``core/matching.py``) so that an exact
-lookup is an index lookup on both backends.
+The columns of the fields clients write are derived from their declarations
+(``core/fields.py``). Every value a client sends is stored as sent; beside it, ``*_key``
+columns hold the comparison keys of the matching rules (``core/matching.py``) so that an
+exact lookup is an index lookup on both backends.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -32,6 +35,21 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from roster.core.fields import (
+    ACCOUNT,
+    ADDRESS,
+    BUDGET,
+    PERSON,
+    PERSONA,
+    ROLE,
+    TEAM,
+    Field,
+    Kind,
+    stored,
+)
+from roster.core.fields import BUDGET_TYPES as BUDGET_TYPES
+from roster.core.fields import PERSONA_STATUSES as PERSONA_STATUSES
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -42,8 +60,6 @@ metadata = MetaData(
     }
 )
 
-PERSONA_STATUSES = ("active", "deactivated", "created", "invited", "inviteExpired")
-BUDGET_TYPES = ("individual", "shared", "accountBalance")
 CORE_ROLES = ("Owner", "Admin", "Payer", "Viewer", "Accountant", "User")
 
 
@@ -71,6 +87,24 @@ def _byte_order_string(length: int) -> TypeEngine[str]:
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
+def _column(field: Field, **options: Any) -> Column[Any]:
+    """The column of a declared field."""
+    kind: TypeEngine[Any] = Date() if field.kind is Kind.DATE else String(field.max_length)
+    if field.unique:
+        options["unique"] = True
+    return Column(field.name, kind, nullable=field.nullable, **options)
+
+
+def _columns(fields: Mapping[str, Field]) -> list[Column[Any]]:
+    """The columns of an owner's declared fields, but references (written with their keys)."""
+    return [_column(field) for field in stored(fields) if field.kind is not Kind.REFERENCE]
+
+
+def _length(field: Field) -> int:
+    assert field.max_length is not None
+    return field.max_length
+
+
 def _timestamps() -> list[Column[object]]:
     return [
         Column("created_at", UtcDateTime(), nullable=False),
@@ -95,9 +129,8 @@ def _row_number() -> Column[int]:
 accounts = Table(
     "accounts",
     metadata,
-    Column("id", String(36), primary_key=True),
-    Column("external_ref", String(255), unique=True),
-    Column("name", String(256), nullable=False),
+    _column(ACCOUNT["id"], primary_key=True),
+    *_columns({name: f for name, f in ACCOUNT.items() if name != "id"}),
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
@@ -108,22 +141,12 @@ persons = Table(
     # so that the seed's default "after-id": 1 starts at the first person.
     _row_number(),
     Column("id", Uuid, nullable=False, unique=True),
-    Column("first_name", String(256)),
-    Column("last_name", String(256)),
-    Column("title", String(64)),
-    Column("middle_initials", String(32)),
-    Column("dob", Date),
-    Column("gender", String(64)),
-    Column("nationality", String(64)),
-    Column("country_of_residence", String(64)),
-    Column("email_address", String(320)),
-    Column("phone_number", String(64)),
-    Column("external_ref", String(255), unique=True),
+    *_columns(PERSON),
     *_timestamps(),
-    Column("email_key", String(320), unique=True),
-    Column("phone_key", String(64), index=True),
-    Column("first_name_key", String(256), index=True),
-    Column("last_name_key", String(256), index=True),
+    Column("email_key", String(_length(PERSON["email_address"])), unique=True),
+    Column("phone_key", String(_length(PERSON["phone_number"])), index=True),
+    Column("first_name_key", String(_length(PERSON["first_name"])), index=True),
+    Column("last_name_key", String(_length(PERSON["last_name"])), index=True),
     sqlite_autoincrement=True,
 )
 
@@ -132,8 +155,8 @@ roles = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
-    Column("name", String(64), nullable=False),
-    Column("name_key", String(64), nullable=False),
+    *_columns(ROLE),
+    Column("name_key", String(_length(ROLE["name"])), nullable=False),
     Column("type", String(16)),
     *_timestamps(),
     UniqueConstraint("account_id", "name_key"),
@@ -148,18 +171,14 @@ personas = Table(
     Column("id", Uuid, nullable=False, unique=True),
     Column("person_id", ForeignKey("persons.id"), nullable=False),
     Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("email_address", String(320)),
-    Column("employee_number", String(64)),
-    Column("work_number", String(64)),
-    Column("job_title", String(256)),
+    *_columns(PERSONA),
     Column("role_id", ForeignKey("roles.id"), nullable=False, index=True),
     Column("created_by_persona_id", ForeignKey("personas.id", ondelete="SET NULL")),
     *_timestamps(),
     # Copies of the person's folded names, so that an account's people are listed
     # in order from one index without touching persons.
-    Column("sort_last", _byte_order_string(256), nullable=False),
-    Column("sort_first", _byte_order_string(256), nullable=False),
+    Column("sort_last", _byte_order_string(_length(PERSON["last_name"])), nullable=False),
+    Column("sort_first", _byte_order_string(_length(PERSON["first_name"])), nullable=False),
     # Folded person and persona fields, one per line; see core/matching.search_text.
     Column("search_text", Text, nullable=False),
     UniqueConstraint("person_id", "account_id"),
@@ -173,7 +192,7 @@ teams = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("name", String(256), nullable=False),
+    *_columns(TEAM),
     Column(
         "primary_owner_persona_id",
         ForeignKey("personas.id", ondelete="SET NULL"),
@@ -195,8 +214,7 @@ budgets = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("name", String(256), nullable=False),
-    Column("type", String(16), nullable=False),
+    *_columns(BUDGET),
     Column(
         "primary_owner_persona_id",
         ForeignKey("personas.id", ondelete="SET NULL"),
@@ -219,14 +237,7 @@ addresses = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("persona_id", ForeignKey("personas.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("type", String(32), nullable=False),
-    Column("address_line1", String(256), nullable=False),
-    Column("address_line2", String(256)),
-    Column("address_line3", String(256)),
-    Column("city", String(128), nullable=False),
-    Column("region", String(128)),
-    Column("postcode", String(32), nullable=False),
-    Column("country_code", String(2), nullable=False),
+    *_columns(ADDRESS),
     *_timestamps(),
 )
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from roster.api.people import account, listing, personas
+from roster.api.people import addresses, listing, personas, roles, teams_and_budgets
 
 router = APIRouter()
 router.include_router(listing.router)
 router.include_router(personas.router)
-router.include_router(account.router)
+router.include_router(roles.router)
+router.include_router(teams_and_budgets.router)
+router.include_router(addresses.router)

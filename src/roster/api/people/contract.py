@@ -4,18 +4,27 @@ parameters' rules, and its routers' common error answers.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.api.deps import CredentialContract, authenticated, require_json_body
+from roster.api.errors import naming_route
 from roster.api.fields import AccountId
 from roster.api.openapi import error_responses
+from roster.api.people.models import field_name
+from roster.core.accounts import require_account
 from roster.core.auth import Principal
+from roster.core.people.paging import Page, Paging
 from roster.errors import InvalidRequest
+
+T = TypeVar("T")
 
 #: This API's contract (spec/people-api.md): missing or expired 401, invalid 403.
 PEOPLE_CREDENTIALS = CredentialContract(missing=401, invalid=403, expired=401)
@@ -35,7 +44,7 @@ def one_value_each(request: Request) -> None:
     names = Counter(name for name, _ in request.query_params.multi_items())
     for name, times in names.items():
         if times > 1 and name not in LIST_PARAMETERS:
-            raise InvalidRequest.field(name, "must be given once")
+            raise InvalidRequest.field(name, "must be given once", core=False)
 
 
 class QueryParameters(BaseModel):
@@ -59,4 +68,26 @@ def people_router(tag: str) -> APIRouter:
         tags=[tag],
         dependencies=[Depends(require_json_body), Depends(one_value_each)],
         responses=error_responses(400, 401, 403, 404, 405, 413, 414, 415, 429, 431, 500, 503),
+        route_class=naming_route(field_name),
     )
+
+
+#: The account a call works on, named in the query (``?accountId=``).
+Scope = Annotated[AccountScope, Query()]
+#: The account and the page of one of its lists (roles, teams, budgets).
+Listing = Annotated[AccountPage, Query()]
+PersonaId = Annotated[uuid.UUID, Path(alias="personaId")]
+
+
+async def account_page(
+    conn: AsyncConnection,
+    principal: Principal,
+    listing: AccountPage,
+    lister: Callable[[AsyncConnection, str, Paging], Awaitable[Page[T]]],
+    render: Callable[[T], object],
+) -> dict[str, Any]:
+    """One page of one of the account's lists, rendered."""
+    account_id = await require_account(conn, principal, listing.account_id)
+    page = await lister(conn, account_id, Paging(listing.limit, listing.offset))
+    rows = [render(row) for row in page.rows]
+    return {"count": page.count, "limit": page.limit, "offset": page.offset, "rows": rows}

@@ -5,24 +5,30 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncGenerator, Callable
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import orjson
 from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, StringConstraints
 from starlette.types import Receive, Scope, Send
 
 from roster.api.deps import ReadConnection, services
-from roster.api.fields import AccountId
+from roster.api.fields import NO_NUL, STORABLE, AccountId, Schema
 from roster.api.people.contract import INT32_MAX, QueryParameters, Reader, people_router
-from roster.api.people.models import PeoplePage, PersonaStatus, row_json
+from roster.api.people.models import (
+    PeoplePage,
+    PersonaStatus,
+    include_name,
+    item_key,
+    row_json,
+)
 from roster.core.accounts import require_account
+from roster.core.fields import PERSONA_STATUSES, UNSTORABLE, storable
+from roster.core.people.embeds import EMBEDS
 from roster.core.people.listing import PeopleQuery, list_people
-from roster.core.people.rows import Embed
 from roster.db.backends import json_default
 from roster.db.engine import read_snapshot
-from roster.db.tables import PERSONA_STATUSES
 
 router = people_router("People API")
 
@@ -49,6 +55,8 @@ def _uuid(value: str) -> uuid.UUID:
 
 
 def _text(value: str) -> str:
+    if not storable(value):
+        raise ValueError(UNSTORABLE)
     return value
 
 
@@ -77,13 +85,12 @@ def _true_or_false(value: object) -> bool:
 
 
 Ids = Annotated[list[uuid.UUID], _listed(_uuid)]
-EmbedName = Literal[
-    "persona.addresses",
-    "persona.createdBy",
-    "persona.teams",
-    "persona.primaryOwnerOf",
-    "persona.roles",
-]
+#: The embeds by the names ``include`` takes.
+EMBEDS_NAMED = {include_name(embed): embed for embed in EMBEDS}
+if TYPE_CHECKING:
+    EmbedName = str
+else:
+    EmbedName = Literal[tuple(EMBEDS_NAMED)]
 
 
 class PeopleParameters(QueryParameters):
@@ -92,10 +99,10 @@ class PeopleParameters(QueryParameters):
     account_id: AccountId = Field(description="The ID of the account to work with.")
     limit: int = Field(100, ge=1, le=100000, description="The maximum number of rows to return.")
     offset: int = Field(0, ge=0, le=INT32_MAX, description="The number of rows to skip.")
-    search: str | None = Field(
-        None, max_length=100, description="Every term must occur in a name, email or number."
+    search: Annotated[str, StringConstraints(max_length=100), STORABLE] | None = Field(
+        None, description="Every term must occur in a name, email or number."
     )
-    include: Annotated[list[EmbedName], _listed(_one_of(tuple(Embed)))] = Field(
+    include: Annotated[list[EmbedName], _listed(_one_of(tuple(EMBEDS_NAMED)))] = Field(
         default_factory=list, description="Embeds to add inside each row's persona."
     )
     status: Annotated[list[PersonaStatus], _listed(_one_of(PERSONA_STATUSES))] = Field(
@@ -103,9 +110,9 @@ class PeopleParameters(QueryParameters):
     )
     teams: Ids = Field(default_factory=list, description="Personas in any of these teams.")
     roles: Ids = Field(default_factory=list, description="Personas with any of these roles.")
-    role_names: Annotated[list[str], _listed(_text)] = Field(
-        default_factory=list, description="The same by role name, ignoring case."
-    )
+    role_names: Annotated[
+        list[Annotated[str, Schema(minLength=1, pattern=NO_NUL)]], _listed(_text)
+    ] = Field(default_factory=list, description="The same by role name, ignoring case.")
     people: Ids = Field(default_factory=list, description="Only these persons.")
     without_individual_budget: Annotated[bool, BeforeValidator(_true_or_false)] = Field(
         False, description="true: only personas that own no individual budget."
@@ -119,7 +126,7 @@ class PeopleParameters(QueryParameters):
             limit=self.limit,
             offset=self.offset,
             search=self.search,
-            include=frozenset(Embed(name) for name in self.include),
+            include=frozenset(EMBEDS_NAMED[name] for name in self.include),
             statuses=frozenset(self.status),
             team_ids=frozenset(self.teams),
             role_ids=frozenset(self.roles),
@@ -138,7 +145,7 @@ async def _people_json(
     The count and the rows are read in one read transaction, so they agree.
     """
     async with read_snapshot(services(request).engine) as conn:
-        page = await list_people(conn, account_id, parameters.core_query())
+        page = await list_people(conn, account_id, parameters.core_query(), item_key)
         head = {
             "limit": parameters.limit,
             "offset": parameters.offset,

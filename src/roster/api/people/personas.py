@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import Path, Query, Request, Response
-from pydantic.alias_generators import to_camel
+from fastapi import Path, Request, Response
 
 from roster.api.deps import WriteConnection, services
 from roster.api.openapi import error_responses
-from roster.api.people.contract import AccountScope, Writer, people_router
+from roster.api.people.contract import PersonaId, Scope, Writer, people_router
 from roster.api.people.models import (
     PersonaUpdate,
     PersonCreate,
@@ -20,9 +17,12 @@ from roster.api.people.models import (
     PersonUpdate,
     RoleAssignment,
     RoleOut,
+    camel,
     row_json,
+    values_of,
 )
 from roster.core.accounts import require_account
+from roster.core.fields import PERSON, PERSONA, stored
 from roster.core.people.personas import (
     add_person,
     assign_role,
@@ -30,29 +30,12 @@ from roster.core.people.personas import (
     update_person,
     update_persona,
 )
-from roster.errors import NamesFields
 
 router = people_router("People API: people and personas")
-Scope = Annotated[AccountScope, Query()]
-PersonaId = Annotated[uuid.UUID, Path(alias="personaId")]
 
 
 def _region(request: Request) -> str:
     return services(request).settings.default_phone_region
-
-
-def people_api_name(field: str) -> str:
-    """This API's name of a core field."""
-    return "primaryMobileNumber" if field == "phone_number" else to_camel(field)
-
-
-@contextmanager
-def in_people_api_names() -> Iterator[None]:
-    """The core's errors, their fields named as this API names them."""
-    try:
-        yield
-    except NamesFields as error:
-        raise error.named(people_api_name) from None
 
 
 @router.post(
@@ -67,24 +50,12 @@ async def create_person(
 ) -> dict[str, Any]:
     """Add a person to an account; a person whose email address is known joins as it is."""
     account_id = await require_account(conn, principal, body.account_id)
-    persona = {
-        "status": body.status,
-        "email_address": body.email_address,
-        "employee_number": body.employee_number,
-        "job_title": body.job_title,
-        "work_number": body.work_number,
-        "created_by_persona_id": body.created_by_persona_id,
-    }
-    with in_people_api_names():
-        row = await add_person(
-            conn,
-            account_id,
-            body.person_values(only_given=False),
-            persona,
-            body.role_name,
-            _region(request),
-            principal.account_ids,
-        )
+    person = values_of(body, PERSON.values())
+    persona = values_of(body, stored(PERSONA))
+    role_name = values_of(body, [PERSONA["role_name"]])["role_name"]
+    row = await add_person(
+        conn, account_id, person, persona, role_name, _region(request), principal.account_ids
+    )
     return row_json(row)
 
 
@@ -104,11 +75,10 @@ async def change_person(
 ) -> dict[str, Any]:
     """Change a person's fields (every account the person belongs to sees the change)."""
     account_id = await require_account(conn, principal, scope.account_id)
-    changes = body.person_values(only_given=True)
-    with in_people_api_names():
-        row = await update_person(
-            conn, account_id, person_id, changes, _region(request), principal.account_ids
-        )
+    changes = values_of(body, PERSON.values(), only_given=True)
+    row = await update_person(
+        conn, account_id, person_id, changes, _region(request), principal.account_ids
+    )
     return row_json(row)
 
 
@@ -123,9 +93,8 @@ async def change_persona(
 ) -> dict[str, Any]:
     """Change a persona's own fields: work email, employee and work numbers, job title, status."""
     account_id = await require_account(conn, principal, scope.account_id)
-    changes = body.model_dump(include=body.model_fields_set, by_alias=False)
-    with in_people_api_names():
-        row = await update_persona(conn, account_id, persona_id, changes, _region(request))
+    changes = values_of(body, stored(PERSONA), only_given=True)
+    row = await update_persona(conn, account_id, persona_id, changes, _region(request))
     return row_json(row)
 
 
@@ -137,12 +106,11 @@ async def change_role(
     request: Request,
     conn: WriteConnection,
     principal: Writer,
-) -> RoleOut:
+) -> dict[str, Any]:
     """Give a persona another of the account's roles, by name (ignoring case)."""
     account_id = await require_account(conn, principal, scope.account_id)
-    with in_people_api_names():
-        role = await assign_role(conn, account_id, persona_id, body.role_name, _region(request))
-    return RoleOut(id=role.id, name=role.name, type=role.type)
+    role = await assign_role(conn, account_id, persona_id, body.role_name, _region(request))
+    return camel(role)
 
 
 @router.delete("/personas/{personaId}", status_code=204, response_class=Response)

@@ -24,7 +24,15 @@ from starlette.datastructures import FormData
 from roster.api.deps import ReadConnection, SnapshotConnection, WriteConnection, charge, services
 from roster.api.errors import validation_error
 from roster.api.people.listing import PeopleParameters
-from roster.api.people.models import PersonaUpdate, RoleAssignment, row_json
+from roster.api.people.models import (
+    PersonaUpdate,
+    RoleAssignment,
+    field_name,
+    include_name,
+    item_key,
+    row_json,
+    values_of,
+)
 from roster.api.web.assets import static_file
 from roster.api.web.render import (
     STATUS_LABELS,
@@ -52,12 +60,14 @@ from roster.api.web.session import (
 )
 from roster.core.accounts import Account, memberships_of, reachable_account, reachable_accounts
 from roster.core.auth import Principal, client_by_key, client_by_secret
+from roster.core.fields import PERSONA, stored
+from roster.core.people.embeds import EMBEDS
 from roster.core.people.listing import PeopleQuery, list_people
-from roster.core.people.memberships import add_team_member, remove_team_member, team_names
 from roster.core.people.paging import Paging
+from roster.core.people.persona_rows import persona_row
 from roster.core.people.personas import assign_role, update_persona
 from roster.core.people.roles import list_roles
-from roster.core.people.rows import Embed, persona_row
+from roster.core.people.teams_and_budgets import add_team_member, remove_team_member, team_names
 from roster.core.sessions import end_session, start_session
 from roster.errors import InsufficientScope, InvalidCredentials, NotFound, Problem, RosterError
 
@@ -73,11 +83,9 @@ SEARCHABLE_ACCOUNTS = 10
 #: The query parameters of the directory: the People API's own names.
 FILTERS = ("search", "status", "teams", "roles")
 #: What a result row shows besides the person and persona.
-ROW_EMBEDS = frozenset((Embed.TEAMS, Embed.ROLES))
+ROW_EMBEDS = frozenset(embed for embed in EMBEDS if embed.name in ("teams", "roles"))
 #: The persona fields the card edits, by their People API names.
 DETAIL_FIELDS = ("status", "jobTitle", "emailAddress", "workNumber")
-#: The row attribute holding each persona field (by its core name).
-_ROW_ATTRIBUTE = {"email_address": "persona_email_address"}
 
 
 def _shown(row: Any) -> dict[str, Any]:
@@ -89,7 +97,7 @@ def _shown(row: Any) -> dict[str, Any]:
 async def _people(
     conn: AsyncConnection, account_id: str, query: PeopleQuery
 ) -> tuple[int, list[dict[str, Any]]]:
-    page = await list_people(conn, account_id, query)
+    page = await list_people(conn, account_id, query, item_key)
     rows: list[dict[str, Any]] = []
     async for chunk in page.chunks:
         rows.extend(_shown(row) for row in chunk)
@@ -276,7 +284,7 @@ async def people_page(
                 "accountId": account.id,
                 "limit": PAGE_SIZE,
                 "offset": offset,
-                "include": [str(e) for e in ROW_EMBEDS],
+                "include": [include_name(embed) for embed in ROW_EMBEDS],
             }
         )
     except ValidationError as error:
@@ -325,7 +333,7 @@ async def _card(
     """The card of a person of the account, with every embed, and the forms that edit it."""
     rows: list[dict[str, Any]] = []
     if person_id is not None:
-        query = PeopleQuery(limit=1, person_ids=frozenset((person_id,)), include=frozenset(Embed))
+        query = PeopleQuery(limit=1, person_ids=frozenset((person_id,)), include=frozenset(EMBEDS))
         _, rows = await _people(conn, account.id, query)
     if not rows:
         raise NotFound(f"There is no person {person_id} in account {account.id!r}.")
@@ -402,7 +410,7 @@ class _Edit:
                 for write in writes:
                     await write()
         except RosterError as error:
-            self.refuse([Problem(blamed, error.message)], error.status_code)
+            self.refuse([Problem(blamed, error.message_in(field_name))], error.status_code)
 
     async def answer(
         self,
@@ -444,11 +452,10 @@ async def save_details(
     edit = _Edit("details")
     edit.refuse(_problems(PersonaUpdate, fields) + _problems(RoleAssignment, role))
     if not edit.problems:
-        values = PersonaUpdate.model_validate(fields).model_dump(by_alias=False)
+        sent = PersonaUpdate.model_validate(fields)
+        values = values_of(sent, stored(PERSONA), only_given=True)
         changes = {
-            name: value
-            for name, value in values.items()
-            if value != getattr(current, _ROW_ATTRIBUTE.get(name, name))
+            name: value for name, value in values.items() if value != current.persona_value(name)
         }
         region = services(request).settings.default_phone_region
         await edit.attempt(

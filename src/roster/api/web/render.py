@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from roster.api.errors import DATABASE_FAULTS, fault_error
 from roster.api.middleware import request_id_of
+from roster.api.people.models import field_name
 from roster.api.web.assets import static_url
 from roster.api.web.session import (
     SESSION_COOKIE,
@@ -150,7 +151,7 @@ def error_page(request: Request, error: RosterError) -> Response:
     context = {
         "status": error.status_code,
         "title": _TITLES.get(error.status_code, "Something went wrong"),
-        "message": error.message,
+        "message": error.message_in(field_name),
     }
     template = "_notice.html" if from_script(request) else "error.html"
     return html(request, template, context, error.status_code, error.headers)

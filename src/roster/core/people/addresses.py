@@ -11,8 +11,8 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
+from roster.core.people.embeds import Address
 from roster.core.people.personas import require_personas
-from roster.core.people.rows import Address
 from roster.db.tables import addresses
 from roster.errors import Unprocessable
 

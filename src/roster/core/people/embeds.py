@@ -1,257 +1,231 @@
-"""The embeds of a listing, never one query per row: on SQLite loaded for a chunk of rows
-at a time, one query per embed per chunk; on PostgreSQL written as JSON by columns of the
-listing's own statement (see below).
+"""The embeds a listing may add inside a row's persona, each declared once: what one item
+is, where the items come from, and their order. :data:`EMBEDS` registers them, in the
+order a row shows them.
+
+A listing never loads an embed one row at a time. It either loads each included embed
+for a chunk of rows as objects, one query per embed (:func:`load_embeds`; SQLite), or
+has the database write each as JSON, a column of the listing's own statement
+(:func:`embed_columns`; PostgreSQL, whose ``renders_json`` is true): a 100,000-row page
+with every embed spent more than half of its time building the objects in Python and
+serializing them again. Both ways are built from the same declaration, and a test holds
+them to the same answers.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import fields
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, fields
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
-from pydantic.alias_generators import to_camel
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    Text,
-    cast,
-    func,
-    literal,
-    literal_column,
-    select,
-    union_all,
-)
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import ColumnElement, FromClause, Select, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
-from roster.core.people.rows import (
-    Address,
-    Embed,
-    Ownership,
-    PersonaRef,
-    PersonaRow,
-    RoleRef,
-    TeamRef,
-)
-from roster.db.backends import backend_for
+from roster.core.people.persona_rows import PersonaRow
+from roster.db.backends import Backend, backend_for
 from roster.db.tables import addresses, budgets, personas, persons, roles, team_members, teams
+from roster.errors import Naming, as_is
 
-EmbedLoader = Callable[[AsyncConnection, Sequence[PersonaRow]], Awaitable[None]]
-
-
-def _persona_ids(rows: Sequence[PersonaRow]) -> list[uuid.UUID]:
-    return [row.persona_id for row in rows]
+# -- what the items are ----------------------------------------------------------------------
 
 
-async def _addresses(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
-    found: defaultdict[uuid.UUID, list[Address]] = defaultdict(list)
-    for row in await conn.execute(
-        select(addresses.c.persona_id, *(addresses.c[f.name] for f in fields(Address)))
-        .where(backend_for(conn).one_of(addresses.c.persona_id, "ids"))
-        .order_by(addresses.c.created_at, addresses.c.id),
-        {"ids": _persona_ids(rows)},
-    ):
-        persona_id, *values = row
-        found[persona_id].append(Address(*values))
-    for persona in rows:
-        persona.addresses = found[persona.persona_id]
+@dataclass(frozen=True, slots=True)
+class Address:
+    id: uuid.UUID
+    type: str
+    address_line1: str
+    address_line2: str | None
+    address_line3: str | None
+    city: str
+    region: str | None
+    postcode: str
+    country_code: str
 
 
-async def _created_by(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
-    creators = {row.created_by_persona_id for row in rows} - {None}
-    found: dict[uuid.UUID, PersonaRef] = {}
-    if creators:
-        for row in await conn.execute(
-            select(
-                personas.c.id,
-                personas.c.person_id,
-                persons.c.first_name,
-                persons.c.last_name,
-                personas.c.email_address,
-            )
-            .join(persons, persons.c.id == personas.c.person_id)
-            .where(backend_for(conn).one_of(personas.c.id, "ids")),
-            {"ids": list(creators)},
-        ):
-            found[row.id] = PersonaRef(*row)
-    for persona in rows:
-        creator = persona.created_by_persona_id
-        persona.created_by = found.get(creator) if creator is not None else None
+@dataclass(frozen=True, slots=True)
+class PersonaRef:
+    """Who created a persona: that persona and its person's names."""
+
+    id: uuid.UUID
+    person_id: uuid.UUID
+    first_name: str | None
+    last_name: str | None
+    email_address: str | None
 
 
-async def _teams(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
-    found: defaultdict[uuid.UUID, list[TeamRef]] = defaultdict(list)
-    for persona_id, team_id, name in await conn.execute(
-        select(team_members.c.persona_id, teams.c.id, teams.c.name)
-        .join(teams, teams.c.id == team_members.c.team_id)
-        .where(backend_for(conn).one_of(team_members.c.persona_id, "ids"))
-        .order_by(backend_for(conn).byte_order(teams.c.name), teams.c.id),
-        {"ids": _persona_ids(rows)},
-    ):
-        found[persona_id].append(TeamRef(team_id, name))
-    for persona in rows:
-        persona.teams = found[persona.persona_id]
+@dataclass(frozen=True, slots=True)
+class TeamRef:
+    id: uuid.UUID
+    name: str
 
 
-async def _primary_owner_of(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
-    backend = backend_for(conn)
-    owned = union_all(
-        *(
-            select(
-                table.c.primary_owner_persona_id.label("persona_id"),
-                literal(kind).label("type"),
-                table.c.id,
-                table.c.name,
-            ).where(backend.one_of(table.c.primary_owner_persona_id, "ids"))
-            for kind, table in (("team", teams), ("budget", budgets))
-        )
-    ).subquery()
-    found: defaultdict[uuid.UUID, list[Ownership]] = defaultdict(list)
-    for persona_id, kind, owned_id, name in await conn.execute(
-        select(owned).order_by(owned.c.type.desc(), backend.byte_order(owned.c.name), owned.c.id),
-        {"ids": _persona_ids(rows)},
-    ):
-        found[persona_id].append(Ownership(kind, owned_id, name))
-    for persona in rows:
-        persona.primary_owner_of = found[persona.persona_id]
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """A team or budget a persona is the primary owner of."""
+
+    type: Literal["team", "budget"]
+    id: uuid.UUID
+    name: str
 
 
-async def _roles(conn: AsyncConnection, rows: Sequence[PersonaRow]) -> None:
-    found = {
-        row.id: RoleRef(*row)
-        for row in await conn.execute(
-            select(roles.c.id, roles.c.name, roles.c.type).where(
-                backend_for(conn).one_of(roles.c.id, "ids")
-            ),
-            {"ids": list({row.role_id for row in rows})},
-        )
-    }
-    for persona in rows:
-        persona.roles = [found[persona.role_id]]
+@dataclass(frozen=True, slots=True)
+class RoleRef:
+    id: uuid.UUID
+    name: str
+    type: Literal["core"] | None
 
 
-# -- the same embeds as JSON the database writes (PostgreSQL) ---------------------------
-#
-# A 100,000-row page with every embed spent more than half of its time building these
-# objects in Python and serializing them again. On PostgreSQL each embed is instead a
-# column of the listing's own statement, a correlated subquery whose json_agg writes it
-# in C, so a chunk costs one fetch and no query per embed. The keys are the dataclasses'
-# fields in camelCase, in field order, as the API's camel() writes them, and each list
-# keeps the order of the loaders above.
+# -- how an embed is declared ----------------------------------------------------------------
+
+#: The condition an embed's items meet for the personas asked about, given the column
+#: that says which persona an item belongs to.
+Match = Callable[[ColumnElement[Any]], ColumnElement[bool]]
+#: The label of that column in an embed's statements.
+ON = "embedded_on"
 
 
-def _json_object(
-    kind: type[Any],
-    columns: ReadOnlyColumnCollection[str, Any] | Mapping[str, ColumnElement[Any]],
-) -> ColumnElement[Any]:
-    """``json_build_object`` of a dataclass's fields, from the column of each field."""
-    pairs: list[ColumnElement[Any]] = []
-    for f in fields(kind):
-        pairs += [literal_column(f"'{to_camel(f.name)}'"), columns[f.name]]
-    return func.json_build_object(*pairs)
+@dataclass(frozen=True)
+class By:
+    """One key of an embed's order."""
+
+    column: str
+    descending: bool = False
+    #: Text compared by code point, whatever the database's collation.
+    code_points: bool = False
 
 
-def _json_list(
-    item: ColumnElement[Any], order: Sequence[ColumnElement[Any]], source: Select[Any]
-) -> ColumnElement[str]:
-    """The items of ``source``'s rows as a JSON array in ``order`` (``[]`` for none)."""
-    array = func.coalesce(cast(func.json_agg(aggregate_order_by(item, *order)), Text), "[]")
-    return source.with_only_columns(array).scalar_subquery()
+@dataclass(frozen=True, eq=False)
+class Embed:
+    """One embed: its items' shape, where they come from, their order."""
+
+    #: Its core name (each door names it as it will).
+    name: str
+    #: The dataclass of one item; its fields are the item's keys.
+    item: type[Any]
+    #: A list of items, or one item (None when there is none).
+    many: bool
+    #: The persona's column the items belong to: ``id``, or a reference it holds.
+    on: str
+    #: The statements whose rows are the items (several are joined by UNION ALL): each
+    #: selects the matched column labelled ``ON``, the item's fields by name, and any
+    #: column of the order, with ``match`` in its WHERE clause.
+    items: Callable[[Match], Sequence[Select[Any]]]
+    order: tuple[By, ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self.item))
 
 
-def _addresses_json() -> ColumnElement[str]:
-    order = (addresses.c.created_at, addresses.c.id)
-    return _json_list(
-        _json_object(Address, addresses.c),
-        order,
-        select(addresses).where(addresses.c.persona_id == personas.c.id),
-    )
+def _addresses(match: Match) -> list[Select[Any]]:
+    return [
+        select(
+            addresses.c.persona_id.label(ON),
+            *(addresses.c[f.name] for f in fields(Address)),
+            addresses.c.created_at,
+        ).where(match(addresses.c.persona_id))
+    ]
 
 
-def _created_by_json() -> ColumnElement[str]:
+def _created_by(match: Match) -> list[Select[Any]]:
     creator, creator_person = personas.alias("creator"), persons.alias("creator_person")
-    columns = {
-        "id": creator.c.id,
-        "person_id": creator.c.person_id,
-        "first_name": creator_person.c.first_name,
-        "last_name": creator_person.c.last_name,
-        "email_address": creator.c.email_address,
-    }
-    found = (
-        select(cast(_json_object(PersonaRef, columns), Text))
-        .join_from(creator, creator_person, creator_person.c.id == creator.c.person_id)
-        .where(creator.c.id == personas.c.created_by_persona_id)
-        .scalar_subquery()
-    )
-    return func.coalesce(found, "null")
-
-
-def _teams_json() -> ColumnElement[str]:
-    return _json_list(
-        _json_object(TeamRef, teams.c),
-        (teams.c.name.collate("C"), teams.c.id),
-        select(teams)
-        .join(team_members, team_members.c.team_id == teams.c.id)
-        .where(team_members.c.persona_id == personas.c.id),
-    )
-
-
-def _primary_owner_of_json() -> ColumnElement[str]:
-    owned = union_all(
-        *(
-            select(literal(kind).label("type"), table.c.id, table.c.name)
-            .where(table.c.primary_owner_persona_id == personas.c.id)
-            .correlate(personas)
-            for kind, table in (("team", teams), ("budget", budgets))
+    return [
+        select(
+            creator.c.id.label(ON),
+            creator.c.id,
+            creator.c.person_id,
+            creator_person.c.first_name,
+            creator_person.c.last_name,
+            creator.c.email_address,  # the creator persona's own (work) email
         )
-    ).subquery("owned")
-    return _json_list(
-        _json_object(Ownership, owned.c),
-        (owned.c.type.desc(), owned.c.name.collate("C"), owned.c.id),
-        select(owned),
+        .join_from(creator, creator_person, creator_person.c.id == creator.c.person_id)
+        .where(match(creator.c.id))
+    ]
+
+
+def _teams(match: Match) -> list[Select[Any]]:
+    return [
+        select(team_members.c.persona_id.label(ON), teams.c.id, teams.c.name)
+        .join_from(team_members, teams, teams.c.id == team_members.c.team_id)
+        .where(match(team_members.c.persona_id))
+    ]
+
+
+def _primary_owner_of(match: Match) -> list[Select[Any]]:
+    return [
+        select(
+            table.c.primary_owner_persona_id.label(ON),
+            literal(kind).label("type"),
+            table.c.id,
+            table.c.name,
+        ).where(match(table.c.primary_owner_persona_id))
+        for kind, table in (("team", teams), ("budget", budgets))
+    ]
+
+
+def _roles(match: Match) -> list[Select[Any]]:
+    return [
+        select(roles.c.id.label(ON), roles.c.id, roles.c.name, roles.c.type).where(
+            match(roles.c.id)
+        )
+    ]
+
+
+#: Every embed, in the order a row shows them (the spec's table).
+EMBEDS: tuple[Embed, ...] = (
+    Embed("addresses", Address, True, "id", _addresses, (By("created_at"), By("id"))),
+    Embed("created_by", PersonaRef, False, "created_by_persona_id", _created_by),
+    Embed("teams", TeamRef, True, "id", _teams, (By("name", code_points=True), By("id"))),
+    Embed(
+        "primary_owner_of",
+        Ownership,
+        True,
+        "id",
+        _primary_owner_of,
+        # Teams first, then budgets, each by name.
+        (By("type", descending=True), By("name", code_points=True), By("id")),
+    ),
+    Embed("roles", RoleRef, True, "role_id", _roles),  # one item: the persona's role
+)
+
+
+def included(include: Collection[Embed]) -> tuple[Embed, ...]:
+    """The embeds asked for, in the order they are declared."""
+    return tuple(embed for embed in EMBEDS if embed in include)
+
+
+# -- how they are read -----------------------------------------------------------------------
+
+
+def _source(embed: Embed, match: Match, *, correlated: bool = False) -> FromClause:
+    """The embed's items as one subquery; ``correlated``: to the personas of the statement
+    it is a column of."""
+    branches = [
+        branch.correlate(personas) if correlated else branch for branch in embed.items(match)
+    ]
+    return (union_all(*branches) if len(branches) > 1 else branches[0]).subquery(
+        f"{embed.name}_items"
     )
 
 
-def _roles_json() -> ColumnElement[str]:
-    item = func.json_build_array(_json_object(RoleRef, roles.c))
-    return select(cast(item, Text)).where(roles.c.id == personas.c.role_id).scalar_subquery()
-
-
-_JSON_COLUMNS: dict[Embed, Callable[[], ColumnElement[str]]] = {
-    Embed.ADDRESSES: _addresses_json,
-    Embed.CREATED_BY: _created_by_json,
-    Embed.TEAMS: _teams_json,
-    Embed.PRIMARY_OWNER_OF: _primary_owner_of_json,
-    Embed.ROLES: _roles_json,
-}
-
-
-def rendered_embeds(include: Collection[Embed]) -> list[Embed]:
-    """The included embeds, in the order of their columns (see :func:`embed_columns`)."""
-    return [embed for embed in Embed if embed in include]
+def _order(embed: Embed, source: FromClause, backend: Backend) -> list[ColumnElement[Any]]:
+    order: list[ColumnElement[Any]] = []
+    for by in embed.order:
+        key: ColumnElement[Any] = source.c[by.column]
+        key = backend.byte_order(key) if by.code_points else key
+        order.append(key.desc() if by.descending else key)
+    return order
 
 
 @cache
-def _embed_column(embed: Embed) -> ColumnElement[str]:
-    return _JSON_COLUMNS[embed]().label(f"embed_{embed.name.lower()}")
-
-
-def embed_columns(include: Collection[Embed]) -> list[ColumnElement[str]]:
-    """Columns of the included embeds' JSON for a statement over ``personas`` (PostgreSQL)."""
-    return [_embed_column(embed) for embed in rendered_embeds(include)]
-
-
-_LOADERS: dict[Embed, EmbedLoader] = {
-    Embed.ADDRESSES: _addresses,
-    Embed.CREATED_BY: _created_by,
-    Embed.TEAMS: _teams,
-    Embed.PRIMARY_OWNER_OF: _primary_owner_of,
-    Embed.ROLES: _roles,
-}
+def _items_statement(embed: Embed, backend: Backend) -> Select[Any]:
+    """The items of the personas bound as ``ids``, each with the persona it belongs to."""
+    source = _source(embed, lambda on: backend.one_of(on, "ids"))
+    return select(source.c[ON], *(source.c[key] for key in embed.keys)).order_by(
+        *_order(embed, source, backend)
+    )
 
 
 async def load_embeds(
@@ -260,8 +234,39 @@ async def load_embeds(
     """Fill the included embeds of these rows, with one query per embed."""
     if not rows:
         return
-    for embed in Embed:  # a fixed order, so that the queries run are predictable
-        if embed in include:
-            await _LOADERS[embed](conn, rows)
+    embeds = included(include)
+    backend = backend_for(conn)
+    for embed in embeds:
+        found: defaultdict[Any, list[Any]] = defaultdict(list)
+        wanted = {row.persona_value(embed.on) for row in rows} - {None}
+        if wanted:
+            statement = _items_statement(embed, backend)
+            for on, *values in await conn.execute(statement, {"ids": list(wanted)}):
+                found[on].append(embed.item(*values))
+        for row in rows:
+            items = found.get(row.persona_value(embed.on), [])
+            row.embeds[embed.name] = items if embed.many else (items[0] if items else None)
     for row in rows:
-        row.included = frozenset(include)
+        row.included = embeds
+
+
+@cache
+def _json_column(embed: Embed, backend: Backend, json_keys: Naming) -> ColumnElement[str]:
+    """An embed as a correlated subquery writing its JSON, for a statement over personas."""
+    persona = personas.c[embed.on]
+    source = _source(embed, lambda on: on == persona, correlated=True)
+    item = backend.json_object([(json_keys(key), source.c[key]) for key in embed.keys])
+    if embed.many:
+        written = backend.json_list(item, _order(embed, source, backend), source)
+    else:
+        written = backend.json_item(item, source)
+    return written.label(f"embed_{embed.name}")
+
+
+def embed_columns(
+    backend: Backend, include: Collection[Embed], json_keys: Naming = as_is
+) -> list[ColumnElement[str]]:
+    """Columns of the included embeds' JSON (in :func:`included`'s order), for a statement
+    over ``personas``, where the backend ``renders_json``; each item's keys are its
+    fields' names as ``json_keys`` writes them."""
+    return [_json_column(embed, backend, json_keys) for embed in included(include)]

@@ -15,10 +15,11 @@ from sqlalchemy import ColumnElement, Row, Select, and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.matching import name_key, search_terms
-from roster.core.people.embeds import embed_columns, load_embeds, rendered_embeds
-from roster.core.people.rows import ROW_COLUMNS, Embed, PersonaRow, rows_select
+from roster.core.people.embeds import Embed, embed_columns, included, load_embeds
+from roster.core.people.persona_rows import ROW_COLUMNS, PersonaRow, rows_select
 from roster.db.backends import backend_for
 from roster.db.tables import budget_members, budgets, personas, roles, team_members
+from roster.errors import Naming, as_is
 
 #: Rows fetched (and embeds loaded) at a time while a page streams.
 CHUNK_SIZE = 1000
@@ -176,11 +177,14 @@ def _page_statement(
     )
 
 
-async def list_people(conn: AsyncConnection, account_id: str, query: PeopleQuery) -> PeoplePage:
+async def list_people(
+    conn: AsyncConnection, account_id: str, query: PeopleQuery, json_keys: Naming = as_is
+) -> PeoplePage:
     """The people of an account matching ``query``: the exact count, and the rows of the page.
 
     Run it in a read transaction (``read_snapshot``) so that the count and the rows see
-    the same data, and read the chunks before the transaction ends.
+    the same data, and read the chunks before the transaction ends. Embeds the database
+    writes as JSON name their items' keys with ``json_keys``.
     """
     named_roles = await _named_roles(conn, account_id, query.role_names)
     conditions = _conditions(conn, account_id, query, named_roles)
@@ -189,10 +193,12 @@ async def list_people(conn: AsyncConnection, account_id: str, query: PeopleQuery
         if gathered is not None:
             total, person_ids = gathered
             page = _rows_of(conn, account_id)
-            return PeoplePage(total, _chunks(conn, page, query, {"page_ids": person_ids}))
+            chunks = _chunks(conn, page, query, json_keys, {"page_ids": person_ids})
+            return PeoplePage(total, chunks)
     count = await conn.scalar(select(func.count()).select_from(personas).where(and_(*conditions)))
     total = count or 0
-    return PeoplePage(total, _chunks(conn, _page_statement(conditions, query, total), query))
+    page = _page_statement(conditions, query, total)
+    return PeoplePage(total, _chunks(conn, page, query, json_keys))
 
 
 async def _few_matches(conn: AsyncConnection, conditions: list[ColumnElement[bool]]) -> bool:
@@ -254,25 +260,25 @@ async def _chunks(
     conn: AsyncConnection,
     statement: Select[Any],
     query: PeopleQuery,
+    json_keys: Naming,
     parameters: dict[str, Any] | None = None,
 ) -> AsyncIterator[list[PersonaRow]]:
     """The page's rows, a chunk at a time, with their embeds: as JSON columns of the same
     statement where the database writes them, else loaded per chunk. The next chunk is
     read while the caller renders this one, so the database and Python work at the same
     time (the caller gives the event loop a turn now and then while it renders)."""
-    include = query.include
-    in_rows = bool(include) and backend_for(conn).renders_json
+    include = included(query.include)
+    backend = backend_for(conn)
+    in_rows = bool(include) and backend.renders_json
     if in_rows:  # the embeds come as JSON columns of the rows
-        statement = statement.add_columns(*embed_columns(include))
+        statement = statement.add_columns(*embed_columns(backend, include, json_keys))
     result = await conn.stream(statement, parameters)
-    columns = len(ROW_COLUMNS)
-    rendered = rendered_embeds(include)
 
     async def read() -> list[PersonaRow]:
         fetched = await result.fetchmany(CHUNK_SIZE)
         if in_rows:
-            return [_with_rendered(row, columns, include, rendered) for row in fetched]
-        rows = [PersonaRow(*row) for row in fetched]
+            return [_with_rendered(row, include) for row in fetched]
+        rows = [PersonaRow.of(row) for row in fetched]
         await load_embeds(conn, rows, include)
         return rows
 
@@ -290,11 +296,10 @@ async def _chunks(
         await result.close()
 
 
-def _with_rendered(
-    row: Row[Any], columns: int, include: frozenset[Embed], rendered: list[Embed]
-) -> PersonaRow:
+def _with_rendered(row: Row[Any], include: tuple[Embed, ...]) -> PersonaRow:
     """A ROW whose embeds are the JSON columns after its own."""
-    persona = PersonaRow(*row[:columns])
+    persona = PersonaRow.of(row)
     persona.included = include
-    persona.rendered = dict(zip(rendered, row[columns:], strict=True))
+    written = row[len(ROW_COLUMNS) :]
+    persona.rendered = {embed.name: json for embed, json in zip(include, written, strict=True)}
     return persona

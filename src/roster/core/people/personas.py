@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from roster.core.people.rows import PersonaRow, RoleRef, persona_not_found, persona_row
+from roster.core.fields import PERSONA
+from roster.core.people.embeds import RoleRef
+from roster.core.people.persona_rows import PersonaRow, persona_not_found, persona_row
 from roster.core.writer import (
     Joining,
     PersonaById,
@@ -24,7 +26,11 @@ from roster.core.writer import (
 from roster.db.tables import personas, roles
 
 #: The persona fields ``update_persona`` may change.
-PERSONA_UPDATE_FIELDS = ("email_address", "employee_number", "work_number", "job_title", "status")
+PERSONA_UPDATE_FIELDS = tuple(
+    name
+    for name, field in PERSONA.items()
+    if field.stored and field.people_api and field.people_on_update
+)
 
 
 async def require_personas(

@@ -13,34 +13,16 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from roster.core.fields import PERSON, PERSONA, searched
 from roster.core.matching import email_key, name_key, phone_key, search_text
 from roster.db.tables import personas, persons
 
-#: The person fields a client may write, in the order the APIs list them.
-PERSON_FIELDS = (
-    "first_name",
-    "last_name",
-    "title",
-    "middle_initials",
-    "dob",
-    "gender",
-    "nationality",
-    "country_of_residence",
-    "email_address",
-    "phone_number",
-    "external_ref",
-)
-
-#: The persona fields a client may write.
-PERSONA_FIELDS = (
-    "status",
-    "email_address",
-    "employee_number",
-    "work_number",
-    "job_title",
-    "role_id",
-    "created_by_persona_id",
-)
+#: The fields search reads (core/fields.py): texts are folded, phone numbers kept in
+#: several forms, the person's before the persona's.
+_PERSON_TEXTS = searched(PERSON.values(), phones=False)
+_PERSON_PHONES = searched(PERSON.values(), phones=True)
+_PERSONA_TEXTS = searched(PERSONA.values(), phones=False)
+_PERSONA_PHONES = searched(PERSONA.values(), phones=True)
 
 
 def person_keys(person: Mapping[str, Any], region: str) -> dict[str, str | None]:
@@ -62,13 +44,13 @@ def persona_derived(
         "sort_first": name_key(person.get("first_name")) or "",
         "search_text": search_text(
             (
-                person.get("first_name"),
-                person.get("last_name"),
-                person.get("email_address"),
-                persona.get("email_address"),
-                persona.get("employee_number"),
+                *(person.get(name) for name in _PERSON_TEXTS),
+                *(persona.get(name) for name in _PERSONA_TEXTS),
             ),
-            (person.get("phone_number"), persona.get("work_number")),
+            (
+                *(person.get(name) for name in _PERSON_PHONES),
+                *(persona.get(name) for name in _PERSONA_PHONES),
+            ),
             region,
         ),
     }
@@ -80,16 +62,13 @@ async def refresh_personas(
     """Recompute the derived columns of every persona of these persons, in every account."""
     if not person_ids:
         return
+    persona_fields = (*_PERSONA_TEXTS, *_PERSONA_PHONES)
+    person_fields = ("first_name", "last_name", *_PERSON_TEXTS, *_PERSON_PHONES)
     rows = await conn.execute(
         select(
             personas.c.seq,
-            personas.c.email_address.label("persona_email_address"),
-            personas.c.employee_number,
-            personas.c.work_number,
-            persons.c.first_name,
-            persons.c.last_name,
-            persons.c.email_address,
-            persons.c.phone_number,
+            *(personas.c[name].label(f"persona_{name}") for name in persona_fields),
+            *(persons.c[name] for name in dict.fromkeys(person_fields)),
         )
         .join(persons, persons.c.id == personas.c.person_id)
         .where(personas.c.person_id.in_(list(person_ids)))
@@ -97,11 +76,7 @@ async def refresh_personas(
     changes = []
     for row in rows:
         m = row._mapping
-        persona = {
-            "email_address": m["persona_email_address"],
-            "employee_number": m["employee_number"],
-            "work_number": m["work_number"],
-        }
+        persona = {name: m[f"persona_{name}"] for name in persona_fields}
         changes.append({"_seq": m["seq"], **persona_derived(dict(m), persona, region)})
     if changes:
         await conn.execute(

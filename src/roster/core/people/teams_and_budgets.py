@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.schema import Table
 
 from roster.core.clock import now
+from roster.core.people.embeds import TeamRef
 from roster.core.people.paging import Page, Paging, page_of
 from roster.core.people.personas import require_personas
-from roster.core.people.rows import TeamRef
 from roster.db.backends import backend_for
 from roster.db.tables import budget_members, budgets, team_members, teams
-from roster.errors import NotFound, Unprocessable
+from roster.errors import NotFound, Problem, Unprocessable
 
 T = TypeVar("T")
 
@@ -200,11 +200,21 @@ async def create_budget(
     if budget_type == "individual":
         if owner is None:
             raise Unprocessable(
-                "An individual budget belongs to one persona: give its primaryOwnerPersonaId."
+                lambda name: (
+                    "An individual budget belongs to one persona: "
+                    f"give its {name('primary_owner_persona_id')}."
+                ),
+                details=[
+                    Problem("primary_owner_persona_id", "is required for an individual budget")
+                ],
             )
         if members:
             raise Unprocessable(
-                "An individual budget belongs to its owner alone: it takes no memberPersonaIds."
+                lambda name: (
+                    "An individual budget belongs to its owner alone: "
+                    f"it takes no {name('member_persona_ids')}."
+                ),
+                details=[Problem("member_persona_ids", "must be empty for an individual budget")],
             )
     values = {"name": name, "type": budget_type}
     budget_id, member_ids = await BUDGETS.create(conn, account_id, values, owner, members)
