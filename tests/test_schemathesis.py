@@ -1,7 +1,11 @@
 """Schemathesis against a live `roster serve` and its own /openapi.json, with real credentials.
 
 Bounded by time (a couple of minutes per backend): no 5xx, every answer's status,
-content type, headers and body as documented.
+content type, headers and body as documented; every request the document calls valid
+is accepted (or meets a documented business answer: an id that names nothing, a taken
+value, a broken rule). NUL bytes are generated, the examples, coverage, fuzzing and
+stateful phases all run, and ``accountId`` names the real account the run fills, so
+requests get past it to the parameters behind it.
 """
 
 from __future__ import annotations
@@ -28,8 +32,28 @@ CHECKS = ",".join(
         "content_type_conformance",
         "response_headers_conformance",
         "response_schema_conformance",
+        "positive_data_acceptance",
+        "negative_data_rejection",
     )
 )
+#: Where a valid request still meets a business answer: an id or account that names
+#: nothing this client reaches (404), a value another record holds (409), a rule of the
+#: directory (422), an old cursor (410).
+CONFIG = """
+[generation]
+allow-x00 = true
+
+[parameters]
+accountId = "DEMO"
+
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", 404, 409, 410, 422]
+
+# No generated client id and secret is a real client's: invalid_client is the answer.
+[[operations]]
+include-path = "/oauth2/token"
+checks.positive_data_acceptance.expected-statuses = ["2xx", 401]
+"""
 SECONDS = os.environ.get("ROSTER_SCHEMATHESIS_SECONDS", "90")
 
 
@@ -53,10 +77,14 @@ def test_the_live_api_keeps_its_documented_contract(fresh_database: str, tmp_pat
             "--json",
         )
     )
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
     with serve(url, workers=1, log_dir=tmp_path) as server:
         done = subprocess.run(
             [
                 SCHEMATHESIS,
+                "--config-file",
+                str(config),
                 "run",
                 f"{server.base_url}/openapi.json",
                 "-H",
@@ -64,7 +92,7 @@ def test_the_live_api_keeps_its_documented_contract(fresh_database: str, tmp_pat
                 "--checks",
                 CHECKS,
                 "--phases",
-                "examples,coverage,fuzzing",
+                "examples,coverage,fuzzing,stateful",
                 "--max-examples",
                 "25",
                 "--max-time",

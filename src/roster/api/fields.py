@@ -50,6 +50,33 @@ class Schema:
         return generated
 
 
+class NotNull:
+    """Pydantic metadata for ``X | None`` that refuses null but may be left out (a PATCH
+    field that cannot be cleared): the JSON schema says ``X`` alone, as the server does."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(_not_null, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        generated = handler.resolve_ref_schema(handler(schema))
+        kept = [s for s in generated.get("anyOf", ()) if s.get("type") != "null"]
+        if len(kept) != 1:
+            return generated
+        # No null, not even as the default: leaving the field out is how it is not given.
+        unset = ("anyOf", "default")
+        return {**{k: v for k, v in generated.items() if k not in unset}, **kept[0]}
+
+
+def _not_null(value: object) -> object:
+    if value is None:
+        raise ValueError("must not be null")
+    return value
+
+
 def _checked(field: declared.Field) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         try:
@@ -144,7 +171,8 @@ Criterion = Annotated[str, StringConstraints(max_length=320), STORABLE]
 GroupName = Annotated[str, StringConstraints(min_length=1, max_length=255), STORABLE]
 AccountId = Annotated[str, Rules(ACCOUNT["id"])]
 
-_CURSOR = re.compile(r"[0-9]{1,19}")
+_CURSOR = re.compile(r"[0-9]{1,40}")
+#: The largest cursor number stored (a BIGINT); a larger after-id is past every person.
 _CURSOR_MAX = 2**63 - 1
 
 
@@ -159,14 +187,19 @@ def _cursor(value: object) -> object:
     return value
 
 
+def _past_every_person(value: int) -> int:
+    return min(value, _CURSOR_MAX)
+
+
 Cursor = Annotated[
     int,
     BeforeValidator(_cursor),
-    Field(ge=0, le=_CURSOR_MAX),
+    Field(ge=0),
+    AfterValidator(_past_every_person),
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "integer", "minimum": 0, "maximum": _CURSOR_MAX},
+                {"type": "integer", "minimum": 0},
                 {"type": "string", "pattern": f"^{_CURSOR.pattern}$"},
             ]
         }

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
 from urllib.parse import unquote_plus
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from roster.api.deps import WriteConnection, client_address, services
-from roster.api.fields import NO_NUL, Schema
+from roster.api.fields import NO_NUL
 from roster.api.openapi import error_responses
 from roster.api.ratelimit import Budget
 from roster.core.auth import InvalidClient, issue_token
@@ -26,8 +25,20 @@ router = APIRouter(tags=["Authentication"])
 #: The form's fields, as the OpenAPI states them; the endpoint checks them itself, so that
 #: every refusal has RFC 6749's shape.
 GRANT_TYPE = "client_credentials"
-GrantType = Annotated[str, Schema(enum=[GRANT_TYPE])]
-FormText = Annotated[str, Schema(minLength=1, pattern=NO_NUL)]
+_TEXT = {"type": "string", "minLength": 1, "pattern": NO_NUL}
+#: The form as the OpenAPI document states it (RFC 6749 4.4.2; the credentials may come
+#: in HTTP Basic instead, 2.3.1). The endpoint reads the form itself, so that every
+#: refusal has RFC 6749's shape.
+TOKEN_FORM = {
+    "type": "object",
+    "title": "TokenRequest",
+    "properties": {
+        "grant_type": {"type": "string", "enum": [GRANT_TYPE]},
+        "client_id": {**_TEXT, "description": "Or send both in HTTP Basic instead."},
+        "client_secret": {**_TEXT, "description": "Or send both in HTTP Basic instead."},
+    },
+    "required": ["grant_type", "client_id", "client_secret"],
+}
 
 
 class TokenResponse(BaseModel):
@@ -94,15 +105,20 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
         },
         **error_responses(413, 414, 431, 500, 503),
     },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": TOKEN_FORM}},
+        }
+    },
 )
-async def token(
-    request: Request,
-    conn: WriteConnection,
-    grant_type: Annotated[GrantType | None, Form()] = None,
-    client_id: Annotated[FormText | None, Form()] = None,
-    client_secret: Annotated[FormText | None, Form()] = None,
-) -> JSONResponse:
+async def token(request: Request, conn: WriteConnection) -> JSONResponse:
     """Exchange client credentials (form fields or HTTP Basic) for a bearer token."""
+    form = await request.form() if _form_encoded(request.headers.get("content-type")) else {}
+    grant_type, client_id, client_secret = (
+        value if isinstance(value := form.get(name), str) else None
+        for name in ("grant_type", "client_id", "client_secret")
+    )
     basic = _basic_credentials(request.headers.get("authorization"))
     for name, value in (
         ("grant_type", grant_type),

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    model_validator,
+)
+from pydantic.config import JsonDict
 
 from roster.api.deps import (
     CredentialContract,
@@ -53,8 +62,25 @@ router = APIRouter(
     responses=error_responses(400, 401, 403, 405, 413, 414, 415, 429, 431, 500, 503),
     route_class=naming_route(field_name),
 )
-#: A list of groups, by id or by external ref; an empty one is refused (by the core).
-Groups = Annotated[list[GroupName], Field(max_length=1000), Schema(minItems=1)]
+
+
+def _some_groups(groups: list[str]) -> list[str]:
+    if not groups:
+        raise ValueError("must name at least one group when given")
+    return groups
+
+
+#: A list of groups, by id or by external ref; an empty one is refused.
+Groups = Annotated[
+    list[GroupName], Field(max_length=1000), AfterValidator(_some_groups), Schema(minItems=1)
+]
+#: Both lists at once are refused (both_group_identifiers_provided), as the document says.
+_ONE_KIND_OF_GROUPS: JsonDict = {
+    "not": {
+        "required": ["group_ids", "groups_external_refs"],
+        "properties": {"group_ids": {"type": "array"}, "groups_external_refs": {"type": "array"}},
+    }
+}
 
 
 _CURSOR_NAMES = ("after-id", "after_id")
@@ -63,7 +89,9 @@ _CURSOR_NAMES = ("after-id", "after_id")
 class FindPersonsRequest(BaseModel):
     """Exact-match criteria (all must match), an optional group filter, and the cursor."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, json_schema_extra=_ONE_KIND_OF_GROUPS
+    )
 
     first_name: Criterion | None = None
     last_name: Criterion | None = None

@@ -180,10 +180,16 @@ def _email_shape(value: str) -> str:
 
 
 def _country_code(value: str) -> str:
-    code = value.upper()
-    if code not in COUNTRY_CODES:
-        raise ValueError("must be an ISO 3166-1 alpha-2 country code, such as GB")
-    return code
+    return value.upper()  # the pattern has checked it is one of the codes, in any case
+
+
+#: The ISO 3166-1 alpha-2 codes in any case, as a pattern the OpenAPI document states too
+#: (JSON Schema's patterns have no flag for case, so each letter is a pair).
+COUNTRY_PATTERN = (
+    "^(?:"
+    + "|".join("".join(f"[{c}{c.lower()}]" for c in code) for code in sorted(COUNTRY_CODES))
+    + ")$"
+)
 
 
 def _declared(*fields: Field) -> Mapping[str, Field]:
@@ -378,7 +384,7 @@ ADDRESS = _declared(
         "country_code",
         kind=Kind.CODE,
         max_length=2,
-        pattern=r"^[A-Za-z]{2}$",
+        pattern=COUNTRY_PATTERN,
         problem="must be an ISO 3166-1 alpha-2 country code, such as GB",
         rule=_country_code,
         nullable=False,

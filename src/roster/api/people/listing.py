@@ -14,7 +14,7 @@ from pydantic import BeforeValidator, Field, StringConstraints
 from starlette.types import Receive, Scope, Send
 
 from roster.api.deps import ReadConnection, services
-from roster.api.fields import NO_NUL, STORABLE, AccountId, Schema
+from roster.api.fields import STORABLE, AccountId, declared_type
 from roster.api.people.contract import INT32_MAX, QueryParameters, Reader, people_router
 from roster.api.people.models import (
     PeoplePage,
@@ -24,7 +24,7 @@ from roster.api.people.models import (
     row_json,
 )
 from roster.core.accounts import require_account
-from roster.core.fields import PERSONA_STATUSES, UNSTORABLE, storable
+from roster.core.fields import PERSONA_STATUSES, ROLE, UNSTORABLE, storable
 from roster.core.people.embeds import EMBEDS
 from roster.core.people.listing import PeopleQuery, list_people
 from roster.db.backends import json_default
@@ -85,6 +85,10 @@ def _true_or_false(value: object) -> bool:
 
 
 Ids = Annotated[list[uuid.UUID], _listed(_uuid)]
+if TYPE_CHECKING:
+    RoleName = str
+else:  # a role's name, with the rules of the declared field
+    RoleName = declared_type(ROLE["name"])
 #: The embeds by the names ``include`` takes.
 EMBEDS_NAMED = {include_name(embed): embed for embed in EMBEDS}
 if TYPE_CHECKING:
@@ -110,9 +114,9 @@ class PeopleParameters(QueryParameters):
     )
     teams: Ids = Field(default_factory=list, description="Personas in any of these teams.")
     roles: Ids = Field(default_factory=list, description="Personas with any of these roles.")
-    role_names: Annotated[
-        list[Annotated[str, Schema(minLength=1, pattern=NO_NUL)]], _listed(_text)
-    ] = Field(default_factory=list, description="The same by role name, ignoring case.")
+    role_names: Annotated[list[RoleName], _listed(_text)] = Field(
+        default_factory=list, description="The same by role name, ignoring case."
+    )
     people: Ids = Field(default_factory=list, description="Only these persons.")
     without_individual_budget: Annotated[bool, BeforeValidator(_true_or_false)] = Field(
         False, description="true: only personas that own no individual budget."

@@ -19,10 +19,10 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_type_hints
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 
-from roster.api.fields import AccountId, Rules, Timestamp, declared_type, python_type
+from roster.api.fields import AccountId, NotNull, Rules, Timestamp, declared_type, python_type
 from roster.core.fields import (
     ADDRESS,
     BUDGET,
@@ -113,12 +113,6 @@ class Body(CamelModel):
     model_config = ConfigDict(extra="forbid", validate_by_name=False)
 
 
-def _not_null(value: object) -> object:
-    if value is None:
-        raise ValueError("must not be null")
-    return value
-
-
 def _written(declared: Iterable[Declared], *, new: bool) -> dict[str, Any]:
     """The model fields, by body name, of the declared fields a POST (``new``) or a PATCH
     takes; a PATCH never clears a field a POST requires or defaults."""
@@ -133,7 +127,7 @@ def _written(declared: Iterable[Declared], *, new: bool) -> dict[str, Any]:
         elif new and f.people_default is not None:
             written[name] = (kind, f.people_default)
         elif not new and (f.people_required or f.people_default is not None):
-            written[name] = (Annotated[kind | None, AfterValidator(_not_null)], None)
+            written[name] = (Annotated[kind | None, NotNull()], None)
         else:
             written[name] = (kind | None, None)
     return written
