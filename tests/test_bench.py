@@ -14,9 +14,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bench import data
+from bench import browser, data
 from bench.__main__ import finish
 from bench.answers import people_page, person_found
+from bench.browser import CHROMIUM, in_ci, measure_browser
 from bench.load import Call, run_sequential, run_wrk, wrk_available
 from bench.server import Server, serve
 from bench.steady import steady_load
@@ -231,6 +232,27 @@ async def test_the_import_rate_counts_the_rows_imported(
     imported, seconds = said.groups()
     assert imported == "4"
     assert figure.rate == pytest.approx(4 / float(seconds), rel=0.02)
+
+
+def test_a_refused_key_fails_the_browser_figure_and_the_run(
+    served: tuple[Server, dict[str, str]],
+    database_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a key the sign-in form refuses, the browser's figure is FAILED and the run
+    fails through its report (it used to end in Playwright's uncaught timeout)."""
+    if not Path(CHROMIUM).exists() and not in_ci():
+        pytest.skip(f"BROWSER TEST NOT RUN: no Chromium at {CHROMIUM}")
+    monkeypatch.setattr(browser, "SIGN_IN_TIMEOUT_MS", 2_000)  # refused at once; no need to wait
+    report = Report("sqlite", tiny(), smoke=True)
+    measure_browser(report, database_url, "rk_wrong", [SAMPLE[0]["last_name"]], tmp_path, BIG)
+    (figure,) = report.figures
+    # Refused at the sign-in form, not somewhere later in a page it never reached.
+    assert [f.split(" Timeout")[0] for f in figure.failures] == ["TimeoutError: Page.wait_for_url:"]
+    assert finish(report, fail_on_miss=False) == 1
+    assert "bench: FAILED browser: page load and search as you type:" in capsys.readouterr().out
 
 
 def test_a_missed_target_fails_a_full_run_unless_told_not_to(

@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import data
-from bench.browser import BrowserMissing, chromium, in_ci, sign_in
+from bench.browser import in_ci, sign_in
 from bench.server import serve
 from roster.core.accounts import create_account
 from roster.core.auth import ClientCredentials, create_client
@@ -34,6 +34,7 @@ from roster.core.writer import PersonWrite, write_persons
 from roster.db.engine import create_engine, unit_of_work
 from roster.db.tables import personas
 from roster.settings import Settings
+from tests.browser import chromium
 from tests.commands import succeeds
 from tests.conftest import BACKENDS
 from tests.factories import reset_database
@@ -178,14 +179,8 @@ async def _build(engine: AsyncEngine) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def browser(site: Site) -> Iterator[Browser]:
     """A browser per site: Playwright's loop must be gone while the next site is built."""
-    try:
-        with chromium() as launched:
-            yield launched
-    except BrowserMissing as missing:
-        message = f"BROWSER TESTS SKIPPED: {missing}"
-        if in_ci():
-            pytest.fail(f"{message} (CI=true: the browser tests are required)")
-        pytest.skip(message)
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
