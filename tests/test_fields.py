@@ -223,6 +223,15 @@ async def test_the_openapi_document_states_the_rules(client: httpx.AsyncClient) 
     assert field("PersonCreate", "accountId")["pattern"] == "^[A-Za-z0-9_-]{1,36}$"
     role_names = parameter("/people", "get", "roleNames")
     assert role_names["items"]["minLength"] == 1
+    # A role name as the server takes it: printable, not blank, and no comma (values are
+    # separated by commas, so "a,b" is two names, never one).
+    role_name = re.compile(role_names["items"]["pattern"])
+    assert [bool(role_name.search(v)) for v in ("Sales lead", "a,b", " ", "a\x07")] == [
+        True,
+        False,
+        False,
+        False,
+    ]
     groups = field("PersonItem", "group_ids")
     assert (groups["minItems"], groups["items"]["minLength"]) == (1, 1)
     assert field("FindPersonsRequest", "group_ids")["minItems"] == 1
