@@ -16,9 +16,11 @@ from fastapi import Depends, Request, Security
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.api.metrics import Metrics
+from roster.api.middleware import request_id_of
 from roster.api.openapi import API_KEY, BEARER
 from roster.api.ratelimit import AuthFailureLimiter, Budget, ClientRateLimiter
 from roster.core.auth import Principal, authenticate
+from roster.core.events import Actor, act_as
 from roster.db.engine import read_snapshot, unit_of_work
 from roster.errors import (
     CredentialError,
@@ -137,6 +139,8 @@ def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependen
             raise error.with_status(contract.status_of(error)) from None
         await charge(request, found.client_id)
         found.require(scope)
+        # What this unit of work changes is logged as this client's doing.
+        await act_as(conn, Actor.client(found, request_id_of(request.scope)))
         return found
 
     return principal

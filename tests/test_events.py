@@ -1,0 +1,267 @@
+"""The change log (spec/events.md): every change through every door appends its events
+in its own transaction; a refused or rolled-back change appends none."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from roster.core.events import Actor, EventFilter, StoredEvent, read_events
+from roster.core.people.personas import update_persona
+from roster.db.engine import unit_of_work
+from roster.db.tables import events
+from tests.factories import Client, Directory
+
+ACCOUNT = "F50091"
+OTHER = "OTHER"
+
+
+@pytest.fixture
+async def caller(directory: Directory) -> Client:
+    await directory.account(ACCOUNT)
+    await directory.account(OTHER)
+    return await directory.client([ACCOUNT, OTHER], name="hr-sync")
+
+
+async def logged(directory: Directory, account_id: str = ACCOUNT, after: int = 0) -> list[Any]:
+    """The account's events as the log holds them, oldest first."""
+    async with unit_of_work(directory.engine, write=False) as conn:
+        return await read_events(conn, EventFilter(account_id, after))
+
+
+async def event_count(directory: Directory) -> int:
+    async with unit_of_work(directory.engine, write=False) as conn:
+        return int(await conn.scalar(select(func.count()).select_from(events)) or 0)
+
+
+async def send(
+    client: httpx.AsyncClient, caller: Client, method: str, path: str, body: Any = None
+) -> httpx.Response:
+    return await client.request(method, path, json=body, headers=caller.headers)
+
+
+async def add_person(client: httpx.AsyncClient, caller: Client, **fields: Any) -> Any:
+    body = {"accountId": ACCOUNT, "firstName": "Ann", "lastName": "Lee", "roleName": "User"}
+    response = await send(client, caller, "POST", "/people", {**body, **fields})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def summary(event: StoredEvent) -> tuple[str, str, list[str]]:
+    return event.type, event.resource_type, json.loads(event.changed or "[]")
+
+
+async def test_a_change_through_the_api_appends_its_event_with_its_client_and_request(
+    client: httpx.AsyncClient, caller: Client, directory: Directory
+) -> None:
+    before = await logged(directory)
+    response = await client.post(
+        "/people",
+        json={
+            "accountId": ACCOUNT,
+            "firstName": "Ann",
+            "lastName": "Lee",
+            "emailAddress": "ann@example.com",
+            "roleName": "User",
+        },
+        headers={**caller.headers, "X-Request-ID": "req-42"},
+    )
+    assert response.status_code == 201, response.text
+    row = response.json()
+    [created] = (await logged(directory))[len(before) :]
+    assert (created.type, created.resource_type, created.resource_id) == (
+        "person.created",
+        "person",
+        row["id"],
+    )
+    assert (created.actor_type, created.actor_id, created.actor_name, created.request_id) == (
+        "client",
+        caller.client_id,
+        "hr-sync",
+        "req-42",
+    )
+    changed = json.loads(created.changed or "[]")
+    assert {"first_name", "last_name", "email_address"} <= set(changed)
+    assert "persona.status" in changed
+    data = json.loads(created.data or "null")
+    assert data["person"]["email_address"] == "ann@example.com"
+    assert data["persona"]["id"] == row["persona"]["id"]
+    assert data["persona"]["account_id"] == ACCOUNT
+
+
+async def test_a_refused_write_appends_no_event(
+    client: httpx.AsyncClient, caller: Client, directory: Directory
+) -> None:
+    await add_person(client, caller, emailAddress="ann@example.com", externalRef="A1")
+    count = await event_count(directory)
+    body = {"accountId": ACCOUNT, "firstName": "X", "lastName": "Y", "roleName": "Astronaut"}
+    assert (await send(client, caller, "POST", "/people", body)).status_code == 422
+    bob = await add_person(client, caller, firstName="Bob", emailAddress="bob@example.com")
+    count += 1
+    clash = await send(
+        client, caller, "PATCH", f"/people/{bob['id']}?accountId={ACCOUNT}", {"externalRef": "A1"}
+    )
+    assert clash.status_code == 409, clash.text
+    bad_team = {"accountId": ACCOUNT, "name": "T", "memberPersonaIds": [str(uuid.uuid4())]}
+    assert (await send(client, caller, "POST", "/teams", bad_team)).status_code == 404
+    assert await event_count(directory) == count
+
+
+async def test_a_rolled_back_unit_of_work_leaves_no_event_and_a_committed_one_has_its_events(
+    client: httpx.AsyncClient, caller: Client, directory: Directory
+) -> None:
+    row = await add_person(client, caller)
+    persona_id = uuid.UUID(row["persona"]["id"])
+    count = await event_count(directory)
+
+    async def fails_after_writing() -> None:
+        async with unit_of_work(directory.engine, write=True) as conn:
+            await update_persona(conn, ACCOUNT, persona_id, {"job_title": "Pilot"}, "GB")
+            raise RuntimeError("the edge fails after the write")
+
+    with pytest.raises(RuntimeError):
+        await fails_after_writing()
+    assert await event_count(directory) == count
+    async with unit_of_work(directory.engine, write=True) as conn:
+        await update_persona(conn, ACCOUNT, persona_id, {"job_title": "Pilot"}, "GB")
+    [updated] = (await logged(directory))[-1:]
+    assert summary(updated) == ("persona.updated", "persona", ["job_title"])
+    # Nobody named an actor: the command line's user did it.
+    assert (updated.actor_type, updated.actor_id) == ("cli", Actor.command_line().id)
+    assert json.loads(updated.data or "null")["persona"]["job_title"] == "Pilot"
+
+
+async def test_a_shared_person_changes_in_each_of_its_accounts_and_no_account_sees_another(
+    client: httpx.AsyncClient, caller: Client, directory: Directory
+) -> None:
+    row = await add_person(client, caller, emailAddress="ann@example.com")
+    joined = await send(
+        client,
+        caller,
+        "POST",
+        "/people",
+        {
+            "accountId": OTHER,
+            "firstName": "Ann",
+            "lastName": "Lee",
+            "emailAddress": "ann@example.com",
+            "roleName": "User",
+        },
+    )
+    assert joined.status_code == 201, joined.text
+    [persona_created] = (await logged(directory, OTHER))[-1:]
+    assert summary(persona_created)[:2] == ("persona.created", "persona")
+    assert persona_created.resource_id == joined.json()["persona"]["id"]
+    changed = await send(
+        client, caller, "PATCH", f"/people/{row['id']}?accountId={ACCOUNT}", {"lastName": "Ng"}
+    )
+    assert changed.status_code == 200, changed.text
+    for account, persona in (
+        (ACCOUNT, row["persona"]["id"]),
+        (OTHER, joined.json()["persona"]["id"]),
+    ):
+        [updated] = (await logged(directory, account))[-1:]
+        assert summary(updated) == ("person.updated", "person", ["last_name"])
+        data = json.loads(updated.data or "null")
+        assert data["person"]["last_name"] == "Ng"
+        assert data["persona"]["id"] == persona  # the account's own persona, no other
+        assert data["persona"]["account_id"] == account
+    for event in await logged(directory, OTHER):
+        assert ACCOUNT not in (event.data or "")
+
+
+async def test_removing_a_persona_and_its_individual_budget(
+    client: httpx.AsyncClient, caller: Client, directory: Directory
+) -> None:
+    row = await add_person(client, caller)
+    persona = row["persona"]["id"]
+    budget = await send(
+        client,
+        caller,
+        "POST",
+        "/budgets",
+        {
+            "accountId": ACCOUNT,
+            "name": "Mine",
+            "type": "individual",
+            "primaryOwnerPersonaId": persona,
+        },
+    )
+    assert budget.status_code == 201, budget.text
+    removed = await send(client, caller, "DELETE", f"/personas/{persona}?accountId={ACCOUNT}")
+    assert removed.status_code == 204
+    deleted_persona, deleted_budget = (await logged(directory))[-2:]
+    assert (deleted_persona.type, deleted_persona.resource_id, deleted_persona.data) == (
+        "persona.deleted",
+        persona,
+        None,
+    )
+    assert (deleted_budget.type, deleted_budget.resource_id) == (
+        "budget.deleted",
+        budget.json()["id"],
+    )
+
+
+async def test_teams_budgets_roles_and_addresses_log_their_changes(
+    client: httpx.AsyncClient, caller: Client, directory: Directory
+) -> None:
+    ann = (await add_person(client, caller))["persona"]["id"]
+    bob = (await add_person(client, caller, firstName="Bob"))["persona"]["id"]
+    start = len(await logged(directory))
+    team = await send(
+        client,
+        caller,
+        "POST",
+        "/teams",
+        {"accountId": ACCOUNT, "name": "Ops", "memberPersonaIds": [ann]},
+    )
+    team_id = team.json()["id"]
+    member = f"/teams/{team_id}/members/{bob}?accountId={ACCOUNT}"
+    assert (await send(client, caller, "PUT", member)).status_code in (200, 204)
+    assert (await send(client, caller, "PUT", member)).status_code in (200, 204)  # no change
+    assert (await send(client, caller, "DELETE", member)).status_code in (200, 204)
+    assert (await send(client, caller, "DELETE", member)).status_code in (200, 204)  # none
+    shared = {"accountId": ACCOUNT, "name": "Travel", "type": "shared", "memberPersonaIds": [ann]}
+    assert (await send(client, caller, "POST", "/budgets", shared)).status_code == 201
+    role = {"accountId": ACCOUNT, "name": "Buyer"}
+    assert (await send(client, caller, "POST", "/roles", role)).status_code == 201
+    address = {
+        "personaId": ann,
+        "type": "home",
+        "addressLine1": "1 High St",
+        "city": "Leeds",
+        "postcode": "LS1 1AA",
+        "country": "gb",
+    }
+    answer = await send(client, caller, "POST", f"/addresses?accountId={ACCOUNT}", address)
+    assert answer.status_code == 201, answer.text
+    found = (await logged(directory))[start:]
+    assert [summary(e) for e in found] == [
+        ("team.created", "team", ["name", "member_persona_ids"]),
+        ("team.member_added", "team", ["member_persona_ids"]),
+        ("team.member_removed", "team", ["member_persona_ids"]),
+        ("budget.created", "budget", ["name", "member_persona_ids", "type"]),
+        ("role.created", "role", ["name"]),
+        (
+            "address.created",
+            "address",
+            ["type", "address_line1", "city", "postcode", "country_code", "persona_id"],
+        ),
+    ]
+    assert json.loads(found[1].data or "null")["member_persona_ids"] == sorted([ann, bob])
+    assert json.loads(found[2].data or "null")["member_persona_ids"] == [ann]
+    assert json.loads(found[5].data or "null")["country_code"] == "GB"
+    assert all(e.actor_id == caller.client_id for e in found)
+
+
+async def test_accounts_created_by_the_command_line_are_logged(directory: Directory) -> None:
+    await directory.account("NEW1", "New one")
+    [created] = await logged(directory, "NEW1")
+    assert summary(created) == ("account.created", "account", ["name"])
+    assert created.actor_type == "cli"
+    assert json.loads(created.data or "null")["name"] == "New one"
