@@ -3,6 +3,7 @@ in its own transaction; a refused or rolled-back change appends none."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 
 from roster.core.events import Actor, EventFilter, StoredEvent, read_events
 from roster.core.people.personas import update_persona
+from roster.core.writer import PersonWrite, write_persons
 from roster.db.engine import unit_of_work
 from roster.db.tables import events
 from tests.factories import Client, Directory
@@ -265,3 +267,48 @@ async def test_accounts_created_by_the_command_line_are_logged(directory: Direct
     assert summary(created) == ("account.created", "account", ["name"])
     assert created.actor_type == "cli"
     assert json.loads(created.data or "null")["name"] == "New one"
+
+
+async def test_ids_follow_commit_order_so_a_follower_misses_no_event(directory: Directory) -> None:
+    """Writer A appends first and commits last; writer B starts after A and would commit
+    first. A consumer that follows the log by the last id it read must still see every
+    event of both (with ids handed out as asked, B's larger id would be read before A's
+    smaller one commits, and A's event would be skipped for ever)."""
+    await directory.account(ACCOUNT)
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def follow() -> None:
+        last = 0
+        while True:
+            caught_up = done.is_set()
+            page = await logged(directory, ACCOUNT, last)
+            seen.extend(event.id for event in page)
+            last = page[-1].id if page else last
+            if caught_up and not page:
+                return
+            await asyncio.sleep(0.01)
+
+    def person(name: str) -> PersonWrite:
+        return PersonWrite({"external_ref": name, "last_name": name}, frozenset((ACCOUNT,)))
+
+    async def write_b() -> None:
+        async with unit_of_work(directory.engine, write=True) as conn:
+            await write_persons(conn, [person("B")], region="GB")
+
+    follower = asyncio.create_task(follow())
+    async with unit_of_work(directory.engine, write=True) as conn:
+        await write_persons(conn, [person("A")], region="GB")
+        b = asyncio.create_task(write_b())
+        await asyncio.sleep(0.5)  # B commits now if it can; the follower reads what it finds
+        a_committed_after = b.done()
+    await b
+    done.set()
+    await follower
+    every = [event.id for event in await logged(directory, ACCOUNT)]
+    assert seen == every, f"the follower missed {sorted(set(every) - set(seen))}"
+    assert every == sorted(every)
+    assert not a_committed_after  # B waited for A: its event's id is larger than A's
+    last_two = (await logged(directory))[-2:]
+    writers = [json.loads(e.data or "null")["person"]["external_ref"] for e in last_two]
+    assert writers == ["A", "B"]
