@@ -18,16 +18,9 @@ from roster.core.writer import PersonWrite, write_persons
 from roster.db.engine import unit_of_work
 from roster.db.tables import events
 from tests.factories import Client, Directory
+from tests.test_events_feed import ACCOUNT, OTHER, add_person, caller, send
 
-ACCOUNT = "F50091"
-OTHER = "OTHER"
-
-
-@pytest.fixture
-async def caller(directory: Directory) -> Client:
-    await directory.account(ACCOUNT)
-    await directory.account(OTHER)
-    return await directory.client([ACCOUNT, OTHER], name="hr-sync")
+__all__ = ["caller"]  # a fixture shared with the feed's tests
 
 
 async def logged(directory: Directory, account_id: str = ACCOUNT, after: int = 0) -> list[Any]:
@@ -39,19 +32,6 @@ async def logged(directory: Directory, account_id: str = ACCOUNT, after: int = 0
 async def event_count(directory: Directory) -> int:
     async with unit_of_work(directory.engine, write=False) as conn:
         return int(await conn.scalar(select(func.count()).select_from(events)) or 0)
-
-
-async def send(
-    client: httpx.AsyncClient, caller: Client, method: str, path: str, body: Any = None
-) -> httpx.Response:
-    return await client.request(method, path, json=body, headers=caller.headers)
-
-
-async def add_person(client: httpx.AsyncClient, caller: Client, **fields: Any) -> Any:
-    body = {"accountId": ACCOUNT, "firstName": "Ann", "lastName": "Lee", "roleName": "User"}
-    response = await send(client, caller, "POST", "/people", {**body, **fields})
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def summary(event: StoredEvent) -> tuple[str, str, list[str]]:

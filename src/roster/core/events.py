@@ -21,20 +21,21 @@ from __future__ import annotations
 import getpass
 import os
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.core.clock import now
 from roster.core.people.persona_rows import PERSON_COLUMNS, PERSONA_COLUMNS, PersonaRow, rows_select
 from roster.db.backends import backend_for, json_default
-from roster.db.tables import event_prunes, events, personas
-from roster.errors import RosterError
+from roster.db.engine import read_snapshot
+from roster.db.tables import accounts, event_prunes, events, personas
+from roster.errors import AccountNotFound, RosterError
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -181,15 +182,15 @@ def resource_data(resource: DataclassInstance, **more: Any) -> dict[str, Any]:
 
 
 #: The keys of a ROW's person and persona values, in the order ``PersonaRow`` holds them.
-_PERSON_KEYS = ("id", *PERSON_COLUMNS, "created_at", "updated_at")
-_PERSONA_KEYS = ("id", "account_id", *PERSONA_COLUMNS, "created_at", "updated_at")
+PERSON_KEYS = ("id", *PERSON_COLUMNS, "created_at", "updated_at")
+PERSONA_KEYS = ("id", "account_id", *PERSONA_COLUMNS, "created_at", "updated_at")
 
 
 def row_data(row: PersonaRow) -> dict[str, Any]:
     """A person with its persona on one account (a ROW) as an event's data."""
     return {
-        "person": dict(zip(_PERSON_KEYS, row.person, strict=True)),
-        "persona": dict(zip(_PERSONA_KEYS, row.persona, strict=True)),
+        "person": dict(zip(PERSON_KEYS, row.person, strict=True)),
+        "persona": dict(zip(PERSONA_KEYS, row.persona, strict=True)),
     }
 
 
@@ -384,3 +385,26 @@ async def prune_events(conn: AsyncConnection, retention_days: int) -> int:
     if through > await pruned_through(conn):
         await conn.execute(insert(event_prunes).values(pruned_through=through, pruned_at=now()))
     return removed.rowcount or 0
+
+
+async def export_events(
+    engine: AsyncEngine,
+    wanted: EventFilter,
+    out: TextIO,
+    render: Callable[[StoredEvent], object],
+) -> int:
+    """Write the events ``wanted`` selects (``since`` a time, oldest first) to ``out`` as
+    JSON Lines, each as ``render`` shows it; how many. ``AccountNotFound`` for an unknown
+    account, before anything is written. One snapshot, read a page at a time."""
+    written = 0
+    async with read_snapshot(engine) as conn:
+        if (
+            await conn.scalar(select(accounts.c.id).where(accounts.c.id == wanted.account_id))
+            is None
+        ):
+            raise AccountNotFound(f"There is no account {wanted.account_id!r}.")
+        while page := await read_events(conn, wanted):
+            out.write("".join(_json(render(event)) + "\n" for event in page))
+            written += len(page)
+            wanted = replace(wanted, after=page[-1].id)
+    return written
