@@ -70,6 +70,12 @@ app.add_typer(accounts_app, name="accounts")
 events_app = typer.Typer(help="The change log: export and prune.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
 app.add_typer(events_app, name="events")
+persons_app = typer.Typer(help="One person: show what is held, or erase it.", no_args_is_help=True)
+app.add_typer(persons_app, name="persons")
+IdentifierArgument = Annotated[
+    str,
+    typer.Argument(metavar="IDENTIFIER", help="The person's id, email address or external ref."),
+]
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -656,6 +662,46 @@ def events_prune(
         emit_json({"removed": removed, "retention_days": kept})
     else:
         out.print(f"Removed {removed:,} events older than {kept} days.")
+
+
+@persons_app.command("show")
+def persons_show(identifier: IdentifierArgument, as_json: JsonOption = False) -> None:
+    """Print everything Roster holds about one person (a subject access request)."""
+    from roster.core.erasure import person_record
+
+    record = run_in(False, lambda conn: person_record(conn, identifier))
+    if as_json:
+        emit_json(record)
+        return
+    person = record["person"]
+    out.print(f"Person {person['id']}: {person['first_name'] or ''} {person['last_name'] or ''}")
+    rows = [
+        (p["account_id"], str(p["id"]), p["role_name"], p["status"]) for p in record["personas"]
+    ]
+    _print_listing(("account", "persona", "role", "status"), rows, "No personas.")
+    out.print(f"{len(record['events'])} events carry this person's data (--json shows all).")
+
+
+@persons_app.command("erase")
+def persons_erase(
+    identifier: IdentifierArgument,
+    yes: Annotated[bool, typer.Option("--yes", help="Erase: it cannot be undone.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Erase a person everywhere, and its data from the change log (right to be forgotten)."""
+    from roster.core.erasure import erase_person
+
+    if not yes:
+        raise CommandError("erasure cannot be undone: add --yes to erase this person")
+    erased = run_in(True, lambda conn: erase_person(conn, identifier))
+    if as_json:
+        emit_json(asdict(erased))
+        return
+    out.print(
+        f"Erased person {erased.person_id} from {len(erased.account_ids)} accounts "
+        f"({', '.join(erased.account_ids) or 'none'}); {erased.events_scrubbed} earlier "
+        "events no longer carry its data."
+    )
 
 
 @app.command()
