@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from roster.core.demo import generate_demo
 from roster.core.events import Actor, EventFilter, StoredEvent, read_events
 from roster.core.people.personas import update_persona
 from roster.core.writer import PersonWrite, write_persons
@@ -292,3 +294,29 @@ async def test_ids_follow_commit_order_so_a_follower_misses_no_event(directory: 
     last_two = (await logged(directory))[-2:]
     writers = [json.loads(e.data or "null")["person"]["external_ref"] for e in last_two]
     assert writers == ["A", "B"]
+
+
+async def test_the_demo_logs_everything_it_adds_and_nothing_when_run_again(
+    directory: Directory,
+) -> None:
+    summary = await generate_demo(directory.engine, directory.settings, "DEMO", 60, seed=3)
+    found = Counter(event.type for event in await logged(directory, "DEMO"))
+    assert found["account.created"] == 1
+    assert found["person.created"] == summary.people
+    assert found["role.created"] == summary.custom_roles == 2
+    assert found["team.created"] == summary.teams
+    assert found["budget.created"] == summary.budgets
+    assert found["address.created"] == summary.addresses
+    assert found["persona.updated"] > 0  # the createdBy links
+    assert set(found) <= {
+        "account.created",
+        "person.created",
+        "persona.updated",
+        "role.created",
+        "team.created",
+        "budget.created",
+        "address.created",
+    }
+    before = len(await logged(directory, "DEMO"))
+    await generate_demo(directory.engine, directory.settings, "DEMO", 60, seed=3)
+    assert len(await logged(directory, "DEMO")) == before

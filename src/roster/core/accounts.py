@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.auth import Principal
 from roster.core.clock import now
-from roster.core.events import Event, append_events, resource_data
+from roster.core.events import append_events, created_event
 from roster.core.fields import ACCOUNT, storable
 from roster.core.matching import search_fold, search_terms
 from roster.db.tables import CORE_ROLES, accounts, personas, roles
@@ -68,11 +68,7 @@ async def create_account(
         ],
     )
     account = Account(account_id, name, external_ref, created)
-    given = ("name", *(("external_ref",) if external_ref is not None else ()))
-    created_event = Event(
-        account_id, "account.created", "account", account_id, given, resource_data(account)
-    )
-    await append_events(conn, [created_event])
+    await append_events(conn, [created_event(account_id, "account", account)])
     return account
 
 

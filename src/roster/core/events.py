@@ -181,6 +181,25 @@ def resource_data(resource: DataclassInstance, **more: Any) -> dict[str, Any]:
     return {**asdict(resource), **more}
 
 
+#: A resource's own ids and timestamps: set, but never listed as changed.
+_NOT_CHANGES = frozenset(("id", "account_id", "created_at", "updated_at"))
+
+
+def created_event(
+    account_id: str,
+    resource_type: str,
+    resource: DataclassInstance,
+    person_id: uuid.UUID | None = None,
+    **more: Any,
+) -> Event:
+    """``<resource>.created`` for a core dataclass (its ``id`` the resource's): every
+    value it was given is ``changed``."""
+    data = resource_data(resource, **more)
+    given = tuple(n for n, v in data.items() if v not in (None, []) and n not in _NOT_CHANGES)
+    kind = f"{resource_type}.created"
+    return Event(account_id, kind, resource_type, data["id"], given, data, person_id)
+
+
 #: The keys of a ROW's person and persona values, in the order ``PersonaRow`` holds them.
 PERSON_KEYS = ("id", *PERSON_COLUMNS, "created_at", "updated_at")
 PERSONA_KEYS = ("id", "account_id", *PERSONA_COLUMNS, "created_at", "updated_at")

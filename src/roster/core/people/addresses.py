@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
-from roster.core.events import Event, append_events, resource_data
+from roster.core.events import append_events, created_event
 from roster.core.people.embeds import Address
 from roster.core.people.personas import require_personas
 from roster.db.tables import addresses, personas
@@ -40,8 +40,6 @@ async def add_address(
         )
     )
     person_id = await conn.scalar(select(personas.c.person_id).where(personas.c.id == persona_id))
-    data = resource_data(created, persona_id=persona_id)
-    given = tuple(name for name, value in data.items() if value is not None and name != "id")
-    event = Event(account_id, "address.created", "address", created.id, given, data, person_id)
+    event = created_event(account_id, "address", created, person_id, persona_id=persona_id)
     await append_events(conn, [event])
     return created

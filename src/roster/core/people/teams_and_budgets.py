@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.schema import Table
 
 from roster.core.clock import now
-from roster.core.events import Event, append_events, resource_data
+from roster.core.events import Event, append_events, created_event, resource_data
 from roster.core.people.embeds import TeamRef
 from roster.core.people.paging import Page, Paging, page_of
 from roster.core.people.personas import require_personas
@@ -51,8 +51,8 @@ class Budget(Team):
         )
 
 
-#: A resource's own ids: set, but never listed as changed.
-_IDS = frozenset(("id", "account_id"))
+#: Sets read at once when their events are logged.
+_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -97,22 +97,40 @@ class _Kind:
                 *(self.members.c[name] == value for name, value in member.items())
             )
         if (await conn.execute(statement)).rowcount:
-            row = (await conn.execute(select(self.table).where(self.table.c.id == set_id))).one()
-            after = build(row, (await self.members_of(conn, [set_id]))[set_id])
             change = "member_added" if add else "member_removed"
-            await append_events(
-                conn,
-                [
-                    Event(
-                        account_id,
-                        f"{self.noun}.{change}",
-                        self.noun,
-                        set_id,
-                        ("member_persona_ids",),
-                        resource_data(after),
-                    )
-                ],
+            await self.log(conn, account_id, build, changed=[(set_id, change)])
+
+    async def log(
+        self,
+        conn: AsyncConnection,
+        account_id: str,
+        build: Callable[[Any, list[uuid.UUID]], Team],
+        created: Sequence[uuid.UUID] = (),
+        changed: Sequence[tuple[uuid.UUID, str]] = (),
+    ) -> None:
+        """Log ``<noun>.created`` for each set created, and ``<noun>.<change>``
+        (``member_added``, ``member_removed``) for each set and change, each with the set
+        as it is now (read in chunks, within SQLite's limit on bound parameters)."""
+        wanted = list(dict.fromkeys([*created, *(set_id for set_id, _ in changed)]))
+        as_now: dict[uuid.UUID, Team] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            held = await self.members_of(conn, chunk)
+            for row in await conn.execute(select(self.table).where(self.table.c.id.in_(chunk))):
+                as_now[row.id] = build(row, held[row.id])
+        found = [created_event(account_id, self.noun, as_now[set_id]) for set_id in created]
+        found.extend(
+            Event(
+                account_id,
+                f"{self.noun}.{change}",
+                self.noun,
+                set_id,
+                ("member_persona_ids",),
+                resource_data(as_now[set_id]),
             )
+            for set_id, change in changed
+        )
+        await append_events(conn, found)
 
     async def members_of(
         self, conn: AsyncConnection, set_ids: Collection[uuid.UUID]
@@ -172,12 +190,7 @@ class _Kind:
 
     async def created(self, conn: AsyncConnection, created: Team) -> None:
         """``<noun>.created``, with every field set."""
-        data = resource_data(created)
-        given = tuple(n for n, value in data.items() if value not in (None, []) and n not in _IDS)
-        event = Event(
-            created.account_id, f"{self.noun}.created", self.noun, created.id, given, data
-        )
-        await append_events(conn, [event])
+        await append_events(conn, [created_event(created.account_id, self.noun, created)])
 
 
 TEAMS = _Kind("team", teams, team_members, "team_id")
