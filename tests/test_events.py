@@ -320,3 +320,34 @@ async def test_the_demo_logs_everything_it_adds_and_nothing_when_run_again(
     before = len(await logged(directory, "DEMO"))
     await generate_demo(directory.engine, directory.settings, "DEMO", 60, seed=3)
     assert len(await logged(directory, "DEMO")) == before
+
+
+async def test_the_persons_api_upsert_logs_each_item_that_changed_something(
+    client: httpx.AsyncClient, caller: Client, directory: Directory
+) -> None:
+    start = len(await logged(directory))
+    items = [
+        {"first_name": "Ann", "last_name": "Lee", "external_ref": "p-1", "group_ids": [ACCOUNT]},
+        {"first_name": "Bob", "group_ids": [ACCOUNT]},  # too little to match: fails
+        {"first_name": "Ann", "last_name": "Ng", "external_ref": "p-1", "group_ids": [ACCOUNT]},
+        {"first_name": "Ann", "last_name": "Ng", "external_ref": "p-1", "group_ids": [ACCOUNT]},
+        {"external_ref": "p-1", "group_ids": [OTHER]},
+    ]
+    response = await send(client, caller, "POST", "/persons/multiple/", {"persons": items})
+    assert response.status_code == 200, response.text
+    assert [p["success"] for p in response.json()["persons"]] == [True, False, True, True, True]
+    mine = (await logged(directory))[start:]
+    assert [summary(e) for e in mine] == [
+        (
+            "person.created",
+            "person",
+            ["first_name", "last_name", "external_ref", "persona.status", "persona.role_id"],
+        ),
+        ("person.updated", "person", ["last_name"]),  # the fourth item changed nothing
+    ]
+    [joined] = (await logged(directory, OTHER))[-1:]
+    assert (joined.type, json.loads(joined.changed or "[]")) == (
+        "persona.created",
+        ["status", "role_id"],
+    )
+    assert {e.actor_id for e in [*mine, joined]} == {caller.client_id}
