@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
+from roster.api import events as api_events
 from roster.core.events import prune_events
 from roster.db.engine import unit_of_work
 from roster.db.tables import events
@@ -224,3 +225,27 @@ async def test_events_past_retention_are_pruned_and_asking_after_them_is_410(
     assert nothing["events"] == []
     assert nothing["nextAfter"] >= ids[1]
     assert (await feed(client, caller, accountId=OTHER, after=nothing["nextAfter"]))["events"] == []
+
+
+async def test_the_server_prunes_once_a_day(
+    client: httpx.AsyncClient,
+    caller: Client,
+    directory: Directory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await add_person(client, caller)
+    async with unit_of_work(directory.engine, write=True) as conn:
+        old = datetime.now(UTC) - timedelta(days=91)
+        await conn.execute(update(events).values(occurred_at=old))
+    monkeypatch.setattr(api_events, "FIRST_PRUNE_SECONDS", 0.0)
+    pruning = asyncio.create_task(api_events.prune_daily(directory.engine, 90))
+    try:
+        for _ in range(100):
+            if not (await feed(client, caller))["events"]:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the events were not pruned")
+    finally:
+        pruning.cancel()
+    assert (await feed(client, caller, 410, after=0))["error"]["type"] == "events_expired"

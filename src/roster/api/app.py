@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,7 +62,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pruning = asyncio.create_task(
+            events.prune_daily(services.engine, settings.event_retention_days)
+        )
         yield
+        pruning.cancel()
         await services.engine.dispose()
 
     app = FastAPI(

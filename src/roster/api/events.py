@@ -8,6 +8,7 @@ names (its ``data`` as that API renders the resource), for this feed and for
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import orjson
 from fastapi import Query
 from pydantic import Field, StringConstraints
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from roster.api.deps import ReadConnection
 from roster.api.fields import STORABLE, AccountId, Timestamp
@@ -30,11 +32,16 @@ from roster.core.events import (
     RESOURCE_TYPES,
     EventFilter,
     StoredEvent,
+    prune_events,
     pruned_through,
     read_events,
 )
 from roster.core.fields import PERSON, PERSONA
 from roster.core.people.persona_rows import PersonaRow
+from roster.db.backends import DATABASE_ERRORS
+from roster.db.engine import unit_of_work
+
+log = logging.getLogger("roster.events")
 
 router = people_router("Events")
 
@@ -174,6 +181,32 @@ def event_json(event: StoredEvent) -> dict[str, Any]:
         ],
         "data": data,
     }
+
+
+# -- retention -------------------------------------------------------------------------------
+
+#: The server's first prune comes this long after it starts, then one a day.
+FIRST_PRUNE_SECONDS = 60.0
+PRUNE_EVERY_SECONDS = 24 * 3600.0
+#: After a prune that failed (the database was down), the next try.
+PRUNE_RETRY_SECONDS = 3600.0
+
+
+async def prune_daily(engine: AsyncEngine, retention_days: int) -> None:
+    """Remove the events past retention once a day, while the server runs (each worker
+    does: a second prune finds nothing left to remove)."""
+    wait = FIRST_PRUNE_SECONDS
+    while True:
+        await asyncio.sleep(wait)
+        try:
+            async with unit_of_work(engine, write=True) as conn:
+                removed = await prune_events(conn, retention_days)
+        except DATABASE_ERRORS:
+            log.warning("the change log could not be pruned; trying again in an hour")
+            wait = PRUNE_RETRY_SECONDS
+            continue
+        log.info("pruned %d events older than %d days", removed, retention_days)
+        wait = PRUNE_EVERY_SECONDS
 
 
 # -- the feed ----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.core.clock import now
@@ -401,8 +401,9 @@ async def prune_events(conn: AsyncConnection, retention_days: int) -> int:
     if through is None:
         return 0
     removed = await conn.execute(delete(events).where(events.c.id <= through))
-    if through > await pruned_through(conn):
-        await conn.execute(insert(event_prunes).values(pruned_through=through, pruned_at=now()))
+    # Two servers may prune at once: the second records the same horizon, or none.
+    horizon = backend_for(conn).insert(event_prunes).values(pruned_through=through, pruned_at=now())
+    await conn.execute(horizon.on_conflict_do_nothing())
     return removed.rowcount or 0
 
 
