@@ -13,9 +13,11 @@ import pytest
 from sqlalchemy import update
 
 from roster.api import events as api_events
+from roster.api.app import create_app
 from roster.core.events import prune_events
 from roster.db.engine import unit_of_work
 from roster.db.tables import events
+from roster.settings import Settings
 from tests.factories import Client, Directory
 
 ACCOUNT = "F50091"
@@ -249,3 +251,26 @@ async def test_the_server_prunes_once_a_day(
     finally:
         pruning.cancel()
     assert (await feed(client, caller, 410, after=0))["error"]["type"] == "events_expired"
+
+
+async def test_long_polls_hold_no_database_connection_while_they_wait(
+    client: httpx.AsyncClient, caller: Client, settings: Settings
+) -> None:
+    """More long polls than the pool has connections, and another request still answers
+    at once (a poll that kept its request's connection would leave it none)."""
+    last = (await feed(client, caller))["nextAfter"]
+    small = create_app(settings.model_copy(update={"database_pool_size": 1}))
+    transport = httpx.ASGITransport(app=small)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://roster.test") as http:
+            polls = [asyncio.create_task(feed(http, caller, after=last, wait=3)) for _ in range(14)]
+            await asyncio.sleep(0.5)
+            started = time.monotonic()
+            listed = await send(http, caller, "GET", f"/people?accountId={ACCOUNT}")
+            assert listed.status_code == 200, listed.text
+            assert time.monotonic() - started < 2
+            assert not any(poll.done() for poll in polls)
+            for poll in polls:
+                assert (await poll) == {"events": [], "nextAfter": last}
+    finally:
+        await small.state.services.engine.dispose()

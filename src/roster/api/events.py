@@ -14,16 +14,23 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
-from fastapi import Query
+from fastapi import Depends, Query, Request
 from pydantic import Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from roster.api.deps import ReadConnection
+from roster.api.deps import authenticated_briefly, services
 from roster.api.fields import STORABLE, AccountId, Timestamp
 from roster.api.openapi import error_responses
-from roster.api.people.contract import QueryParameters, Reader, listed, one_of, people_router
+from roster.api.people.contract import (
+    PEOPLE_CREDENTIALS,
+    QueryParameters,
+    listed,
+    one_of,
+    people_router,
+)
 from roster.api.people.models import CamelModel, item_key, row_json, timestamp
 from roster.core.accounts import require_account
+from roster.core.auth import Principal
 from roster.core.events import (
     EVENT_TYPES,
     MAX_PAGE,
@@ -212,13 +219,22 @@ async def prune_daily(engine: AsyncEngine, retention_days: int) -> None:
 # -- the feed ----------------------------------------------------------------------------------
 
 
+#: The People API's reader, authenticated on a connection given back at once: a long
+#: poll holds no pooled connection while it waits, only for each look at the log.
+Reader = Annotated[
+    Principal, Depends(authenticated_briefly(PEOPLE_CREDENTIALS, "read"), scope="function")
+]
+
+
 @router.get("/events", response_model=EventsPage, responses=error_responses(410))
 async def events_of_account(
-    parameters: Annotated[EventParameters, Query()], conn: ReadConnection, principal: Reader
+    parameters: Annotated[EventParameters, Query()], request: Request, principal: Reader
 ) -> dict[str, Any]:
     """The account's events after an id, oldest first; ``wait`` holds the request until
     one arrives."""
-    account_id = await require_account(conn, principal, parameters.account_id)
+    engine = services(request).engine
+    async with unit_of_work(engine, write=False) as conn:
+        account_id = await require_account(conn, principal, parameters.account_id)
     wanted = EventFilter(
         account_id,
         parameters.after,
@@ -226,15 +242,20 @@ async def events_of_account(
         parameters.resource_id,
         parameters.actor_id,
     )
+
+    async def look() -> tuple[list[StoredEvent], int]:
+        """The events, and the ``nextAfter`` to answer with them."""
+        async with unit_of_work(engine, write=False) as conn:
+            found = await read_events(conn, wanted, parameters.limit)
+            if found:
+                return found, found[-1].id
+            if parameters.after is not None:
+                return found, parameters.after
+            return found, await pruned_through(conn)
+
     deadline = time.monotonic() + parameters.wait
-    found = await read_events(conn, wanted, parameters.limit)
+    found, next_after = await look()
     while not found and (left := deadline - time.monotonic()) > 0:
         await asyncio.sleep(min(POLL_SECONDS, left))
-        found = await read_events(conn, wanted, parameters.limit)
-    if found:
-        next_after = found[-1].id
-    elif parameters.after is not None:
-        next_after = parameters.after
-    else:
-        next_after = await pruned_through(conn)
+        found, next_after = await look()
     return {"events": [event_json(event) for event in found], "nextAfter": next_after}
