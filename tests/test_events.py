@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from roster.core.auth import revoke_client
 from roster.core.demo import generate_demo
 from roster.core.events import Actor, EventFilter, StoredEvent, read_events
 from roster.core.people.personas import update_persona
@@ -351,3 +352,22 @@ async def test_the_persons_api_upsert_logs_each_item_that_changed_something(
         ["status", "role_id"],
     )
     assert {e.actor_id for e in [*mine, joined]} == {caller.client_id}
+
+
+async def test_clients_created_and_revoked_are_logged_in_each_account_they_reach(
+    caller: Client, directory: Directory
+) -> None:
+    await directory.account("THIRD")
+    everywhere = await directory.client(None, name="all")
+    async with unit_of_work(directory.engine, write=True) as conn:
+        await revoke_client(conn, caller.client_id)
+        await revoke_client(conn, caller.client_id)  # already revoked: nothing more
+    for account in (ACCOUNT, OTHER, "THIRD"):
+        found = [e for e in await logged(directory, account) if e.resource_type == "client"]
+        mine = [e.type for e in found if e.resource_id == caller.client_id]
+        assert mine == ([] if account == "THIRD" else ["client.created", "client.revoked"])
+        [theirs] = [e for e in found if e.resource_id == everywhere.client_id]
+        assert json.loads(theirs.data or "null")["all_accounts"] is True
+        for event in found:
+            assert caller.secret not in (event.data or "")
+            assert caller.api_key not in (event.data or "")

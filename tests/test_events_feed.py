@@ -65,10 +65,22 @@ async def test_the_feed_shows_each_change_as_the_people_api_renders_it(
     )
     assert response.status_code == 200, response.text
     page = await feed(client, caller)
-    account_created, person_created, persona_updated = page["events"]
+    account_created, client_created, person_created, persona_updated = page["events"]
     assert page["nextAfter"] == persona_updated["id"]
     assert account_created["type"] == "account.created"
     assert account_created["actor"]["type"] == "cli"
+    # The client, as the account sees it: no secret, and not the other account it reaches.
+    assert (client_created["type"], client_created["data"]) == (
+        "client.created",
+        {
+            "id": caller.client_id,
+            "name": "hr-sync",
+            "scopes": ["read", "write"],
+            "allAccounts": False,
+            "createdAt": client_created["data"]["createdAt"],
+            "revokedAt": None,
+        },
+    )
     assert person_created["type"] == "person.created"
     assert person_created["resource"] == {"type": "person", "id": row["id"]}
     assert {"firstName", "lastName", "primaryEmailAddress", "status", "roleId"} <= set(
@@ -100,6 +112,8 @@ async def test_pages_by_id_and_filters(
     every = (await feed(client, caller))["events"]
     assert [e["type"] for e in every] == [
         "account.created",
+        "client.created",
+        "client.created",
         "person.created",
         "person.created",
         "team.created",
@@ -110,6 +124,7 @@ async def test_pages_by_id_and_filters(
     assert [e["id"] for e in first["events"]] == ids[:2]
     rest = await feed(client, caller, after=first["nextAfter"])
     assert [e["id"] for e in rest["events"]] == ids[2:]
+    assert len(rest["events"]) == 4
     end = await feed(client, caller, after=ids[-1])
     assert end == {"events": [], "nextAfter": ids[-1]}
 
@@ -131,7 +146,8 @@ async def test_pages_by_id_and_filters(
     assert (await feed(client, caller, types="role.*"))["events"] == []
     # Another account's log holds none of these.
     assert [e["type"] for e in (await feed(client, caller, accountId=OTHER))["events"]] == [
-        "account.created"
+        "account.created",
+        "client.created",
     ]
 
 
@@ -211,21 +227,19 @@ async def test_events_past_retention_are_pruned_and_asking_after_them_is_410(
     ids = [e["id"] for e in (await feed(client, caller))["events"]]
     async with unit_of_work(directory.engine, write=True) as conn:
         old = datetime.now(UTC) - timedelta(days=91)
-        await conn.execute(update(events).where(events.c.id <= ids[1]).values(occurred_at=old))
-        await conn.execute(
-            update(events).where(events.c.account_id == OTHER).values(occurred_at=old)
-        )
-        assert await prune_events(conn, 90) >= 2
+        # Every event but the last person's (the other account's all came before it).
+        await conn.execute(update(events).where(events.c.id < ids[-1]).values(occurred_at=old))
+        assert await prune_events(conn, 90) >= len(ids) - 1
     kept = await feed(client, caller)
-    assert [e["id"] for e in kept["events"]] == ids[2:]
+    assert [e["id"] for e in kept["events"]] == ids[-1:]
     expired = await feed(client, caller, 410, after=ids[0])
     assert expired["error"]["type"] == "events_expired"
     assert "read the directory again" in expired["error"]["message"]
-    assert [e["id"] for e in (await feed(client, caller, after=ids[1]))["events"]] == ids[2:]
+    assert [e["id"] for e in (await feed(client, caller, after=ids[-2]))["events"]] == ids[-1:]
     # An account all of whose events are gone: from the start, the horizon to follow.
     nothing = await feed(client, caller, accountId=OTHER)
     assert nothing["events"] == []
-    assert nothing["nextAfter"] >= ids[1]
+    assert nothing["nextAfter"] >= ids[-2]
     assert (await feed(client, caller, accountId=OTHER, after=nothing["nextAfter"]))["events"] == []
 
 
