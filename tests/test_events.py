@@ -371,3 +371,42 @@ async def test_clients_created_and_revoked_are_logged_in_each_account_they_reach
         for event in found:
             assert caller.secret not in (event.data or "")
             assert caller.api_key not in (event.data or "")
+
+
+async def test_a_follower_of_many_concurrent_writers_sees_every_event_once_in_order(
+    directory: Directory,
+) -> None:
+    """Six writers committing at staggered times while a follower reads by the last id:
+    the timing companion of the test above (without the lock it fails some of the time)."""
+    await directory.account(ACCOUNT)
+    start = (await logged(directory))[-1].id
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def follow() -> None:
+        last = start
+        while True:
+            caught_up = done.is_set()
+            page = await logged(directory, ACCOUNT, last)
+            seen.extend(event.id for event in page)
+            last = page[-1].id if page else last
+            if caught_up and not page:
+                return
+            await asyncio.sleep(0.005)
+
+    async def writer(n: int) -> None:
+        for k in range(8):
+            item = PersonWrite(
+                {"external_ref": f"w{n}-{k}", "last_name": f"W{n}"}, frozenset((ACCOUNT,))
+            )
+            async with unit_of_work(directory.engine, write=True) as conn:
+                await write_persons(conn, [item], region="GB")
+                await asyncio.sleep(0.002 * ((n + k) % 3))  # commit a little later, or not
+
+    follower = asyncio.create_task(follow())
+    await asyncio.gather(*(writer(n) for n in range(6)))
+    done.set()
+    await follower
+    every = [event.id for event in await logged(directory, ACCOUNT, start)]
+    assert len(every) == 48
+    assert seen == every
