@@ -16,6 +16,7 @@ import pytest
 
 from bench.server import Server, serve
 from roster.api.middleware import MAX_HEADER_BYTES, MAX_TARGET_BYTES
+from roster.protocol import MAX_HEAD_BYTES
 from tests.commands import succeeds
 from tests.factories import Client, Directory
 
@@ -105,6 +106,23 @@ def test_roster_serve_answers_headers_over_the_limit_with_431(server: Server) ->
         assert status == 431
         assert json.loads(body)["error"]["type"] == "request_header_fields_too_large"
         assert headers["x-request-id"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("padding", [MAX_HEAD_BYTES + 1000, 400_000])
+def test_a_large_body_sent_with_its_head_is_no_large_head(server: Server, padding: int) -> None:
+    """A head and a body larger than a head may be, in one write (as clients send a
+    large upsert), reach the app: only the head counts against the head's limits,
+    whether the request arrives in one chunk (the smaller) or in several."""
+    body = b'{"first_name": "' + b"a" * 300 + b'", "padding": "' + b"p" * padding + b'"}'
+    head = (
+        b"POST /persons/find/ HTTP/1.1\r\nHost: roster\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    status, _, answer = raw_exchange(server, head + body)
+    # The app read the body: no credential is the Persons API's 400 missing_authorization.
+    assert status == 400, answer
+    assert json.loads(answer)["error"]["type"] == "missing_authorization"
 
 
 @pytest.mark.slow

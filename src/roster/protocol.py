@@ -44,19 +44,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._header_bytes = 0
+        self._heads_completed = 0
         self._refusal: RosterError | None = None
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
-            # httptools keeps a header value until it is complete: count what arrives.
+        in_head, heads = self._in_head, self._heads_completed
+        super().data_received(data)
+        # httptools keeps a header value until it is complete, so a chunk that arrives
+        # within a head and leaves it incomplete is counted. A chunk that completes a
+        # head is not (the parser has checked its URL and each header), though it may
+        # carry a whole request, body and all; nor is one that ends a body, though a new
+        # head may begin after it (both are bounded by the size of one read).
+        within_head = in_head and self._in_head and heads == self._heads_completed
+        if within_head and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 url = getattr(self, "url", b"")
                 self._answer(
                     target_too_long() if len(url) > MAX_TARGET_BYTES else headers_too_large()
                 )
-                return
-        super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -77,6 +83,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._heads_completed += 1
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

@@ -14,7 +14,7 @@ from pydantic import BeforeValidator, Field, StringConstraints
 from starlette.types import Receive, Scope, Send
 
 from roster.api.deps import ReadConnection, services
-from roster.api.fields import STORABLE, AccountId, declared_type
+from roster.api.fields import STORABLE, AccountId, Schema, declared_type
 from roster.api.people.contract import (
     INT32_MAX,
     QueryParameters,
@@ -63,10 +63,13 @@ def _true_or_false(value: object) -> bool:
 
 
 Ids = Annotated[list[uuid.UUID], listed(_uuid)]
+#: A role name in ``roleNames``: the declared field's rules, and no comma (values are
+#: separated by commas, so a name holding one cannot be asked for by name).
+_NO_COMMA = r"^[^,\x00-\x1f\x7f-\x9f]*[^\s,\x00-\x1f\x7f-\x9f][^,\x00-\x1f\x7f-\x9f]*$"
 if TYPE_CHECKING:
     RoleName = str
-else:  # a role's name, with the rules of the declared field
-    RoleName = declared_type(ROLE["name"])
+else:
+    RoleName = Annotated[declared_type(ROLE["name"]), Schema(pattern=_NO_COMMA)]
 #: The embeds by the names ``include`` takes.
 EMBEDS_NAMED = {include_name(embed): embed for embed in EMBEDS}
 if TYPE_CHECKING:
