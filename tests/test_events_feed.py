@@ -241,6 +241,14 @@ async def test_events_past_retention_are_pruned_and_asking_after_them_is_410(
     assert nothing["events"] == []
     assert nothing["nextAfter"] >= ids[-2]
     assert (await feed(client, caller, accountId=OTHER, after=nothing["nextAfter"]))["events"] == []
+    # Ids are never handed out again, even once the newest events are pruned.
+    async with unit_of_work(directory.engine, write=True) as conn:
+        await conn.execute(update(events).values(occurred_at=old))
+        await prune_events(conn, 90)
+    row = await add_person(client, caller, firstName="Cy")
+    [newest] = (await feed(client, caller, after=ids[-1]))["events"]
+    assert newest["resource"]["id"] == row["id"]
+    assert newest["id"] > ids[-1]
 
 
 async def test_the_server_prunes_once_a_day(
