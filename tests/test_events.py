@@ -37,6 +37,19 @@ async def event_count(directory: Directory) -> int:
         return int(await conn.scalar(select(func.count()).select_from(events)) or 0)
 
 
+async def follow(directory: Directory, last: int, seen: list[int], done: asyncio.Event) -> None:
+    """Follow the account's log by the last id read, noting each id seen, until ``done``
+    is set and a read after it finds nothing new."""
+    while True:
+        caught_up = done.is_set()
+        page = await logged(directory, ACCOUNT, last)
+        seen.extend(event.id for event in page)
+        last = page[-1].id if page else last
+        if caught_up and not page:
+            return
+        await asyncio.sleep(0.005)
+
+
 def summary(event: StoredEvent) -> tuple[str, str, list[str]]:
     return event.type, event.resource_type, json.loads(event.changed or "[]")
 
@@ -261,17 +274,6 @@ async def test_ids_follow_commit_order_so_a_follower_misses_no_event(directory: 
     seen: list[int] = []
     done = asyncio.Event()
 
-    async def follow() -> None:
-        last = 0
-        while True:
-            caught_up = done.is_set()
-            page = await logged(directory, ACCOUNT, last)
-            seen.extend(event.id for event in page)
-            last = page[-1].id if page else last
-            if caught_up and not page:
-                return
-            await asyncio.sleep(0.01)
-
     def person(name: str) -> PersonWrite:
         return PersonWrite({"external_ref": name, "last_name": name}, frozenset((ACCOUNT,)))
 
@@ -279,7 +281,7 @@ async def test_ids_follow_commit_order_so_a_follower_misses_no_event(directory: 
         async with unit_of_work(directory.engine, write=True) as conn:
             await write_persons(conn, [person("B")], region="GB")
 
-    follower = asyncio.create_task(follow())
+    follower = asyncio.create_task(follow(directory, 0, seen, done))
     async with unit_of_work(directory.engine, write=True) as conn:
         await write_persons(conn, [person("A")], region="GB")
         b = asyncio.create_task(write_b())
@@ -383,17 +385,6 @@ async def test_a_follower_of_many_concurrent_writers_sees_every_event_once_in_or
     seen: list[int] = []
     done = asyncio.Event()
 
-    async def follow() -> None:
-        last = start
-        while True:
-            caught_up = done.is_set()
-            page = await logged(directory, ACCOUNT, last)
-            seen.extend(event.id for event in page)
-            last = page[-1].id if page else last
-            if caught_up and not page:
-                return
-            await asyncio.sleep(0.005)
-
     async def writer(n: int) -> None:
         for k in range(8):
             item = PersonWrite(
@@ -403,7 +394,7 @@ async def test_a_follower_of_many_concurrent_writers_sees_every_event_once_in_or
                 await write_persons(conn, [item], region="GB")
                 await asyncio.sleep(0.002 * ((n + k) % 3))  # commit a little later, or not
 
-    follower = asyncio.create_task(follow())
+    follower = asyncio.create_task(follow(directory, start, seen, done))
     await asyncio.gather(*(writer(n) for n in range(6)))
     done.set()
     await follower
