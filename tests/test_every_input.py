@@ -33,7 +33,8 @@ SURROGATE_BYTES = "%ED%A0%80"
 @pytest.fixture
 async def caller(directory: Directory) -> Client:
     await directory.account(ACCOUNT)
-    return await directory.client([ACCOUNT], scopes=("read", "write"))
+    # admin too: erasure's input is checked once the caller may erase.
+    return await directory.client([ACCOUNT], scopes=("read", "write", "admin"))
 
 
 def _resolved(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:

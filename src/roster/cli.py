@@ -1,4 +1,4 @@
-"""The ``roster`` command: serve, migrate, accounts, clients, import, export, demo.
+"""The ``roster`` command: serve, migrate, accounts, clients, import, export, demo, events.
 
 Every command reads the same :class:`~roster.settings.Settings` as the server
 (``ROSTER_*`` variables and ``.env``; ``--database-url`` overrides), runs one core
@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, TypeVar
 from urllib.parse import quote
@@ -67,7 +67,15 @@ app = typer.Typer(
 accounts_app = typer.Typer(help="Accounts and their core roles.", no_args_is_help=True)
 clients_app = typer.Typer(help="API clients and their credentials.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
+events_app = typer.Typer(help="The change log: export and prune.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
+app.add_typer(events_app, name="events")
+persons_app = typer.Typer(help="One person: show what is held, or erase it.", no_args_is_help=True)
+app.add_typer(persons_app, name="persons")
+IdentifierArgument = Annotated[
+    str,
+    typer.Argument(metavar="IDENTIFIER", help="The person's id, email address or external ref."),
+]
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -578,9 +586,16 @@ def export(
     def write_to(stream: TextIO) -> int:
         return on_database(config, lambda engine: export_rows(engine, account, chosen, stream))
 
+    written = _write_output(output, write_to)
+    if output is not None:
+        err.print(f"Wrote {written:,} people of {account} to {output}.")
+
+
+def _write_output(output: Path | None, write_to: Callable[[TextIO], int]) -> int:
+    """Run ``write_to`` on stdout, or on ``output``: a file that appears whole, or not at
+    all if the export fails; what ``write_to`` answers."""
     if output is None:
-        write_to(sys.stdout)
-        return
+        return write_to(sys.stdout)
     partial = output.with_name(output.name + ".partial")
     try:
         stream = partial.open("w", encoding="utf-8", newline="")
@@ -593,7 +608,100 @@ def export(
     except BaseException:
         partial.unlink(missing_ok=True)  # a failed export leaves no file behind
         raise
-    err.print(f"Wrote {written:,} people of {account} to {output}.")
+    return written
+
+
+@events_app.command("export")
+def events_export(
+    account: Annotated[str, typer.Option("--account", help="The account whose events to export.")],
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            help="Only events from this date or time on (UTC unless it says otherwise).",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File to write (default: stdout).")
+    ] = None,
+) -> None:
+    """Write an account's events as JSON Lines, oldest first (the audit trail's archive)."""
+    from roster.api.events import event_json
+    from roster.core.events import EventFilter, export_events
+
+    start = None if since is None else since if since.tzinfo else since.replace(tzinfo=UTC)
+    wanted = EventFilter(account, since=start)
+    config = settings()
+
+    def write_to(stream: TextIO) -> int:
+        return on_database(config, lambda engine: export_events(engine, wanted, stream, event_json))
+
+    written = _write_output(output, write_to)
+    if output is not None:
+        err.print(f"Wrote {written:,} events of {account} to {output}.")
+
+
+@events_app.command("prune")
+def events_prune(
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days",
+            min=1,
+            help="Keep this many days of events (default: ROSTER_EVENT_RETENTION_DAYS, 90).",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove the events older than the retention period."""
+    from roster.core.events import prune_events
+
+    kept = days or settings().event_retention_days
+    removed = run_in(True, lambda conn: prune_events(conn, kept))
+    if as_json:
+        emit_json({"removed": removed, "retention_days": kept})
+    else:
+        out.print(f"Removed {removed:,} events older than {kept} days.")
+
+
+@persons_app.command("show")
+def persons_show(identifier: IdentifierArgument, as_json: JsonOption = False) -> None:
+    """Print everything Roster holds about one person (a subject access request)."""
+    from roster.core.erasure import person_record
+
+    record = run_in(False, lambda conn: person_record(conn, identifier))
+    if as_json:
+        emit_json(record)
+        return
+    person = record["person"]
+    out.print(f"Person {person['id']}: {person['first_name'] or ''} {person['last_name'] or ''}")
+    rows = [
+        (p["account_id"], str(p["id"]), p["role_name"], p["status"]) for p in record["personas"]
+    ]
+    _print_listing(("account", "persona", "role", "status"), rows, "No personas.")
+    out.print(f"{len(record['events'])} events carry this person's data (--json shows all).")
+
+
+@persons_app.command("erase")
+def persons_erase(
+    identifier: IdentifierArgument,
+    yes: Annotated[bool, typer.Option("--yes", help="Erase: it cannot be undone.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Erase a person everywhere, and its data from the change log (right to be forgotten)."""
+    from roster.core.erasure import erase_person
+
+    if not yes:
+        raise CommandError("erasure cannot be undone: add --yes to erase this person")
+    erased = run_in(True, lambda conn: erase_person(conn, identifier))
+    if as_json:
+        emit_json(asdict(erased))
+        return
+    out.print(
+        f"Erased person {erased.person_id} from {len(erased.account_ids)} accounts "
+        f"({', '.join(erased.account_ids) or 'none'}); {erased.events_scrubbed} earlier "
+        "events no longer carry its data."
+    )
 
 
 @app.command()

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: Origins (``https://app.example.com``) whose pages may call the APIs from a browser.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    #: How long the change log keeps events (``roster events prune``; docs/events.md).
+    event_retention_days: int = Field(default=90, ge=1, le=100 * 365)
     #: When set, ``GET /metrics`` needs ``Authorization: Bearer <this token>``.
     metrics_token: SecretStr | None = None
 

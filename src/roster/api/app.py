@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from roster import __version__
-from roster.api import health, oauth, people, persons, web
+from roster.api import erasure, events, health, oauth, people, persons, web
 from roster.api.deps import Services
 from roster.api.docs import install_docs
 from roster.api.errors import install_error_handlers
@@ -61,7 +62,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pruning = asyncio.create_task(
+            events.prune_daily(services.engine, settings.event_retention_days)
+        )
         yield
+        pruning.cancel()
         await services.engine.dispose()
 
     app = FastAPI(
@@ -79,6 +84,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(persons.router)
     app.include_router(people.router)
+    app.include_router(events.router)
+    app.include_router(erasure.router)
     app.include_router(health.router)
     install_docs(app)
     app.include_router(web.router)

@@ -16,9 +16,11 @@ from fastapi import Depends, Request, Security
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.api.metrics import Metrics
+from roster.api.middleware import request_id_of
 from roster.api.openapi import API_KEY, BEARER
 from roster.api.ratelimit import AuthFailureLimiter, Budget, ClientRateLimiter
 from roster.core.auth import Principal, authenticate
+from roster.core.events import Actor, act_as
 from roster.db.engine import read_snapshot, unit_of_work
 from roster.errors import (
     CredentialError,
@@ -121,25 +123,52 @@ def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependen
         _bearer: object = Security(BEARER),
         _api_key: object = Security(API_KEY),
     ) -> Principal:
-        shared = services(request)
-        address = client_address(request)
-        refused = shared.auth_failures.refusal(address)
-        if refused is not None:
-            raise too_many_failures(refused)
-        try:
-            found = await authenticate(conn, request.headers.get("authorization"))
-        except CredentialError as error:
-            # A wrong key or a forged token is a guess; a missing or expired one is not.
-            if isinstance(error, InvalidCredentials):
-                failures = await shared.auth_failures.failed(address)
-                if not failures.allowed:
-                    raise too_many_failures(failures) from None
-            raise error.with_status(contract.status_of(error)) from None
-        await charge(request, found.client_id)
-        found.require(scope)
-        return found
+        return await _authenticate(request, conn, contract, scope)
 
     return principal
+
+
+def authenticated_briefly(
+    contract: CredentialContract, scope: str
+) -> Callable[[Request], Awaitable[Principal]]:
+    """:func:`authenticated` on a connection of its own, given back at once: for a
+    request that then waits (a long poll) without holding a pooled connection."""
+
+    async def principal(
+        request: Request,
+        _bearer: object = Security(BEARER),
+        _api_key: object = Security(API_KEY),
+    ) -> Principal:
+        async with unit_of_work(services(request).engine, write=False) as conn:
+            return await _authenticate(request, conn, contract, scope)
+
+    return principal
+
+
+async def _authenticate(
+    request: Request, conn: AsyncConnection, contract: CredentialContract, scope: str
+) -> Principal:
+    """The request's client, holding ``scope``, under ``contract``; named as the actor of
+    what ``conn``'s unit of work changes."""
+    shared = services(request)
+    address = client_address(request)
+    refused = shared.auth_failures.refusal(address)
+    if refused is not None:
+        raise too_many_failures(refused)
+    try:
+        found = await authenticate(conn, request.headers.get("authorization"))
+    except CredentialError as error:
+        # A wrong key or a forged token is a guess; a missing or expired one is not.
+        if isinstance(error, InvalidCredentials):
+            failures = await shared.auth_failures.failed(address)
+            if not failures.allowed:
+                raise too_many_failures(failures) from None
+        raise error.with_status(contract.status_of(error)) from None
+    await charge(request, found.client_id)
+    found.require(scope)
+    # What this unit of work changes is logged as this client's doing.
+    await act_as(conn, Actor.client(found, request_id_of(request.scope)))
+    return found
 
 
 async def charge(request: Request, client_id: str) -> None:

@@ -40,6 +40,7 @@ _MEANING = {
     404: "Not found (not_found, group_not_found, account_not_found)",
     405: "Method not allowed on this path; the Allow header lists the right ones",
     409: "Conflict with an existing record",
+    410: "Events after this id are no longer kept (events_expired): read the directory again",
     413: "Body over the configured limit (payload_too_large)",
     414: "URL over 65,535 bytes (uri_too_long)",
     415: "Body is not JSON (unsupported_media_type)",

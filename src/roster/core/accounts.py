@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.auth import Principal
 from roster.core.clock import now
+from roster.core.events import append_events, created_event
 from roster.core.fields import ACCOUNT, storable
 from roster.core.matching import search_fold, search_terms
 from roster.db.tables import CORE_ROLES, accounts, personas, roles
@@ -66,7 +67,9 @@ async def create_account(
             for role in CORE_ROLES
         ],
     )
-    return Account(account_id, name, external_ref, created)
+    account = Account(account_id, name, external_ref, created)
+    await append_events(conn, [created_event(account_id, "account", account)])
+    return account
 
 
 #: An account's fields, in the order of :class:`Account`.

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
+from roster.core.events import Event, append_events
 from roster.db.backends import backend_for
 from roster.db.tables import access_tokens, accounts, api_client_accounts, api_clients
 from roster.errors import (
@@ -196,7 +197,37 @@ async def create_client(
             insert(api_client_accounts),
             [{"client_id": credentials.client_id, "account_id": a} for a in reach],
         )
+    await _log_client(conn, credentials.client_id, "created")
     return credentials
+
+
+async def _log_client(conn: AsyncConnection, client_id: str, change: str) -> None:
+    """``client.<change>`` in each account the client reaches (every account, for a client
+    of all accounts), with the client as it is now: never a secret or a key, nor the
+    other accounts it reaches (no account learns of another)."""
+    row = (await conn.execute(select(api_clients).where(api_clients.c.id == client_id))).one()
+    reached = select(api_client_accounts.c.account_id).where(
+        api_client_accounts.c.client_id == client_id
+    )
+    every = select(accounts.c.id).order_by(accounts.c.id)
+    account_ids = list(
+        await conn.scalars(
+            every if row.all_accounts else reached.order_by(api_client_accounts.c.account_id)
+        )
+    )
+    data = {
+        "id": client_id,
+        "name": row.name,
+        "scopes": row.scopes.split(),
+        "all_accounts": row.all_accounts,
+        "created_at": row.created_at,
+        "revoked_at": row.revoked_at,
+    }
+    given = ("name", "scopes", "all_accounts") if change == "created" else ("revoked_at",)
+    await append_events(
+        conn,
+        [Event(a, f"client.{change}", "client", client_id, given, data) for a in account_ids],
+    )
 
 
 async def list_clients(conn: AsyncConnection) -> list[ClientSummary]:
@@ -235,6 +266,7 @@ async def revoke_client(conn: AsyncConnection, client_id: str) -> datetime:
     at: datetime | None = revoked.scalar_one_or_none()
     if at is not None:
         await conn.execute(delete(access_tokens).where(access_tokens.c.client_id == client_id))
+        await _log_client(conn, client_id, "revoked")
         return at
     existing: datetime | None = await conn.scalar(
         select(api_clients.c.revoked_at).where(api_clients.c.id == client_id)

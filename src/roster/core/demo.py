@@ -14,10 +14,10 @@ from __future__ import annotations
 import random
 import unicodedata
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from faker import Faker
 from sqlalchemy import Table, func, insert, or_, select
@@ -25,7 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.core.accounts import create_account
 from roster.core.clock import now
+from roster.core.events import append_events, created_event
 from roster.core.matching import phone_key
+from roster.core.people.embeds import Address
+from roster.core.people.roles import Role
+from roster.core.people.teams_and_budgets import BUDGETS, TEAMS, Budget, Team
 from roster.core.writer import PersonaById, PersonWrite, write_persons
 from roster.db.engine import unit_of_work
 from roster.db.tables import (
@@ -43,6 +47,8 @@ from roster.db.tables import (
 )
 from roster.errors import Conflict, InvalidRequest
 from roster.settings import Settings
+
+T = TypeVar("T")
 
 DEFAULT_ACCOUNT = "DEMO"
 DEFAULT_PEOPLE = 1000
@@ -279,6 +285,11 @@ def _fake_people(account_id: str, count: int, seed: int, region: str) -> list[Pe
     return items
 
 
+def _as(kind: type[T], row: Mapping[str, Any]) -> T:
+    """A core dataclass from the values of a row written (its other keys left out)."""
+    return kind(**{f.name: row[f.name] for f in fields(kind)})  # type: ignore[arg-type]
+
+
 class _Demo:
     def __init__(
         self, conn: AsyncConnection, account_id: str, rng: random.Random, at: datetime
@@ -299,15 +310,17 @@ class _Demo:
             )
         )
         missing = [name for name in CUSTOM_ROLES if name.casefold() not in existing]
-        if missing:
-            await self.conn.execute(
-                insert(roles),
-                [
-                    self._stamped(
-                        account_id=self.account_id, name=name, name_key=name.casefold(), type=None
-                    )
-                    for name in missing
-                ],
+        rows = [
+            self._stamped(
+                account_id=self.account_id, name=name, name_key=name.casefold(), type=None
+            )
+            for name in missing
+        ]
+        if rows:
+            await self.conn.execute(insert(roles), rows)
+            made = [Role(**{f.name: row[f.name] for f in fields(Role)}) for row in rows]
+            await append_events(
+                self.conn, [created_event(self.account_id, "role", r) for r in made]
             )
         return len(missing)
 
@@ -391,6 +404,10 @@ class _Demo:
                 insert(team_members),
                 [{"team_id": t, "persona_id": p} for t, p in sorted(members, key=str)],
             )
+        new = [row["id"] for row in team_rows]
+        joined = sorted((t, p) for t, p in members if t not in set(new))
+        added = [(team_id, "member_added") for team_id, _ in joined]
+        await TEAMS.log(self.conn, self.account_id, Team.of, created=new, changed=added)
         return len(team_rows)
 
     async def budgets(self, persona_ids: list[uuid.UUID]) -> int:
@@ -434,6 +451,7 @@ class _Demo:
             await self.conn.execute(insert(budgets), rows)
         if members:
             await self.conn.execute(insert(budget_members), members)
+        await BUDGETS.log(self.conn, self.account_id, Budget.of, created=[r["id"] for r in rows])
         return len(rows)
 
     def _floor(self) -> str | None:
@@ -465,4 +483,24 @@ class _Demo:
         ]
         if values:
             await self.conn.execute(insert(addresses), values)
+            person_of = dict(
+                (
+                    await self.conn.execute(
+                        select(personas.c.id, personas.c.person_id).where(
+                            personas.c.account_id == self.account_id
+                        )
+                    )
+                ).all()
+            )
+            logged = [
+                created_event(
+                    self.account_id,
+                    "address",
+                    _as(Address, value),
+                    person_of[value["persona_id"]],
+                    persona_id=value["persona_id"],
+                )
+                for value in values
+            ]
+            await append_events(self.conn, logged)
         return len(values)

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
 from roster.core.derived_columns import person_keys, persona_derived, refresh_personas
+from roster.core.events import append_events, person_events
 from roster.core.fields import PERSON_FIELDS, PERSONA_FIELDS, SHARED_PERSON_FIELDS
 from roster.core.matching import email_key, name_key, phone_key
 from roster.core.people.persona_rows import persona_not_found
@@ -283,6 +284,7 @@ async def record_changes(conn: AsyncConnection, written: Sequence[Written]) -> N
     """Every change the writer makes passes here, in its transaction, right after the
     rows are written (and in the same savepoint): change events (spec/events.md) are
     appended here, so a change commits with its events or not at all."""
+    await append_events(conn, await person_events(conn, written))
 
 
 # -- locks ---------------------------------------------------------------------------------

@@ -170,6 +170,13 @@ class Backend(Protocol):
         writer (a bulk write). Writers of persons take these before they read."""
         ...
 
+    async def lock_event_log(self, conn: AsyncConnection) -> None:
+        """Hold, until the transaction ends, the lock that makes event ids follow commit
+        order: taken just before a transaction appends events, it lets no other
+        transaction append (and so take a larger id) until this one has committed or
+        rolled back (docs/events.md)."""
+        ...
+
 
 async def update_many(
     conn: AsyncConnection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]
@@ -217,8 +224,9 @@ def _compile_explain(element: _Explain, compiler: SQLCompiler, **kw: Any) -> str
     return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
 
 
-#: The namespaces (first key) of Roster's advisory locks: the bulk lock, and the keys.
-_BULK_LOCK, _KEY_LOCKS = 0x526F7300, 0x526F7301
+#: The namespaces (first key) of Roster's advisory locks: the bulk lock, the keys, and
+#: the event log's.
+_BULK_LOCK, _KEY_LOCKS, _EVENT_LOG_LOCK = 0x526F7300, 0x526F7301, 0x526F7302
 _LOCK_BULK = text("SELECT pg_advisory_xact_lock(:space, 0)")
 _SHARE_BULK = text("SELECT pg_advisory_xact_lock_shared(:space, 0)")
 _LOCK_KEYS = text(
@@ -429,6 +437,14 @@ class PostgresBackend:
         if keys:
             await conn.execute(_LOCK_KEYS, {"space": _KEY_LOCKS, "keys": list(keys)})
 
+    async def lock_event_log(self, conn: AsyncConnection) -> None:
+        # A sequence hands out ids in the order transactions ask, not the order they
+        # commit: a transaction that took id 5 may commit after one that took id 6, and a
+        # consumer that read 6 would never see 5. Held from the first append to the
+        # commit, this lock makes ids follow commit order. Taken again by the same
+        # transaction, it is granted at once.
+        await conn.execute(_LOCK_BULK, {"space": _EVENT_LOG_LOCK})
+
 
 #: The FTS5 table the SQLite migration creates beside personas.
 _FTS = table("personas_search", column("rowid"))
@@ -574,6 +590,9 @@ class SqliteBackend:
 
     async def lock_for_writing(self, conn: AsyncConnection, keys: Sequence[int] | None) -> None:
         pass  # a writing transaction began with BEGIN IMMEDIATE: it is the only writer
+
+    async def lock_event_log(self, conn: AsyncConnection) -> None:
+        pass  # one writer at a time: ids are assigned, and committed, in order
 
 
 _BACKENDS: dict[str, Backend] = {"postgresql": PostgresBackend(), "sqlite": SqliteBackend()}

@@ -295,3 +295,39 @@ web_sessions = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )
+
+
+events = Table(
+    "events",
+    metadata,
+    # Assigned in commit order (core/events.py), never reused: a consumer that remembers
+    # the last id it read misses nothing (docs/events.md).
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), Identity(), primary_key=True),
+    Column("account_id", String(_length(ACCOUNT["id"])), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False, index=True),
+    Column("resource_type", String(16), nullable=False),
+    Column("resource_id", String(64), nullable=False),
+    # The person the event carries data of (person, persona, address events): erasure
+    # finds its events by this.
+    Column("person_id", Uuid, index=True),
+    Column("actor_type", String(16), nullable=False),
+    Column("actor_id", String(64)),
+    Column("actor_name", String(256)),
+    Column("request_id", String(128)),
+    # JSON texts, written by core with core names; each door renders them in its own.
+    Column("changed", Text),
+    Column("data", Text),
+    Index(None, "account_id", "id"),
+    Index(None, "account_id", "resource_id", "id"),
+    Index(None, "account_id", "actor_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+event_prunes = Table(
+    "event_prunes",
+    metadata,
+    # Every event up to this id is gone: reading after an older id is 410 events_expired.
+    Column("pruned_through", BigInteger, primary_key=True, autoincrement=False),
+    Column("pruned_at", UtcDateTime(), nullable=False),
+)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,8 +35,39 @@ Writer = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "write")
 INT32_MAX = 2**31 - 1
 #: The query parameters that take several values; any other may be given once only.
 LIST_PARAMETERS = frozenset(
-    ("include", "status", "teams", "roles", "roleNames", "people", "budgetId")
+    ("include", "status", "teams", "roles", "roleNames", "people", "budgetId", "types")
 )
+#: At most this many values in one list parameter.
+MAX_VALUES = 1000
+
+
+def one_of(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    """A list parameter's check of each value: one of ``allowed``."""
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+def listed(parse: Callable[[str], object]) -> BeforeValidator:
+    """Values given comma-separated, repeated, or both; each one parsed and checked."""
+
+    def split(given: object) -> list[object]:
+        values = [
+            part.strip()
+            for item in (given if isinstance(given, list) else [given])
+            for part in str(item).split(",")
+        ]
+        if len(values) > MAX_VALUES:
+            raise ValueError(f"takes at most {MAX_VALUES} values")
+        if "" in values:
+            raise ValueError("must not hold an empty value")
+        return [parse(value) for value in values]
+
+    return BeforeValidator(split)
 
 
 def one_value_each(request: Request) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import orjson
@@ -15,7 +15,14 @@ from starlette.types import Receive, Scope, Send
 
 from roster.api.deps import ReadConnection, services
 from roster.api.fields import STORABLE, AccountId, Schema, declared_type
-from roster.api.people.contract import INT32_MAX, QueryParameters, Reader, people_router
+from roster.api.people.contract import (
+    INT32_MAX,
+    QueryParameters,
+    Reader,
+    listed,
+    one_of,
+    people_router,
+)
 from roster.api.people.models import (
     PeoplePage,
     PersonaStatus,
@@ -34,17 +41,6 @@ router = people_router("People API")
 
 #: Rows rendered between two turns of the event loop.
 RENDER_SLICE = 100
-#: At most this many values in one list parameter.
-MAX_VALUES = 1000
-
-
-def _one_of(allowed: tuple[str, ...]) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if value not in allowed:
-            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
-        return value
-
-    return check
 
 
 def _uuid(value: str) -> uuid.UUID:
@@ -60,31 +56,13 @@ def _text(value: str) -> str:
     return value
 
 
-def _listed(parse: Callable[[str], object]) -> BeforeValidator:
-    """Values given comma-separated, repeated, or both; each one parsed and checked."""
-
-    def split(given: object) -> list[object]:
-        values = [
-            part.strip()
-            for item in (given if isinstance(given, list) else [given])
-            for part in str(item).split(",")
-        ]
-        if len(values) > MAX_VALUES:
-            raise ValueError(f"takes at most {MAX_VALUES} values")
-        if "" in values:
-            raise ValueError("must not hold an empty value")
-        return [parse(value) for value in values]
-
-    return BeforeValidator(split)
-
-
 def _true_or_false(value: object) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     raise ValueError("must be true or false")
 
 
-Ids = Annotated[list[uuid.UUID], _listed(_uuid)]
+Ids = Annotated[list[uuid.UUID], listed(_uuid)]
 #: A role name in ``roleNames``: the declared field's rules, and no comma (values are
 #: separated by commas, so a name holding one cannot be asked for by name).
 _NO_COMMA = r"^[^,\x00-\x1f\x7f-\x9f]*[^\s,\x00-\x1f\x7f-\x9f][^,\x00-\x1f\x7f-\x9f]*$"
@@ -109,15 +87,15 @@ class PeopleParameters(QueryParameters):
     search: Annotated[str, StringConstraints(max_length=100), STORABLE] | None = Field(
         None, description="Every term must occur in a name, email or number."
     )
-    include: Annotated[list[EmbedName], _listed(_one_of(tuple(EMBEDS_NAMED)))] = Field(
+    include: Annotated[list[EmbedName], listed(one_of(tuple(EMBEDS_NAMED)))] = Field(
         default_factory=list, description="Embeds to add inside each row's persona."
     )
-    status: Annotated[list[PersonaStatus], _listed(_one_of(PERSONA_STATUSES))] = Field(
+    status: Annotated[list[PersonaStatus], listed(one_of(PERSONA_STATUSES))] = Field(
         default_factory=list, description="Personas with any of these statuses."
     )
     teams: Ids = Field(default_factory=list, description="Personas in any of these teams.")
     roles: Ids = Field(default_factory=list, description="Personas with any of these roles.")
-    role_names: Annotated[list[RoleName], _listed(_text)] = Field(
+    role_names: Annotated[list[RoleName], listed(_text)] = Field(
         default_factory=list, description="The same by role name, ignoring case."
     )
     people: Ids = Field(default_factory=list, description="Only these persons.")

@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
+from roster.core.events import append_events, created_event
 from roster.core.people.embeds import Address
 from roster.core.people.personas import require_personas
-from roster.db.tables import addresses
+from roster.db.tables import addresses, personas
 from roster.errors import Unprocessable
 
 #: The one type a persona's address may not have (compared ignoring case).
@@ -38,4 +39,7 @@ async def add_address(
             persona_id=persona_id, **asdict(created), created_at=at, updated_at=at
         )
     )
+    person_id = await conn.scalar(select(personas.c.person_id).where(personas.c.id == persona_id))
+    event = created_event(account_id, "address", created, person_id, persona_id=persona_id)
+    await append_events(conn, [event])
     return created

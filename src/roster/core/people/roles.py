@@ -10,6 +10,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
+from roster.core.events import append_events, created_event
 from roster.core.matching import name_key
 from roster.core.people.paging import Page, Paging, page_of
 from roster.core.writer import write_unique
@@ -72,4 +73,5 @@ async def create_role(conn: AsyncConnection, account_id: str, name: str) -> Role
         ),
         f"Account {account_id!r} already has a role named {name!r}.",
     )
+    await append_events(conn, [created_event(account_id, "role", role)])
     return role

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.schema import Table
 
 from roster.core.clock import now
+from roster.core.events import Event, append_events, created_event, resource_data
 from roster.core.people.embeds import TeamRef
 from roster.core.people.paging import Page, Paging, page_of
 from roster.core.people.personas import require_personas
@@ -50,6 +51,10 @@ class Budget(Team):
         )
 
 
+#: Sets read at once when their events are logged.
+_CHUNK = 500
+
+
 @dataclass(frozen=True)
 class _Kind:
     """Where one kind of set lives: its table and its members' table."""
@@ -67,6 +72,65 @@ class _Kind:
         )
         if found is None:
             raise NotFound(f"There is no {self.noun} {set_id} in account {account_id!r}.")
+
+    async def change_members(
+        self,
+        conn: AsyncConnection,
+        account_id: str,
+        set_id: uuid.UUID,
+        persona_id: uuid.UUID,
+        *,
+        add: bool,
+        build: Callable[[Any, list[uuid.UUID]], Team],
+    ) -> None:
+        """Add a persona to a set, or take it out; ``<noun>.member_added`` or
+        ``member_removed`` with the set as it is after, when that changed anything."""
+        await self.require(conn, account_id, set_id)
+        await require_personas(conn, account_id, [persona_id])
+        member = {self.key: set_id, "persona_id": persona_id}
+        if add:
+            statement: Any = (
+                backend_for(conn).insert(self.members).values(member).on_conflict_do_nothing()
+            )
+        else:
+            statement = delete(self.members).where(
+                *(self.members.c[name] == value for name, value in member.items())
+            )
+        if (await conn.execute(statement)).rowcount:
+            change = "member_added" if add else "member_removed"
+            await self.log(conn, account_id, build, changed=[(set_id, change)])
+
+    async def log(
+        self,
+        conn: AsyncConnection,
+        account_id: str,
+        build: Callable[[Any, list[uuid.UUID]], Team],
+        created: Sequence[uuid.UUID] = (),
+        changed: Sequence[tuple[uuid.UUID, str]] = (),
+    ) -> None:
+        """Log ``<noun>.created`` for each set created, and ``<noun>.<change>``
+        (``member_added``, ``member_removed``) for each set and change, each with the set
+        as it is now (read in chunks, within SQLite's limit on bound parameters)."""
+        wanted = list(dict.fromkeys([*created, *(set_id for set_id, _ in changed)]))
+        as_now: dict[uuid.UUID, Team] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            held = await self.members_of(conn, chunk)
+            for row in await conn.execute(select(self.table).where(self.table.c.id.in_(chunk))):
+                as_now[row.id] = build(row, held[row.id])
+        found = [created_event(account_id, self.noun, as_now[set_id]) for set_id in created]
+        found.extend(
+            Event(
+                account_id,
+                f"{self.noun}.{change}",
+                self.noun,
+                set_id,
+                ("member_persona_ids",),
+                resource_data(as_now[set_id]),
+            )
+            for set_id, change in changed
+        )
+        await append_events(conn, found)
 
     async def members_of(
         self, conn: AsyncConnection, set_ids: Collection[uuid.UUID]
@@ -124,6 +188,10 @@ class _Kind:
             )
         return set_id, sorted(members)
 
+    async def created(self, conn: AsyncConnection, created: Team) -> None:
+        """``<noun>.created``, with every field set."""
+        await append_events(conn, [created_event(created.account_id, self.noun, created)])
+
 
 TEAMS = _Kind("team", teams, team_members, "team_id")
 BUDGETS = _Kind("budget", budgets, budget_members, "budget_id")
@@ -153,34 +221,23 @@ async def create_team(
 ) -> Team:
     """A team; its owner and members must be personas of the account."""
     team_id, member_ids = await TEAMS.create(conn, account_id, {"name": name}, owner, members)
-    return Team(team_id, account_id, name, owner, member_ids)
+    team = Team(team_id, account_id, name, owner, member_ids)
+    await TEAMS.created(conn, team)
+    return team
 
 
 async def add_team_member(
     conn: AsyncConnection, account_id: str, team_id: uuid.UUID, persona_id: uuid.UUID
 ) -> None:
     """Make a persona a member of a team (nothing changes if it already is one)."""
-    await TEAMS.require(conn, account_id, team_id)
-    await require_personas(conn, account_id, [persona_id])
-    await conn.execute(
-        backend_for(conn)
-        .insert(team_members)
-        .values(team_id=team_id, persona_id=persona_id)
-        .on_conflict_do_nothing()
-    )
+    await TEAMS.change_members(conn, account_id, team_id, persona_id, add=True, build=Team.of)
 
 
 async def remove_team_member(
     conn: AsyncConnection, account_id: str, team_id: uuid.UUID, persona_id: uuid.UUID
 ) -> None:
     """Take a persona out of a team (nothing changes if it is not a member)."""
-    await TEAMS.require(conn, account_id, team_id)
-    await require_personas(conn, account_id, [persona_id])
-    await conn.execute(
-        delete(team_members).where(
-            team_members.c.team_id == team_id, team_members.c.persona_id == persona_id
-        )
-    )
+    await TEAMS.change_members(conn, account_id, team_id, persona_id, add=False, build=Team.of)
 
 
 async def list_budgets(conn: AsyncConnection, account_id: str, paging: Paging) -> Page[Budget]:
@@ -218,4 +275,6 @@ async def create_budget(
             )
     values = {"name": name, "type": budget_type}
     budget_id, member_ids = await BUDGETS.create(conn, account_id, values, owner, members)
-    return Budget(budget_id, account_id, name, owner, member_ids, budget_type)
+    budget = Budget(budget_id, account_id, name, owner, member_ids, budget_type)
+    await BUDGETS.created(conn, budget)
+    return budget
