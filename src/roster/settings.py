@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 import phonenumbers
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _ORIGIN = re.compile(r"^https?://[^/\s,]+/?$")
@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     database_pool_size: int = Field(default=10, ge=1)
+    #: ``transaction`` when PostgreSQL is reached through a pooler in transaction mode
+    #: (PgBouncer ``pool_mode = transaction``): no statement is prepared across
+    #: transactions, and Roster's settings are set per transaction (docs/operations.md).
+    database_pooler: Literal["transaction"] | None = None
     #: How long one statement of a request may run, or wait for a lock, before the
     #: request is answered 503; 0 for no limit.
     database_statement_timeout_seconds: float = Field(default=30, ge=0, le=24 * 3600)
@@ -51,6 +55,18 @@ class Settings(BaseSettings):
                 "(sqlite:///roster.db) and four before an absolute one "
                 "(sqlite:////var/lib/roster/roster.db)"
             )
+        return value
+
+    @field_validator("database_pooler", mode="before")
+    @classmethod
+    def _pooler_or_none(cls, value: object) -> object:
+        return None if value in ("", "none") else value
+
+    @field_validator("database_pooler")
+    @classmethod
+    def _pooler_needs_postgres(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and not str(info.data.get("database_url", "")).startswith("postgres"):
+            raise ValueError("a pooler stands in front of PostgreSQL: needs a postgresql:// URL")
         return value
 
     @field_validator("secret_key")
