@@ -82,6 +82,19 @@ def upsert_people(http: httpx.Client, headers: dict[str, str], count: int) -> li
     return [str(e["identifier"]) for e in entries]
 
 
+def add_admin(http: httpx.Client, headers: dict[str, str]) -> dict[str, Any]:
+    """Grace Hopper, an Admin of the first account, by POST /people; her row."""
+    body = {
+        "accountId": ACCOUNTS[0],
+        "firstName": "Grace",
+        "lastName": "Hopper",
+        "emailAddress": "grace@example.com",
+        "roleName": "Admin",
+    }
+    row: dict[str, Any] = _ok(http.post("/people", json=body, headers=headers), 201)
+    return row
+
+
 def find(http: httpx.Client, headers: dict[str, str], **criterion: str) -> list[str]:
     """The identifiers POST /persons/find/ answers (none on 404)."""
     response = http.post("/persons/find/", json=criterion, headers=headers)
@@ -122,20 +135,7 @@ def run_acceptance(base_url: str, operator: Operator) -> None:
         assert find(http, operator.headers, external_ref="ref-5") == [ids[5]]
         assert find(http, headers, email_address="nobody@example.com") == []
 
-        made = _ok(
-            http.post(
-                "/people",
-                json={
-                    "accountId": ACCOUNTS[0],
-                    "firstName": "Grace",
-                    "lastName": "Hopper",
-                    "emailAddress": "grace@example.com",
-                    "roleName": "Admin",
-                },
-                headers=headers,
-            ),
-            201,
-        )
+        made = add_admin(http, headers)
         persona = made["persona"]["id"]
         changed = _ok(
             http.patch(
