@@ -33,18 +33,35 @@ class Operator:
 
 def make_directory(database_url: str, **env: str) -> Operator:
     """Two accounts and a client reaching both, by the command line (``env``: its settings)."""
-
-    def run(*args: str) -> str:
-        done = roster(database_url, *args, **env)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
     for account in ACCOUNTS:
-        run("accounts", "create", account, "--name", f"Account {account}")
+        _run(database_url, env, "accounts", "create", account, "--name", f"Account {account}")
+    return make_client(database_url, **env)
+
+
+def make_client(database_url: str, **env: str) -> Operator:
+    """A client reaching both accounts, allowed to read and write, by the command line."""
     scopes = ("--scope", "read", "--scope", "write")
     reach = [arg for account in ACCOUNTS for arg in ("--account", account)]
-    made = json.loads(run("clients", "create", "--name", "acceptance", *reach, *scopes, "--json"))
+    made = json.loads(
+        _run(
+            database_url,
+            env,
+            "clients",
+            "create",
+            "--name",
+            "acceptance",
+            *reach,
+            *scopes,
+            "--json",
+        )
+    )
     return Operator(str(made["client_id"]), str(made["client_secret"]), str(made["api_key"]))
+
+
+def _run(database_url: str, env: dict[str, str], *args: str) -> str:
+    done = roster(database_url, *args, **env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def _ok(response: httpx.Response, status: int = 200) -> Any:

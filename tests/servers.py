@@ -66,6 +66,8 @@ class ThrowawayPostgres:
 
     root: Path
     port: int = field(default_factory=free_port)
+    #: Server settings given at start (``-c name=value``).
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def data(self) -> Path:
@@ -76,30 +78,33 @@ class ThrowawayPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def create(self) -> None:
+        self._made_by(
+            _postgres_bin("initdb"),
+            *("-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"),
+        )
+
+    def create_replica(self, primary: ThrowawayPostgres) -> None:
+        """A streaming replica of ``primary`` (pg_basebackup -R), started."""
+        self._made_by(
+            _postgres_bin("pg_basebackup"),
+            *("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
+            *("-D", str(self.data), "-R", "-X", "stream", "--no-sync"),
+        )
+
+    def _made_by(self, *command: str) -> None:
+        """The data folder, made by ``command`` (as the postgres user), then started."""
         self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
-        subprocess.run(
-            _as_postgres(
-                [
-                    _postgres_bin("initdb"),
-                    "-D",
-                    str(self.data),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "--no-sync",
-                    "-E",
-                    "UTF8",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
+        subprocess.run(_as_postgres(list(command)), check=True, capture_output=True)
         self.start()
+
+    def log(self) -> str:
+        return (self.root / "log").read_text(errors="replace")
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
         subprocess.run(
             _as_postgres(
                 [
@@ -131,13 +136,23 @@ class ThrowawayPostgres:
 
 
 @contextmanager
-def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+def throwaway_postgres(settings: dict[str, str] | None = None) -> Iterator[ThrowawayPostgres]:
     """A private cluster, started, and removed afterwards (share one per test module:
     initdb takes a few seconds)."""
     # Not under pytest's tmp_path: that is private to root, and the server runs as postgres.
     root = Path(tempfile.mkdtemp(prefix="roster-pg-"))
-    server = ThrowawayPostgres(root)
+    server = ThrowawayPostgres(root, settings=settings or {})
     yield from _running(server, server.create, root)
+
+
+@contextmanager
+def throwaway_replica(
+    primary: ThrowawayPostgres, settings: dict[str, str] | None = None
+) -> Iterator[ThrowawayPostgres]:
+    """A streaming replica of ``primary`` on its own port, removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="roster-replica-"))
+    server = ThrowawayPostgres(root, settings=settings or {})
+    yield from _running(server, lambda: server.create_replica(primary), root)
 
 
 def _running(server: _Server, start: Callable[[], None], root: Path) -> Iterator[_Server]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.message
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -19,7 +20,9 @@ from roster.api.metrics import Metrics
 from roster.api.openapi import API_KEY, BEARER
 from roster.api.ratelimit import AuthFailureLimiter, Budget, ClientRateLimiter
 from roster.core.auth import Principal, authenticate
-from roster.db.engine import read_snapshot, unit_of_work
+from roster.db.backends import DATABASE_ERRORS
+from roster.db.engine import database_unavailable, read_snapshot, unit_of_work
+from roster.db.replicas import ReplicaSet
 from roster.errors import (
     CredentialError,
     ExpiredToken,
@@ -33,10 +36,12 @@ from roster.settings import Settings
 
 @dataclass
 class Services:
-    """What every request shares: settings, the engine, the rate limiters, the metrics."""
+    """What every request shares: settings, the engine, the replicas, the rate limiters,
+    the metrics."""
 
     settings: Settings
     engine: AsyncEngine
+    replicas: ReplicaSet
     limiter: ClientRateLimiter
     auth_failures: AuthFailureLimiter
     metrics: Metrics
@@ -47,17 +52,58 @@ def services(request: Request) -> Services:
     return found
 
 
+def _credential(request: Request) -> str | None:
+    return request.headers.get("authorization")
+
+
+async def _on_replica_or_primary(
+    request: Request, opened: Callable[[AsyncEngine], AbstractAsyncContextManager[AsyncConnection]]
+) -> AsyncIterator[AsyncConnection]:
+    """A reading unit of work on a serving replica that has this client's writes, or on
+    the primary: a replica that cannot be reached is skipped (and marked down) before
+    the request's first statement, so it costs the request nothing."""
+    shared = services(request)
+    replica = await shared.replicas.for_reading(_credential(request))
+    if replica is not None:
+        stack = AsyncExitStack()
+        try:
+            conn = await stack.enter_async_context(opened(replica.engine))
+        except DATABASE_ERRORS as error:
+            if not database_unavailable(error):
+                raise
+            replica.mark_down()
+        else:
+            request.state.read_from = replica
+            async with stack:
+                yield conn
+            return
+    async with opened(shared.engine) as conn:
+        yield conn
+
+
 async def _read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    async with unit_of_work(services(request).engine, write=False) as conn:
+    async for conn in _on_replica_or_primary(request, lambda e: unit_of_work(e, write=False)):
         yield conn
 
 
 async def _write_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    async with unit_of_work(services(request).engine, write=True) as conn:
+    shared = services(request)
+    async with unit_of_work(shared.engine, write=True) as conn:
         yield conn
+    await shared.replicas.written(_credential(request))
 
 
 async def _snapshot_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    async for conn in _on_replica_or_primary(request, read_snapshot):
+        yield conn
+
+
+async def _primary_read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with unit_of_work(services(request).engine, write=False) as conn:
+        yield conn
+
+
+async def _primary_snapshot_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     async with read_snapshot(services(request).engine) as conn:
         yield conn
 
@@ -67,6 +113,14 @@ ReadConnection = Annotated[AsyncConnection, Depends(_read_connection, scope="fun
 WriteConnection = Annotated[AsyncConnection, Depends(_write_connection, scope="function")]
 #: A read transaction of its own, for answers whose parts must agree (a count and its rows).
 SnapshotConnection = Annotated[AsyncConnection, Depends(_snapshot_connection, scope="function")]
+#: The same on the primary always: the directory page's sessions are written and read
+#: back at once, by a browser whose cookie changes as it signs in.
+PrimaryReadConnection = Annotated[
+    AsyncConnection, Depends(_primary_read_connection, scope="function")
+]
+PrimarySnapshotConnection = Annotated[
+    AsyncConnection, Depends(_primary_snapshot_connection, scope="function")
+]
 
 
 @dataclass(frozen=True)
@@ -127,7 +181,7 @@ def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependen
         if refused is not None:
             raise too_many_failures(refused)
         try:
-            found = await authenticate(conn, request.headers.get("authorization"))
+            found = await _authenticate(request, conn)
         except CredentialError as error:
             # A wrong key or a forged token is a guess; a missing or expired one is not.
             if isinstance(error, InvalidCredentials):
@@ -140,6 +194,19 @@ def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependen
         return found
 
     return principal
+
+
+async def _authenticate(request: Request, conn: AsyncConnection) -> Principal:
+    """The client the request's credentials prove. A replica may not have replayed a
+    client or token created a moment ago: what it does not know, the primary decides."""
+    header = request.headers.get("authorization")
+    try:
+        return await authenticate(conn, header)
+    except CredentialError:
+        if getattr(request.state, "read_from", None) is None:
+            raise
+    async with unit_of_work(services(request).engine, write=False) as primary:
+        return await authenticate(primary, header)
 
 
 async def charge(request: Request, client_id: str) -> None:
