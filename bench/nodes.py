@@ -4,22 +4,26 @@ database, the figures docs/scaling.md's arithmetic starts from.
 Runs on the database a ``python -m bench --db postgres --smoke`` run built (or, with
 ``--full``, a full run's), with wrk at 16 connections: finds by email and full-name
 searches against `roster serve --workers 2` reached directly, then the same through
-PgBouncer in transaction mode (``ROSTER_DATABASE_POOLER=transaction``). For each it
-reports requests per second and the CPU seconds spent by the Roster workers and by the
-PostgreSQL backends of that database (PgBouncer's own beside them), read from /proc
-before and after: the database's milliseconds of CPU per answer say how many answers
-one database core gives, whoever asks.
+PgBouncer in transaction mode (``ROSTER_DATABASE_POOLER=transaction``), then on a
+private primary holding a copy of that database and its streaming replica, served by
+the primary and then by the replica (``ROSTER_DATABASE_REPLICA_URLS``). For each it
+reports requests per second and the CPU spent per answer by the Roster workers, the
+PostgreSQL backends of that database (on each server) and PgBouncer, read from /proc:
+the database's milliseconds of CPU per answer say how many answers one database core
+gives, whoever asks.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
+import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +39,16 @@ from bench.suite import (
     people_call,
     reused_database,
 )
-from tests.servers import throwaway_pgbouncer
+from tests.servers import (
+    ThrowawayPostgres,
+    _postgres_bin,
+    throwaway_pgbouncer,
+    throwaway_postgres,
+    throwaway_replica,
+)
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+Processes = Mapping[str, Callable[[], Iterable[int]]]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -49,26 +60,35 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def backends_of(database: str) -> list[int]:
-    """The PostgreSQL backend processes serving ``database`` (by their process title)."""
+def backends_of(database: str, postmaster: int | None = None) -> list[int]:
+    """The PostgreSQL backend processes serving ``database`` (by their process title),
+    of one server only when its ``postmaster`` is given."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        if title.startswith("postgres: ") and f" {database} " in title:
+        ours = postmaster is None or parent == postmaster
+        if ours and title.startswith("postgres: ") and f" {database} " in title:
             found.append(int(proc.name))
     return found
+
+
+def postmaster_of(server: ThrowawayPostgres) -> int:
+    return int((server.data / "postmaster.pid").read_text().split()[0])
+
+
+#: The processes whose CPU a figure counts, by column.
+COLUMNS = ("Roster", "PostgreSQL", "replica", "PgBouncer")
 
 
 @dataclass(frozen=True)
 class Row:
     what: str
     rate: float
-    roster_cpu_ms: float  # per answer
-    database_cpu_ms: float  # per answer
-    pooler_cpu_ms: float  # per answer
+    cpu_ms: dict[str, float]  # per answer, by column
     errors: int
 
 
@@ -114,26 +134,35 @@ def measured(
     server: Server,
     calls: Sequence[Call],
     headers: dict[str, str],
-    database: str,
     seconds: float,
-    pooler: int | None,
+    processes: Processes,
 ) -> Row:
     run_concurrent(server.base_url, calls, headers, connections=16, seconds=3)  # warm-up
-    with (
-        CpuTracker(server.workers) as roster,
-        CpuTracker(lambda: backends_of(database)) as backends,
-        CpuTracker(lambda: [pooler] if pooler else []) as bouncer,
-    ):
+    trackers = {"Roster": CpuTracker(server.workers)}
+    trackers |= {column: CpuTracker(pids) for column, pids in processes.items()}
+    with contextlib.ExitStack() as stack:
+        for tracker in trackers.values():
+            stack.enter_context(tracker)
         got = run_concurrent(server.base_url, calls, headers, connections=16, seconds=seconds)
     answers = max(got.requests, 1)
-    return Row(
-        what,
-        got.rate,
-        roster_cpu_ms=roster.seconds * 1000 / answers,
-        database_cpu_ms=backends.seconds * 1000 / answers,
-        pooler_cpu_ms=bouncer.seconds * 1000 / answers,
-        errors=sum(got.failures.values()),
+    cpu = {column: t.seconds * 1000 / answers for column, t in trackers.items()}
+    return Row(what, got.rate, cpu, errors=sum(got.failures.values()))
+
+
+def copied(name: str, source: str, target: ThrowawayPostgres) -> None:
+    """Database ``name`` of the server at ``source`` (a URL), copied onto ``target``."""
+    dump = subprocess.Popen(
+        [_postgres_bin("pg_dump"), "-Fc", "-d", source.rsplit("/", 1)[0] + f"/{name}"],
+        stdout=subprocess.PIPE,
     )
+    subprocess.run(
+        [_postgres_bin("pg_restore"), "--create", "-d", target.url],
+        stdin=dump.stdout,
+        check=True,
+        capture_output=True,
+    )
+    if dump.wait() != 0:
+        raise RuntimeError(f"pg_dump of {name} failed")
 
 
 def sample(url: str, count: int) -> list[tuple[str, str, str]]:
@@ -172,27 +201,40 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows: list[Row] = []
 
-    def run_all(label: str, database_url: str, pooler: int | None, **env: str) -> None:
+    def run_all(label: str, database_url: str, processes: Processes, **env: str) -> None:
         with serve(database_url, workers=2, log_dir=args.work, **env) as server:
             for what, calls in cases:
                 figure = f"{what}, {label}"
-                rows.append(measured(figure, server, calls, headers, name, args.seconds, pooler))
+                rows.append(measured(figure, server, calls, headers, args.seconds, processes))
 
-    run_all("direct", url, None)
+    shared = {"PostgreSQL": lambda: backends_of(name)}
+    run_all("direct", url, shared)
     with throwaway_pgbouncer(5432, server_pool_size=4) as bouncer:
-        pid = bouncer.process.pid if bouncer.process else None
-        run_all("through PgBouncer", bouncer.url(name), pid, ROSTER_DATABASE_POOLER="transaction")
+        pid = bouncer.process.pid if bouncer.process else 0
+        through = shared | {"PgBouncer": lambda: [pid]}
+        pooled = {"ROSTER_DATABASE_POOLER": "transaction"}
+        run_all("through PgBouncer", bouncer.url(name), through, **pooled)
+    # A private primary with the same data and a streaming replica of it, on the same
+    # machine: the same reads served by the primary, then by the replica.
+    with throwaway_postgres() as primary:
+        copied(name, url, primary)
+        with throwaway_replica(primary) as replica:
+            pair = {
+                "PostgreSQL": lambda: backends_of(name, postmaster_of(primary)),
+                "replica": lambda: backends_of(name, postmaster_of(replica)),
+            }
+            on_primary = primary.url.rsplit("/", 1)[0] + f"/{name}"
+            run_all("private primary", on_primary, pair)
+            replicas = {"ROSTER_DATABASE_REPLICA_URLS": replica.url.rsplit("/", 1)[0] + f"/{name}"}
+            run_all("its replica", on_primary, pair, **replicas)
     print(f"# {name}: 16 connections, {args.seconds:.0f} s each, roster serve --workers 2")
     print(
-        "| what | answers/s | Roster CPU ms/answer | PostgreSQL CPU ms/answer "
-        "| PgBouncer CPU ms/answer | errors |"
+        "| what | answers/s | " + " | ".join(f"{c} CPU ms/answer" for c in COLUMNS) + " | errors |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " | ---: |")
     for row in rows:
-        print(
-            f"| {row.what} | {row.rate:,.0f} | {row.roster_cpu_ms:.2f} | "
-            f"{row.database_cpu_ms:.2f} | {row.pooler_cpu_ms:.2f} | {row.errors} |"
-        )
+        cpu = " | ".join(f"{row.cpu_ms.get(column, 0.0):.2f}" for column in COLUMNS)
+        print(f"| {row.what} | {row.rate:,.0f} | {cpu} | {row.errors} |")
     return 1 if any(row.errors for row in rows) else 0
 
 

@@ -129,12 +129,21 @@ def test_reads_reach_the_replica_and_writes_the_primary(cluster: Cluster, tmp_pa
         )
         for _ in range(10):
             assert found(find(server, cluster.reader, "reads@example.com"))
+        for _ in range(5):  # a search: its count and rows in one snapshot
+            listed = httpx.get(
+                server.base_url + "/people",
+                params={"accountId": ACCOUNTS[0], "search": "reads@example.com"},
+                headers=cluster.reader.headers,
+                timeout=10,
+            )
+            assert listed.status_code == 200, listed.text
+            assert listed.json()["count"] == 1
         after = (
             cluster.primary.log().count("reads@example.com"),
             cluster.replica.log().count("reads@example.com"),
         )
     assert after[0] == before[0]  # no find reached the primary
-    assert after[1] - before[1] >= 10  # each reached the replica
+    assert after[1] - before[1] >= 15  # each reached the replica
     assert "reads@example.com" in cluster.primary.log()  # the write went there
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email.message
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -56,7 +56,8 @@ def _credential(request: Request) -> str | None:
     return request.headers.get("authorization")
 
 
-async def _on_replica_or_primary(
+@asynccontextmanager
+async def on_replica_or_primary(
     request: Request, opened: Callable[[AsyncEngine], AbstractAsyncContextManager[AsyncConnection]]
 ) -> AsyncIterator[AsyncConnection]:
     """A reading unit of work on a serving replica that has this client's writes, or on
@@ -81,8 +82,13 @@ async def _on_replica_or_primary(
         yield conn
 
 
+def snapshot_for(request: Request) -> AbstractAsyncContextManager[AsyncConnection]:
+    """A read transaction of one snapshot for this request, on a replica or the primary."""
+    return on_replica_or_primary(request, read_snapshot)
+
+
 async def _read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    async for conn in _on_replica_or_primary(request, lambda e: unit_of_work(e, write=False)):
+    async with on_replica_or_primary(request, lambda e: unit_of_work(e, write=False)) as conn:
         yield conn
 
 
@@ -94,7 +100,7 @@ async def _write_connection(request: Request) -> AsyncIterator[AsyncConnection]:
 
 
 async def _snapshot_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    async for conn in _on_replica_or_primary(request, read_snapshot):
+    async with snapshot_for(request) as conn:
         yield conn
 
 
