@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from bench.server import Server, serve
+from roster.db.replicas import WritePositions
 from tests.acceptance import ACCOUNTS, Operator, make_client, make_directory
 from tests.servers import (
     ThrowawayPostgres,
@@ -205,3 +206,18 @@ def test_a_stopped_replica_costs_no_request(cluster: Cluster, tmp_path: Path) ->
         answers += [find(server, cluster.reader, "stopped@example.com") for _ in range(5)]
         assert cluster.replica.log().count("stopped@example.com") - before >= 5  # back in use
     assert [a.status_code for a in answers] == [200] * len(answers)
+
+
+async def test_another_process_learns_a_clients_write_position_through_redis() -> None:
+    redis = ThrowawayRedis()
+    redis.start()
+    try:
+        here, there = (WritePositions(redis.url, max_lag_seconds=5) for _ in range(2))
+        await here.remember("ApiKey one", 5000)
+        await here.remember("ApiKey one", 4000)  # an older write answered later
+        assert await there.needed("ApiKey one") == 5000
+        assert await there.needed("ApiKey two") == 0
+    finally:
+        redis.stop()
+    # Redis gone: a client's position cannot be known, so its reads go to the primary.
+    assert await WritePositions(redis.url, max_lag_seconds=5).needed("ApiKey one") is None

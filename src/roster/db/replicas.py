@@ -45,6 +45,9 @@ _REPLAYED = text(
     "EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())"
 )
 
+#: A position no replica reaches: the reads it guards go to the primary.
+_EVERYTHING = 2**62
+
 ReplicaState = Literal["starting", "serving", "lagging", "down"]
 
 
@@ -212,6 +215,11 @@ class ReplicaSet:
         """After a write committed: remember the primary's WAL position for this client."""
         if not self.replicas:
             return
-        async with self.primary.connect() as conn:
-            position = int(await conn.scalar(_WRITTEN_POSITION) or 0)
+        try:
+            async with self.primary.connect() as conn:
+                position = int(await conn.scalar(_WRITTEN_POSITION) or 0)
+        except Exception:
+            # The write is committed; where it ends is unknown: this client reads the
+            # primary until the positions expire.
+            position = _EVERYTHING
         await self.positions.remember(credential or "", position)
