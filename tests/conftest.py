@@ -132,9 +132,8 @@ def directory(app: object, settings: Settings) -> Directory:
     return Directory(app.state.services.engine, settings)  # type: ignore[attr-defined]
 
 
-@pytest.fixture
-def fresh_database(database_url: str) -> str:
-    """The backend's test database, emptied, for tests that drive the `roster` command."""
+def emptied(database_url: str) -> str:
+    """A test database with its tables emptied (as after a fresh migration)."""
 
     async def reset() -> None:
         engine = create_engine(Settings(_env_file=None, database_url=database_url))
@@ -145,6 +144,12 @@ def fresh_database(database_url: str) -> str:
 
     asyncio.run(reset())
     return database_url
+
+
+@pytest.fixture
+def fresh_database(database_url: str) -> str:
+    """The backend's test database, emptied, for tests that drive the `roster` command."""
+    return emptied(database_url)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -13,10 +13,18 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+_Server = TypeVar("_Server", bound=_Stoppable)
 
 
 def free_port() -> int:
@@ -58,6 +66,8 @@ class ThrowawayPostgres:
 
     root: Path
     port: int = field(default_factory=free_port)
+    #: Server settings given at start (``-c name=value``).
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def data(self) -> Path:
@@ -68,30 +78,33 @@ class ThrowawayPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def create(self) -> None:
+        self._made_by(
+            _postgres_bin("initdb"),
+            *("-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"),
+        )
+
+    def create_replica(self, primary: ThrowawayPostgres) -> None:
+        """A streaming replica of ``primary`` (pg_basebackup -R), started."""
+        self._made_by(
+            _postgres_bin("pg_basebackup"),
+            *("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
+            *("-D", str(self.data), "-R", "-X", "stream", "--no-sync"),
+        )
+
+    def _made_by(self, *command: str) -> None:
+        """The data folder, made by ``command`` (as the postgres user), then started."""
         self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
-        subprocess.run(
-            _as_postgres(
-                [
-                    _postgres_bin("initdb"),
-                    "-D",
-                    str(self.data),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "--no-sync",
-                    "-E",
-                    "UTF8",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
+        subprocess.run(_as_postgres(list(command)), check=True, capture_output=True)
         self.start()
+
+    def log(self) -> str:
+        return (self.root / "log").read_text(errors="replace")
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
         subprocess.run(
             _as_postgres(
                 [
@@ -123,22 +136,51 @@ class ThrowawayPostgres:
 
 
 @contextmanager
-def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+def throwaway_postgres(settings: dict[str, str] | None = None) -> Iterator[ThrowawayPostgres]:
     """A private cluster, started, and removed afterwards (share one per test module:
     initdb takes a few seconds)."""
     # Not under pytest's tmp_path: that is private to root, and the server runs as postgres.
     root = Path(tempfile.mkdtemp(prefix="roster-pg-"))
-    server = ThrowawayPostgres(root)
+    server = ThrowawayPostgres(root, settings=settings or {})
+    yield from _running(server, server.create, root)
+
+
+@contextmanager
+def throwaway_replica(
+    primary: ThrowawayPostgres, settings: dict[str, str] | None = None
+) -> Iterator[ThrowawayPostgres]:
+    """A streaming replica of ``primary`` on its own port, removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="roster-replica-"))
+    server = ThrowawayPostgres(root, settings=settings or {})
+    yield from _running(server, lambda: server.create_replica(primary), root)
+
+
+def _running(server: _Server, start: Callable[[], None], root: Path) -> Iterator[_Server]:
+    """``server``, started, then stopped and its folder removed when the caller is done."""
     try:
-        server.create()
+        start()
         yield server
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
+class _OwnProcess:
+    """A server this test runs as a child process, listening on ``port``."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+        wait_for_port(self.port, up=False)
+
+
 @dataclass
-class ThrowawayRedis:
+class ThrowawayRedis(_OwnProcess):
     """A private Redis on its own port that keeps nothing on disk."""
 
     port: int = field(default_factory=free_port)
@@ -166,9 +208,82 @@ class ThrowawayRedis:
         )
         wait_for_port(self.port, up=True)
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-        wait_for_port(self.port, up=False)
+
+PGBOUNCER = "/usr/sbin/pgbouncer"
+
+
+@dataclass
+class ThrowawayPgBouncer(_OwnProcess):
+    """PgBouncer in transaction pooling mode on its own port, in front of a PostgreSQL
+    server (every database of it, by name), with ``server_pool_size`` server connections
+    per database however many clients connect."""
+
+    root: Path
+    server_port: int
+    server_pool_size: int = 2
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        (self.root / "users.txt").write_text('"postgres" ""\n')
+        (self.root / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={self.server_port}\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {self.root / 'users.txt'}\n"
+            "admin_users = postgres\n"
+            "pool_mode = transaction\n"
+            # Each transaction to the server connection used longest ago, not the last
+            # one: a client whose statement depended on its previous server fails at once.
+            "server_round_robin = 1\n"
+            f"default_pool_size = {self.server_pool_size}\n"
+            "max_client_conn = 500\n"
+            f"logfile = {self.root / 'pgbouncer.log'}\n"
+        )
+        # PgBouncer refuses to run as root; it drops to the postgres user itself then.
+        user = ["-u", "postgres"] if os.geteuid() == 0 else []
+        if os.geteuid() == 0:
+            for path in (self.root, *self.root.iterdir()):
+                shutil.chown(path, "postgres", "postgres")
+        self.process = subprocess.Popen(
+            [PGBOUNCER, *user, str(self.root / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, up=True)
+
+    def show(self, what: str) -> list[dict[str, str]]:
+        """The rows of the admin console's ``SHOW what`` (POOLS, STATS, ...)."""
+        done = subprocess.run(
+            [
+                *("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"),
+                *("-d", "pgbouncer", "-A", "-F", "\t", "-P", "footer=off", "-c", f"SHOW {what}"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        header, *rows = done.stdout.splitlines()
+        names = header.split("\t")
+        return [dict(zip(names, row.split("\t"), strict=True)) for row in rows]
+
+    def log(self) -> str:
+        return (self.root / "pgbouncer.log").read_text(errors="replace")
+
+
+@contextmanager
+def throwaway_pgbouncer(
+    server_port: int, server_pool_size: int = 2
+) -> Iterator[ThrowawayPgBouncer]:
+    """PgBouncer (transaction mode) in front of the PostgreSQL on ``server_port``, stopped
+    and removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="roster-pgbouncer-"))
+    bouncer = ThrowawayPgBouncer(root, server_port, server_pool_size)
+    yield from _running(bouncer, bouncer.start, root)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +22,7 @@ from bench.__main__ import finish
 from bench.answers import people_page, person_found
 from bench.browser import CHROMIUM, in_ci, measure_browser
 from bench.load import Call, run_sequential, run_wrk, wrk_available
+from bench.nodes import CpuTracker
 from bench.server import Server, serve
 from bench.steady import steady_load
 from bench.suite import (
@@ -302,3 +306,14 @@ async def test_the_naive_search_runs_on_a_plain_connection_and_must_find_rows(
     assert found.failures == {}
     assert found.note.startswith("Roster over HTTP is ")
     assert none.failures == {"found 0, a page of 0": 2}
+
+
+def test_cpu_tracker_counts_a_process_that_ends_during_the_block() -> None:
+    """bench.nodes divides CPU by answers: a backend whose connection closes mid-run
+    still counts (the first version lost it and reported negative database CPU)."""
+    busy = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
+    process = subprocess.Popen([sys.executable, "-c", busy])
+    with CpuTracker(lambda: [process.pid]) as tracker:
+        process.wait(30)
+        time.sleep(0.1)
+    assert tracker.seconds >= 0.3

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 import phonenumbers
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _ORIGIN = re.compile(r"^https?://[^/\s,]+/?$")
 _RATE = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+
+
+def _comma_separated(value: object) -> object:
+    """A comma-separated string as a list of its non-blank parts; anything else as it is."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _postgres_primary(info: ValidationInfo) -> bool:
+    """Whether the database URL validated before this field is PostgreSQL's."""
+    return str(info.data.get("database_url", "")).startswith("postgres")
 
 
 class Settings(BaseSettings):
@@ -30,6 +42,15 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     database_pool_size: int = Field(default=10, ge=1)
+    #: ``transaction`` when PostgreSQL is reached through a pooler in transaction mode
+    #: (PgBouncer ``pool_mode = transaction``): no statement is prepared across
+    #: transactions, and Roster's settings are set per transaction (docs/operations.md).
+    database_pooler: Literal["transaction"] | None = None
+    #: Streaming replicas of the PostgreSQL primary that serve the APIs' reads
+    #: (comma-separated URLs; docs/scaling.md).
+    database_replica_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    #: A replica further behind the primary is skipped until it catches up.
+    replica_max_lag_seconds: float = Field(default=5, gt=0, le=3600)
     #: How long one statement of a request may run, or wait for a lock, before the
     #: request is answered 503; 0 for no limit.
     database_statement_timeout_seconds: float = Field(default=30, ge=0, le=24 * 3600)
@@ -55,6 +76,33 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("database_pooler", mode="before")
+    @classmethod
+    def _pooler_or_none(cls, value: object) -> object:
+        return None if value in ("", "none") else value
+
+    @field_validator("database_pooler")
+    @classmethod
+    def _pooler_needs_postgres(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and not _postgres_primary(info):
+            raise ValueError("a pooler stands in front of PostgreSQL: needs a postgresql:// URL")
+        return value
+
+    @field_validator("database_replica_urls", mode="before")
+    @classmethod
+    def _comma_separated_replicas(cls, value: object) -> object:
+        return _comma_separated(value)
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _replicas_of_postgres(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("postgresql:", "postgresql+", "postgres:")):
+                raise ValueError("each must be a postgresql:// URL")
+        if value and not _postgres_primary(info):
+            raise ValueError("replicas serve a PostgreSQL primary: needs a postgresql:// URL")
+        return value
+
     @field_validator("secret_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -65,8 +113,7 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _comma_separated_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [origin.strip() for origin in value.split(",") if origin.strip()]
+        value = _comma_separated(value)
         if isinstance(value, list | tuple):
             for origin in value:
                 if origin != "*" and not _ORIGIN.match(str(origin)):

@@ -22,6 +22,7 @@ from roster.api.middleware import RequestContextMiddleware, RequestLimitsMiddlew
 from roster.api.openapi import operation_id, without_fastapi_validation_errors
 from roster.api.ratelimit import AuthFailureLimiter, ClientRateLimiter, SharedWindows
 from roster.db.engine import create_engine
+from roster.db.replicas import ReplicaSet
 from roster.settings import Settings
 
 #: What a browser page on an allowed origin may send, and read from the answers.
@@ -52,21 +53,25 @@ def create_app(settings: Settings) -> FastAPI:
     """A Roster app with its own engine (created lazily, disposed at shutdown)."""
     engine = create_engine(settings, statement_timeout=settings.database_statement_timeout_seconds)
     shared = SharedWindows(settings.redis_url) if settings.redis_url else None
+    replicas = ReplicaSet(settings, engine)
     services = Services(
         settings=settings,
         engine=engine,
+        replicas=replicas,
         limiter=ClientRateLimiter(settings.rate_limit, shared),
         auth_failures=AuthFailureLimiter(settings.auth_failure_limit, shared),
-        metrics=Metrics(engine),
+        metrics=Metrics(engine, replicas),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await replicas.start()
         pruning = asyncio.create_task(
             events.prune_daily(services.engine, settings.event_retention_days)
         )
         yield
         pruning.cancel()
+        await replicas.stop()
         await services.engine.dispose()
 
     app = FastAPI(

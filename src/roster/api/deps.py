@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.message
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -21,7 +22,9 @@ from roster.api.openapi import API_KEY, BEARER
 from roster.api.ratelimit import AuthFailureLimiter, Budget, ClientRateLimiter
 from roster.core.auth import Principal, authenticate
 from roster.core.events import Actor, act_as
-from roster.db.engine import read_snapshot, unit_of_work
+from roster.db.backends import DATABASE_ERRORS
+from roster.db.engine import database_unavailable, read_snapshot, unit_of_work
+from roster.db.replicas import ReplicaSet
 from roster.errors import (
     CredentialError,
     ExpiredToken,
@@ -35,10 +38,12 @@ from roster.settings import Settings
 
 @dataclass
 class Services:
-    """What every request shares: settings, the engine, the rate limiters, the metrics."""
+    """What every request shares: settings, the engine, the replicas, the rate limiters,
+    the metrics."""
 
     settings: Settings
     engine: AsyncEngine
+    replicas: ReplicaSet
     limiter: ClientRateLimiter
     auth_failures: AuthFailureLimiter
     metrics: Metrics
@@ -49,17 +54,64 @@ def services(request: Request) -> Services:
     return found
 
 
+def _credential(request: Request) -> str | None:
+    return request.headers.get("authorization")
+
+
+@asynccontextmanager
+async def on_replica_or_primary(
+    request: Request, opened: Callable[[AsyncEngine], AbstractAsyncContextManager[AsyncConnection]]
+) -> AsyncIterator[AsyncConnection]:
+    """A reading unit of work on a serving replica that has this client's writes, or on
+    the primary: a replica that cannot be reached is skipped (and marked down) before
+    the request's first statement, so it costs the request nothing."""
+    shared = services(request)
+    replica = await shared.replicas.for_reading(_credential(request))
+    if replica is not None:
+        stack = AsyncExitStack()
+        try:
+            conn = await stack.enter_async_context(opened(replica.engine))
+        except DATABASE_ERRORS as error:
+            if not database_unavailable(error):
+                raise
+            replica.mark_down()
+        else:
+            request.state.read_from = replica
+            async with stack:
+                yield conn
+            return
+    async with opened(shared.engine) as conn:
+        yield conn
+
+
+def snapshot_for(request: Request) -> AbstractAsyncContextManager[AsyncConnection]:
+    """A read transaction of one snapshot for this request, on a replica or the primary."""
+    return on_replica_or_primary(request, read_snapshot)
+
+
 async def _read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    async with unit_of_work(services(request).engine, write=False) as conn:
+    async with on_replica_or_primary(request, lambda e: unit_of_work(e, write=False)) as conn:
         yield conn
 
 
 async def _write_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    async with unit_of_work(services(request).engine, write=True) as conn:
+    shared = services(request)
+    async with unit_of_work(shared.engine, write=True) as conn:
         yield conn
+    await shared.replicas.written(_credential(request))
 
 
 async def _snapshot_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with snapshot_for(request) as conn:
+        yield conn
+
+
+async def _primary_read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with unit_of_work(services(request).engine, write=False) as conn:
+        yield conn
+
+
+async def _primary_snapshot_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     async with read_snapshot(services(request).engine) as conn:
         yield conn
 
@@ -69,6 +121,14 @@ ReadConnection = Annotated[AsyncConnection, Depends(_read_connection, scope="fun
 WriteConnection = Annotated[AsyncConnection, Depends(_write_connection, scope="function")]
 #: A read transaction of its own, for answers whose parts must agree (a count and its rows).
 SnapshotConnection = Annotated[AsyncConnection, Depends(_snapshot_connection, scope="function")]
+#: The same on the primary always: the directory page's sessions are written and read
+#: back at once, by a browser whose cookie changes as it signs in.
+PrimaryReadConnection = Annotated[
+    AsyncConnection, Depends(_primary_read_connection, scope="function")
+]
+PrimarySnapshotConnection = Annotated[
+    AsyncConnection, Depends(_primary_snapshot_connection, scope="function")
+]
 
 
 @dataclass(frozen=True)
@@ -156,7 +216,7 @@ async def _authenticate(
     if refused is not None:
         raise too_many_failures(refused)
     try:
-        found = await authenticate(conn, request.headers.get("authorization"))
+        found = await _proven(request, conn)
     except CredentialError as error:
         # A wrong key or a forged token is a guess; a missing or expired one is not.
         if isinstance(error, InvalidCredentials):
@@ -169,6 +229,19 @@ async def _authenticate(
     # What this unit of work changes is logged as this client's doing.
     await act_as(conn, Actor.client(found, request_id_of(request.scope)))
     return found
+
+
+async def _proven(request: Request, conn: AsyncConnection) -> Principal:
+    """The client the request's credentials prove. A replica may not have replayed a
+    client or token created a moment ago: what it does not know, the primary decides."""
+    header = request.headers.get("authorization")
+    try:
+        return await authenticate(conn, header)
+    except CredentialError:
+        if getattr(request.state, "read_from", None) is None:
+            raise
+    async with unit_of_work(services(request).engine, write=False) as primary:
+        return await authenticate(primary, header)
 
 
 async def charge(request: Request, client_id: str) -> None:

@@ -23,11 +23,21 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class ReplicaReadiness(BaseModel):
+    """A streaming replica as this process last polled it (docs/scaling.md)."""
+
+    replica: str
+    state: Literal["starting", "serving", "lagging", "down"]
+    lag_seconds: float | None
+
+
 class Readiness(BaseModel):
-    """Whether the database answers: ``ok``, or ``unavailable`` with a 503."""
+    """Whether the database answers: ``ok``, or ``unavailable`` with a 503. Replicas
+    are capacity, not a condition: a replica down or behind is listed, still 200."""
 
     status: Literal["ok", "unavailable"]
     database: Literal["ok", "unreachable"]
+    replicas: list[ReplicaReadiness] = []
 
 
 @router.get("/healthz", response_model=Health)
@@ -42,15 +52,21 @@ async def healthz() -> Health:
     responses={503: {"model": Readiness, "description": "The database does not answer"}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """200 when the database answers, 503 otherwise."""
+    """200 when the database answers, 503 otherwise; each replica's state and lag."""
+    shared = services(request)
+    replicas = [
+        ReplicaReadiness(replica=r.name, state=r.state, lag_seconds=r.lag_seconds)
+        for r in shared.replicas.replicas
+    ]
     try:
-        async with services(request).engine.connect() as conn:
+        async with shared.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception:  # any failure to reach the database means not ready
-        answer, status = Readiness(status="unavailable", database="unreachable"), 503
+        answer = Readiness(status="unavailable", database="unreachable", replicas=replicas)
+        status = 503
     else:
-        answer, status = Readiness(status="ok", database="ok"), 200
-    return JSONResponse(answer.model_dump(), status_code=status)
+        answer, status = Readiness(status="ok", database="ok", replicas=replicas), 200
+    return JSONResponse(answer.model_dump(exclude_defaults=not replicas), status_code=status)
 
 
 METRICS_TOKEN = HTTPBearer(

@@ -23,6 +23,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
+from roster.db.replicas import ReplicaSet
+
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -46,10 +48,35 @@ class _PoolCollector(Collector):
             yield family
 
 
+class _ReplicaCollector(Collector):
+    """Each replica's state and lag, as this process last polled them."""
+
+    def __init__(self, replicas: ReplicaSet) -> None:
+        self.replicas = replicas
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if not self.replicas.replicas:
+            return
+        labels = ["replica", "pid"]
+        pid = str(os.getpid())
+        up = GaugeMetricFamily(
+            "roster_replica_serving", "1 when the replica serves reads", labels=labels
+        )
+        lag = GaugeMetricFamily(
+            "roster_replica_lag_seconds", "How far the replica is behind the primary", labels=labels
+        )
+        for replica in self.replicas.replicas:
+            up.add_metric([replica.name, pid], 1.0 if replica.state == "serving" else 0.0)
+            if replica.lag_seconds is not None:
+                lag.add_metric([replica.name, pid], replica.lag_seconds)
+        yield up
+        yield lag
+
+
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, replicas: ReplicaSet) -> None:
         self.multiprocess = "PROMETHEUS_MULTIPROC_DIR" in os.environ
         self.registry = CollectorRegistry()
         owner = None if self.multiprocess else self.registry
@@ -67,6 +94,7 @@ class Metrics:
             registry=owner,
         )
         self.pool = _PoolCollector(engine)
+        self.replicas = _ReplicaCollector(replicas)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -78,7 +106,9 @@ class Metrics:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         registry.register(self.pool)
+        registry.register(self.replicas)
         try:
             return generate_latest(registry)
         finally:
             registry.unregister(self.pool)
+            registry.unregister(self.replicas)

@@ -92,14 +92,22 @@ class Backend(Protocol):
     #: SQLite's json_group_array takes no ORDER BY before 3.44).
     renders_json: bool
 
-    def engine_options(self, pool_size: int, statement_timeout: float | None) -> dict[str, Any]:
+    def engine_options(
+        self, pool_size: int, statement_timeout: float | None, *, pooled: bool
+    ) -> dict[str, Any]:
         """``create_async_engine``'s options for this backend. ``statement_timeout``
         (seconds; None or 0 for none) bounds how long one statement runs or waits for a
-        lock: a request's database work is cut off then, and answered 503."""
+        lock: a request's database work is cut off then, and answered 503. ``pooled``:
+        the database is reached through a pooler in transaction mode
+        (``ROSTER_DATABASE_POOLER``), which may hand each transaction to another server
+        connection."""
         ...
 
-    def prepare_engine(self, engine: AsyncEngine) -> None:
-        """What every connection of a new engine needs before its first statement."""
+    def prepare_engine(
+        self, engine: AsyncEngine, statement_timeout: float | None, *, pooled: bool
+    ) -> None:
+        """What every connection (or, ``pooled``, every transaction) of a new engine
+        needs before its first statement."""
         ...
 
     def outage(self, error: BaseException) -> Outage | None:
@@ -245,6 +253,26 @@ SERVER_SETTINGS = {
     "max_parallel_workers_per_gather": "0",
 }
 
+#: The session settings PgBouncer (1.18) passes on when a client connects; it refuses
+#: the others, which a pooled engine sets in each transaction instead.
+_POOLER_STARTUP = frozenset({"application_name"})
+
+
+def _session_settings(statement_timeout: float | None) -> dict[str, str]:
+    """Roster's settings of a PostgreSQL session: ``SERVER_SETTINGS`` and the statement
+    timeout (seconds; None or 0 for none)."""
+    settings = dict(SERVER_SETTINGS)
+    if statement_timeout:
+        settings["statement_timeout"] = str(max(1, round(statement_timeout * 1000)))
+    return settings
+
+
+def _unnamed() -> str:
+    """The name of every statement SQLAlchemy prepares behind a pooler: the unnamed one,
+    which the next statement replaces, so none is left behind on a server connection."""
+    return ""
+
+
 #: PostgreSQL's error codes (SQLSTATE) of a server that cannot serve now: shutting down
 #: (57P01 admin, 57P02 crash), starting up (57P03), out of connection slots (53300).
 _PG_UNREACHABLE = {"57P01", "57P02", "57P03", "53300"}
@@ -309,20 +337,64 @@ class PostgresBackend:
     snapshot_setup: Sequence[str] = ("SET LOCAL plan_cache_mode = force_custom_plan",)
     renders_json = True
 
-    def engine_options(self, pool_size: int, statement_timeout: float | None) -> dict[str, Any]:
-        server_settings = dict(SERVER_SETTINGS)
-        if statement_timeout:
-            server_settings["statement_timeout"] = str(max(1, round(statement_timeout * 1000)))
+    def engine_options(
+        self, pool_size: int, statement_timeout: float | None, *, pooled: bool
+    ) -> dict[str, Any]:
+        settings = _session_settings(statement_timeout)
+        connect_args: dict[str, Any] = {"timeout": 5, "server_settings": settings}
+        if pooled:
+            connect_args = {
+                "timeout": 5,
+                # PgBouncer refuses a startup parameter it does not track; the others are
+                # set in each transaction instead (prepare_engine).
+                "server_settings": {
+                    name: value for name, value in settings.items() if name in _POOLER_STARTUP
+                },
+                # A server connection serves one transaction, then any client: a statement
+                # prepared on it is gone (or, by its name, someone else's) next time. No
+                # cache, and unnamed statements, which asyncpg parses again at each
+                # execution (so a statement outside a transaction is one message too).
+                "statement_cache_size": 0,
+                "prepared_statement_cache_size": 0,
+                "prepared_statement_name_func": _unnamed,
+            }
         return {
             "pool_size": pool_size,
             "max_overflow": pool_size,
             "pool_timeout": 10,
             "pool_recycle": 3600,
-            "connect_args": {"timeout": 5, "server_settings": server_settings},
+            "connect_args": connect_args,
         }
 
-    def prepare_engine(self, engine: AsyncEngine) -> None:
-        pass
+    def prepare_engine(
+        self, engine: AsyncEngine, statement_timeout: float | None, *, pooled: bool
+    ) -> None:
+        if not pooled:
+            return  # the settings are the session's, given when it starts
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+            # asyncpg turns jit off for the session while it looks up a type it has no
+            # codec for, and back on in another statement: behind a pooler those two
+            # land on different server connections, and one keeps jit off for whichever
+            # client comes next. Tell it the server has no JIT: no session setting then.
+            driver = dbapi_connection.driver_connection
+            driver._server_caps = driver._server_caps._replace(jit=False)
+
+        local = [
+            (name, value)
+            for name, value in _session_settings(statement_timeout).items()
+            if name not in _POOLER_STARTUP
+        ]
+        # SET LOCAL of each, in one statement: they end with the transaction, so no
+        # server connection keeps them for the next client. Constants and a number.
+        set_local = "SELECT " + ", ".join(
+            f"set_config('{name}', '{value}', true)" for name, value in local
+        )
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            connection.exec_driver_sql(set_local)
 
     def outage(self, error: BaseException) -> Outage | None:
         if isinstance(error, asyncpg.PostgresConnectionError):
@@ -480,13 +552,18 @@ class SqliteBackend:
     snapshot_setup: Sequence[str] = ()
     renders_json = False
 
-    def engine_options(self, pool_size: int, statement_timeout: float | None) -> dict[str, Any]:
-        # SQLite has no statement timeout; its busy timeout (the driver's ``timeout``)
-        # bounds the wait for another connection's write lock.
+    def engine_options(
+        self, pool_size: int, statement_timeout: float | None, *, pooled: bool
+    ) -> dict[str, Any]:
+        # (Settings refuse a pooler with SQLite.) SQLite has no statement timeout; its
+        # busy timeout (the driver's ``timeout``) bounds the wait for another
+        # connection's write lock.
         busy = statement_timeout or _SQLITE_BUSY_SECONDS
         return {"pool_size": pool_size, "connect_args": {"timeout": busy}}
 
-    def prepare_engine(self, engine: AsyncEngine) -> None:
+    def prepare_engine(
+        self, engine: AsyncEngine, statement_timeout: float | None, *, pooled: bool
+    ) -> None:
         # The driver's own transaction handling cannot do savepoints or take the write
         # lock at BEGIN; SQLAlchemy's documented recipe hands BEGIN to us instead.
         @event.listens_for(engine.sync_engine, "connect")

@@ -44,14 +44,15 @@ def create_engine(
     migrations run without one.
     """
     url, backend = _backend_of(settings.database_url)
-    options = backend.engine_options(settings.database_pool_size, statement_timeout)
+    pooled = settings.database_pooler is not None
+    options = backend.engine_options(settings.database_pool_size, statement_timeout, pooled=pooled)
     engine = create_async_engine(
         url.set(drivername=backend.driver),
         # Errors never carry the values a client sent (emails, search terms) into logs.
         hide_parameters=True,
         **{**options, **overrides},
     )
-    backend.prepare_engine(engine)
+    backend.prepare_engine(engine, statement_timeout, pooled=pooled)
     return engine
 
 
@@ -60,7 +61,10 @@ async def unit_of_work(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Asy
     """A writing unit of work is one transaction: committed when the block ends, rolled
     back if it raises. A reading one has nothing to commit, so its statements run in
     autocommit mode, sparing two round trips (BEGIN, COMMIT) per request; work that
-    needs several reads to see one snapshot opens its own transaction.
+    needs several reads to see one snapshot opens its own transaction. Behind a pooler
+    in transaction mode that matters more: a statement outside a transaction holds a
+    server connection only while it runs, where a transaction holds one from BEGIN to
+    COMMIT, Python's work between its statements included.
     """
     async with engine.connect() as connection:
         backend = backend_for(connection)

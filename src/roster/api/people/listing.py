@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator, Field, StringConstraints
 from starlette.types import Receive, Scope, Send
 
-from roster.api.deps import ReadConnection, services
+from roster.api.deps import ReadConnection, snapshot_for
 from roster.api.fields import STORABLE, AccountId, Schema, declared_type
 from roster.api.people.contract import (
     INT32_MAX,
@@ -35,7 +35,6 @@ from roster.core.fields import PERSONA_STATUSES, ROLE, UNSTORABLE, storable
 from roster.core.people.embeds import EMBEDS
 from roster.core.people.listing import PeopleQuery, list_people
 from roster.db.backends import json_default
-from roster.db.engine import read_snapshot
 
 router = people_router("People API")
 
@@ -129,7 +128,7 @@ async def _people_json(
 
     The count and the rows are read in one read transaction, so they agree.
     """
-    async with read_snapshot(services(request).engine) as conn:
+    async with snapshot_for(request) as conn:
         page = await list_people(conn, account_id, parameters.core_query(), item_key)
         head = {
             "limit": parameters.limit,

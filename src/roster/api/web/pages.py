@@ -21,7 +21,13 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.datastructures import FormData
 
-from roster.api.deps import ReadConnection, SnapshotConnection, WriteConnection, charge, services
+from roster.api.deps import (
+    PrimaryReadConnection,
+    PrimarySnapshotConnection,
+    WriteConnection,
+    charge,
+    services,
+)
 from roster.api.errors import validation_error
 from roster.api.people.listing import PeopleParameters
 from roster.api.people.models import (
@@ -149,7 +155,7 @@ def _next_url(value: object) -> str:
 
 
 @router.get("/")
-async def home(request: Request, conn: ReadConnection) -> Response:
+async def home(request: Request, conn: PrimaryReadConnection) -> Response:
     """The directory: the sign-in form, or on to the accounts once signed in."""
     if await visitor_of(request, conn) is not None:
         return redirect("/app/")
@@ -226,7 +232,9 @@ async def sign_out(request: Request, conn: WriteConnection, visitor: Posting) ->
 
 
 @router.get("/app/")
-async def accounts_page(request: Request, conn: SnapshotConnection, visitor: Reading) -> Response:
+async def accounts_page(
+    request: Request, conn: PrimarySnapshotConnection, visitor: Reading
+) -> Response:
     """The accounts this client reaches, searchable when there are many."""
     search = request.query_params.get("search", "")[:100]
     found = await reachable_accounts(conn, visitor.principal, search)
@@ -254,7 +262,7 @@ async def account_home(account_id: str) -> Response:
 
 @router.get("/app/accounts/{account_id}/people")
 async def people_page(
-    account_id: str, request: Request, conn: SnapshotConnection, visitor: Reading
+    account_id: str, request: Request, conn: PrimarySnapshotConnection, visitor: Reading
 ) -> Response:
     """An account's people: search as you type, filters, 50 at a time."""
     account = await reachable_account(conn, visitor.principal, account_id)
@@ -369,7 +377,11 @@ async def _card(
 
 @router.get("/app/accounts/{account_id}/people/{person_id}")
 async def card_page(
-    account_id: str, person_id: str, request: Request, conn: SnapshotConnection, visitor: Reading
+    account_id: str,
+    person_id: str,
+    request: Request,
+    conn: PrimarySnapshotConnection,
+    visitor: Reading,
 ) -> Response:
     """Everything about one person of the account, and the person's other accounts."""
     account = await reachable_account(conn, visitor.principal, account_id)

@@ -24,7 +24,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from roster.api.deps import SnapshotConnection, WriteConnection, charge, services
+from roster.api.deps import PrimarySnapshotConnection, WriteConnection, charge, services
 from roster.core.auth import Principal
 from roster.core.sessions import session_client
 from roster.errors import CredentialError, RosterError
@@ -173,7 +173,7 @@ async def _signed_in(request: Request, conn: AsyncConnection) -> Visitor:
     return visitor
 
 
-async def _reading(request: Request, conn: SnapshotConnection) -> Visitor:
+async def _reading(request: Request, conn: PrimarySnapshotConnection) -> Visitor:
     return await _signed_in(request, conn)
 
 
