@@ -20,6 +20,7 @@ from roster.api.metrics import Metrics
 from roster.api.middleware import RequestContextMiddleware, RequestLimitsMiddleware
 from roster.api.openapi import operation_id, without_fastapi_validation_errors
 from roster.api.ratelimit import AuthFailureLimiter, ClientRateLimiter, SharedWindows
+from roster.api.scim import routes as scim
 from roster.db.engine import create_engine
 from roster.settings import Settings
 
@@ -79,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(persons.router)
     app.include_router(people.router)
+    app.include_router(scim.router)
     app.include_router(health.router)
     install_docs(app)
     app.include_router(web.router)

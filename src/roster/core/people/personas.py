@@ -129,6 +129,21 @@ async def update_persona(
     return await persona_row(conn, account_id, persona_id)
 
 
+async def change_persona(
+    conn: AsyncConnection,
+    account_id: str,
+    persona_id: uuid.UUID,
+    person: Mapping[str, Any],
+    persona: Mapping[str, Any],
+    region: str,
+    reach: Collection[str] | None = None,
+) -> None:
+    """Change a persona's fields and its person's in one write (a SCIM replace); the
+    person's fields under the shared-person rule for ``reach``."""
+    item = PersonWrite(person, frozenset((account_id,)), persona, target=PersonaById(persona_id))
+    await _write_one(conn, item, region, reach)
+
+
 async def assign_role(
     conn: AsyncConnection, account_id: str, persona_id: uuid.UUID, role_name: str, region: str
 ) -> RoleRef:

@@ -1,0 +1,264 @@
+"""SCIM Users (spec/scim.md) on both backends: discovery, create, read, filter, page,
+replace, PATCH (with Entra's and Okta's quirks), ETags, delete, and SCIM's error body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.factories import Client, Directory
+
+ACCOUNT = "S1"
+BASE = f"/scim/v2/{ACCOUNT}"
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+@pytest.fixture
+async def caller(directory: Directory) -> Client:
+    await directory.account(ACCOUNT)
+    await directory.account("OTHER")
+    return await directory.client([ACCOUNT])
+
+
+class Scim:
+    def __init__(self, http: httpx.AsyncClient, caller: Client) -> None:
+        self.http = http
+        self.headers = {
+            "Authorization": f"Bearer {caller.api_key}",
+            "Content-Type": "application/scim+json",
+        }
+
+    async def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        expect: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        response = await self.http.request(
+            method, BASE + path, json=body, headers={**self.headers, **(headers or {})}
+        )
+        assert response.status_code == expect, response.text
+        if expect >= 400:
+            assert response.headers["content-type"] == "application/scim+json"
+            found = response.json()
+            assert found["schemas"] == [ERROR]
+            assert found["status"] == str(expect)
+        return response.json() if response.content else None
+
+    async def create(self, **given: Any) -> dict[str, Any]:
+        body = {"schemas": [USER], **given}
+        created: dict[str, Any] = await self("POST", "/Users", body, expect=201)
+        return created
+
+
+@pytest.fixture
+def scim(client: httpx.AsyncClient, caller: Client) -> Scim:
+    return Scim(client, caller)
+
+
+def ann(**more: Any) -> dict[str, Any]:
+    return {
+        "userName": "ann.lee@example.com",
+        "externalId": "ext-ann",
+        "name": {"givenName": "Ann", "familyName": "Lee"},
+        "emails": [{"value": "ann.lee@example.com", "type": "work", "primary": True}],
+        "active": True,
+        **more,
+    }
+
+
+async def test_discovery_states_what_is_served(scim: Scim) -> None:
+    config = await scim("GET", "/ServiceProviderConfig")
+    assert config["patch"] == {"supported": True}
+    assert config["filter"] == {"supported": True, "maxResults": 1000}
+    assert config["etag"] == {"supported": True}
+    assert config["bulk"]["supported"] is False
+    assert config["sort"] == {"supported": False}
+    types = await scim("GET", "/ResourceTypes")
+    assert [t["id"] for t in types["Resources"]] == ["User"]
+    schemas = await scim("GET", "/Schemas")
+    ids = [s["id"] for s in schemas["Resources"]]
+    assert ids == [USER, ENTERPRISE]
+    user = await scim("GET", f"/Schemas/{USER}")
+    names = {a["name"] for a in user["attributes"]}
+    assert {"userName", "name", "emails", "active", "externalId", "displayName"} <= names
+    assert "password" not in names
+    await scim("GET", "/Schemas/urn:nope", expect=404)
+
+
+async def test_errors_are_scim_errors_including_auth(
+    client: httpx.AsyncClient, scim: Scim, directory: Directory
+) -> None:
+    missing = await client.get(f"{BASE}/Users")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert missing.json()["schemas"] == [ERROR]
+    wrong = await client.get(f"{BASE}/Users", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert wrong.json()["status"] == "401"
+    # An account the client does not reach reads as one that does not exist.
+    other = await client.get("/scim/v2/OTHER/Users", headers=scim.headers)
+    nowhere = await client.get("/scim/v2/NOWHERE/Users", headers=scim.headers)
+    assert other.status_code == nowhere.status_code == 404
+    assert other.json()["schemas"] == [ERROR]
+    await scim("GET", "/Users/not-an-id", expect=404)
+    await scim("GET", "/Nothing", expect=404)
+    bad = await client.post(f"{BASE}/Users", content=b"{", headers=scim.headers)
+    assert bad.status_code == 400
+    assert bad.json()["scimType"] == "invalidSyntax"
+    reader = await directory.client([ACCOUNT], scopes=("read",))
+    refused = await client.post(
+        f"{BASE}/Users", json=ann(), headers={"Authorization": f"Bearer {reader.api_key}"}
+    )
+    assert refused.status_code == 403
+    assert refused.json()["schemas"] == [ERROR]
+
+
+async def test_create_read_and_uniqueness(scim: Scim, client: httpx.AsyncClient) -> None:
+    created = await scim.create(**ann(displayName="Ann L.", title="CFO"))
+    assert created["userName"] == "ann.lee@example.com"
+    assert created["name"]["formatted"] == "Ann Lee"
+    assert created["active"] is True
+    assert created["title"] == "CFO"
+    assert created["roles"] == [{"value": "User", "primary": True}]
+    assert created["meta"]["resourceType"] == "User"
+    assert created["meta"]["version"].startswith('W/"')
+    read = await scim("GET", f"/Users/{created['id']}")
+    assert read == created
+    clash = await scim("POST", "/Users", ann(), expect=409)
+    assert clash["scimType"] == "uniqueness"
+    # userName is unique without case; externalId with case.
+    upper = await scim("POST", "/Users", ann(userName="ANN.LEE@example.com", externalId="x"), 409)
+    assert upper["scimType"] == "uniqueness"
+    twin = await scim("POST", "/Users", {**ann(userName="other"), "emails": []}, 409)
+    assert "externalId" in twin["detail"]
+    await scim.create(userName="bob", externalId="EXT-ANN")
+    missing = await scim("POST", "/Users", {"schemas": [USER]}, expect=400)
+    assert missing["scimType"] == "invalidValue"
+    assert "userName" in missing["detail"]
+    unknown = await scim("POST", "/Users", {"schemas": ["urn:x"], "userName": "z"}, expect=400)
+    assert unknown["scimType"] == "invalidValue"
+    long = await scim("POST", "/Users", {"userName": "z" * 257}, expect=400)
+    assert "userName" in long["detail"]
+    role = await scim("POST", "/Users", {"userName": "r", "roles": [{"value": "Pilot"}]}, 400)
+    assert role["scimType"] == "invalidValue"
+
+
+async def test_filters_and_pages(scim: Scim) -> None:
+    made = {}
+    for given, family, email in (
+        ("Ann", "Lee", "ann@example.com"),
+        ("Bob", "Leeds", "bob@example.org"),
+        ("Cy", "Moss", "cy@example.com"),
+    ):
+        user = await scim.create(
+            userName=email.split("@")[0],
+            externalId=f"x-{given}",
+            name={"givenName": given, "familyName": family},
+            emails=[{"value": email, "type": "work"}],
+            active=given != "Cy",
+        )
+        made[given] = user["id"]
+
+    async def ids(filter_text: str) -> list[str]:
+        found = await scim("GET", "/Users", None, 200, None) if not filter_text else None
+        found = await scim("POST", "/Users/.search", {"filter": filter_text})
+        return sorted(r["id"] for r in found["Resources"])
+
+    def of(*names: str) -> list[str]:
+        return sorted(made[n] for n in names)
+
+    assert await ids('userName eq "ANN"') == of("Ann")
+    assert await ids('externalId eq "x-Ann"') == of("Ann")
+    assert await ids('externalId eq "X-ANN"') == []
+    assert await ids('name.familyName sw "lee"') == of("Ann", "Bob")
+    assert await ids('name.familyName ew "ds"') == of("Bob")
+    assert await ids('emails co "example.com"') == of("Ann", "Cy")
+    assert await ids('emails[type eq "work" and value ew ".org"]') == of("Bob")
+    assert await ids('emails.value eq "CY@example.com"') == of("Cy")
+    assert await ids("active eq false") == of("Cy")
+    assert await ids("not (active eq false) and name.givenName pr") == of("Ann", "Bob")
+    assert await ids('userName eq "ann" or userName eq "cy"') == of("Ann", "Cy")
+    assert await ids('urn:ietf:params:scim:schemas:core:2.0:User:UserName Eq "bob"') == of("Bob")
+    assert await ids('meta.created gt "2000-01-01T00:00:00Z"') == of("Ann", "Bob", "Cy")
+    assert await ids(f'id eq "{made["Bob"]}"') == of("Bob")
+    assert await ids("title pr") == []
+    bad = await scim("GET", "/Users?filter=userName%20eq", expect=400)
+    assert bad["scimType"] == "invalidFilter"
+    unknown = await scim("GET", '/Users?filter=shoeSize%20eq%20"9"', expect=400)
+    assert unknown["scimType"] == "invalidFilter"
+
+    page = await scim("GET", "/Users?startIndex=2&count=1")
+    assert page["totalResults"] == 3
+    assert page["startIndex"] == 2
+    assert page["itemsPerPage"] == 1
+    assert [r["id"] for r in page["Resources"]] == [made["Bob"]]
+    counted = await scim("GET", "/Users?count=0")
+    assert counted["totalResults"] == 3
+    assert counted["Resources"] == []
+    some = await scim("GET", "/Users?attributes=userName&count=1")
+    assert set(some["Resources"][0]) == {"id", "schemas", "userName"}
+    less = await scim("GET", f"/Users/{made['Ann']}?excludedAttributes=name,emails")
+    assert "name" not in less
+    assert "emails" not in less
+    assert less["userName"] == "ann"
+
+
+async def test_put_patch_etags_and_delete(scim: Scim) -> None:
+    user = await scim.create(**ann())
+    at = f"/Users/{user['id']}"
+    etag = user["meta"]["version"]
+    assert await scim("GET", at, headers={"If-None-Match": etag}, expect=304) is None
+    replaced = await scim("PUT", at, {**ann(), "name": {"givenName": "Anne"}, "title": "CEO"})
+    assert replaced["name"] == {"givenName": "Anne", "formatted": "Anne"}
+    assert replaced["title"] == "CEO"
+    assert replaced["meta"]["version"] != etag
+    stale = await scim("PUT", at, ann(), headers={"If-Match": etag}, expect=412)
+    assert stale["status"] == "412"
+    patched = await scim(
+        "PATCH",
+        at,
+        {
+            "schemas": [PATCH],
+            "Operations": [
+                {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "a@x.com"},
+                {"op": "replace", "value": {"name.familyName": "Lee-Ray", "displayName": "AL"}},
+                {"op": "Add", "path": f"{ENTERPRISE}:department", "value": "Finance"},
+                {"op": "replace", "path": "active", "value": "False"},
+            ],
+        },
+        headers={"If-Match": replaced["meta"]["version"]},
+    )
+    assert patched["emails"][0] == {"value": "a@x.com", "type": "work", "primary": True}
+    assert patched["name"]["familyName"] == "Lee-Ray"
+    assert patched["displayName"] == "AL"
+    assert patched[ENTERPRISE]["department"] == "Finance"
+    assert patched["active"] is False
+    removed = await scim(
+        "PATCH",
+        at,
+        {"schemas": [PATCH], "Operations": [{"op": "remove", "path": "displayName"}]},
+    )
+    assert "displayName" not in removed
+    bad_path = await scim(
+        "PATCH",
+        at,
+        {"schemas": [PATCH], "Operations": [{"op": "add", "path": "a[[", "value": 1}]},
+        400,
+    )
+    assert bad_path["scimType"] == "invalidPath"
+    bad_op = await scim(
+        "PATCH", at, {"schemas": [PATCH], "Operations": [{"op": "move", "path": "title"}]}, 400
+    )
+    assert bad_op["scimType"] == "invalidSyntax"
+    await scim("DELETE", at, headers={"If-Match": 'W/"old"'}, expect=412)
+    await scim("DELETE", at, expect=204)
+    await scim("GET", at, expect=404)
+    await scim("DELETE", at, expect=404)
