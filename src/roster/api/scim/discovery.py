@@ -29,6 +29,7 @@ def _attribute(
     uniqueness: str = "none",
     sub: list[dict[str, Any]] | None = None,
     description: str = "",
+    canonical: list[str] | None = None,
 ) -> dict[str, Any]:
     found: dict[str, Any] = {
         "name": name,
@@ -43,6 +44,8 @@ def _attribute(
     }
     if sub is not None:
         found["subAttributes"] = sub
+    if canonical is not None:
+        found["canonicalValues"] = canonical
     return found
 
 
@@ -58,17 +61,21 @@ def _declared(field: Field, name: str) -> dict[str, Any]:
     )
 
 
-def _typed_values(kinds: tuple[str, ...], what: str) -> list[dict[str, Any]]:
+def _typed_values(kinds: list[str], what: str) -> list[dict[str, Any]]:
+    """The sub-attributes of emails and phone numbers: Roster keeps one value of each
+    type (the persona's own, the person's), so neither another type nor ``primary`` is
+    kept (``primary`` is read to choose among several values of the person's type)."""
     return [
         _attribute("value", description=what),
         _attribute(
-            "type", description=f"One of {', '.join(kinds)}; {kinds[0]} is the persona's own."
+            "type",
+            description=f"{kinds[0]} is the persona's own, {kinds[1]} its person's.",
+            canonical=kinds,
         ),
-        _attribute("primary", "boolean"),
     ]
 
 
-def user_schema() -> dict[str, Any]:
+def user_schema(role_names: list[str]) -> dict[str, Any]:
     attributes = [_attribute("id", mutability="readOnly", returned="always", case_exact=True)]
     name_parts = []
     for field in SIMPLE:
@@ -83,18 +90,15 @@ def user_schema() -> dict[str, Any]:
     attributes += [
         _attribute("name", "complex", sub=[*name_parts, formatted]),
         _attribute("active", "boolean", description="The persona's status is active."),
-        _attribute("emails", "complex", multi=True, sub=_typed_values(("work", "other"), "email")),
+        _attribute("emails", "complex", multi=True, sub=_typed_values(["work", "other"], "email")),
         _attribute(
-            "phoneNumbers", "complex", multi=True, sub=_typed_values(("work", "mobile"), "number")
+            "phoneNumbers", "complex", multi=True, sub=_typed_values(["work", "mobile"], "number")
         ),
         _attribute(
             "roles",
             "complex",
             multi=True,
-            sub=[
-                _attribute("value", description="A role's name"),
-                _attribute("primary", "boolean"),
-            ],
+            sub=[_attribute("value", description="A role's name", canonical=role_names)],
             description="The persona's one role, by name.",
         ),
         _attribute(
@@ -137,8 +141,9 @@ def _schema(urn: str, name: str, attributes: list[dict[str, Any]]) -> dict[str, 
     }
 
 
-def schemas(base_url: str) -> list[dict[str, Any]]:
-    found = [user_schema(), enterprise_schema()]
+def schemas(base_url: str, role_names: list[str]) -> list[dict[str, Any]]:
+    """The schemas; the roles a User may have are the account's (``role_names``)."""
+    found = [user_schema(role_names), enterprise_schema()]
     for schema in found:
         schema["meta"]["location"] = f"{base_url}/Schemas/{schema['id']}"
     return found

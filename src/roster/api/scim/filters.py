@@ -91,29 +91,22 @@ _SIMPLE_BY_KEY = {_simple_key(f): f for f in SIMPLE}
 
 @dataclass(frozen=True)
 class _Slot:
-    """One value of a multi-valued attribute Roster keeps in a column: its ``value``, its
-    fixed ``type`` and whether it is the primary one."""
+    """One value of a multi-valued attribute Roster keeps in a column: its ``value`` and
+    its fixed ``type``."""
 
     type: str
     value: ColumnElement[Any]
     key: tuple[ColumnElement[Any], Callable[[str], str | None]] | None
-    primary: ColumnElement[bool]
     searched: bool
 
 
 _EMAILS = (
-    _Slot("work", personas.c.email_address, None, personas.c.email_address.is_not(None), True),
-    _Slot(
-        "other",
-        persons.c.email_address,
-        (persons.c.email_key, email_key),
-        personas.c.email_address.is_(None),
-        True,
-    ),
+    _Slot("work", personas.c.email_address, None, True),
+    _Slot("other", persons.c.email_address, (persons.c.email_key, email_key), True),
 )
 _PHONES = (
-    _Slot("work", personas.c.work_number, None, personas.c.work_number.is_not(None), False),
-    _Slot("mobile", persons.c.phone_number, None, personas.c.work_number.is_(None), False),
+    _Slot("work", personas.c.work_number, None, False),
+    _Slot("mobile", persons.c.phone_number, None, False),
 )
 _MULTI = {"emails": _EMAILS, "phonenumbers": _PHONES}
 
@@ -212,7 +205,7 @@ class UserFilter:
             return _ordered(column, op, moment)
         if attr == "meta" and sub == "resourcetype":
             return true() if op == "eq" and value == "User" else false()
-        if attr in _MULTI and sub in (None, "value", "type", "primary"):
+        if attr in _MULTI and sub in (None, "value", "type"):
             return or_(
                 *(
                     and_(slot.value.is_not(None), self._slot_compare(slot, sub, op, value))
@@ -266,10 +259,6 @@ class UserFilter:
             if not isinstance(value, str) or op not in _TEXT_OPS:
                 raise InvalidFilter("type compares with a string.")
             return true() if _python_text(slot.type, op, value.lower()) else false()
-        if sub == "primary":
-            if op != "eq" or not isinstance(value, bool):
-                raise InvalidFilter("primary compares with eq and true or false.")
-            return slot.primary if value else not_(slot.primary)
         raise InvalidFilter(f"{sub} is not a sub-attribute this server filters.")
 
     def _text(

@@ -84,7 +84,10 @@ def apply_patch(
     return document
 
 
-def _parsed(path: str) -> AttrPath | ValuePath:
+def _parsed(path: str) -> AttrPath | ValuePath | None:
+    """The parsed path; ``None`` for the enterprise extension itself."""
+    if path.lower() == _ENTERPRISE:
+        return None
     try:
         parsed = Path(path).ast
     except (InvalidPathException, ValueError) as error:
@@ -108,12 +111,17 @@ def _container(document: dict[str, Any], attr_path: AttrPath) -> dict[str, Any]:
 
 def _apply(
     document: dict[str, Any],
-    path: AttrPath | ValuePath,
+    path: AttrPath | ValuePath | None,
     name: str,
     value: Any,
     multi_valued: frozenset[str],
     in_value: bool,
 ) -> None:
+    if path is None:  # the extension's attributes, as those of a complex attribute
+        if name != "remove" and not isinstance(value, Mapping):
+            raise ScimInvalid(f"The value for {ENTERPRISE_SCHEMA} must be an object.")
+        _set_complex(document, _ENTERPRISE, name, value)
+        return
     attr_path = path.attr_path if isinstance(path, ValuePath) else path
     container = _container(document, attr_path)
     attr = attr_path.attr.lower()
@@ -142,6 +150,10 @@ def _apply(
             target = container[attr] = {}
         _set(target, sub, name, value)
         return
+    _set_complex(container, attr, name, value)
+
+
+def _set_complex(container: dict[str, Any], attr: str, name: str, value: Any) -> None:
     current = container.get(attr)
     if name != "remove" and isinstance(value, Mapping) and isinstance(current, dict):
         current.update(value)  # a complex attribute: the sub-attributes given

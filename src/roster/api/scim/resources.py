@@ -117,19 +117,19 @@ def render_user(user: UserRow, base_url: str) -> dict[str, Any]:
     work, own = _persona(user, "email_address"), _person(user, "email_address")
     emails = []
     if work:
-        emails.append({"value": work, "type": "work", "primary": True})
+        emails.append({"value": work, "type": "work"})
     if own and email_key(own) != email_key(work):
-        emails.append({"value": own, "type": "other", "primary": not work})
+        emails.append({"value": own, "type": "other"})
     if emails:
         resource["emails"] = emails
     phones = []
     if work_number := _persona(user, "work_number"):
-        phones.append({"value": work_number, "type": "work", "primary": True})
+        phones.append({"value": work_number, "type": "work"})
     if mobile := _person(user, "phone_number"):
-        phones.append({"value": mobile, "type": "mobile", "primary": not work_number})
+        phones.append({"value": mobile, "type": "mobile"})
     if phones:
         resource["phoneNumbers"] = phones
-    resource["roles"] = [{"value": user.role_name, "primary": True}]
+    resource["roles"] = [{"value": user.role_name}]
     if user.teams:
         resource["groups"] = [
             {"value": str(team_id), "display": team_name, "type": "direct"}
@@ -275,7 +275,8 @@ def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
         written.person["phone_number"] = mobile
     roles = _multi(sent, "roles")
     if roles:
-        role = next((r for r in roles if r.get("primary") in (True, "true", "True")), roles[0])
+        # One role: the primary, else the last given (a PATCH ``add`` appends the new one).
+        role = next((r for r in roles if r.get("primary") in (True, "true", "True")), roles[-1])
         if not isinstance(role.get("value"), str):
             raise invalid("roles[].value must be a role's name.")
         written.persona["role_name"] = role["value"]

@@ -4,7 +4,7 @@ parse SCIM, call the core (the one writer, the persona rows), render SCIM."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import orjson
@@ -50,6 +50,7 @@ from roster.core.people.personas import (
     remove_persona,
     require_personas,
 )
+from roster.core.people.roles import role_names
 from roster.core.people.user_rows import UserRow, user_name_holder, user_page, user_row
 from roster.core.writer import DEFAULT_ROLE, PersonaExists
 from roster.db.backends import backend_for
@@ -188,12 +189,12 @@ async def _discovered(
     conn: Any,
     principal: Principal,
     account_id: str,
-    documents: Callable[[str], list[dict[str, Any]]],
+    documents: Callable[[str, str], Awaitable[list[dict[str, Any]]]],
     wanted: str | None,
 ) -> Response:
     """A list of discovery documents, or the one whose id is ``wanted``."""
     account = await _account(conn, principal, account_id)
-    found = documents(base_url(request, account))
+    found = await documents(account, base_url(request, account))
     if wanted is None:
         return scim_response(_list(found, 1, len(found)))
     for document in found:
@@ -202,12 +203,23 @@ async def _discovered(
     raise NotFound(f"There is no {request.url.path.split('/')[-2]} entry {wanted[:128]!r}.")
 
 
+async def _resource_types(account_id: str, url: str) -> list[dict[str, Any]]:
+    return discovery.resource_types(url)
+
+
+def _schemas(conn: Any) -> Callable[[str, str], Awaitable[list[dict[str, Any]]]]:
+    async def schemas(account_id: str, url: str) -> list[dict[str, Any]]:
+        return discovery.schemas(url, await role_names(conn, account_id))
+
+    return schemas
+
+
 @router.get("/ResourceTypes")
 async def resource_types(
     request: Request, account_id: str, principal: Reader, conn: ReadConnection
 ) -> Response:
     """The resource types served."""
-    return await _discovered(request, conn, principal, account_id, discovery.resource_types, None)
+    return await _discovered(request, conn, principal, account_id, _resource_types, None)
 
 
 @router.get("/ResourceTypes/{name}")
@@ -215,7 +227,7 @@ async def resource_type(
     request: Request, account_id: str, name: str, principal: Reader, conn: ReadConnection
 ) -> Response:
     """One resource type."""
-    return await _discovered(request, conn, principal, account_id, discovery.resource_types, name)
+    return await _discovered(request, conn, principal, account_id, _resource_types, name)
 
 
 @router.get("/Schemas")
@@ -223,7 +235,7 @@ async def list_schemas(
     request: Request, account_id: str, principal: Reader, conn: ReadConnection
 ) -> Response:
     """The schemas of the resources served."""
-    return await _discovered(request, conn, principal, account_id, discovery.schemas, None)
+    return await _discovered(request, conn, principal, account_id, _schemas(conn), None)
 
 
 @router.get("/Schemas/{urn}")
@@ -231,7 +243,7 @@ async def one_schema(
     request: Request, account_id: str, urn: str, principal: Reader, conn: ReadConnection
 ) -> Response:
     """One schema."""
-    return await _discovered(request, conn, principal, account_id, discovery.schemas, urn)
+    return await _discovered(request, conn, principal, account_id, _schemas(conn), urn)
 
 
 def _list(resources: list[dict[str, Any]], start: int, total: int) -> dict[str, Any]:
@@ -348,6 +360,17 @@ def _check_if_match(request: Request, user: UserRow) -> None:
         )
 
 
+async def _matching_user(
+    request: Request, conn: Any, principal: Principal, account_id: str, user_id: str
+) -> tuple[str, uuid.UUID, UserRow]:
+    """The account, the User's id and the User a change names, if ``If-Match`` allows."""
+    account = await _account(conn, principal, account_id)
+    persona_id = _persona_id(user_id)
+    user = await user_row(conn, account, persona_id)
+    _check_if_match(request, user)
+    return account, persona_id, user
+
+
 async def _check_write(
     conn: Any, account_id: str, written: UserWrite, other_than: uuid.UUID | None
 ) -> None:
@@ -430,10 +453,7 @@ async def replace_user(
     request: Request, account_id: str, user_id: str, principal: Writer, conn: WriteConnection
 ) -> Response:
     """Replace a User: attributes left out are cleared (read-only ones kept)."""
-    account = await _account(conn, principal, account_id)
-    persona_id = _persona_id(user_id)
-    user = await user_row(conn, account, persona_id)
-    _check_if_match(request, user)
+    account, persona_id, user = await _matching_user(request, conn, principal, account_id, user_id)
     written = parse_user(await _json(request), creating=False)
     return await _replace(request, conn, principal, account, persona_id, written, user)
 
@@ -443,10 +463,7 @@ async def patch_user(
     request: Request, account_id: str, user_id: str, principal: Writer, conn: WriteConnection
 ) -> Response:
     """Change a User by PATCH operations, applied in one transaction or not at all."""
-    account = await _account(conn, principal, account_id)
-    persona_id = _persona_id(user_id)
-    user = await user_row(conn, account, persona_id)
-    _check_if_match(request, user)
+    account, persona_id, user = await _matching_user(request, conn, principal, account_id, user_id)
     operations = operations_of(await _json(request))
     current = render_user(user, base_url(request, account))
     patched = apply_patch(current, operations, USER_MULTI_VALUED)
@@ -459,8 +476,6 @@ async def delete_user(
     request: Request, account_id: str, user_id: str, principal: Writer, conn: WriteConnection
 ) -> Response:
     """Remove a User's persona; the person stays for its other accounts."""
-    account = await _account(conn, principal, account_id)
-    persona_id = _persona_id(user_id)
-    _check_if_match(request, await user_row(conn, account, persona_id))
+    account, persona_id, _ = await _matching_user(request, conn, principal, account_id, user_id)
     await remove_persona(conn, account, persona_id, _region(request))
     return Response(status_code=204)

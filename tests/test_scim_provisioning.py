@@ -1,0 +1,205 @@
+"""The request sequences Microsoft Entra ID and Okta document for SCIM provisioning,
+written from their public documentation ("Develop a SCIM endpoint" for Entra ID, "SCIM
+2.0 protocol reference" for Okta), and the other doors seeing what SCIM writes; on both
+backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.factories import Client, Directory
+from tests.scim import ACCOUNT, ENTERPRISE, USER, Scim
+
+MANAGER_PATH = f"{ENTERPRISE}:manager"
+
+
+@pytest.fixture
+async def caller(directory: Directory) -> Client:
+    await directory.account(ACCOUNT)
+    return await directory.client([ACCOUNT])
+
+
+@pytest.fixture
+def scim(client: httpx.AsyncClient, caller: Client) -> Scim:
+    return Scim(client, caller)
+
+
+async def found(scim: Scim, filter_text: str) -> list[dict[str, Any]]:
+    answer = await scim("GET", f"/Users?filter={filter_text}")
+    resources: list[dict[str, Any]] = answer["Resources"]
+    assert answer["totalResults"] == len(resources)
+    return resources
+
+
+async def test_entra_id_user_provisioning(scim: Scim) -> None:
+    user_name = "Test_User_dfeef4c5-5681-4387-b016-bdf221e82081"
+    # The existence check, then the create Entra sends (roles empty, meta sent along).
+    assert await found(scim, f'userName eq "{user_name}"') == []
+    created = await scim.create(
+        schemas=[USER, ENTERPRISE],
+        externalId="0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef",
+        userName=user_name,
+        active=True,
+        emails=[{"primary": True, "type": "work", "value": "Test_User@contoso.com"}],
+        meta={"resourceType": "User"},
+        name={"formatted": "givenName familyName", "familyName": "familyName", "givenName": "g"},
+        roles=[],
+    )
+    user_id = created["id"]
+    assert created["active"] is True
+    assert created["roles"] == [{"value": "User"}]
+    assert [u["id"] for u in await found(scim, f'userName eq "{user_name.upper()}"')] == [user_id]
+    by_external = await found(scim, 'externalId eq "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef"')
+    assert [u["id"] for u in by_external] == [user_id]
+    # A User that does not exist.
+    await scim("GET", "/Users/5171a35d-8207-4e06-8ce2-000000000000", expect=404)
+    # Update: a value-filtered path and a sub-attribute, the operation names capitalised.
+    updated = await scim.patch(
+        f"/Users/{user_id}",
+        {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "updated@contoso.com"},
+        {"op": "Replace", "path": "name.familyName", "value": "updatedFamilyName"},
+    )
+    assert updated["emails"][0] == {"value": "updated@contoso.com", "type": "work"}
+    assert updated["name"]["familyName"] == "updatedFamilyName"
+    # The manager, given as a bare id; then removed.
+    manager = await scim.create(userName="boss", name={"givenName": "Big", "familyName": "Boss"})
+    managed = await scim.patch(
+        f"/Users/{user_id}", {"op": "Add", "path": MANAGER_PATH, "value": manager["id"]}
+    )
+    assert managed[ENTERPRISE]["manager"] == {"value": manager["id"], "displayName": "Big Boss"}
+    assert [u["id"] for u in await found(scim, f'{MANAGER_PATH}.value eq "{manager["id"]}"')] == [
+        user_id
+    ]
+    unmanaged = await scim.patch(f"/Users/{user_id}", {"op": "Remove", "path": MANAGER_PATH})
+    assert "manager" not in unmanaged.get(ENTERPRISE, {})
+    # Disable: Entra sends the boolean as a string.
+    disabled = await scim.patch(
+        f"/Users/{user_id}", {"op": "Replace", "path": "active", "value": "False"}
+    )
+    assert disabled["active"] is False
+    assert [u["id"] for u in await found(scim, "active eq false")] == [user_id]
+    # Deprovision.
+    await scim("DELETE", f"/Users/{user_id}", expect=204)
+    assert await found(scim, f'userName eq "{user_name}"') == []
+
+
+async def test_okta_user_provisioning(scim: Scim) -> None:
+    user_name = "test.user@okta.local"
+    empty = await scim("GET", f'/Users?filter=userName eq "{user_name}"&startIndex=1&count=100')
+    assert empty["totalResults"] == 0
+    assert empty["Resources"] == []
+    body = {
+        "schemas": [USER],
+        "userName": user_name,
+        "name": {"givenName": "Test", "familyName": "User"},
+        "emails": [{"primary": True, "value": user_name, "type": "work"}],
+        "displayName": "Test User",
+        "locale": "en-US",
+        "externalId": "00ujl29u0le5T6Aj10h7",
+        "groups": [],
+        "password": "1mz050nq",
+        "active": True,
+    }
+    created = await scim("POST", "/Users", body, expect=201)
+    user_id = created["id"]
+    assert "password" not in created
+    assert created["locale"] == "en-US"
+    assert created["displayName"] == "Test User"
+    read = await scim("GET", f"/Users/{user_id}")
+    assert read == created
+    # Okta updates a profile by PUT of the whole User (id and meta sent back as read).
+    replaced = await scim(
+        "PUT",
+        f"/Users/{user_id}",
+        {**read, "name": {"givenName": "Another", "familyName": "User"}, "locale": "fr-FR"},
+    )
+    assert replaced["name"]["givenName"] == "Another"
+    assert replaced["locale"] == "fr-FR"
+    assert replaced["id"] == user_id
+    # Deactivation: a replace without a path.
+    deactivated = await scim.patch(
+        f"/Users/{user_id}", {"op": "replace", "value": {"active": False}}
+    )
+    assert deactivated["active"] is False
+    reactivated = await scim.patch(
+        f"/Users/{user_id}", {"op": "replace", "value": {"active": True}}
+    )
+    assert reactivated["active"] is True
+
+
+async def test_a_scim_user_is_found_by_the_other_doors_at_once(
+    scim: Scim, client: httpx.AsyncClient, caller: Client
+) -> None:
+    created = await scim.create(
+        userName="zoe",
+        name={"givenName": "Zoë", "familyName": "Quist"},
+        emails=[{"value": "zoe@example.com", "type": "other"}],
+    )
+    people = await client.get(f"/people?accountId={ACCOUNT}", headers=caller.headers)
+    assert people.status_code == 200
+    [row] = people.json()["rows"]
+    assert row["firstName"] == "Zoë"
+    assert row["persona"]["id"] == created["id"]
+    persons = await client.post(
+        "/persons/find/", json={"email_address": "ZOE@example.com"}, headers=caller.headers
+    )
+    assert persons.status_code == 200, persons.text
+    assert [p["last_name"] for p in persons.json()["persons"]] == ["Quist"]
+
+
+async def test_a_people_api_persona_reads_back_through_scim(
+    scim: Scim, client: httpx.AsyncClient, caller: Client
+) -> None:
+    body = {
+        "accountId": ACCOUNT,
+        "firstName": "Ann",
+        "lastName": "Lee",
+        "roleName": "Admin",
+        "emailAddress": "ann@example.com",
+    }
+    added = await client.post("/people", json=body, headers=caller.headers)
+    assert added.status_code == 201, added.text
+    [user] = await found(scim, 'userName eq "ANN@example.com"')
+    assert user["userName"] == "ann@example.com"
+    assert user["name"]["familyName"] == "Lee"
+    assert user["roles"] == [{"value": "Admin"}]
+    assert user["active"] is True
+    # A person's other door changes its email: the userName it reads follows.
+    person_id = added.json()["id"]
+    moved = await client.patch(
+        f"/people/{person_id}?accountId={ACCOUNT}",
+        json={"emailAddress": "ann.lee@example.com"},
+        headers=caller.headers,
+    )
+    assert moved.status_code == 200, moved.text
+    [again] = await found(scim, 'userName eq "ann@example.com"')  # its work email, as before
+    assert again["emails"] == [
+        {"value": "ann@example.com", "type": "work"},
+        {"value": "ann.lee@example.com", "type": "other"},
+    ]
+
+
+async def test_scim_writes_follow_the_shared_person_rule(
+    scim: Scim, client: httpx.AsyncClient, directory: Directory
+) -> None:
+    await directory.account("ELSEWHERE")
+    person = await directory.person(
+        [ACCOUNT, "ELSEWHERE"], first_name="Sam", last_name="Shared", email_address="s@x.com"
+    )
+    [user] = await found(scim, 'userName eq "s@x.com"')
+    assert user["name"]["givenName"] == "Sam"
+    refused = await scim.patch(
+        f"/Users/{user['id']}",
+        {"op": "replace", "path": "name.givenName", "value": "Samuel"},
+        expect=403,
+    )
+    assert "name.givenName" in refused["detail"]
+    # The persona's own fields may change.
+    titled = await scim.patch(
+        f"/Users/{user['id']}", {"op": "replace", "path": "title", "value": "Engineer"}
+    )
+    assert titled["title"] == "Engineer"
+    assert person
