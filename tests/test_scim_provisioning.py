@@ -203,3 +203,141 @@ async def test_scim_writes_follow_the_shared_person_rule(
     )
     assert titled["title"] == "Engineer"
     assert person
+
+
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+
+
+async def members_of(scim: Scim, group_id: str) -> list[str]:
+    group = await scim("GET", f"/Groups/{group_id}")
+    return sorted(m["value"] for m in group.get("members", []))
+
+
+async def test_entra_id_group_provisioning(scim: Scim) -> None:
+    ann = await scim.create(userName="ann", name={"givenName": "Ann", "familyName": "Lee"})
+    bob = await scim.create(userName="bob", displayName="Bobby")
+    empty = await scim("GET", '/Groups?excludedAttributes=members&filter=displayName eq "Sales"')
+    assert empty["totalResults"] == 0
+    created = await scim(
+        "POST",
+        "/Groups",
+        {"schemas": [GROUP], "externalId": "8aa1a0c0", "displayName": "Sales", "members": []},
+        expect=201,
+    )
+    group_id = created["id"]
+    assert created["members"] == []
+    assert created["meta"]["resourceType"] == "Group"
+    # Entra's existence check asks without members.
+    found = await scim("GET", '/Groups?excludedAttributes=members&filter=displayName eq "sales"')
+    assert [g["id"] for g in found["Resources"]] == [group_id]
+    assert "members" not in found["Resources"][0]
+    # Members added, then one removed, as Entra sends them (204: no member list read).
+    await scim.patch(
+        f"/Groups/{group_id}",
+        {"op": "Add", "path": "members", "value": [{"value": ann["id"]}, {"value": bob["id"]}]},
+        expect=204,
+    )
+    assert await members_of(scim, group_id) == sorted([ann["id"], bob["id"]])
+    read = await scim("GET", f"/Groups/{group_id}")
+    shown = {m["value"]: m["display"] for m in read["members"]}
+    assert shown == {ann["id"]: "Ann Lee", bob["id"]: "Bobby"}
+    await scim.patch(
+        f"/Groups/{group_id}",
+        {"op": "Remove", "path": "members", "value": [{"value": bob["id"]}]},
+        expect=204,
+    )
+    assert await members_of(scim, group_id) == [ann["id"]]
+    by_member = await scim("GET", f'/Groups?filter=members[value eq "{ann["id"]}"]')
+    assert [g["id"] for g in by_member["Resources"]] == [group_id]
+    user = await scim("GET", f"/Users/{ann['id']}")
+    assert user["groups"] == [{"value": group_id, "display": "Sales", "type": "direct"}]
+    # Rename.
+    renamed = await scim.patch(
+        f"/Groups/{group_id}?attributes=displayName",
+        {"op": "Replace", "path": "displayName", "value": "Sales EMEA"},
+    )
+    assert renamed["displayName"] == "Sales EMEA"
+    assert "members" not in renamed
+    # A member that is not a User here, and a group as a member, are refused.
+    stranger = await scim.patch(
+        f"/Groups/{group_id}",
+        {"op": "Add", "path": "members", "value": [{"value": GROUP_ID_NOBODY}]},
+        expect=400,
+    )
+    assert stranger["scimType"] == "invalidValue"
+    await scim.patch(
+        f"/Groups/{group_id}",
+        {"op": "Add", "path": "members", "value": [{"value": group_id, "type": "Group"}]},
+        expect=400,
+    )
+    taken = await scim("POST", "/Groups", {"displayName": "X", "externalId": "8aa1a0c0"}, 409)
+    assert taken["scimType"] == "uniqueness"
+    await scim("DELETE", f"/Groups/{group_id}", expect=204)
+    await scim("GET", f"/Groups/{group_id}", expect=404)
+    assert "groups" not in await scim("GET", f"/Users/{ann['id']}")
+
+
+GROUP_ID_NOBODY = "00000000-0000-4000-8000-000000000000"
+
+
+async def test_okta_group_push(scim: Scim) -> None:
+    ann = await scim.create(userName="ann")
+    bob = await scim.create(userName="bob")
+    created = await scim(
+        "POST",
+        "/Groups",
+        {"schemas": [GROUP], "displayName": "Test SCIMv2", "members": [{"value": ann["id"]}]},
+        expect=201,
+    )
+    group_id = created["id"]
+    assert [m["value"] for m in created["members"]] == [ann["id"]]
+    # Okta renames with the group's own id inside the value, then pushes members.
+    await scim.patch(
+        f"/Groups/{group_id}",
+        {"op": "replace", "value": {"id": group_id, "displayName": "Test SCIMv2 (renamed)"}},
+        expect=204,
+    )
+    await scim.patch(
+        f"/Groups/{group_id}",
+        {"op": "remove", "path": f'members[value eq "{ann["id"]}"]'},
+        {"op": "add", "path": "members", "value": [{"value": bob["id"], "display": "bob"}]},
+        expect=204,
+    )
+    group = await scim("GET", f"/Groups/{group_id}")
+    assert group["displayName"] == "Test SCIMv2 (renamed)"
+    assert [m["value"] for m in group["members"]] == [bob["id"]]
+    # Okta's full push: PUT with the whole member list.
+    replaced = await scim(
+        "PUT",
+        f"/Groups/{group_id}",
+        {
+            "schemas": [GROUP],
+            "id": group_id,
+            "displayName": "Test SCIMv2",
+            "members": [{"value": ann["id"]}, {"value": bob["id"]}],
+        },
+    )
+    assert sorted(m["value"] for m in replaced["members"]) == sorted([ann["id"], bob["id"]])
+    stale = {"If-Match": created["meta"]["version"]}
+    await scim("DELETE", f"/Groups/{group_id}", headers=stale, expect=412)
+    # Deleting a member's User takes it out of the group.
+    await scim("DELETE", f"/Users/{ann['id']}", expect=204)
+    assert await members_of(scim, group_id) == [bob["id"]]
+
+
+async def test_search_at_the_root_lists_users_then_groups(scim: Scim) -> None:
+    ann = await scim.create(userName="ann")
+    team = await scim("POST", "/Groups", {"displayName": "ann team"}, expect=201)
+    search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+    both = await scim("POST", "/.search", {"schemas": [search], "count": 10})
+    assert [r["id"] for r in both["Resources"]] == [ann["id"], team["id"]]
+    assert both["totalResults"] == 2
+    second = await scim("POST", "/.search", {"schemas": [search], "startIndex": 2})
+    assert [r["id"] for r in second["Resources"]] == [team["id"]]
+    # userName is a User's alone: Groups are left out, not refused.
+    users = await scim("POST", "/.search", {"filter": 'userName eq "ann"'})
+    assert [r["id"] for r in users["Resources"]] == [ann["id"]]
+    groups = await scim("POST", "/.search", {"filter": 'displayName co "team"'})
+    assert [r["id"] for r in groups["Resources"]] == [team["id"]]
+    refused = await scim("POST", "/.search", {"filter": 'shoeSize eq "9"'}, expect=400)
+    assert refused["scimType"] == "invalidFilter"

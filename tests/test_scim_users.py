@@ -43,10 +43,10 @@ async def test_discovery_states_what_is_served(scim: Scim) -> None:
     assert config["bulk"]["supported"] is False
     assert config["sort"] == {"supported": False}
     types = await scim("GET", "/ResourceTypes")
-    assert [t["id"] for t in types["Resources"]] == ["User"]
+    assert [t["id"] for t in types["Resources"]] == ["User", "Group"]
     schemas = await scim("GET", "/Schemas")
     ids = [s["id"] for s in schemas["Resources"]]
-    assert ids == [USER, ENTERPRISE]
+    assert ids == [USER, ENTERPRISE, "urn:ietf:params:scim:schemas:core:2.0:Group"]
     user = await scim("GET", f"/Schemas/{USER}")
     names = {a["name"] for a in user["attributes"]}
     assert {"userName", "name", "emails", "active", "externalId", "displayName"} <= names

@@ -226,7 +226,11 @@ ROLE = _declared(
 )
 
 TEAM = _declared(
-    Field(Owner.TEAM, "name", max_length=256, nullable=False, people_api="name"),
+    Field(
+        Owner.TEAM, "name", max_length=256, nullable=False, people_api="name", scim="displayName"
+    ),
+    # Set by an identity provider through SCIM; unique within the account, case-exact.
+    Field(Owner.TEAM, "scim_external_id", max_length=255, scim="externalId", scim_case_exact=True),
 )
 
 BUDGET = _declared(

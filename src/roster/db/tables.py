@@ -208,6 +208,7 @@ teams = Table(
         index=True,
     ),
     *_timestamps(),
+    Index(None, "account_id", "scim_external_id", unique=True),
 )
 
 team_members = Table(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from roster.api.scim.resources import ENTERPRISE_SCHEMA, SIMPLE, USER_SCHEMA
-from roster.core.fields import Field
+from roster.core.fields import TEAM, Field
 
 #: Page sizes: the default and the most a page holds (``count`` above it is cut to it).
 DEFAULT_COUNT = 100
@@ -15,6 +15,7 @@ MAX_COUNT = 1000
 SPC_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 RESOURCE_TYPE_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
 SCHEMA_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
 
 def _attribute(
@@ -143,10 +144,38 @@ def _schema(urn: str, name: str, attributes: list[dict[str, Any]]) -> dict[str, 
 
 def schemas(base_url: str, role_names: list[str]) -> list[dict[str, Any]]:
     """The schemas; the roles a User may have are the account's (``role_names``)."""
-    found = [user_schema(role_names), enterprise_schema()]
+    found = [user_schema(role_names), enterprise_schema(), group_schema()]
     for schema in found:
         schema["meta"]["location"] = f"{base_url}/Schemas/{schema['id']}"
     return found
+
+
+def group_schema() -> dict[str, Any]:
+    members = _attribute(
+        "members",
+        "complex",
+        multi=True,
+        sub=[
+            _attribute("value", mutability="immutable", description="A User's id."),
+            _attribute("display", mutability="readOnly"),
+            _attribute("type", mutability="immutable", canonical=["User"]),
+            _attribute("$ref", "reference", mutability="immutable"),
+        ],
+        description="The team's personas.",
+    )
+    members["subAttributes"][3]["referenceTypes"] = ["User"]
+    fields = [
+        _attribute(
+            f.scim,
+            required=not f.nullable,
+            case_exact=f.scim_case_exact,
+            uniqueness="server" if f.scim == "externalId" else "none",
+            description=f"Roster's team field {f.name}.",
+        )
+        for f in TEAM.values()
+        if f.scim
+    ]
+    return _schema(GROUP_SCHEMA, "Group", [*fields, members])
 
 
 def resource_types(base_url: str) -> list[dict[str, Any]]:
@@ -160,7 +189,16 @@ def resource_types(base_url: str) -> list[dict[str, Any]]:
             "schema": USER_SCHEMA,
             "schemaExtensions": [{"schema": ENTERPRISE_SCHEMA, "required": False}],
             "meta": {"resourceType": "ResourceType", "location": f"{base_url}/ResourceTypes/User"},
-        }
+        },
+        {
+            "schemas": [RESOURCE_TYPE_SCHEMA],
+            "id": "Group",
+            "name": "Group",
+            "endpoint": "/Groups",
+            "description": "A team of the account.",
+            "schema": GROUP_SCHEMA,
+            "meta": {"resourceType": "ResourceType", "location": f"{base_url}/ResourceTypes/Group"},
+        },
     ]
 
 

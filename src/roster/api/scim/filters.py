@@ -43,10 +43,10 @@ from sqlalchemy import (
 
 from roster.api.scim.errors import InvalidFilter
 from roster.api.scim.resources import ENTERPRISE_SCHEMA, SIMPLE, USER_SCHEMA
-from roster.core.fields import PERSON, Field
+from roster.core.fields import PERSON, TEAM, Field
 from roster.core.matching import email_key, name_key, search_terms
 from roster.db.backends import Backend, compare_ordered
-from roster.db.tables import personas, persons, roles, team_members
+from roster.db.tables import personas, persons, roles, team_members, teams
 
 _TEXT_OPS = ("eq", "co", "sw", "ew", "gt", "ge", "lt", "le")
 
@@ -127,8 +127,8 @@ def _id(value: object) -> uuid.UUID | None:
         return None
 
 
-class UserFilter:
-    """Compiles a filter on Users for one backend."""
+class _Filter:
+    """Compiles a filter for one backend: the logic here, each attribute in a subclass."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -140,21 +140,55 @@ class UserFilter:
         if isinstance(node, Not):
             return _negated(self.condition(node.expr))
         if isinstance(node, ValuePath):
-            attr, _ = _attribute(node.attr_path)
-            slots = _MULTI.get(attr)
-            if slots is None:
-                raise InvalidFilter(f"{node.attr_path.attr} has no values to filter by [].")
-            return or_(
-                *(
-                    and_(slot.value.is_not(None), self._slot(slot, node.val_filter))
-                    for slot in slots
-                )
-            )
+            return self._value_path(node)
         if isinstance(node, Present):
-            return self._present(*_attribute(node.attr_path))
+            return self._compare(*_attribute(node.attr_path), "pr", None)
         assert isinstance(node, Comparison)
         attr, sub = _attribute(node.attr_path)
         return self._compare(attr, sub, str(node.op.value), node.value)
+
+    def _value_path(self, node: ValuePath) -> ColumnElement[bool]:
+        raise InvalidFilter(f"{node.attr_path.attr} has no values to filter by [].")
+
+    def _compare(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
+        raise NotImplementedError
+
+    def _text(
+        self, column: ColumnElement[Any], op: str, value: Any, case_exact: bool, searched: bool
+    ) -> ColumnElement[bool]:
+        if not isinstance(value, str) or op not in _TEXT_OPS:
+            raise InvalidFilter(f"{op} compares a string attribute with a string.")
+        compared = self.backend.text_compare(column, op, value, case_exact)
+        terms = search_terms(value)
+        if op in ("co", "sw", "ew") and searched and not case_exact and terms:
+            # The trigram index finds the candidates; the comparison decides.
+            return and_(self.backend.search_condition(terms), compared)
+        return compared
+
+    def _meta(
+        self,
+        sub: str | None,
+        op: str,
+        value: Any,
+        created: ColumnElement[Any],
+        modified: ColumnElement[Any],
+    ) -> ColumnElement[bool]:
+        if op not in ("eq", "gt", "ge", "lt", "le"):
+            raise InvalidFilter(f"meta.{sub} compares as a date with eq, gt, ge, lt or le.")
+        return _ordered(created if sub == "created" else modified, op, _datetime(value))
+
+
+class UserFilter(_Filter):
+    """Compiles a filter on Users."""
+
+    def _value_path(self, node: ValuePath) -> ColumnElement[bool]:
+        attr, _ = _attribute(node.attr_path)
+        slots = _MULTI.get(attr)
+        if slots is None:
+            return super()._value_path(node)
+        return or_(
+            *(and_(slot.value.is_not(None), self._slot(slot, node.val_filter)) for slot in slots)
+        )
 
     # -- one attribute ---------------------------------------------------------------------
 
@@ -198,11 +232,7 @@ class UserFilter:
             is_active = personas.c.status == "active"
             return is_active if value else not_(is_active)
         if attr == "meta" and sub in ("created", "lastmodified"):
-            if op not in ("eq", "gt", "ge", "lt", "le"):
-                raise InvalidFilter(f"meta.{sub} compares as a date with eq, gt, ge, lt or le.")
-            moment = _datetime(value)
-            column = personas.c.created_at if sub == "created" else _last_modified()
-            return _ordered(column, op, moment)
+            return self._meta(sub, op, value, personas.c.created_at, _last_modified())
         if attr == "meta" and sub == "resourcetype":
             return true() if op == "eq" and value == "User" else false()
         if attr in _MULTI and sub in (None, "value", "type"):
@@ -261,17 +291,56 @@ class UserFilter:
             return true() if _python_text(slot.type, op, value.lower()) else false()
         raise InvalidFilter(f"{sub} is not a sub-attribute this server filters.")
 
-    def _text(
-        self, column: ColumnElement[Any], op: str, value: Any, case_exact: bool, searched: bool
-    ) -> ColumnElement[bool]:
-        if not isinstance(value, str) or op not in _TEXT_OPS:
-            raise InvalidFilter(f"{op} compares a string attribute with a string.")
-        compared = self.backend.text_compare(column, op, value, case_exact)
-        terms = search_terms(value)
-        if op in ("co", "sw", "ew") and searched and not case_exact and terms:
-            # The trigram index finds the candidates; the comparison decides.
-            return and_(self.backend.search_condition(terms), compared)
-        return compared
+
+class GroupFilter(_Filter):
+    """Compiles a filter on Groups (teams)."""
+
+    def _value_path(self, node: ValuePath) -> ColumnElement[bool]:
+        if _attribute(node.attr_path)[0] != "members":
+            return super()._value_path(node)
+        return self._members(node.val_filter)
+
+    def _members(self, node: FilterNode) -> ColumnElement[bool]:
+        """A value filter on members: their ``value`` (the persona's id)."""
+        if isinstance(node, LogicalExpr):
+            parts = [self._members(term) for term in node.terms]
+            return and_(*parts) if node.op is LogicalOperator.and_ else or_(*parts)
+        if isinstance(node, Not):
+            return _negated(self._members(node.expr))
+        if isinstance(node, Comparison) and node.attr_path.attr.lower() == "value":
+            return self._compare("members", "value", str(node.op.value), node.value)
+        raise InvalidFilter("members[...] filters by value eq an id.")
+
+    def _compare(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
+        if op == "ne":
+            return _negated(self._compare(attr, sub, "eq", value))
+        if attr == "id" and sub is None and op != "pr":
+            return _by_id(teams.c.id, op, value)
+        if attr == "members" and sub in (None, "value"):
+            if op == "pr":
+                return exists().where(team_members.c.team_id == teams.c.id)
+            member = _by_id(team_members.c.persona_id, op, value)
+            return exists().where(team_members.c.team_id == teams.c.id, member)
+        if attr == "meta" and sub in ("created", "lastmodified"):
+            return self._meta(sub, op, value, teams.c.created_at, teams.c.updated_at)
+        declared = _TEAM_BY_KEY.get(attr) if sub is None else None
+        if declared is None:
+            raise InvalidFilter(f"{_shown(attr, sub)} is not an attribute this server filters.")
+        column = teams.c[declared.name]
+        if op == "pr":
+            return _filled(column)
+        if value is None and op == "eq":
+            return _negated(_filled(column))
+        return self._text(column, op, value, declared.scim_case_exact, searched=False)
+
+
+_TEAM_BY_KEY = {f.scim.lower(): f for f in TEAM.values() if f.scim}
+
+
+def group_condition(text: str, backend: Backend) -> ColumnElement[bool]:
+    """The SQL condition of a filter on Groups; ``InvalidFilter`` (400) if it is not one
+    this server can evaluate."""
+    return GroupFilter(backend).condition(parse_filter(text))
 
 
 def _column(declared: Field) -> ColumnElement[Any]:

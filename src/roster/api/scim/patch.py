@@ -74,17 +74,17 @@ def apply_patch(
                 if key == _ENTERPRISE and isinstance(item, Mapping):
                     extension = document.setdefault(_ENTERPRISE, {})
                     for sub_key, sub_item in item.items():
-                        _apply(extension, _parsed(sub_key), name, sub_item, multi_valued, True)
+                        _apply(extension, parsed_path(sub_key), name, sub_item, multi_valued, True)
                 else:
-                    _apply(document, _parsed(key), name, item, multi_valued, True)
+                    _apply(document, parsed_path(key), name, item, multi_valued, True)
             continue
         if not isinstance(path, str):
             raise InvalidPath("path must be a string.")
-        _apply(document, _parsed(path), name, value, multi_valued, False)
+        _apply(document, parsed_path(path), name, value, multi_valued, False)
     return document
 
 
-def _parsed(path: str) -> AttrPath | ValuePath | None:
+def parsed_path(path: str) -> AttrPath | ValuePath | None:
     """The parsed path; ``None`` for the enterprise extension itself."""
     if path.lower() == _ENTERPRISE:
         return None

@@ -136,7 +136,10 @@ def render_user(user: UserRow, base_url: str) -> dict[str, Any]:
             for team_id, team_name in user.teams
         ]
     if user.manager_id is not None:
-        enterprise["manager"] = {"value": str(user.manager_id), "displayName": user.manager_name}
+        manager = {"value": str(user.manager_id)}
+        if user.manager_name:
+            manager["displayName"] = user.manager_name
+        enterprise["manager"] = manager
     if enterprise:
         resource["schemas"].append(ENTERPRISE_SCHEMA)
         resource[ENTERPRISE_SCHEMA] = enterprise

@@ -80,20 +80,20 @@ def base_url(request: Request, account_id: str) -> str:
     return f"{str(request.base_url).rstrip('/')}/scim/v2/{account_id}"
 
 
-async def _account(conn: Any, principal: Principal, account_id: str) -> str:
+async def account_of(conn: Any, principal: Principal, account_id: str) -> str:
     if not storable(account_id):
         raise NotFound("There is no such account.")
     return await require_account(conn, principal, account_id)
 
 
-def _persona_id(user_id: str) -> uuid.UUID:
+def resource_id(given: str, kind: str = "User") -> uuid.UUID:
     try:
-        return uuid.UUID(user_id)
+        return uuid.UUID(given)
     except ValueError:
-        raise NotFound(f"There is no User {user_id[:64]!r}.") from None
+        raise NotFound(f"There is no {kind} {given[:64]!r}.") from None
 
 
-async def _json(request: Request) -> dict[str, Any]:
+async def json_body(request: Request) -> dict[str, Any]:
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
@@ -180,7 +180,7 @@ async def service_provider_config(
     request: Request, account_id: str, principal: Reader, conn: ReadConnection
 ) -> Response:
     """What this server supports."""
-    account = await _account(conn, principal, account_id)
+    account = await account_of(conn, principal, account_id)
     return scim_response(discovery.service_provider_config(base_url(request, account)))
 
 
@@ -193,10 +193,10 @@ async def _discovered(
     wanted: str | None,
 ) -> Response:
     """A list of discovery documents, or the one whose id is ``wanted``."""
-    account = await _account(conn, principal, account_id)
+    account = await account_of(conn, principal, account_id)
     found = await documents(account, base_url(request, account))
     if wanted is None:
-        return scim_response(_list(found, 1, len(found)))
+        return scim_response(list_response(found, 1, len(found)))
     for document in found:
         if document["id"] == wanted:
             return scim_response(document)
@@ -246,7 +246,7 @@ async def one_schema(
     return await _discovered(request, conn, principal, account_id, _schemas(conn), urn)
 
 
-def _list(resources: list[dict[str, Any]], start: int, total: int) -> dict[str, Any]:
+def list_response(resources: list[dict[str, Any]], start: int, total: int) -> dict[str, Any]:
     return {
         "schemas": [LIST_SCHEMA],
         "totalResults": total,
@@ -259,7 +259,7 @@ def _list(resources: list[dict[str, Any]], start: int, total: int) -> dict[str, 
 # -- Users -----------------------------------------------------------------------------------
 
 
-def _page_parameter(value: object, name: str, default: int) -> int:
+def page_parameter(value: object, name: str, default: int) -> int:
     if value is None or value == "":
         return default
     if isinstance(value, bool):
@@ -270,29 +270,43 @@ def _page_parameter(value: object, name: str, default: int) -> int:
         raise ScimInvalid(f"{name} must be an integer.") from None
 
 
-async def _search_users(
-    request: Request, conn: Any, account_id: str, query: dict[str, Any]
-) -> Response:
+def page_bounds(query: dict[str, Any]) -> tuple[int, int]:
+    """``startIndex`` (at least 1) and ``count`` (0 to MAX_COUNT) of a list request."""
+    start = max(1, page_parameter(query.get("startIndex"), "startIndex", 1))
+    count = page_parameter(query.get("count"), "count", discovery.DEFAULT_COUNT)
+    return start, min(discovery.MAX_COUNT, max(0, count))
+
+
+def search_query(query: dict[str, Any]) -> dict[str, Any]:
+    """A list request's parameters, checked: ``filter`` a string, the attribute lists
+    (a search body may give them as lists) as text."""
     filter_text = query.get("filter")
     if filter_text is not None and (not isinstance(filter_text, str) or not storable(filter_text)):
         raise ScimInvalid("filter must be a string.")
-    start = max(1, _page_parameter(query.get("startIndex"), "startIndex", 1))
-    count = min(
-        discovery.MAX_COUNT,
-        max(0, _page_parameter(query.get("count"), "count", discovery.DEFAULT_COUNT)),
-    )
+    for name in ("attributes", "excludedAttributes"):
+        if isinstance(query.get(name), list):
+            query[name] = ",".join(str(v) for v in query[name])
+    return query
+
+
+async def user_results(
+    request: Request, conn: Any, account_id: str, query: dict[str, Any], offset: int, count: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many Users the query's filter finds, and ``count`` of them from ``offset``."""
+    filter_text = query.get("filter")
     condition = user_condition(filter_text, backend_for(conn)) if filter_text else None
-    total, users = await user_page(conn, account_id, condition, start - 1, count)
+    total, users = await user_page(conn, account_id, condition, offset, count)
     url = base_url(request, account_id)
     attributes, excluded = query.get("attributes"), query.get("excludedAttributes")
-    for name, value in (("attributes", attributes), ("excludedAttributes", excluded)):
-        if isinstance(value, list):
-            query[name] = ",".join(str(v) for v in value)
-    shown = [
-        project(render_user(user, url), query.get("attributes"), query.get("excludedAttributes"))
-        for user in users
-    ]
-    return scim_response(_list(shown, start, total))
+    return total, [project(render_user(user, url), attributes, excluded) for user in users]
+
+
+async def _search_users(
+    request: Request, conn: Any, account_id: str, query: dict[str, Any]
+) -> Response:
+    start, count = page_bounds(search_query(query))
+    total, shown = await user_results(request, conn, account_id, query, start - 1, count)
+    return scim_response(list_response(shown, start, total))
 
 
 @router.get("/Users")
@@ -300,7 +314,7 @@ async def list_users(
     request: Request, account_id: str, principal: Reader, conn: ReadConnection
 ) -> Response:
     """The account's Users, filtered and paged."""
-    account = await _account(conn, principal, account_id)
+    account = await account_of(conn, principal, account_id)
     return await _search_users(request, conn, account, dict(request.query_params))
 
 
@@ -309,12 +323,17 @@ async def search_users(
     request: Request, account_id: str, principal: Reader, conn: ReadConnection
 ) -> Response:
     """The account's Users, filtered and paged, asked by POST (RFC 7644 §3.4.3)."""
-    account = await _account(conn, principal, account_id)
-    body = await _json(request)
+    account = await account_of(conn, principal, account_id)
+    return await _search_users(request, conn, account, await search_body(request))
+
+
+async def search_body(request: Request) -> dict[str, Any]:
+    """The parameters of a search by POST (a SearchRequest)."""
+    body = await json_body(request)
     schemas = body.pop("schemas", None)
     if schemas is not None and schemas != [SEARCH_SCHEMA]:
         raise ScimInvalid(f"A search request's schemas must be [{SEARCH_SCHEMA!r}].")
-    return await _search_users(request, conn, account, body)
+    return body
 
 
 def _user_response(
@@ -337,14 +356,14 @@ async def get_user(
     request: Request, account_id: str, user_id: str, principal: Reader, conn: ReadConnection
 ) -> Response:
     """One User; 304 if ``If-None-Match`` names its current version."""
-    account = await _account(conn, principal, account_id)
-    user = await user_row(conn, account, _persona_id(user_id))
-    if _names_version(request.headers.get("if-none-match"), version(user)):
+    account = await account_of(conn, principal, account_id)
+    user = await user_row(conn, account, resource_id(user_id))
+    if names_version(request.headers.get("if-none-match"), version(user)):
         return Response(status_code=304, headers={"ETag": version(user)})
     return _user_response(request, user)
 
 
-def _names_version(header: str | None, current: str) -> bool:
+def names_version(header: str | None, current: str) -> bool:
     if header is None:
         return False
     tags = [tag.strip() for tag in header.split(",")]
@@ -352,11 +371,12 @@ def _names_version(header: str | None, current: str) -> bool:
     return "*" in tags or any(tag.removeprefix("W/") == bare for tag in tags)
 
 
-def _check_if_match(request: Request, user: UserRow) -> None:
+def check_if_match(request: Request, current: str) -> None:
+    """412 unless ``If-Match`` (when given) names the resource's ``current`` version."""
     header = request.headers.get("if-match")
-    if header is not None and not _names_version(header, version(user)):
+    if header is not None and not names_version(header, current):
         raise PreconditionFailed(
-            f"The User has changed: its version is {version(user)}, not {header[:64]}."
+            f"The resource has changed: its version is {current}, not {header[:64]}."
         )
 
 
@@ -364,10 +384,10 @@ async def _matching_user(
     request: Request, conn: Any, principal: Principal, account_id: str, user_id: str
 ) -> tuple[str, uuid.UUID, UserRow]:
     """The account, the User's id and the User a change names, if ``If-Match`` allows."""
-    account = await _account(conn, principal, account_id)
-    persona_id = _persona_id(user_id)
+    account = await account_of(conn, principal, account_id)
+    persona_id = resource_id(user_id)
     user = await user_row(conn, account, persona_id)
-    _check_if_match(request, user)
+    check_if_match(request, version(user))
     return account, persona_id, user
 
 
@@ -399,8 +419,8 @@ async def create_user(
     request: Request, account_id: str, principal: Writer, conn: WriteConnection
 ) -> Response:
     """A new User: a persona, of the person holding its email if there is one."""
-    account = await _account(conn, principal, account_id)
-    written = parse_user(await _json(request), creating=True)
+    account = await account_of(conn, principal, account_id)
+    written = parse_user(await json_body(request), creating=True)
     await _check_write(conn, account, written, None)
     persona = {k: v for k, v in written.persona.items() if v is not None}
     role_name = persona.pop("role_name", DEFAULT_ROLE)
@@ -454,7 +474,7 @@ async def replace_user(
 ) -> Response:
     """Replace a User: attributes left out are cleared (read-only ones kept)."""
     account, persona_id, user = await _matching_user(request, conn, principal, account_id, user_id)
-    written = parse_user(await _json(request), creating=False)
+    written = parse_user(await json_body(request), creating=False)
     return await _replace(request, conn, principal, account, persona_id, written, user)
 
 
@@ -464,7 +484,7 @@ async def patch_user(
 ) -> Response:
     """Change a User by PATCH operations, applied in one transaction or not at all."""
     account, persona_id, user = await _matching_user(request, conn, principal, account_id, user_id)
-    operations = operations_of(await _json(request))
+    operations = operations_of(await json_body(request))
     current = render_user(user, base_url(request, account))
     patched = apply_patch(current, operations, USER_MULTI_VALUED)
     written = parse_user(patched, creating=False)

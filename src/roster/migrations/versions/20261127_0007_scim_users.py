@@ -1,6 +1,6 @@
 """The SCIM User's attributes on personas (spec/scim.md): userName (and its key),
 externalId (unique in an account), the User's own texts, the enterprise extension's
-texts and manager (no foreign key: see db/tables.py).
+texts and manager; a team's (SCIM Group's) externalId (no foreign key: see db/tables.py).
 
 Revision ID: 0007
 Revises: 0003
@@ -47,6 +47,14 @@ def upgrade() -> None:
         ["account_id", "scim_external_id"],
         unique=True,
     )
+    # A team's (SCIM Group's) externalId.
+    op.add_column("teams", sa.Column("scim_external_id", sa.String(length=255), nullable=True))
+    op.create_index(
+        "ix_teams_account_id_scim_external_id",
+        "teams",
+        ["account_id", "scim_external_id"],
+        unique=True,
+    )
     # Personas written before: their userName is their work email, else their person's.
     op.execute(
         "UPDATE personas SET user_name_key = lower(coalesce(email_address, "
@@ -55,6 +63,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_teams_account_id_scim_external_id", "teams")
+    op.drop_column("teams", "scim_external_id")
     op.drop_index("ix_personas_account_id_scim_external_id", "personas")
     op.drop_index("ix_personas_account_id_user_name_key", "personas")
     op.drop_column("personas", "manager_persona_id")
