@@ -341,3 +341,53 @@ async def test_search_at_the_root_lists_users_then_groups(scim: Scim) -> None:
     assert [r["id"] for r in groups["Resources"]] == [team["id"]]
     refused = await scim("POST", "/.search", {"filter": 'shoeSize eq "9"'}, expect=400)
     assert refused["scimType"] == "invalidFilter"
+
+
+BULK = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+
+
+async def test_bulk_resolves_bulk_ids_and_reports_each_operation(scim: Scim) -> None:
+    config = await scim("GET", "/ServiceProviderConfig")
+    assert config["bulk"]["supported"] is True
+    assert config["bulk"]["maxOperations"] == 1000
+    operations = [
+        {"method": "POST", "path": "/Users", "bulkId": "u1", "data": {"userName": "kim"}},
+        {
+            "method": "POST",
+            "path": "/Groups",
+            "bulkId": "g1",
+            "data": {"displayName": "Ops", "members": [{"value": "bulkId:u1"}]},
+        },
+        {
+            "method": "PATCH",
+            "path": "/Users/bulkId:u1",
+            "data": {"Operations": [{"op": "replace", "path": "active", "value": False}]},
+        },
+        {"method": "POST", "path": "/Users", "bulkId": "u2", "data": {"userName": "KIM"}},
+        {"method": "DELETE", "path": "/Users/bulkId:nowhere"},
+        {"method": "DELETE", "path": f"/Users/{GROUP_ID_NOBODY}"},
+    ]
+    answer = await scim("POST", "/Bulk", {"schemas": [BULK], "Operations": operations})
+    results = answer["Operations"]
+    assert [r["status"] for r in results] == ["201", "201", "200", "409", "409", "404"]
+    assert results[3]["response"]["scimType"] == "uniqueness"
+    user_id = results[0]["location"].rsplit("/", 1)[1]
+    group = await scim("GET", results[1]["location"].split(f"/scim/v2/{ACCOUNT}", 1)[1])
+    assert [m["value"] for m in group["members"]] == [user_id]
+    assert (await scim("GET", f"/Users/{user_id}"))["active"] is False
+    # failOnErrors: the run stops after that many errors.
+    stopped = await scim(
+        "POST",
+        "/Bulk",
+        {
+            "schemas": [BULK],
+            "failOnErrors": 1,
+            "Operations": [
+                {"method": "DELETE", "path": f"/Users/{GROUP_ID_NOBODY}"},
+                {"method": "POST", "path": "/Users", "bulkId": "x", "data": {"userName": "z"}},
+            ],
+        },
+    )
+    assert [r["status"] for r in stopped["Operations"]] == ["404"]
+    too_many = [{"method": "DELETE", "path": f"/Users/{GROUP_ID_NOBODY}"}] * 1001
+    await scim("POST", "/Bulk", {"schemas": [BULK], "Operations": too_many}, expect=413)

@@ -40,7 +40,7 @@ async def test_discovery_states_what_is_served(scim: Scim) -> None:
     assert config["patch"] == {"supported": True}
     assert config["filter"] == {"supported": True, "maxResults": 1000}
     assert config["etag"] == {"supported": True}
-    assert config["bulk"]["supported"] is False
+    assert config["bulk"]["supported"] is True
     assert config["sort"] == {"supported": False}
     types = await scim("GET", "/ResourceTypes")
     assert [t["id"] for t in types["Resources"]] == ["User", "Group"]

@@ -20,6 +20,7 @@ from roster.api.metrics import Metrics
 from roster.api.middleware import RequestContextMiddleware, RequestLimitsMiddleware
 from roster.api.openapi import operation_id, without_fastapi_validation_errors
 from roster.api.ratelimit import AuthFailureLimiter, ClientRateLimiter, SharedWindows
+from roster.api.scim import bulk as scim_bulk  # noqa: F401  (its routes)
 from roster.api.scim import groups as scim_groups  # noqa: F401  (its routes)
 from roster.api.scim import routes as scim
 from roster.db.engine import create_engine

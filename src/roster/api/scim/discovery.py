@@ -11,6 +11,8 @@ from roster.core.fields import TEAM, Field
 #: Page sizes: the default and the most a page holds (``count`` above it is cut to it).
 DEFAULT_COUNT = 100
 MAX_COUNT = 1000
+#: The most operations of one bulk request.
+MAX_BULK_OPERATIONS = 1000
 
 SPC_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 RESOURCE_TYPE_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
@@ -202,12 +204,18 @@ def resource_types(base_url: str) -> list[dict[str, Any]]:
     ]
 
 
-def service_provider_config(base_url: str) -> dict[str, Any]:
+def service_provider_config(base_url: str, max_payload: int) -> dict[str, Any]:
+    """What the server supports; a bulk request is bounded by ``max_payload`` bytes (the
+    body limit) and MAX_BULK_OPERATIONS operations."""
     return {
         "schemas": [SPC_SCHEMA],
         "documentationUri": "https://github.com/roster/roster/blob/main/docs/scim.md",
         "patch": {"supported": True},
-        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {
+            "supported": True,
+            "maxOperations": MAX_BULK_OPERATIONS,
+            "maxPayloadSize": max_payload,
+        },
         "filter": {"supported": True, "maxResults": MAX_COUNT},
         "changePassword": {"supported": False},
         "sort": {"supported": False},

@@ -181,7 +181,8 @@ async def service_provider_config(
 ) -> Response:
     """What this server supports."""
     account = await account_of(conn, principal, account_id)
-    return scim_response(discovery.service_provider_config(base_url(request, account)))
+    limit = services(request).settings.max_body_bytes
+    return scim_response(discovery.service_provider_config(base_url(request, account), limit))
 
 
 async def _discovered(
