@@ -3,6 +3,7 @@ replace, PATCH (with Entra's and Okta's quirks), ETags, delete, and SCIM's error
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -225,3 +226,18 @@ async def test_put_patch_etags_and_delete(scim: Scim) -> None:
     await scim("DELETE", at, expect=204)
     await scim("GET", at, expect=404)
     await scim("DELETE", at, expect=404)
+
+
+async def test_concurrent_creates_of_one_user_name_give_one_user(scim: Scim) -> None:
+    async def create(n: int) -> int:
+        response = await scim.http.post(
+            f"{BASE}/Users",
+            json={"userName": "Same.Name", "externalId": f"e{n}"},
+            headers=scim.headers,
+        )
+        return response.status_code
+
+    statuses = await asyncio.gather(*(create(n) for n in range(6)))
+    assert sorted(statuses) == [201, 409, 409, 409, 409, 409]
+    found = await scim("GET", '/Users?filter=userName eq "same.name"')
+    assert found["totalResults"] == 1

@@ -58,6 +58,7 @@ from roster.core.people.team_rows import (
     team_page,
     team_row,
 )
+from roster.core.people.user_rows import lock_unique_values
 from roster.db.backends import backend_for
 from roster.errors import NotFound
 
@@ -220,6 +221,7 @@ async def _check(
     conn: Any, account: str, change: GroupChange, other_than: uuid.UUID | None
 ) -> None:
     external_id = change.values.get("scim_external_id")
+    await lock_unique_values(conn, account, {"team_external_id": external_id})
     if await external_id_holder(conn, account, external_id, other_than):
         raise Uniqueness("Another Group of this account has this externalId.")
 

@@ -44,6 +44,7 @@ from roster.api.scim.resources import (
 from roster.core.accounts import require_account
 from roster.core.auth import Principal
 from roster.core.fields import storable
+from roster.core.matching import name_key
 from roster.core.people.personas import (
     add_person,
     change_persona,
@@ -51,7 +52,13 @@ from roster.core.people.personas import (
     require_personas,
 )
 from roster.core.people.roles import role_names
-from roster.core.people.user_rows import UserRow, user_name_holder, user_page, user_row
+from roster.core.people.user_rows import (
+    UserRow,
+    lock_unique_values,
+    user_name_holder,
+    user_page,
+    user_row,
+)
 from roster.core.writer import DEFAULT_ROLE, PersonaExists
 from roster.db.backends import backend_for
 from roster.errors import NotFound
@@ -397,13 +404,12 @@ async def _check_write(
 ) -> None:
     """409 uniqueness for a userName or externalId another User holds; 400 for a manager
     that is not a User of the account."""
-    taken = await user_name_holder(
-        conn,
-        account_id,
-        written.persona.get("user_name"),
-        written.persona.get("scim_external_id"),
-        other_than,
+    user_name = written.persona.get("user_name")
+    external_id = written.persona.get("scim_external_id")
+    await lock_unique_values(
+        conn, account_id, {"user_name": name_key(user_name), "scim_external_id": external_id}
     )
+    taken = await user_name_holder(conn, account_id, user_name, external_id, other_than)
     if taken is not None:
         raise Uniqueness(f"Another User of this account has this {scim_name(taken)}.")
     if written.manager is not None:

@@ -5,7 +5,8 @@ and its teams, found by a condition a door built over the persona and person tab
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+import zlib
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.matching import name_key
 from roster.core.people.persona_rows import ROW_COLUMNS, PersonaRow, persona_not_found
+from roster.db.backends import backend_for
 from roster.db.tables import personas, persons, roles, team_members, teams
 
 _manager = personas.alias("manager")
@@ -119,6 +121,21 @@ async def user_row(conn: AsyncConnection, account_id: str, persona_id: uuid.UUID
     if not found:
         raise persona_not_found(account_id, persona_id)
     return found[0]
+
+
+async def lock_unique_values(
+    conn: AsyncConnection, account_id: str, values: Mapping[str, str | None]
+) -> None:
+    """Hold, until the transaction ends, the writers' locks of these values of the
+    account (by name: ``user_name``, ``scim_external_id``, ``team_external_id``), so
+    that two writers of one value take turns between checking it and writing it."""
+    keys = sorted(
+        zlib.crc32(f"{name}:{account_id}:{value}".encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
+        for name, value in values.items()
+        if value
+    )
+    if keys:
+        await backend_for(conn).lock_for_writing(conn, keys)
 
 
 async def user_name_holder(
