@@ -241,3 +241,35 @@ async def test_concurrent_creates_of_one_user_name_give_one_user(scim: Scim) -> 
     assert sorted(statuses) == [201, 409, 409, 409, 409, 409]
     found = await scim("GET", '/Users?filter=userName eq "same.name"')
     assert found["totalResults"] == 1
+
+
+async def test_cursor_pages_walk_users_and_groups(scim: Scim) -> None:
+    config = await scim("GET", "/ServiceProviderConfig")
+    assert config["pagination"]["cursor"] is True
+    made = [(await scim.create(userName=f"u{n}"))["id"] for n in range(5)]
+    seen: list[str] = []
+    cursor = ""
+    pages = 0
+    while True:
+        page = await scim("GET", f'/Users?cursor={cursor}&count=2&filter=userName sw "u"')
+        assert page["totalResults"] == 5
+        assert "startIndex" not in page
+        seen += [r["id"] for r in page["Resources"]]
+        pages += 1
+        if "nextCursor" not in page:
+            break
+        cursor = page["nextCursor"]
+    assert seen == made
+    assert pages == 3
+    bad = await scim("GET", "/Users?cursor=bm90LWEtY3Vyc29y", expect=400)
+    assert bad["scimType"] == "invalidCursor"
+    teams = [
+        (await scim("POST", "/Groups", {"displayName": f"t{n}"}, expect=201))["id"]
+        for n in range(3)
+    ]
+    first = await scim("POST", "/Groups/.search", {"cursor": "", "count": 2})
+    assert [g["id"] for g in first["Resources"]] == teams[:2]
+    rest = await scim("GET", f"/Groups?cursor={first['nextCursor']}&count=2")
+    assert [g["id"] for g in rest["Resources"]] == teams[2:]
+    assert "nextCursor" not in rest
+    await scim("GET", f"/Groups?cursor={first['nextCursor'][:-3]}", expect=400)

@@ -219,6 +219,14 @@ def service_provider_config(base_url: str, max_payload: int) -> dict[str, Any]:
         "filter": {"supported": True, "maxResults": MAX_COUNT},
         "changePassword": {"supported": False},
         "sort": {"supported": False},
+        # RFC 9865: cursor pages beside index pages; a cursor does not expire.
+        "pagination": {
+            "cursor": True,
+            "index": True,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": DEFAULT_COUNT,
+            "maxPageSize": MAX_COUNT,
+        },
         "etag": {"supported": True},
         "authenticationSchemes": [
             {

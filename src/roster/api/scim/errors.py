@@ -39,6 +39,11 @@ class InvalidPath(ScimInvalid):
     scim_type = "invalidPath"
 
 
+class InvalidCursor(ScimInvalid):
+    type = "invalid_cursor"
+    scim_type = "invalidCursor"  # RFC 9865
+
+
 class NoTarget(ScimInvalid):
     type = "no_target"
     scim_type = "noTarget"

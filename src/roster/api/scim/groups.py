@@ -10,6 +10,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from fastapi import Request, Response
@@ -25,7 +26,7 @@ from scim2_models.path.expressions import (
 
 from roster.api.deps import ReadConnection, WriteConnection
 from roster.api.scim.discovery import GROUP_SCHEMA
-from roster.api.scim.errors import InvalidFilter, NoTarget, ScimInvalid, Uniqueness
+from roster.api.scim.errors import InvalidCursor, InvalidFilter, NoTarget, ScimInvalid, Uniqueness
 from roster.api.scim.filters import group_condition
 from roster.api.scim.patch import operations_of, parsed_path
 from roster.api.scim.resources import timestamp
@@ -37,6 +38,7 @@ from roster.api.scim.routes import (
     check_if_match,
     json_body,
     list_response,
+    listed,
     names_version,
     page_bounds,
     project,
@@ -250,23 +252,35 @@ def _wants_members(query: Mapping[str, Any]) -> bool:
 
 
 async def group_results(
-    request: Request, conn: Any, account: str, query: dict[str, Any], offset: int, count: int
-) -> tuple[int, list[dict[str, Any]]]:
-    """How many Groups the query's filter finds, and ``count`` of them from ``offset``."""
+    request: Request,
+    conn: Any,
+    account: str,
+    query: dict[str, Any],
+    offset: int,
+    count: int,
+    after: list[Any] | None = None,
+) -> tuple[int, list[dict[str, Any]], list[list[Any]]]:
+    """How many Groups the query's filter finds, ``count`` of them from ``offset`` (or
+    after the cursor position ``after``), and their cursor positions."""
     filter_text = query.get("filter")
     condition = group_condition(filter_text, backend_for(conn)) if filter_text else None
+    position = None
+    if after is not None:
+        try:
+            position = (datetime.fromisoformat(after[0]), uuid.UUID(after[1]))
+        except (IndexError, TypeError, ValueError):
+            raise InvalidCursor("The cursor is not one this server gave for Groups.") from None
     total, found = await team_page(
-        conn, account, condition, offset, count, members=_wants_members(query)
+        conn, account, condition, offset, count, members=_wants_members(query), after=position
     )
     url = base_url(request, account)
     attributes, excluded = query.get("attributes"), query.get("excludedAttributes")
-    return total, [project(render_group(team, url), attributes, excluded) for team in found]
+    shown = [project(render_group(team, url), attributes, excluded) for team in found]
+    return total, shown, [[team.created_at.isoformat(), str(team.id)] for team in found]
 
 
 async def _search(request: Request, conn: Any, account: str, query: dict[str, Any]) -> Response:
-    start, count = page_bounds(search_query(query))
-    total, shown = await group_results(request, conn, account, query, start - 1, count)
-    return scim_response(list_response(shown, start, total))
+    return await listed(request, conn, account, query, group_results)
 
 
 def _group_response(request: Request, account: str, team: TeamRow, status: int = 200) -> Response:
@@ -305,13 +319,17 @@ async def search_everything(
     attribute one of them does not have finds none of that one."""
     account = await account_of(conn, principal, account_id)
     query = search_query(await search_body(request))
+    if "cursor" in query:
+        raise ScimInvalid("Cursor pages are served by /Users and /Groups, not /.search.")
     start, count = page_bounds(query)
     found: list[dict[str, Any]] = []
     total, refused = 0, []
     offset = start - 1
     for results in (user_results, group_results):
         try:
-            matched, page = await results(request, conn, account, query, offset, count - len(found))
+            matched, page, _ = await results(
+                request, conn, account, query, offset, count - len(found)
+            )
         except InvalidFilter as error:
             refused.append(error)
             continue

@@ -3,6 +3,7 @@ parse SCIM, call the core (the one writer, the persona rows), render SCIM."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from roster.api.errors import naming_route
 from roster.api.scim import discovery
 from roster.api.scim.errors import (
     MEDIA_TYPE,
+    InvalidCursor,
     InvalidSyntax,
     PreconditionFailed,
     ScimInvalid,
@@ -298,23 +300,77 @@ def search_query(query: dict[str, Any]) -> dict[str, Any]:
 
 
 async def user_results(
-    request: Request, conn: Any, account_id: str, query: dict[str, Any], offset: int, count: int
-) -> tuple[int, list[dict[str, Any]]]:
-    """How many Users the query's filter finds, and ``count`` of them from ``offset``."""
+    request: Request,
+    conn: Any,
+    account_id: str,
+    query: dict[str, Any],
+    offset: int,
+    count: int,
+    after: list[Any] | None = None,
+) -> tuple[int, list[dict[str, Any]], list[list[Any]]]:
+    """How many Users the query's filter finds, ``count`` of them from ``offset`` (or
+    after the cursor position ``after``), and their cursor positions."""
     filter_text = query.get("filter")
     condition = user_condition(filter_text, backend_for(conn)) if filter_text else None
-    total, users = await user_page(conn, account_id, condition, offset, count)
+    position = None
+    if after is not None:
+        if len(after) != 1 or not isinstance(after[0], int):
+            raise InvalidCursor("The cursor is not one this server gave for Users.")
+        position = after[0]
+    total, users = await user_page(conn, account_id, condition, offset, count, position)
     url = base_url(request, account_id)
     attributes, excluded = query.get("attributes"), query.get("excludedAttributes")
-    return total, [project(render_user(user, url), attributes, excluded) for user in users]
+    shown = [project(render_user(user, url), attributes, excluded) for user in users]
+    return total, shown, [[user.position] for user in users]
+
+
+Results = Callable[..., Awaitable[tuple[int, list[dict[str, Any]], list[list[Any]]]]]
+
+
+def encode_cursor(position: list[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
+
+
+def decode_cursor(text: object) -> list[Any] | None:
+    """The position a cursor names (``None``: the first page, an empty cursor)."""
+    if text in ("", None):
+        return None
+    try:
+        assert isinstance(text, str)
+        found = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (AssertionError, ValueError, orjson.JSONDecodeError):
+        raise InvalidCursor("The cursor is not one this server gave.") from None
+    if not isinstance(found, list):
+        raise InvalidCursor("The cursor is not one this server gave.")
+    return found
+
+
+async def listed(
+    request: Request, conn: Any, account_id: str, query: dict[str, Any], results: Results
+) -> Response:
+    """A ListResponse: by ``startIndex`` and ``count``, or, given ``cursor`` (RFC 9865),
+    the page after the cursor with the ``nextCursor`` of the page after it."""
+    start, count = page_bounds(search_query(query))
+    if "cursor" not in query:
+        total, shown, _ = await results(request, conn, account_id, query, start - 1, count)
+        return scim_response(list_response(shown, start, total))
+    after = decode_cursor(query["cursor"])
+    total, shown, positions = await results(request, conn, account_id, query, 0, count + 1, after)
+    body: dict[str, Any] = {
+        "schemas": [LIST_SCHEMA],
+        "totalResults": total,
+        "itemsPerPage": min(count, len(shown)),
+        "Resources": shown[:count],
+    }
+    if count and len(shown) > count:
+        body["nextCursor"] = encode_cursor(positions[count - 1])
+    return scim_response(body)
 
 
 async def _search_users(
     request: Request, conn: Any, account_id: str, query: dict[str, Any]
 ) -> Response:
-    start, count = page_bounds(search_query(query))
-    total, shown = await user_results(request, conn, account_id, query, start - 1, count)
-    return scim_response(list_response(shown, start, total))
+    return await listed(request, conn, account_id, query, user_results)
 
 
 @router.get("/Users")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, true, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
@@ -80,16 +80,23 @@ async def team_page(
     limit: int,
     *,
     members: bool,
+    after: tuple[datetime, uuid.UUID] | None = None,
 ) -> tuple[int, list[TeamRow]]:
     """How many of the account's teams meet ``condition``, and ``limit`` of them from
-    ``offset`` in the order they were created; their members only if ``members``."""
+    ``offset`` (or after the team at ``after``: its created_at and id) in the order they
+    were created; their members only if ``members``."""
     where = and_(teams.c.account_id == account_id, true() if condition is None else condition)
     total = await conn.scalar(select(func.count()).select_from(teams).where(where))
+    rest = where
+    if after is not None:
+        at, last = after
+        later = or_(teams.c.created_at > at, and_(teams.c.created_at == at, teams.c.id > last))
+        rest = and_(where, later)
     found: list[TeamRow] = []
     if limit > 0:
         rows = await conn.execute(
             select(*_TEAM_COLUMNS)
-            .where(where)
+            .where(rest)
             .order_by(teams.c.created_at, teams.c.id)
             .offset(offset)
             .limit(limit)

@@ -31,6 +31,8 @@ class UserRow:
     #: Its manager, when that persona is still in the account: id and name to show.
     manager_id: uuid.UUID | None
     manager_name: str | None
+    #: Its place in the account's list (a cursor's position).
+    position: int = 0
     #: Its teams: (id, name), by name.
     teams: list[tuple[uuid.UUID, str]] = field(default_factory=list)
 
@@ -38,6 +40,7 @@ class UserRow:
 def _users_select() -> Select[Any]:
     return select(
         *ROW_COLUMNS,
+        personas.c.seq,
         roles.c.name,
         _manager.c.id,
         func.coalesce(
@@ -65,7 +68,8 @@ def _users_select() -> Select[Any]:
 async def _with_teams(conn: AsyncConnection, found: Sequence[Sequence[Any]]) -> list[UserRow]:
     width = len(ROW_COLUMNS)
     users = [
-        UserRow(PersonaRow.of(row), row[width], row[width + 1], row[width + 2]) for row in found
+        UserRow(PersonaRow.of(row), row[width + 1], row[width + 2], row[width + 3], row[width])
+        for row in found
     ]
     if users:
         by_persona = {user.row.persona_id: user for user in users}
@@ -85,10 +89,13 @@ async def user_page(
     condition: ColumnElement[bool] | None,
     offset: int,
     limit: int,
+    after: int | None = None,
 ) -> tuple[int, list[UserRow]]:
     """How many of the account's personas meet ``condition`` (over ``personas`` and
-    ``persons``), and ``limit`` of them from ``offset``, in the order they were created."""
+    ``persons``), and ``limit`` of them from ``offset`` (or after the ``position``
+    ``after``), in the order they were created."""
     where = and_(personas.c.account_id == account_id, true() if condition is None else condition)
+    rest = where if after is None else and_(where, personas.c.seq > after)
     total = await conn.scalar(
         select(func.count())
         .select_from(personas.join(persons, persons.c.id == personas.c.person_id))
@@ -96,9 +103,7 @@ async def user_page(
     )
     rows: list[Sequence[Any]] = []
     if limit > 0:
-        statement = (
-            _users_select().where(where).order_by(personas.c.seq).offset(offset).limit(limit)
-        )
+        statement = _users_select().where(rest).order_by(personas.c.seq).offset(offset).limit(limit)
         rows = list(await conn.execute(statement))
     return total or 0, await _with_teams(conn, rows)
 
