@@ -42,7 +42,7 @@ async def test_discovery_states_what_is_served(scim: Scim) -> None:
     assert config["filter"] == {"supported": True, "maxResults": 1000}
     assert config["etag"] == {"supported": True}
     assert config["bulk"]["supported"] is True
-    assert config["sort"] == {"supported": False}
+    assert config["sort"] == {"supported": True}
     types = await scim("GET", "/ResourceTypes")
     assert [t["id"] for t in types["Resources"]] == ["User", "Group"]
     schemas = await scim("GET", "/Schemas")
@@ -273,3 +273,29 @@ async def test_cursor_pages_walk_users_and_groups(scim: Scim) -> None:
     assert [g["id"] for g in rest["Resources"]] == teams[2:]
     assert "nextCursor" not in rest
     await scim("GET", f"/Groups?cursor={first['nextCursor'][:-3]}", expect=400)
+
+
+async def test_sort_by_simple_attributes(scim: Scim) -> None:
+    for given, family, title in (("b", "Moss", None), ("a", "lee", "CFO"), ("c", "Adams", "ceo")):
+        await scim.create(
+            userName=f"{given}-user", name={"givenName": given, "familyName": family}, title=title
+        )
+
+    async def order(query: str) -> list[str]:
+        found = await scim("GET", f"/Users?{query}")
+        return [r["userName"] for r in found["Resources"]]
+
+    assert await order("sortBy=name.familyName") == ["c-user", "a-user", "b-user"]
+    assert await order("sortBy=userName&sortOrder=descending") == ["c-user", "b-user", "a-user"]
+    # Without case; a User without the attribute comes last either way.
+    assert await order("sortBy=title") == ["c-user", "a-user", "b-user"]  # ceo < CFO
+    assert await order("sortBy=title&sortOrder=descending") == ["a-user", "c-user", "b-user"]
+    assert await order(f"sortBy={USER}:name.givenName&count=2") == ["a-user", "b-user"]
+    bad = await scim("GET", "/Users?sortBy=emails", expect=400)
+    assert bad["scimType"] == "invalidValue"
+    await scim("GET", "/Users?sortBy=userName&sortOrder=sideways", expect=400)
+    await scim("GET", "/Users?sortBy=userName&cursor=", expect=400)
+    for name in ("beta", "Alpha"):
+        await scim("POST", "/Groups", {"displayName": name}, expect=201)
+    groups = await scim("POST", "/Groups/.search", {"sortBy": "displayName"})
+    assert [g["displayName"] for g in groups["Resources"]] == ["Alpha", "beta"]

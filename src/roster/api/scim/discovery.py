@@ -218,7 +218,7 @@ def service_provider_config(base_url: str, max_payload: int) -> dict[str, Any]:
         },
         "filter": {"supported": True, "maxResults": MAX_COUNT},
         "changePassword": {"supported": False},
-        "sort": {"supported": False},
+        "sort": {"supported": True},
         # RFC 9865: cursor pages beside index pages; a cursor does not expire.
         "pagination": {
             "cursor": True,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scim2_models import InvalidFilterException, ScimFilter
+from scim2_models import InvalidFilterException, InvalidPathException, Path, ScimFilter
 from scim2_models.path.expressions import (
     AttrPath,
     Comparison,
@@ -41,7 +41,7 @@ from sqlalchemy import (
     true,
 )
 
-from roster.api.scim.errors import InvalidFilter
+from roster.api.scim.errors import InvalidFilter, ScimInvalid
 from roster.api.scim.resources import ENTERPRISE_SCHEMA, SIMPLE, USER_SCHEMA
 from roster.core.fields import PERSON, TEAM, Field
 from roster.core.matching import email_key, name_key, search_terms
@@ -433,3 +433,71 @@ def _equal(held: object, wanted: object) -> bool:
     if isinstance(wanted, bool) and isinstance(held, str):
         return held.lower() == str(wanted).lower()
     return held == wanted
+
+
+# -- sortBy (RFC 7644 §3.4.2.3) ---------------------------------------------------------------
+
+_USER_SORT: dict[str, ColumnElement[Any]] = {
+    "id": personas.c.id,
+    "username": personas.c.user_name_key,
+    "name.givenname": persons.c.first_name_key,
+    "name.familyname": persons.c.last_name_key,
+    "meta.created": personas.c.created_at,
+    "meta.lastmodified": _last_modified(),
+    "active": personas.c.status,
+    **{
+        key: _column(f) if f.scim_case_exact else func.lower(_column(f))
+        for key, f in _SIMPLE_BY_KEY.items()
+        if key not in ("name.givenname", "name.familyname", "username")
+    },
+}
+_GROUP_SORT: dict[str, ColumnElement[Any]] = {
+    "id": teams.c.id,
+    "meta.created": teams.c.created_at,
+    "meta.lastmodified": teams.c.updated_at,
+    **{
+        key: teams.c[f.name] if f.scim_case_exact else func.lower(teams.c[f.name])
+        for key, f in _TEAM_BY_KEY.items()
+    },
+}
+
+
+def _sort(
+    table: Mapping[str, ColumnElement[Any]], by: object, order: object
+) -> list[ColumnElement[Any]]:
+    if by in (None, ""):
+        return []
+    if not isinstance(by, str):
+        raise ScimInvalid("sortBy must be an attribute's name.")
+    try:
+        attr, sub = _attribute(attribute_path(by))
+    except InvalidFilter:
+        attr, sub = "", None
+    column = table.get(f"{attr}.{sub}" if sub else attr)
+    if column is None:
+        raise ScimInvalid(f"sortBy {by[:64]!r} is not a simple attribute this server sorts by.")
+    if order not in (None, "", "ascending", "descending"):
+        raise ScimInvalid("sortOrder must be ascending or descending.")
+    ordered = column.desc() if order == "descending" else column.asc()
+    return [ordered.nulls_last()]
+
+
+def user_sort(by: object, order: object) -> list[ColumnElement[Any]]:
+    """The order ``sortBy`` and ``sortOrder`` ask of Users (absent values last)."""
+    return _sort(_USER_SORT, by, order)
+
+
+def group_sort(by: object, order: object) -> list[ColumnElement[Any]]:
+    """The order ``sortBy`` and ``sortOrder`` ask of Groups (absent values last)."""
+    return _sort(_GROUP_SORT, by, order)
+
+
+def attribute_path(text: str) -> AttrPath:
+    """An attribute path (``name.familyName``, with or without its schema's URN)."""
+    try:
+        parsed = Path(text).ast
+    except (InvalidPathException, ValueError):
+        raise InvalidFilter(f"{text[:64]!r} is not an attribute path.") from None
+    if not isinstance(parsed, AttrPath):
+        raise InvalidFilter(f"{text[:64]!r} is not an attribute path.")
+    return parsed

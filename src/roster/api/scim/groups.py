@@ -27,7 +27,7 @@ from scim2_models.path.expressions import (
 from roster.api.deps import ReadConnection, WriteConnection
 from roster.api.scim.discovery import GROUP_SCHEMA
 from roster.api.scim.errors import InvalidCursor, InvalidFilter, NoTarget, ScimInvalid, Uniqueness
-from roster.api.scim.filters import group_condition
+from roster.api.scim.filters import group_condition, group_sort
 from roster.api.scim.patch import operations_of, parsed_path
 from roster.api.scim.resources import timestamp
 from roster.api.scim.routes import (
@@ -271,7 +271,14 @@ async def group_results(
         except (IndexError, TypeError, ValueError):
             raise InvalidCursor("The cursor is not one this server gave for Groups.") from None
     total, found = await team_page(
-        conn, account, condition, offset, count, members=_wants_members(query), after=position
+        conn,
+        account,
+        condition,
+        offset,
+        count,
+        members=_wants_members(query),
+        after=position,
+        order=group_sort(query.get("sortBy"), query.get("sortOrder")),
     )
     url = base_url(request, account)
     attributes, excluded = query.get("attributes"), query.get("excludedAttributes")

@@ -29,7 +29,7 @@ from roster.api.scim.errors import (
     ScimInvalid,
     Uniqueness,
 )
-from roster.api.scim.filters import user_condition
+from roster.api.scim.filters import user_condition, user_sort
 from roster.api.scim.patch import apply_patch, operations_of
 from roster.api.scim.resources import (
     ENTERPRISE_SCHEMA,
@@ -317,7 +317,8 @@ async def user_results(
         if len(after) != 1 or not isinstance(after[0], int):
             raise InvalidCursor("The cursor is not one this server gave for Users.")
         position = after[0]
-    total, users = await user_page(conn, account_id, condition, offset, count, position)
+    order = user_sort(query.get("sortBy"), query.get("sortOrder"))
+    total, users = await user_page(conn, account_id, condition, offset, count, position, order)
     url = base_url(request, account_id)
     attributes, excluded = query.get("attributes"), query.get("excludedAttributes")
     shown = [project(render_user(user, url), attributes, excluded) for user in users]
@@ -354,6 +355,8 @@ async def listed(
     if "cursor" not in query:
         total, shown, _ = await results(request, conn, account_id, query, start - 1, count)
         return scim_response(list_response(shown, start, total))
+    if query.get("sortBy"):
+        raise ScimInvalid("Cursor pages follow the order of creation: give no sortBy.")
     after = decode_cursor(query["cursor"])
     total, shown, positions = await results(request, conn, account_id, query, 0, count + 1, after)
     body: dict[str, Any] = {

@@ -7,7 +7,7 @@ the whole list, so a team of 100,000 members changes as fast as one of ten.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,10 +81,11 @@ async def team_page(
     *,
     members: bool,
     after: tuple[datetime, uuid.UUID] | None = None,
+    order: Sequence[ColumnElement[Any]] = (),
 ) -> tuple[int, list[TeamRow]]:
     """How many of the account's teams meet ``condition``, and ``limit`` of them from
     ``offset`` (or after the team at ``after``: its created_at and id) in the order they
-    were created; their members only if ``members``."""
+    were created (after ``order``); their members only if ``members``."""
     where = and_(teams.c.account_id == account_id, true() if condition is None else condition)
     total = await conn.scalar(select(func.count()).select_from(teams).where(where))
     rest = where
@@ -97,7 +98,7 @@ async def team_page(
         rows = await conn.execute(
             select(*_TEAM_COLUMNS)
             .where(rest)
-            .order_by(teams.c.created_at, teams.c.id)
+            .order_by(*order, teams.c.created_at, teams.c.id)
             .offset(offset)
             .limit(limit)
         )

@@ -90,10 +90,11 @@ async def user_page(
     offset: int,
     limit: int,
     after: int | None = None,
+    order: Sequence[ColumnElement[Any]] = (),
 ) -> tuple[int, list[UserRow]]:
     """How many of the account's personas meet ``condition`` (over ``personas`` and
     ``persons``), and ``limit`` of them from ``offset`` (or after the ``position``
-    ``after``), in the order they were created."""
+    ``after``), in ``order`` and then the order they were created."""
     where = and_(personas.c.account_id == account_id, true() if condition is None else condition)
     rest = where if after is None else and_(where, personas.c.seq > after)
     total = await conn.scalar(
@@ -103,7 +104,9 @@ async def user_page(
     )
     rows: list[Sequence[Any]] = []
     if limit > 0:
-        statement = _users_select().where(rest).order_by(personas.c.seq).offset(offset).limit(limit)
+        statement = (
+            _users_select().where(rest).order_by(*order, personas.c.seq).offset(offset).limit(limit)
+        )
         rows = list(await conn.execute(statement))
     return total or 0, await _with_teams(conn, rows)
 
