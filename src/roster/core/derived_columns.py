@@ -40,9 +40,10 @@ def person_keys(person: Mapping[str, Any], region: str) -> dict[str, str | None]
 def persona_derived(
     person: Mapping[str, Any], persona: Mapping[str, Any], region: str
 ) -> dict[str, str | None]:
-    """The sort, search and userName key columns of a persona, from its person's and its
-    own fields."""
+    """The sort, search, userName and work email key columns of a persona, from its
+    person's and its own fields."""
     return {
+        "work_email_key": email_key(persona.get("email_address")),
         # SCIM's userName: as written, else the work email, else the person's email.
         "user_name_key": name_key(
             persona.get("user_name") or persona.get("email_address") or person.get("email_address")
@@ -94,6 +95,7 @@ async def refresh_personas(
                 sort_first=bindparam("sort_first"),
                 search_text=bindparam("search_text"),
                 user_name_key=bindparam("user_name_key"),
+                work_email_key=bindparam("work_email_key"),
             ),
             changes,
         )

@@ -188,6 +188,8 @@ personas = Table(
     # The key of the persona's SCIM userName (core/derived_columns.py): its user_name,
     # else its work email, else its person's email, folded.
     Column("user_name_key", String(_length(PERSONA["user_name"]))),
+    # The key of its (work) email, as the person's email_key: SCIM's emails[value eq].
+    Column("work_email_key", String(_length(PERSONA["email_address"])), index=True),
     UniqueConstraint("person_id", "account_id"),
     Index(None, "account_id", "user_name_key"),
     Index(None, "account_id", "scim_external_id", unique=True),

@@ -20,6 +20,7 @@ from typing import Any
 from scim2_models import InvalidFilterException, InvalidPathException, Path, ScimFilter
 from scim2_models.path.expressions import (
     AttrPath,
+    CompareOperator,
     Comparison,
     FilterNode,
     LogicalExpr,
@@ -38,7 +39,9 @@ from sqlalchemy import (
     literal,
     not_,
     or_,
+    select,
     true,
+    union,
 )
 
 from roster.api.scim.errors import InvalidFilter, ScimInvalid
@@ -101,7 +104,7 @@ class _Slot:
 
 
 _EMAILS = (
-    _Slot("work", personas.c.email_address, None, True),
+    _Slot("work", personas.c.email_address, (personas.c.work_email_key, email_key), True),
     _Slot("other", persons.c.email_address, (persons.c.email_key, email_key), True),
 )
 _PHONES = (
@@ -183,6 +186,15 @@ class UserFilter(_Filter):
 
     def _value_path(self, node: ValuePath) -> ColumnElement[bool]:
         attr, _ = _attribute(node.attr_path)
+        wanted = node.val_filter
+        if (
+            attr == "emails"
+            and isinstance(wanted, Comparison)
+            and wanted.attr_path.attr.lower() == "value"
+            and wanted.op is CompareOperator.eq
+            and isinstance(wanted.value, str)
+        ):
+            return _email_probe(email_key(wanted.value))  # emails[value eq "..."]
         slots = _MULTI.get(attr)
         if slots is None:
             return super()._value_path(node)
@@ -235,6 +247,8 @@ class UserFilter(_Filter):
             return self._meta(sub, op, value, personas.c.created_at, _last_modified())
         if attr == "meta" and sub == "resourcetype":
             return true() if op == "eq" and value == "User" else false()
+        if attr == "emails" and sub in (None, "value") and op == "eq" and isinstance(value, str):
+            return _email_probe(email_key(value))
         if attr in _MULTI and sub in (None, "value", "type"):
             return or_(
                 *(
@@ -341,6 +355,20 @@ def group_condition(text: str, backend: Backend) -> ColumnElement[bool]:
     """The SQL condition of a filter on Groups; ``InvalidFilter`` (400) if it is not one
     this server can evaluate."""
     return GroupFilter(backend).condition(parse_filter(text))
+
+
+def _email_probe(key: str | None) -> ColumnElement[bool]:
+    """Personas with this email key, work or person's: two index probes, never a scan
+    (an OR across the joined tables would read every persona of the account)."""
+    if key is None:
+        return false()
+    by_work = select(personas.c.id).where(personas.c.work_email_key == key)
+    by_person = (
+        select(personas.c.id)
+        .join(persons, persons.c.id == personas.c.person_id)
+        .where(persons.c.email_key == key)
+    )
+    return personas.c.id.in_(union(by_work, by_person))
 
 
 def _column(declared: Field) -> ColumnElement[Any]:

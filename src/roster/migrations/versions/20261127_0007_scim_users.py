@@ -31,6 +31,7 @@ _TEXTS = (
     ("organization", 256),
     ("division", 256),
     ("user_name_key", 256),
+    ("work_email_key", 320),
 )
 
 
@@ -41,6 +42,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_personas_account_id_user_name_key", "personas", ["account_id", "user_name_key"]
     )
+    op.create_index("ix_personas_work_email_key", "personas", ["work_email_key"])
     op.create_index(
         "ix_personas_account_id_scim_external_id",
         "personas",
@@ -57,8 +59,9 @@ def upgrade() -> None:
     )
     # Personas written before: their userName is their work email, else their person's.
     op.execute(
-        "UPDATE personas SET user_name_key = lower(coalesce(email_address, "
-        "(SELECT email_address FROM persons WHERE persons.id = personas.person_id)))"
+        "UPDATE personas SET work_email_key = lower(trim(email_address)), "
+        "user_name_key = lower(trim(coalesce(email_address, "
+        "(SELECT email_address FROM persons WHERE persons.id = personas.person_id))))"
     )
 
 
@@ -66,6 +69,7 @@ def downgrade() -> None:
     op.drop_index("ix_teams_account_id_scim_external_id", "teams")
     op.drop_column("teams", "scim_external_id")
     op.drop_index("ix_personas_account_id_scim_external_id", "personas")
+    op.drop_index("ix_personas_work_email_key", "personas")
     op.drop_index("ix_personas_account_id_user_name_key", "personas")
     op.drop_column("personas", "manager_persona_id")
     for name, _ in reversed(_TEXTS):
