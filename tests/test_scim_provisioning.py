@@ -391,3 +391,14 @@ async def test_bulk_resolves_bulk_ids_and_reports_each_operation(scim: Scim) -> 
     assert [r["status"] for r in stopped["Operations"]] == ["404"]
     too_many = [{"method": "DELETE", "path": f"/Users/{GROUP_ID_NOBODY}"}] * 1001
     await scim("POST", "/Bulk", {"schemas": [BULK], "Operations": too_many}, expect=413)
+
+
+async def test_a_persona_without_email_reads_its_id_as_its_user_name(
+    scim: Scim, directory: Directory
+) -> None:
+    await directory.person([ACCOUNT], first_name="No", last_name="Mail", external_ref="nm-1")
+    [user] = (await scim("GET", "/Users"))["Resources"]
+    assert user["userName"] == user["id"]
+    assert [u["id"] for u in await found(scim, f'userName eq "{user["id"].upper()}"')] == [
+        user["id"]
+    ]

@@ -236,7 +236,12 @@ class UserFilter(_Filter):
                 raise InvalidFilter("userName compares with a string.")
             key = name_key(value) or ""
             if op == "eq":
-                return personas.c.user_name_key == key
+                named = personas.c.user_name_key == key
+                found = _id(value)
+                if found is None:
+                    return named
+                # A persona with no userName and no email reads its id as its userName.
+                return or_(named, and_(personas.c.id == found, personas.c.user_name_key.is_(None)))
             return self.backend.text_compare(personas.c.user_name_key, op, key, True)
         if attr == "active" and sub is None:
             if op != "eq" or not isinstance(value, bool):
