@@ -72,6 +72,16 @@ async def test_errors_are_scim_errors_including_auth(
     assert other.json()["schemas"] == [ERROR]
     await scim("GET", "/Users/not-an-id", expect=404)
     await scim("GET", "/Nothing", expect=404)
+    not_allowed = await client.delete(f"{BASE}/ServiceProviderConfig", headers=scim.headers)
+    assert not_allowed.status_code == 405
+    assert not_allowed.json()["schemas"] == [ERROR]
+    assert not_allowed.headers["allow"] == "GET"
+    too_large = await client.post(
+        f"{BASE}/Users", content=b" " * (10 * 1024 * 1024 + 1), headers=scim.headers
+    )
+    assert too_large.status_code == 413
+    assert too_large.headers["content-type"] == "application/scim+json"
+    assert too_large.json()["status"] == "413"
     bad = await client.post(f"{BASE}/Users", content=b"{", headers=scim.headers)
     assert bad.status_code == 400
     assert bad.json()["scimType"] == "invalidSyntax"
