@@ -4,9 +4,12 @@ replace, PATCH (with Entra's and Okta's quirks), ETags, delete, and SCIM's error
 from __future__ import annotations
 
 import asyncio
+import base64
+import uuid
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.factories import Client, Directory
@@ -309,3 +312,20 @@ async def test_sort_by_simple_attributes(scim: Scim) -> None:
         await scim("POST", "/Groups", {"displayName": name}, expect=201)
     groups = await scim("POST", "/Groups/.search", {"sortBy": "displayName"})
     assert [g["displayName"] for g in groups["Resources"]] == ["Alpha", "beta"]
+
+
+async def test_hostile_pages_and_cursors_are_refused_or_empty_never_500(scim: Scim) -> None:
+    await scim.create(userName="only")
+    far = await scim("GET", "/Users?startIndex=99999999999999999999999")
+    assert far["Resources"] == []
+    assert far["totalResults"] == 1
+    await scim("GET", "/Users?count=lots", expect=400)
+    for position in ([2**63], [-1], ["x"], [1, 2], {"a": 1}):
+        cursor = base64.urlsafe_b64encode(orjson.dumps(position)).decode()
+        bad = await scim("GET", f"/Users?cursor={cursor}", expect=400)
+        assert bad["scimType"] == "invalidCursor"
+    for position in (["2026-01-01T00:00:00", str(uuid.uuid4())], ["soon", "x"]):
+        cursor = base64.urlsafe_b64encode(orjson.dumps(position)).decode()
+        await scim("GET", f"/Groups?cursor={cursor}", expect=400)
+    await scim("GET", "/Users?filter=userName%20eq%20%22a%00b%22", expect=400)
+    await scim("GET", "/Groups?filter=displayName%20eq%20%22a%00b%22", expect=400)

@@ -269,7 +269,9 @@ async def group_results(
         try:
             position = (datetime.fromisoformat(after[0]), uuid.UUID(after[1]))
         except (IndexError, TypeError, ValueError):
-            raise InvalidCursor("The cursor is not one this server gave for Groups.") from None
+            position = None
+        if position is None or position[0].tzinfo is None:
+            raise InvalidCursor("The cursor is not one this server gave for Groups.")
     total, found = await team_page(
         conn,
         account,

@@ -282,7 +282,8 @@ def page_parameter(value: object, name: str, default: int) -> int:
 
 def page_bounds(query: dict[str, Any]) -> tuple[int, int]:
     """``startIndex`` (at least 1) and ``count`` (0 to MAX_COUNT) of a list request."""
-    start = max(1, page_parameter(query.get("startIndex"), "startIndex", 1))
+    # Past 2^31 every page is past the end; the database's integers end at 2^63.
+    start = min(2**31, max(1, page_parameter(query.get("startIndex"), "startIndex", 1)))
     count = page_parameter(query.get("count"), "count", discovery.DEFAULT_COUNT)
     return start, min(discovery.MAX_COUNT, max(0, count))
 
@@ -314,7 +315,7 @@ async def user_results(
     condition = user_condition(filter_text, backend_for(conn)) if filter_text else None
     position = None
     if after is not None:
-        if len(after) != 1 or not isinstance(after[0], int):
+        if len(after) != 1 or not isinstance(after[0], int) or not 0 <= after[0] < 2**63:
             raise InvalidCursor("The cursor is not one this server gave for Users.")
         position = after[0]
     order = user_sort(query.get("sortBy"), query.get("sortOrder"))
