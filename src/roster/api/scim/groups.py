@@ -34,11 +34,11 @@ from roster.api.scim.routes import (
     Reader,
     Writer,
     account_of,
+    add_list_routes,
     base_url,
     check_if_match,
     json_body,
     list_response,
-    listed,
     names_version,
     page_bounds,
     project,
@@ -288,8 +288,7 @@ async def group_results(
     return total, shown, [[team.created_at.isoformat(), str(team.id)] for team in found]
 
 
-async def _search(request: Request, conn: Any, account: str, query: dict[str, Any]) -> Response:
-    return await listed(request, conn, account, query, group_results)
+add_list_routes("Groups", group_results)
 
 
 def _group_response(request: Request, account: str, team: TeamRow, status: int = 200) -> Response:
@@ -300,24 +299,6 @@ def _group_response(request: Request, account: str, team: TeamRow, status: int =
     query = request.query_params
     shown = project(resource, query.get("attributes"), query.get("excludedAttributes"))
     return scim_response(shown, status, headers)
-
-
-@router.get("/Groups")
-async def list_groups(
-    request: Request, account_id: str, principal: Reader, conn: ReadConnection
-) -> Response:
-    """The account's Groups (teams), filtered and paged."""
-    account = await account_of(conn, principal, account_id)
-    return await _search(request, conn, account, dict(request.query_params))
-
-
-@router.post("/Groups/.search")
-async def search_groups(
-    request: Request, account_id: str, principal: Reader, conn: ReadConnection
-) -> Response:
-    """The account's Groups, asked by POST."""
-    account = await account_of(conn, principal, account_id)
-    return await _search(request, conn, account, await search_body(request))
 
 
 @router.post("/.search")

@@ -371,28 +371,29 @@ async def listed(
     return scim_response(body)
 
 
-async def _search_users(
-    request: Request, conn: Any, account_id: str, query: dict[str, Any]
-) -> Response:
-    return await listed(request, conn, account_id, query, user_results)
+def add_list_routes(noun: str, results: Results) -> None:
+    """``GET /{noun}`` and ``POST /{noun}/.search`` (RFC 7644 §3.4.2, §3.4.3): the
+    account's resources of one type, filtered, sorted and paged by ``results``."""
+
+    async def list_resources(
+        request: Request, account_id: str, principal: Reader, conn: ReadConnection
+    ) -> Response:
+        account = await account_of(conn, principal, account_id)
+        return await listed(request, conn, account, dict(request.query_params), results)
+
+    async def search_resources(
+        request: Request, account_id: str, principal: Reader, conn: ReadConnection
+    ) -> Response:
+        account = await account_of(conn, principal, account_id)
+        return await listed(request, conn, account, await search_body(request), results)
+
+    router.add_api_route(f"/{noun}", list_resources, methods=["GET"], name=f"list_{noun}")
+    router.add_api_route(
+        f"/{noun}/.search", search_resources, methods=["POST"], name=f"search_{noun}"
+    )
 
 
-@router.get("/Users")
-async def list_users(
-    request: Request, account_id: str, principal: Reader, conn: ReadConnection
-) -> Response:
-    """The account's Users, filtered and paged."""
-    account = await account_of(conn, principal, account_id)
-    return await _search_users(request, conn, account, dict(request.query_params))
-
-
-@router.post("/Users/.search")
-async def search_users(
-    request: Request, account_id: str, principal: Reader, conn: ReadConnection
-) -> Response:
-    """The account's Users, filtered and paged, asked by POST (RFC 7644 §3.4.3)."""
-    account = await account_of(conn, principal, account_id)
-    return await _search_users(request, conn, account, await search_body(request))
+add_list_routes("Users", user_results)
 
 
 async def search_body(request: Request) -> dict[str, Any]:
