@@ -402,3 +402,21 @@ async def test_a_persona_without_email_reads_its_id_as_its_user_name(
     assert [u["id"] for u in await found(scim, f'userName eq "{user["id"].upper()}"')] == [
         user["id"]
     ]
+
+
+async def test_members_are_checked_in_slices(scim: Scim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A team of 100,000 members is checked in slices of 10,000 ids (PostgreSQL takes at
+    most 32,767 parameters a statement); here slices of 2, so five members take three."""
+    from roster.core.people import personas
+
+    monkeypatch.setattr(personas, "_CHECKED_AT_ONCE", 2)
+    ids = [(await scim.create(userName=f"m{n}"))["id"] for n in range(5)]
+    made = await scim(
+        "POST", "/Groups", {"displayName": "five", "members": [{"value": i} for i in ids]}, 201
+    )
+    assert sorted(m["value"] for m in made["members"]) == sorted(ids)
+    stranger = [*ids[:4], GROUP_ID_NOBODY]
+    refused = await scim(
+        "POST", "/Groups", {"displayName": "x", "members": [{"value": i} for i in stranger]}, 400
+    )
+    assert GROUP_ID_NOBODY in refused["detail"]

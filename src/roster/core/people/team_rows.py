@@ -169,13 +169,15 @@ async def change_team(
     await require_personas(conn, account_id, adding)
     if all_removed:
         await conn.execute(delete(team_members).where(team_members.c.team_id == team_id))
-    elif removed:
-        await conn.execute(
-            delete(team_members).where(
-                team_members.c.team_id == team_id,
-                team_members.c.persona_id.in_(list(dict.fromkeys(removed))),
+    else:
+        leaving = list(dict.fromkeys(removed))
+        for start in range(0, len(leaving), 10_000):  # under the limit on bound parameters
+            await conn.execute(
+                delete(team_members).where(
+                    team_members.c.team_id == team_id,
+                    team_members.c.persona_id.in_(leaving[start : start + 10_000]),
+                )
             )
-        )
     if adding:
         await conn.execute(
             backend_for(conn).insert(team_members).on_conflict_do_nothing(),
