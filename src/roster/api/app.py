@@ -21,6 +21,9 @@ from roster.api.metrics import Metrics
 from roster.api.middleware import RequestContextMiddleware, RequestLimitsMiddleware
 from roster.api.openapi import operation_id, without_fastapi_validation_errors
 from roster.api.ratelimit import AuthFailureLimiter, ClientRateLimiter, SharedWindows
+from roster.api.scim import bulk as scim_bulk  # noqa: F401  (its routes)
+from roster.api.scim import groups as scim_groups  # noqa: F401  (its routes)
+from roster.api.scim import routes as scim
 from roster.db.engine import create_engine
 from roster.db.replicas import ReplicaSet
 from roster.settings import Settings
@@ -91,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(people.router)
     app.include_router(events.router)
     app.include_router(erasure.router)
+    app.include_router(scim.router)
     app.include_router(health.router)
     install_docs(app)
     app.include_router(web.router)

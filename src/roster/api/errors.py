@@ -40,7 +40,9 @@ def naming_route(naming: Naming) -> type[APIRoute]:
 
 def render(error: RosterError, request: Request) -> Response:
     naming = getattr(request.scope.get("route"), "field_naming", as_is)
-    status, headers, body = error_response_parts(error, request_id_of(request.scope), naming)
+    status, headers, body = error_response_parts(
+        error, request_id_of(request.scope), naming, request.scope.get("path", "")
+    )
     response = Response(content=body, status_code=status)
     response.raw_headers = headers
     return response

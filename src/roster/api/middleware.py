@@ -13,6 +13,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roster.api.metrics import Metrics
+from roster.api.scim.errors import MEDIA_TYPE as SCIM_MEDIA_TYPE
+from roster.api.scim.errors import is_scim_path, scim_error_parts
 from roster.errors import (
     Naming,
     PayloadTooLarge,
@@ -53,21 +55,29 @@ def request_id_of(scope: Scope) -> str:
 
 
 def error_response_parts(
-    error: RosterError, request_id: str, naming: Naming = as_is
+    error: RosterError, request_id: str, naming: Naming = as_is, path: str = ""
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """An error's status, headers and body, naming fields as ``naming`` does."""
-    body = orjson.dumps(error.body(naming))
+    """An error's status, headers and body, naming fields as ``naming`` does; on a SCIM
+    ``path``, in SCIM's error body (RFC 7644 §3.12)."""
+    status, media_type = error.status_code, "application/json"
+    extra = dict(error.headers)
+    if is_scim_path(path):
+        status, scim_headers, body = scim_error_parts(error, naming)
+        media_type = SCIM_MEDIA_TYPE
+        extra.update(scim_headers)
+    else:
+        body = orjson.dumps(error.body(naming))
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", media_type.encode()),
         (b"content-length", str(len(body)).encode()),
         (REQUEST_ID_HEADER.encode(), request_id.encode()),
-        *((k.lower().encode(), v.encode()) for k, v in error.headers.items()),
+        *((k.lower().encode(), v.encode()) for k, v in extra.items()),
     ]
-    return error.status_code, headers, body
+    return status, headers, body
 
 
-async def send_error(send: Send, error: RosterError, request_id: str) -> None:
-    status, headers, body = error_response_parts(error, request_id)
+async def send_error(send: Send, error: RosterError, request_id: str, path: str = "") -> None:
+    status, headers, body = error_response_parts(error, request_id, path=path)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -119,6 +129,7 @@ class RequestContextMiddleware:
                 send,
                 RosterError(f"Something went wrong on our side. Request id: {request_id}."),
                 request_id,
+                scope.get("path", ""),
             )
         finally:
             self._record(scope, status, time.perf_counter() - started_at)
@@ -160,14 +171,14 @@ class RequestLimitsMiddleware:
             return
         refused = self._head_refusal(scope)
         if refused is not None:
-            await send_error(send, refused, request_id_of(scope))
+            await send_error(send, refused, request_id_of(scope), scope.get("path", ""))
             return
         declared = dict(scope["headers"]).get(b"content-length")
         too_large = PayloadTooLarge(
             f"The request body is over this server's limit of {self.max_body_bytes} bytes."
         )
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await send_error(send, too_large, request_id_of(scope))
+            await send_error(send, too_large, request_id_of(scope), scope.get("path", ""))
             return
         received = 0
 

@@ -23,6 +23,8 @@ _PERSON_TEXTS = searched(PERSON.values(), phones=False)
 _PERSON_PHONES = searched(PERSON.values(), phones=True)
 _PERSONA_TEXTS = searched(PERSONA.values(), phones=False)
 _PERSONA_PHONES = searched(PERSONA.values(), phones=True)
+#: What a persona's userName key is derived from, but its person's email.
+_USER_NAME = ("user_name", "email_address")
 
 
 def person_keys(person: Mapping[str, Any], region: str) -> dict[str, str | None]:
@@ -37,9 +39,15 @@ def person_keys(person: Mapping[str, Any], region: str) -> dict[str, str | None]
 
 def persona_derived(
     person: Mapping[str, Any], persona: Mapping[str, Any], region: str
-) -> dict[str, str]:
-    """The sort and search columns of a persona, from its person's and its own fields."""
+) -> dict[str, str | None]:
+    """The sort, search, userName and work email key columns of a persona, from its
+    person's and its own fields."""
     return {
+        "work_email_key": email_key(persona.get("email_address")),
+        # SCIM's userName: as written, else the work email, else the person's email.
+        "user_name_key": name_key(
+            persona.get("user_name") or persona.get("email_address") or person.get("email_address")
+        ),
         "sort_last": name_key(person.get("last_name")) or "",
         "sort_first": name_key(person.get("first_name")) or "",
         "search_text": search_text(
@@ -62,8 +70,8 @@ async def refresh_personas(
     """Recompute the derived columns of every persona of these persons, in every account."""
     if not person_ids:
         return
-    persona_fields = (*_PERSONA_TEXTS, *_PERSONA_PHONES)
-    person_fields = ("first_name", "last_name", *_PERSON_TEXTS, *_PERSON_PHONES)
+    persona_fields = tuple(dict.fromkeys((*_PERSONA_TEXTS, *_PERSONA_PHONES, *_USER_NAME)))
+    person_fields = ("first_name", "last_name", "email_address", *_PERSON_TEXTS, *_PERSON_PHONES)
     rows = await conn.execute(
         select(
             personas.c.seq,
@@ -86,6 +94,8 @@ async def refresh_personas(
                 sort_last=bindparam("sort_last"),
                 sort_first=bindparam("sort_first"),
                 search_text=bindparam("search_text"),
+                user_name_key=bindparam("user_name_key"),
+                work_email_key=bindparam("work_email_key"),
             ),
             changes,
         )

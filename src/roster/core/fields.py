@@ -118,6 +118,12 @@ class Field:
     people_new_choices: tuple[str, ...] = ()
     #: Whether a PATCH may change it (or only POST set it).
     people_on_update: bool = True
+    #: Its SCIM attribute (api/scim), a path in its schema: ``name.givenName``; in the
+    #: enterprise extension's schema when ``scim_enterprise``.
+    scim: str | None = None
+    scim_enterprise: bool = False
+    #: SCIM compares it case-exact (RFC 7643 ``caseExact``).
+    scim_case_exact: bool = False
 
     @property
     def people_key(self) -> str | None:
@@ -220,7 +226,11 @@ ROLE = _declared(
 )
 
 TEAM = _declared(
-    Field(Owner.TEAM, "name", max_length=256, nullable=False, people_api="name"),
+    Field(
+        Owner.TEAM, "name", max_length=256, nullable=False, people_api="name", scim="displayName"
+    ),
+    # Set by an identity provider through SCIM; unique within the account, case-exact.
+    Field(Owner.TEAM, "scim_external_id", max_length=255, scim="externalId", scim_case_exact=True),
 )
 
 BUDGET = _declared(
@@ -260,6 +270,7 @@ PERSON = _declared(
         persons_api="first_name",
         people_api="firstName",
         people_required=True,
+        scim="name.givenName",
     ),
     _person(
         "last_name",
@@ -268,9 +279,10 @@ PERSON = _declared(
         persons_api="last_name",
         people_api="lastName",
         people_required=True,
+        scim="name.familyName",
     ),
-    _person("title", max_length=64, people_api="title"),
-    _person("middle_initials", max_length=32, people_api="middleInitials"),
+    _person("title", max_length=64, people_api="title", scim="name.honorificPrefix"),
+    _person("middle_initials", max_length=32, people_api="middleInitials", scim="name.middleName"),
     _person("dob", kind=Kind.DATE, people_api="dob"),
     _person("gender", max_length=64, people_api="gender"),
     _person("nationality", max_length=64, people_api="nationality"),
@@ -315,7 +327,13 @@ PERSONA = _declared(
         people_api="emailAddress",
     ),
     _persona(
-        "employee_number", max_length=64, searched=True, imported=True, people_api="employeeNumber"
+        "employee_number",
+        max_length=64,
+        searched=True,
+        imported=True,
+        people_api="employeeNumber",
+        scim="employeeNumber",
+        scim_enterprise=True,
     ),
     _persona(
         "work_number",
@@ -325,7 +343,7 @@ PERSONA = _declared(
         imported=True,
         people_api="workNumber",
     ),
-    _persona("job_title", max_length=256, imported=True, people_api="jobTitle"),
+    _persona("job_title", max_length=256, imported=True, people_api="jobTitle", scim="title"),
     _persona(
         "status",
         kind=Kind.CHOICE,
@@ -355,7 +373,30 @@ PERSONA = _declared(
         people_on_update=False,
     ),
     # SCIM's displayName: stored and returned as sent.
-    _persona("display_name", max_length=256, imported=True, people_api="displayName"),
+    _persona(
+        "display_name", max_length=256, imported=True, people_api="displayName", scim="displayName"
+    ),
+    # The SCIM User's own attributes (spec/scim.md), written through SCIM only. userName
+    # is compared by its key (personas.user_name_key), which other doors' personas
+    # derive from their email addresses.
+    _persona("user_name", max_length=256, scim="userName"),
+    _persona("scim_external_id", max_length=255, scim="externalId", scim_case_exact=True),
+    _persona("nick_name", max_length=256, scim="nickName"),
+    _persona("preferred_language", max_length=64, scim="preferredLanguage"),
+    _persona("locale", max_length=64, scim="locale"),
+    _persona("timezone", max_length=64, scim="timezone"),
+    _persona("user_type", max_length=64, scim="userType"),
+    *(
+        _persona(name, max_length=256, scim=scim, scim_enterprise=True)
+        for name, scim in (
+            ("department", "department"),
+            ("cost_center", "costCenter"),
+            ("organization", "organization"),
+            ("division", "division"),
+        )
+    ),
+    # Another persona of the account (SCIM's enterprise manager.value).
+    _persona("manager_persona_id", kind=Kind.REFERENCE),
 )
 
 

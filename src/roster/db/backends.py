@@ -31,6 +31,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     literal_column,
     select,
     table,
@@ -120,6 +121,14 @@ class Backend(Protocol):
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         """``column`` equals one of the values of the list bound as ``name``, however many."""
+
+    def text_compare(
+        self, column: ColumnElement[Any], op: str, value: str, case_exact: bool
+    ) -> ColumnElement[bool]:
+        """``column`` compared with ``value`` by a SCIM filter operator (``eq``, ``co``,
+        ``sw``, ``ew``, ``gt``, ``ge``, ``lt``, ``le``), with or without case. Without case,
+        letters compare as ``lower()`` does: every letter on PostgreSQL, ASCII on SQLite."""
+        ...
 
     async def fetch_plain(
         self, conn: AsyncConnection, statement: Select[Any], parameters: Mapping[str, Any]
@@ -212,10 +221,25 @@ def _asyncpg_sql(statement: Select[Any], dialect: Dialect) -> tuple[str, tuple[s
     return str(compiled), tuple(compiled.positiontup or ())
 
 
-def like_pattern(term: str) -> str:
-    """``%term%`` with LIKE's metacharacters escaped, so the term is taken literally."""
+def like_pattern(term: str, op: str = "co") -> str:
+    """``%term%`` (``sw``: ``term%``, ``ew``: ``%term``) with LIKE's metacharacters
+    escaped, so the term is taken literally."""
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return f"{'' if op == 'sw' else '%'}{escaped}{'' if op == 'ew' else '%'}"
+
+
+def compare_ordered(
+    column: ColumnElement[Any], op: str, value: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """``column`` and ``value`` compared by eq, gt, ge, lt or le."""
+    compared: ColumnElement[bool] = {
+        "eq": column == value,
+        "gt": column > value,
+        "ge": column >= value,
+        "lt": column < value,
+        "le": column <= value,
+    }[op]
+    return compared
 
 
 class _Explain(Executable, ClauseElement):
@@ -419,6 +443,18 @@ class PostgresBackend:
         # values, so it is prepared once, and there is no limit on bound parameters.
         return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
 
+    def text_compare(
+        self, column: ColumnElement[Any], op: str, value: str, case_exact: bool
+    ) -> ColumnElement[bool]:
+        if op in ("co", "sw", "ew"):
+            pattern = like_pattern(value, op)
+            if case_exact:
+                return column.like(pattern, escape="\\")
+            return column.ilike(pattern, escape="\\")
+        if case_exact:
+            return compare_ordered(column, op, literal(value))
+        return compare_ordered(func.lower(column), op, func.lower(literal(value)))
+
     async def fetch_plain(
         self, conn: AsyncConnection, statement: Select[Any], parameters: Mapping[str, Any]
     ) -> Sequence[Sequence[Any]]:
@@ -615,6 +651,26 @@ class SqliteBackend:
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         return column.in_(bindparam(name, expanding=True))
+
+    def text_compare(
+        self, column: ColumnElement[Any], op: str, value: str, case_exact: bool
+    ) -> ColumnElement[bool]:
+        if op in ("co", "sw", "ew") and not case_exact:
+            # SQLite's LIKE ignores the case of ASCII letters.
+            return column.like(like_pattern(value, op), escape="\\")
+        given = literal(value)
+        if op == "co":
+            return func.instr(column, given) > 0
+        if op == "sw":
+            return func.substr(column, 1, func.length(given)) == given
+        if op == "ew":
+            return and_(
+                func.length(column) >= func.length(given),
+                func.substr(column, func.length(column) - func.length(given) + 1) == given,
+            )
+        if case_exact:
+            return compare_ordered(column, op, given)
+        return compare_ordered(func.lower(column), op, func.lower(given))
 
     async def fetch_plain(
         self, conn: AsyncConnection, statement: Select[Any], parameters: Mapping[str, Any]

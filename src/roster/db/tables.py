@@ -174,6 +174,10 @@ personas = Table(
     *_columns(PERSONA),
     Column("role_id", ForeignKey("roles.id"), nullable=False, index=True),
     Column("created_by_persona_id", ForeignKey("personas.id", ondelete="SET NULL")),
+    # SCIM's enterprise manager: another persona of the account. No foreign key (SQLite
+    # cannot add one to a table without rebuilding it, which loses the search triggers):
+    # a manager that is gone reads as none.
+    Column("manager_persona_id", Uuid),
     *_timestamps(),
     # Copies of the person's folded names, so that an account's people are listed
     # in order from one index without touching persons.
@@ -181,7 +185,14 @@ personas = Table(
     Column("sort_first", _byte_order_string(_length(PERSON["first_name"])), nullable=False),
     # Folded person and persona fields, one per line; see core/matching.search_text.
     Column("search_text", Text, nullable=False),
+    # The key of the persona's SCIM userName (core/derived_columns.py): its user_name,
+    # else its work email, else its person's email, folded.
+    Column("user_name_key", String(_length(PERSONA["user_name"]))),
+    # The key of its (work) email, as the person's email_key: SCIM's emails[value eq].
+    Column("work_email_key", String(_length(PERSONA["email_address"])), index=True),
     UniqueConstraint("person_id", "account_id"),
+    Index(None, "account_id", "user_name_key"),
+    Index(None, "account_id", "scim_external_id", unique=True),
     CheckConstraint(_in("status", PERSONA_STATUSES), name="status"),
     Index(None, "account_id", "sort_last", "sort_first", "person_id"),
     Index(None, "account_id", "status"),
@@ -199,6 +210,7 @@ teams = Table(
         index=True,
     ),
     *_timestamps(),
+    Index(None, "account_id", "scim_external_id", unique=True),
 )
 
 team_members = Table(

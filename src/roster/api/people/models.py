@@ -358,7 +358,11 @@ _render_persona = _display(
     [
         ("id", "persona[0]"),
         ("accountId", "persona[1]"),
-        *((f.people_key or f.name, f"persona[{PERSONA_AT[f.name]}]") for f in stored(PERSONA)),
+        *(
+            (f.people_key, f"persona[{PERSONA_AT[f.name]}]")
+            for f in stored(PERSONA)
+            if f.people_key is not None  # the People API's fields, not SCIM's own
+        ),
         ("createdAt", "timestamp(persona[-2])"),
         ("updatedAt", "timestamp(persona[-1])"),
     ]
@@ -366,7 +370,11 @@ _render_persona = _display(
 _render_row = _display(
     [
         ("id", "person[0]"),
-        *((f.people_key or f.name, f"person[{PERSON_AT[f.name]}]") for f in stored(PERSON)),
+        *(
+            (f.people_key, f"person[{PERSON_AT[f.name]}]")
+            for f in stored(PERSON)
+            if f.people_key is not None
+        ),
         ("status", f"persona[{PERSONA_AT['status']}]"),
         ("createdAt", "timestamp(person[-2])"),
         ("updatedAt", "timestamp(person[-1])"),

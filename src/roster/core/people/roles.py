@@ -50,6 +50,16 @@ async def list_roles(conn: AsyncConnection, account_id: str, paging: Paging) -> 
     return Page(count, paging.limit, paging.offset, [_role(row) for row in rows])
 
 
+async def role_names(conn: AsyncConnection, account_id: str) -> list[str]:
+    """The names of the account's roles, by name ignoring case."""
+    found = await conn.scalars(
+        select(roles.c.name)
+        .where(roles.c.account_id == account_id)
+        .order_by(backend_for(conn).byte_order(roles.c.name_key))
+    )
+    return list(found)
+
+
 async def create_role(conn: AsyncConnection, account_id: str, name: str) -> Role:
     """A custom role; ``Conflict`` if the account has a role of this name, ignoring case."""
     key = name_key(name) or ""

@@ -1,0 +1,536 @@
+"""SCIM filters (RFC 7644 §3.4.2.2) as SQL: the whole grammar, parsed by scim2-models,
+becomes one condition over ``personas`` and ``persons`` that the database evaluates (no
+filter is evaluated in Python over a table). Text comparisons go through the backend seam
+(``Backend.text_compare``); ``co``, ``sw`` and ``ew`` on searched fields are narrowed
+first by the trigram index of People search; ``eq`` on userName, names and the person's
+email compare keys (indexed), as the rest of Roster does.
+
+The same grammar selects values of one resource's multi-valued attribute in a PATCH path
+(``emails[type eq "work"]``): :func:`matches` evaluates it on those few values.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from scim2_models import InvalidFilterException, InvalidPathException, Path, ScimFilter
+from scim2_models.path.expressions import (
+    AttrPath,
+    CompareOperator,
+    Comparison,
+    FilterNode,
+    LogicalExpr,
+    LogicalOperator,
+    Not,
+    Present,
+    ValuePath,
+)
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    union,
+)
+
+from roster.api.scim.errors import InvalidFilter, ScimInvalid
+from roster.api.scim.resources import ENTERPRISE_SCHEMA, SIMPLE, USER_SCHEMA
+from roster.core.fields import PERSON, TEAM, Field
+from roster.core.matching import email_key, name_key, search_terms
+from roster.db.backends import Backend, compare_ordered
+from roster.db.tables import personas, persons, roles, team_members, teams
+
+_TEXT_OPS = ("eq", "co", "sw", "ew", "gt", "ge", "lt", "le")
+
+#: Compared by key for ``eq``: the key column and how a value becomes a key.
+_KEYED: dict[str, tuple[ColumnElement[Any], Callable[[str], str | None]]] = {
+    "first_name": (persons.c.first_name_key, name_key),
+    "last_name": (persons.c.last_name_key, name_key),
+}
+
+
+def parse_filter(text: str) -> FilterNode:
+    """The filter's tree; ``InvalidFilter`` if it is not one."""
+    try:
+        parsed = ScimFilter(text).ast
+    except (InvalidFilterException, ValueError) as error:
+        raise InvalidFilter(f"The filter cannot be parsed: {error}.") from None
+    if parsed is None:
+        raise InvalidFilter("The filter is empty.")
+    return parsed
+
+
+def _attribute(path: AttrPath) -> tuple[str, str | None]:
+    """``(attribute, sub-attribute)``, lower case; the enterprise's attributes prefixed
+    ``enterprise:``. ``InvalidFilter`` for a schema this server does not have."""
+    uri = (path.uri or "").lower()
+    attr = path.attr.lower()
+    sub = path.sub_attr.lower() if path.sub_attr else None
+    if uri in ("", USER_SCHEMA.lower()):
+        return attr, sub
+    if uri == ENTERPRISE_SCHEMA.lower():
+        return f"enterprise:{attr}", sub
+    raise InvalidFilter(f"Unknown schema {path.uri!r} in the filter.")
+
+
+def _simple_key(declared: Field) -> str:
+    assert declared.scim is not None
+    return ("enterprise:" if declared.scim_enterprise else "") + declared.scim.lower()
+
+
+_SIMPLE_BY_KEY = {_simple_key(f): f for f in SIMPLE}
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One value of a multi-valued attribute Roster keeps in a column: its ``value`` and
+    its fixed ``type``."""
+
+    type: str
+    value: ColumnElement[Any]
+    key: tuple[ColumnElement[Any], Callable[[str], str | None]] | None
+    searched: bool
+
+
+_EMAILS = (
+    _Slot("work", personas.c.email_address, (personas.c.work_email_key, email_key), True),
+    _Slot("other", persons.c.email_address, (persons.c.email_key, email_key), True),
+)
+_PHONES = (
+    _Slot("work", personas.c.work_number, None, False),
+    _Slot("mobile", persons.c.phone_number, None, False),
+)
+_MULTI = {"emails": _EMAILS, "phonenumbers": _PHONES}
+
+
+def _datetime(value: object) -> datetime:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    raise InvalidFilter(f"{value!r} is not a date and time (xsd:dateTime).")
+
+
+def _id(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+class _Filter:
+    """Compiles a filter for one backend: the logic here, each attribute in a subclass."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def condition(self, node: FilterNode) -> ColumnElement[bool]:
+        if isinstance(node, LogicalExpr):
+            parts = [self.condition(term) for term in node.terms]
+            return and_(*parts) if node.op is LogicalOperator.and_ else or_(*parts)
+        if isinstance(node, Not):
+            return _negated(self.condition(node.expr))
+        if isinstance(node, ValuePath):
+            return self._value_path(node)
+        if isinstance(node, Present):
+            return self._compare(*_attribute(node.attr_path), "pr", None)
+        assert isinstance(node, Comparison)
+        attr, sub = _attribute(node.attr_path)
+        return self._compare(attr, sub, str(node.op.value), node.value)
+
+    def _value_path(self, node: ValuePath) -> ColumnElement[bool]:
+        raise InvalidFilter(f"{node.attr_path.attr} has no values to filter by [].")
+
+    def _compare(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
+        raise NotImplementedError
+
+    def _text(
+        self, column: ColumnElement[Any], op: str, value: Any, case_exact: bool, searched: bool
+    ) -> ColumnElement[bool]:
+        if not isinstance(value, str) or op not in _TEXT_OPS:
+            raise InvalidFilter(f"{op} compares a string attribute with a string.")
+        compared = self.backend.text_compare(column, op, value, case_exact)
+        terms = search_terms(value)
+        if op in ("co", "sw", "ew") and searched and not case_exact and terms:
+            # The trigram index finds the candidates; the comparison decides.
+            return and_(self.backend.search_condition(terms), compared)
+        return compared
+
+    def _meta(
+        self,
+        sub: str | None,
+        op: str,
+        value: Any,
+        created: ColumnElement[Any],
+        modified: ColumnElement[Any],
+    ) -> ColumnElement[bool]:
+        if op not in ("eq", "gt", "ge", "lt", "le"):
+            raise InvalidFilter(f"meta.{sub} compares as a date with eq, gt, ge, lt or le.")
+        return _ordered(created if sub == "created" else modified, op, _datetime(value))
+
+
+class UserFilter(_Filter):
+    """Compiles a filter on Users."""
+
+    def _value_path(self, node: ValuePath) -> ColumnElement[bool]:
+        attr, _ = _attribute(node.attr_path)
+        wanted = node.val_filter
+        if (
+            attr == "emails"
+            and isinstance(wanted, Comparison)
+            and wanted.attr_path.attr.lower() == "value"
+            and wanted.op is CompareOperator.eq
+            and isinstance(wanted.value, str)
+        ):
+            return _email_probe(email_key(wanted.value))  # emails[value eq "..."]
+        slots = _MULTI.get(attr)
+        if slots is None:
+            return super()._value_path(node)
+        return or_(
+            *(and_(slot.value.is_not(None), self._slot(slot, node.val_filter)) for slot in slots)
+        )
+
+    # -- one attribute ---------------------------------------------------------------------
+
+    def _present(self, attr: str, sub: str | None) -> ColumnElement[bool]:
+        if attr in ("id", "username", "active", "meta", "roles"):
+            return true()
+        if attr in _MULTI:
+            return or_(*(_filled(slot.value) for slot in _MULTI[attr]))
+        if attr == "name" and sub is None:
+            return or_(*(_filled(_column(f)) for f in SIMPLE if f.scim and "name." in f.scim))
+        if attr == "enterprise:manager":
+            return personas.c.manager_persona_id.is_not(None)
+        if attr == "groups":
+            return exists().where(team_members.c.persona_id == personas.c.id)
+        declared = _SIMPLE_BY_KEY.get(f"{attr}.{sub}" if sub else attr)
+        if declared is None:
+            raise InvalidFilter(f"{_shown(attr, sub)} is not an attribute this server filters.")
+        return _filled(_column(declared))
+
+    def _compare(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
+        if op == "pr":
+            return self._present(attr, sub)
+        if op == "ne":
+            return _negated(self._compare(attr, sub, "eq", value))
+        if value is None:
+            if op != "eq":
+                raise InvalidFilter(f"{op} null is not a comparison.")
+            return _negated(self._present(attr, sub))
+        if attr == "id" and sub is None:
+            return _by_id(personas.c.id, op, value)
+        if attr == "username" and sub is None:
+            if not isinstance(value, str) or op not in _TEXT_OPS:
+                raise InvalidFilter("userName compares with a string.")
+            key = name_key(value) or ""
+            if op == "eq":
+                named = personas.c.user_name_key == key
+                found = _id(value)
+                if found is None:
+                    return named
+                # A persona with no userName and no email reads its id as its userName.
+                return or_(named, and_(personas.c.id == found, personas.c.user_name_key.is_(None)))
+            return self.backend.text_compare(personas.c.user_name_key, op, key, True)
+        if attr == "active" and sub is None:
+            if op != "eq" or not isinstance(value, bool):
+                raise InvalidFilter("active compares with eq and true or false.")
+            is_active = personas.c.status == "active"
+            return is_active if value else not_(is_active)
+        if attr == "meta" and sub in ("created", "lastmodified"):
+            return self._meta(sub, op, value, personas.c.created_at, _last_modified())
+        if attr == "meta" and sub == "resourcetype":
+            return true() if op == "eq" and value == "User" else false()
+        if attr == "emails" and sub in (None, "value") and op == "eq" and isinstance(value, str):
+            return _email_probe(email_key(value))
+        if attr in _MULTI and sub in (None, "value", "type"):
+            return or_(
+                *(
+                    and_(slot.value.is_not(None), self._slot_compare(slot, sub, op, value))
+                    for slot in _MULTI[attr]
+                )
+            )
+        if attr == "roles" and sub in (None, "value"):
+            named = self._text(roles.c.name, op, value, case_exact=False, searched=False)
+            return exists().where(roles.c.id == personas.c.role_id, named)
+        if attr == "groups" and sub in (None, "value"):
+            member = _by_id(team_members.c.team_id, op, value)
+            return exists().where(team_members.c.persona_id == personas.c.id, member)
+        if attr == "enterprise:manager" and sub in (None, "value"):
+            return _by_id(personas.c.manager_persona_id, op, value)
+        declared = _SIMPLE_BY_KEY.get(f"{attr}.{sub}" if sub else attr)
+        if declared is None:
+            raise InvalidFilter(f"{_shown(attr, sub)} is not an attribute this server filters.")
+        column = _column(declared)
+        if op == "eq" and declared.name in _KEYED and isinstance(value, str):
+            key_column, key_of = _KEYED[declared.name]
+            return key_column == key_of(value)
+        return self._text(column, op, value, declared.scim_case_exact, declared.searched)
+
+    def _slot(self, slot: _Slot, node: FilterNode) -> ColumnElement[bool]:
+        """A value filter (``emails[...]``) on one of the attribute's values."""
+        if isinstance(node, LogicalExpr):
+            parts = [self._slot(slot, term) for term in node.terms]
+            return and_(*parts) if node.op is LogicalOperator.and_ else or_(*parts)
+        if isinstance(node, Not):
+            return _negated(self._slot(slot, node.expr))
+        if isinstance(node, Present):
+            sub = node.attr_path.attr.lower()
+            return _filled(slot.value) if sub == "value" else true()
+        if not isinstance(node, Comparison):
+            raise InvalidFilter("Value filters do not nest.")
+        return self._slot_compare(slot, node.attr_path.attr.lower(), str(node.op.value), node.value)
+
+    def _slot_compare(
+        self, slot: _Slot, sub: str | None, op: str, value: Any
+    ) -> ColumnElement[bool]:
+        if op == "pr":
+            return _filled(slot.value) if sub in (None, "value") else true()
+        if op == "ne":
+            return _negated(self._slot_compare(slot, sub, "eq", value))
+        if sub in (None, "value"):
+            if op == "eq" and slot.key is not None and isinstance(value, str):
+                key_column, key_of = slot.key
+                return key_column == key_of(value)
+            return self._text(slot.value, op, value, case_exact=False, searched=slot.searched)
+        if sub == "type":
+            if not isinstance(value, str) or op not in _TEXT_OPS:
+                raise InvalidFilter("type compares with a string.")
+            return true() if _python_text(slot.type, op, value.lower()) else false()
+        raise InvalidFilter(f"{sub} is not a sub-attribute this server filters.")
+
+
+class GroupFilter(_Filter):
+    """Compiles a filter on Groups (teams)."""
+
+    def _value_path(self, node: ValuePath) -> ColumnElement[bool]:
+        if _attribute(node.attr_path)[0] != "members":
+            return super()._value_path(node)
+        return self._members(node.val_filter)
+
+    def _members(self, node: FilterNode) -> ColumnElement[bool]:
+        """A value filter on members: their ``value`` (the persona's id)."""
+        if isinstance(node, LogicalExpr):
+            parts = [self._members(term) for term in node.terms]
+            return and_(*parts) if node.op is LogicalOperator.and_ else or_(*parts)
+        if isinstance(node, Not):
+            return _negated(self._members(node.expr))
+        if isinstance(node, Comparison) and node.attr_path.attr.lower() == "value":
+            return self._compare("members", "value", str(node.op.value), node.value)
+        raise InvalidFilter("members[...] filters by value eq an id.")
+
+    def _compare(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
+        if op == "ne":
+            return _negated(self._compare(attr, sub, "eq", value))
+        if attr == "id" and sub is None and op != "pr":
+            return _by_id(teams.c.id, op, value)
+        if attr == "members" and sub in (None, "value"):
+            if op == "pr":
+                return exists().where(team_members.c.team_id == teams.c.id)
+            member = _by_id(team_members.c.persona_id, op, value)
+            return exists().where(team_members.c.team_id == teams.c.id, member)
+        if attr == "meta" and sub in ("created", "lastmodified"):
+            return self._meta(sub, op, value, teams.c.created_at, teams.c.updated_at)
+        declared = _TEAM_BY_KEY.get(attr) if sub is None else None
+        if declared is None:
+            raise InvalidFilter(f"{_shown(attr, sub)} is not an attribute this server filters.")
+        column = teams.c[declared.name]
+        if op == "pr":
+            return _filled(column)
+        if value is None and op == "eq":
+            return _negated(_filled(column))
+        return self._text(column, op, value, declared.scim_case_exact, searched=False)
+
+
+_TEAM_BY_KEY = {f.scim.lower(): f for f in TEAM.values() if f.scim}
+
+
+def group_condition(text: str, backend: Backend) -> ColumnElement[bool]:
+    """The SQL condition of a filter on Groups; ``InvalidFilter`` (400) if it is not one
+    this server can evaluate."""
+    return GroupFilter(backend).condition(parse_filter(text))
+
+
+def _email_probe(key: str | None) -> ColumnElement[bool]:
+    """Personas with this email key, work or person's: two index probes, never a scan
+    (an OR across the joined tables would read every persona of the account)."""
+    if key is None:
+        return false()
+    by_work = select(personas.c.id).where(personas.c.work_email_key == key)
+    by_person = (
+        select(personas.c.id)
+        .join(persons, persons.c.id == personas.c.person_id)
+        .where(persons.c.email_key == key)
+    )
+    return personas.c.id.in_(union(by_work, by_person))
+
+
+def _column(declared: Field) -> ColumnElement[Any]:
+    table = persons if declared.name in PERSON else personas
+    return table.c[declared.name]
+
+
+def _filled(column: ColumnElement[Any]) -> ColumnElement[bool]:
+    return and_(column.is_not(None), column != "")
+
+
+def _negated(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """NOT, with an unknown (a null compared) taken as false first."""
+    return not_(func.coalesce(condition, false()))
+
+
+def _last_modified() -> ColumnElement[Any]:
+    return case(
+        (personas.c.updated_at > persons.c.updated_at, personas.c.updated_at),
+        else_=persons.c.updated_at,
+    )
+
+
+def _ordered(column: ColumnElement[Any], op: str, value: Any) -> ColumnElement[bool]:
+    return compare_ordered(column, op, literal(value, type_=column.type))
+
+
+def _by_id(column: ColumnElement[Any], op: str, value: object) -> ColumnElement[bool]:
+    if op != "eq":
+        raise InvalidFilter("Ids compare with eq.")
+    found = _id(value)
+    return false() if found is None else column == found
+
+
+def _shown(attr: str, sub: str | None) -> str:
+    return f"{attr}.{sub}" if sub else attr
+
+
+def _python_text(held: str, op: str, value: str) -> bool:
+    return {
+        "eq": held == value,
+        "co": value in held,
+        "sw": held.startswith(value),
+        "ew": held.endswith(value),
+        "gt": held > value,
+        "ge": held >= value,
+        "lt": held < value,
+        "le": held <= value,
+    }[op]
+
+
+def user_condition(text: str, backend: Backend) -> ColumnElement[bool]:
+    """The SQL condition of a filter on Users; ``InvalidFilter`` (400) if it is not one
+    this server can evaluate."""
+    return UserFilter(backend).condition(parse_filter(text))
+
+
+# -- value filters on one resource (PATCH paths) -------------------------------------------
+
+
+def matches(node: FilterNode, value: Mapping[str, Any]) -> bool:
+    """Whether one value of a multi-valued attribute (its keys in lower case) meets a
+    value filter. Strings compare without case, as the sub-attributes Roster keeps
+    (type, value of emails and phone numbers, members' value) are not case-exact."""
+    if isinstance(node, LogicalExpr):
+        found = [matches(term, value) for term in node.terms]
+        return all(found) if node.op is LogicalOperator.and_ else any(found)
+    if isinstance(node, Not):
+        return not matches(node.expr, value)
+    if isinstance(node, Present):
+        return value.get(node.attr_path.attr.lower()) not in (None, "", [])
+    if not isinstance(node, Comparison):
+        raise InvalidFilter("Value filters do not nest.")
+    held = value.get(node.attr_path.attr.lower())
+    op, wanted = str(node.op.value), node.value
+    if op == "pr":
+        return held not in (None, "", [])
+    if op == "ne":
+        return not _equal(held, wanted)
+    if op == "eq":
+        return _equal(held, wanted)
+    if isinstance(held, str) and isinstance(wanted, str) and op in _TEXT_OPS:
+        return _python_text(held.lower(), op, wanted.lower())
+    return False
+
+
+def _equal(held: object, wanted: object) -> bool:
+    if isinstance(held, str) and isinstance(wanted, str):
+        return held.lower() == wanted.lower()
+    if isinstance(wanted, bool) and isinstance(held, str):
+        return held.lower() == str(wanted).lower()
+    return held == wanted
+
+
+# -- sortBy (RFC 7644 §3.4.2.3) ---------------------------------------------------------------
+
+_USER_SORT: dict[str, ColumnElement[Any]] = {
+    "id": personas.c.id,
+    "username": personas.c.user_name_key,
+    "name.givenname": persons.c.first_name_key,
+    "name.familyname": persons.c.last_name_key,
+    "meta.created": personas.c.created_at,
+    "meta.lastmodified": _last_modified(),
+    "active": personas.c.status,
+    **{
+        key: _column(f) if f.scim_case_exact else func.lower(_column(f))
+        for key, f in _SIMPLE_BY_KEY.items()
+        if key not in ("name.givenname", "name.familyname", "username")
+    },
+}
+_GROUP_SORT: dict[str, ColumnElement[Any]] = {
+    "id": teams.c.id,
+    "meta.created": teams.c.created_at,
+    "meta.lastmodified": teams.c.updated_at,
+    **{
+        key: teams.c[f.name] if f.scim_case_exact else func.lower(teams.c[f.name])
+        for key, f in _TEAM_BY_KEY.items()
+    },
+}
+
+
+def _sort(
+    table: Mapping[str, ColumnElement[Any]], by: object, order: object
+) -> list[ColumnElement[Any]]:
+    if by in (None, ""):
+        return []
+    if not isinstance(by, str):
+        raise ScimInvalid("sortBy must be an attribute's name.")
+    try:
+        attr, sub = _attribute(attribute_path(by))
+    except InvalidFilter:
+        attr, sub = "", None
+    column = table.get(f"{attr}.{sub}" if sub else attr)
+    if column is None:
+        raise ScimInvalid(f"sortBy {by[:64]!r} is not a simple attribute this server sorts by.")
+    if order not in (None, "", "ascending", "descending"):
+        raise ScimInvalid("sortOrder must be ascending or descending.")
+    ordered = column.desc() if order == "descending" else column.asc()
+    return [ordered.nulls_last()]
+
+
+def user_sort(by: object, order: object) -> list[ColumnElement[Any]]:
+    """The order ``sortBy`` and ``sortOrder`` ask of Users (absent values last)."""
+    return _sort(_USER_SORT, by, order)
+
+
+def group_sort(by: object, order: object) -> list[ColumnElement[Any]]:
+    """The order ``sortBy`` and ``sortOrder`` ask of Groups (absent values last)."""
+    return _sort(_GROUP_SORT, by, order)
+
+
+def attribute_path(text: str) -> AttrPath:
+    """An attribute path (``name.familyName``, with or without its schema's URN)."""
+    try:
+        parsed = Path(text).ast
+    except (InvalidPathException, ValueError):
+        raise InvalidFilter(f"{text[:64]!r} is not an attribute path.") from None
+    if not isinstance(parsed, AttrPath):
+        raise InvalidFilter(f"{text[:64]!r} is not an attribute path.")
+    return parsed

@@ -1,0 +1,295 @@
+"""The SCIM User (RFC 7643 §4.1 and the enterprise extension §4.3) as Roster's persona:
+how one is rendered from a :class:`UserRow`, and how a resource a client sends becomes the
+person and persona fields of one write. The simple attributes come from the field
+declarations (``Field.scim``); the multi-valued ones are mapped here (spec/scim.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from roster.api.scim.errors import ScimInvalid
+from roster.core.fields import PERSON, PERSONA, Field
+from roster.core.matching import email_key
+from roster.core.people.persona_rows import PERSON_AT
+from roster.core.people.user_rows import UserRow
+from roster.errors import Naming
+
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+USER_SCHEMAS = (USER_SCHEMA, ENTERPRISE_SCHEMA)
+
+#: The simple attributes: each declared field that names its SCIM attribute.
+SIMPLE: tuple[Field, ...] = tuple(f for f in (*PERSON.values(), *PERSONA.values()) if f.scim)
+#: The sub-attributes of ``name`` (the core schema's only complex simple attribute).
+NAME_PARTS = tuple(f for f in SIMPLE if f.scim and f.scim.startswith("name."))
+
+#: SCIM's name for each core field a SCIM error may blame.
+_SCIM_NAMES = {
+    **{f.name: f.scim for f in SIMPLE if f.scim},
+    "email_address": "emails",
+    "phone_number": "phoneNumbers",
+    "work_number": "phoneNumbers",
+    "role_name": "roles",
+    "status": "active",
+    "manager_persona_id": "manager",
+}
+
+
+def scim_name(name: str) -> str:
+    """A field's SCIM name, for errors (``Naming``)."""
+    return _SCIM_NAMES.get(name, name)
+
+
+SCIM_NAMING: Naming = scim_name
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _person(user: UserRow, name: str) -> Any:
+    return user.row.person[PERSON_AT[name]]
+
+
+def _persona(user: UserRow, name: str) -> Any:
+    return user.row.persona_value(name)
+
+
+def _value(user: UserRow, declared: Field) -> Any:
+    return (
+        _person(user, declared.name) if declared.name in PERSON else _persona(user, declared.name)
+    )
+
+
+def user_name(user: UserRow) -> str:
+    """Its userName: as written, else its work email, else its person's, else its id."""
+    found = (
+        _persona(user, "user_name")
+        or _persona(user, "email_address")
+        or _person(user, "email_address")
+    )
+    return str(found or user.row.persona_id)
+
+
+def last_modified(user: UserRow) -> datetime:
+    changed: datetime = max(user.row.persona[-1], user.row.person[-1])
+    return changed
+
+
+def version(user: UserRow) -> str:
+    """The weak ETag: a digest of when the persona and its person last changed."""
+    moments = f"{user.row.persona[-1].isoformat()}|{user.row.person[-1].isoformat()}"
+    return 'W/"' + hashlib.sha256(moments.encode()).hexdigest()[:20] + '"'
+
+
+def render_user(user: UserRow, base_url: str) -> dict[str, Any]:
+    """The User resource of a persona."""
+    persona_id = str(user.row.persona_id)
+    resource: dict[str, Any] = {"schemas": [USER_SCHEMA], "id": persona_id}
+    enterprise: dict[str, Any] = {}
+    name: dict[str, Any] = {}
+    for declared in SIMPLE:
+        value = _value(user, declared)
+        if value is None:
+            continue
+        assert declared.scim is not None
+        if declared.scim_enterprise:
+            enterprise[declared.scim] = value
+        elif declared.scim.startswith("name."):
+            name[declared.scim.removeprefix("name.")] = value
+        else:
+            resource[declared.scim] = value
+    resource["userName"] = user_name(user)
+    if name:
+        parts = (name.get("honorificPrefix"), name.get("givenName"), name.get("middleName"))
+        formatted = " ".join(p for p in (*parts, name.get("familyName")) if p)
+        resource["name"] = {**name, "formatted": formatted}
+    resource["active"] = _persona(user, "status") == "active"
+    work, own = _persona(user, "email_address"), _person(user, "email_address")
+    emails = []
+    if work:
+        emails.append({"value": work, "type": "work"})
+    if own and email_key(own) != email_key(work):
+        emails.append({"value": own, "type": "other"})
+    if emails:
+        resource["emails"] = emails
+    phones = []
+    if work_number := _persona(user, "work_number"):
+        phones.append({"value": work_number, "type": "work"})
+    if mobile := _person(user, "phone_number"):
+        phones.append({"value": mobile, "type": "mobile"})
+    if phones:
+        resource["phoneNumbers"] = phones
+    resource["roles"] = [{"value": user.role_name}]
+    if user.teams:
+        resource["groups"] = [
+            {"value": str(team_id), "display": team_name, "type": "direct"}
+            for team_id, team_name in user.teams
+        ]
+    if user.manager_id is not None:
+        manager = {"value": str(user.manager_id)}
+        if user.manager_name:
+            manager["displayName"] = user.manager_name
+        enterprise["manager"] = manager
+    if enterprise:
+        resource["schemas"].append(ENTERPRISE_SCHEMA)
+        resource[ENTERPRISE_SCHEMA] = enterprise
+    resource["meta"] = {
+        "resourceType": "User",
+        "created": timestamp(user.row.persona[-2]),
+        "lastModified": timestamp(last_modified(user)),
+        "location": f"{base_url}/Users/{persona_id}",
+        "version": version(user),
+    }
+    return resource
+
+
+# -- what a client sends ------------------------------------------------------------------
+
+
+def folded(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """The resource's keys in lower case (SCIM's attribute names ignore case), nested
+    objects too; values of multi-valued attributes keep their own keys folded."""
+    out: dict[str, Any] = {}
+    for key, value in resource.items():
+        if isinstance(value, Mapping):
+            value = folded(value)
+        elif isinstance(value, list):
+            value = [folded(v) if isinstance(v, Mapping) else v for v in value]
+        out[str(key).lower()] = value
+    return out
+
+
+def invalid(message: str) -> ScimInvalid:
+    return ScimInvalid(message)
+
+
+def boolean(value: object, attribute: str) -> bool:
+    """A SCIM boolean, or the strings IdPs send for one (Entra's ``"False"``)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise invalid(f"{attribute} must be a boolean.")
+
+
+def _text(declared: Field, value: object) -> Any:
+    if value is None:
+        return None
+    return declared.check(value)
+
+
+def _multi(resource: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    values = resource.get(key)
+    if values is None:
+        return []
+    if isinstance(values, Mapping):
+        values = [values]
+    if not isinstance(values, list) or not all(isinstance(v, Mapping) for v in values):
+        raise invalid(f"{key} must be a list of objects.")
+    return [dict(v) for v in values]
+
+
+def _typed(values: list[dict[str, Any]], wanted: str) -> dict[str, Any] | None:
+    for value in values:
+        if str(value.get("type") or "").lower() == wanted:
+            return value
+    return None
+
+
+def _others(values: list[dict[str, Any]], wanted: str) -> dict[str, Any] | None:
+    """The primary value not of type ``wanted``, else the first one."""
+    others = [v for v in values if str(v.get("type") or "").lower() != wanted]
+    primaries = [v for v in others if v.get("primary") in (True, "true", "True")]
+    found = primaries or others
+    return found[0] if found else None
+
+
+def _item_value(item: dict[str, Any] | None, declared: Field) -> Any:
+    if item is None:
+        return None
+    return _text(declared, item.get("value"))
+
+
+@dataclass
+class UserWrite:
+    """What a User resource sets: person and persona fields (absent ones cleared, but the
+    person's email and phone, which change only when given), and its manager."""
+
+    person: dict[str, Any] = field(default_factory=dict)
+    persona: dict[str, Any] = field(default_factory=dict)
+    manager: uuid.UUID | None = None
+
+
+def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
+    """The write a User resource describes; ``ScimInvalid`` (400) for a value the field's
+    declared rules refuse, naming it as SCIM does."""
+    schemas = resource.get("schemas")
+    if schemas is not None:
+        if not isinstance(schemas, list) or not all(isinstance(s, str) for s in schemas):
+            raise invalid("schemas must be a list of schema URNs.")
+        unknown = [s for s in schemas if s not in USER_SCHEMAS]
+        if unknown:
+            raise invalid(f"Unknown schema {unknown[0]!r}: this server knows {USER_SCHEMA}.")
+    sent = folded(resource)
+    enterprise = sent.get(ENTERPRISE_SCHEMA.lower())
+    if enterprise is not None and not isinstance(enterprise, Mapping):
+        raise invalid(f"{ENTERPRISE_SCHEMA} must be an object.")
+    enterprise = enterprise or {}
+    name = sent.get("name") or {}
+    if not isinstance(name, Mapping):
+        raise invalid("name must be an object.")
+    written = UserWrite()
+    for declared in SIMPLE:
+        assert declared.scim is not None
+        key = declared.scim.lower()
+        if declared.scim_enterprise:
+            value = enterprise.get(key)
+        elif key.startswith("name."):
+            value = name.get(key.removeprefix("name."))
+        else:
+            value = sent.get(key)
+        target = written.person if declared.name in PERSON else written.persona
+        target[declared.name] = _text(declared, value)
+    if not written.persona["user_name"]:
+        raise invalid("userName is required.")
+    if "active" in sent and sent["active"] is not None:
+        written.persona["status"] = "active" if boolean(sent["active"], "active") else "deactivated"
+    emails = _multi(sent, "emails")
+    work = _item_value(_typed(emails, "work"), PERSONA["email_address"])
+    own = _item_value(_others(emails, "work"), PERSON["email_address"])
+    written.persona["email_address"] = work
+    if own or (creating and work):
+        # A new User joins the person holding its email (its own, else its work one).
+        written.person["email_address"] = own or work
+    phones = _multi(sent, "phonenumbers")
+    written.persona["work_number"] = _item_value(_typed(phones, "work"), PERSONA["work_number"])
+    mobile = _item_value(_others(phones, "work"), PERSON["phone_number"])
+    if mobile:
+        written.person["phone_number"] = mobile
+    roles = _multi(sent, "roles")
+    if roles:
+        # One role: the primary, else the last given (a PATCH ``add`` appends the new one).
+        role = next((r for r in roles if r.get("primary") in (True, "true", "True")), roles[-1])
+        if not isinstance(role.get("value"), str):
+            raise invalid("roles[].value must be a role's name.")
+        written.persona["role_name"] = role["value"]
+    manager = enterprise.get("manager")
+    if isinstance(manager, Mapping):
+        manager = manager.get("value")
+    if manager not in (None, ""):
+        try:
+            written.manager = uuid.UUID(str(manager))
+        except ValueError:
+            raise invalid("manager.value must be the id of a User of this account.") from None
+    written.persona["manager_persona_id"] = written.manager
+    return written

@@ -1,0 +1,195 @@
+"""Teams as directory groups (SCIM's Groups): found by a condition a door built over
+``teams``, read with or without their members, renamed, and changed one member at a
+time. A change of members touches those members' rows and the team's own row only, never
+the whole list, so a team of 100,000 members changes as fast as one of ten.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, true, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from roster.core.clock import now
+from roster.core.people.personas import require_personas
+from roster.core.people.teams_and_budgets import TEAMS
+from roster.db.backends import backend_for
+from roster.db.tables import personas, persons, team_members, teams
+from roster.errors import NotFound
+
+
+@dataclass
+class TeamRow:
+    id: uuid.UUID
+    name: str
+    external_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    #: (persona id, name to show), when read with its members.
+    members: list[tuple[uuid.UUID, str]] | None = field(default=None)
+
+
+_TEAM_COLUMNS = (
+    teams.c.id,
+    teams.c.name,
+    teams.c.scim_external_id,
+    teams.c.created_at,
+    teams.c.updated_at,
+)
+
+
+def _shown_name() -> ColumnElement[Any]:
+    """How a member is named: its display name, else its person's first and last names."""
+    return func.coalesce(
+        personas.c.display_name,
+        func.trim(
+            func.coalesce(persons.c.first_name, "") + " " + func.coalesce(persons.c.last_name, "")
+        ),
+    )
+
+
+async def _with_members(conn: AsyncConnection, found: list[TeamRow]) -> None:
+    by_id = {team.id: team for team in found}
+    for team in found:
+        team.members = []
+    if not by_id:
+        return
+    rows = await conn.execute(
+        select(team_members.c.team_id, personas.c.id, _shown_name())
+        .join(personas, personas.c.id == team_members.c.persona_id)
+        .join(persons, persons.c.id == personas.c.person_id)
+        .where(team_members.c.team_id.in_(list(by_id)))
+        .order_by(team_members.c.team_id, personas.c.seq)
+    )
+    for team_id, persona_id, shown in rows:
+        members = by_id[team_id].members
+        assert members is not None
+        members.append((persona_id, shown))
+
+
+async def team_page(
+    conn: AsyncConnection,
+    account_id: str,
+    condition: ColumnElement[bool] | None,
+    offset: int,
+    limit: int,
+    *,
+    members: bool,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    order: Sequence[ColumnElement[Any]] = (),
+) -> tuple[int, list[TeamRow]]:
+    """How many of the account's teams meet ``condition``, and ``limit`` of them from
+    ``offset`` (or after the team at ``after``: its created_at and id) in the order they
+    were created (after ``order``); their members only if ``members``."""
+    where = and_(teams.c.account_id == account_id, true() if condition is None else condition)
+    total = await conn.scalar(select(func.count()).select_from(teams).where(where))
+    rest = where
+    if after is not None:
+        at, last = after
+        later = or_(teams.c.created_at > at, and_(teams.c.created_at == at, teams.c.id > last))
+        rest = and_(where, later)
+    found: list[TeamRow] = []
+    if limit > 0:
+        rows = await conn.execute(
+            select(*_TEAM_COLUMNS)
+            .where(rest)
+            .order_by(*order, teams.c.created_at, teams.c.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        found = [TeamRow(*row) for row in rows]
+    if members:
+        await _with_members(conn, found)
+    return total or 0, found
+
+
+async def team_row(
+    conn: AsyncConnection, account_id: str, team_id: uuid.UUID, *, members: bool = True
+) -> TeamRow:
+    """One team of the account; ``NotFound`` if there is none."""
+    row = (
+        await conn.execute(
+            select(*_TEAM_COLUMNS).where(teams.c.id == team_id, teams.c.account_id == account_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"There is no team {team_id} in account {account_id!r}.")
+    team = TeamRow(*row)
+    if members:
+        await _with_members(conn, [team])
+    return team
+
+
+async def external_id_holder(
+    conn: AsyncConnection, account_id: str, external_id: str | None, other_than: uuid.UUID | None
+) -> bool:
+    """Whether another team of the account has this external id."""
+    if not external_id:
+        return False
+    statement = select(teams.c.id).where(
+        teams.c.account_id == account_id, teams.c.scim_external_id == external_id
+    )
+    if other_than is not None:
+        statement = statement.where(teams.c.id != other_than)
+    return await conn.scalar(statement.limit(1)) is not None
+
+
+async def add_team(
+    conn: AsyncConnection,
+    account_id: str,
+    values: Mapping[str, Any],
+    members: Collection[uuid.UUID],
+) -> uuid.UUID:
+    """A new team of the account with these fields and members (each a persona of the
+    account, else ``NotFound``)."""
+    team_id, _ = await TEAMS.create(conn, account_id, dict(values), None, list(members))
+    return team_id
+
+
+async def change_team(
+    conn: AsyncConnection,
+    account_id: str,
+    team_id: uuid.UUID,
+    values: Mapping[str, Any],
+    *,
+    added: Collection[uuid.UUID] = (),
+    removed: Collection[uuid.UUID] = (),
+    all_removed: bool = False,
+) -> None:
+    """Change a team's fields and members: remove every member (``all_removed``) or
+    these, then add these (each a persona of the account, else ``NotFound``). Only the
+    rows of the members named are touched; the team's ``updated_at`` moves."""
+    await TEAMS.require(conn, account_id, team_id)
+    adding = list(dict.fromkeys(added))
+    await require_personas(conn, account_id, adding)
+    if all_removed:
+        await conn.execute(delete(team_members).where(team_members.c.team_id == team_id))
+    else:
+        leaving = list(dict.fromkeys(removed))
+        for start in range(0, len(leaving), 10_000):  # under the limit on bound parameters
+            await conn.execute(
+                delete(team_members).where(
+                    team_members.c.team_id == team_id,
+                    team_members.c.persona_id.in_(leaving[start : start + 10_000]),
+                )
+            )
+    if adding:
+        await conn.execute(
+            backend_for(conn).insert(team_members).on_conflict_do_nothing(),
+            [{"team_id": team_id, "persona_id": persona_id} for persona_id in adding],
+        )
+    await conn.execute(
+        update(teams).where(teams.c.id == team_id).values(**values, updated_at=now())
+    )
+
+
+async def remove_team(conn: AsyncConnection, account_id: str, team_id: uuid.UUID) -> None:
+    """Delete a team of the account, with its memberships."""
+    await TEAMS.require(conn, account_id, team_id)
+    await conn.execute(delete(team_members).where(team_members.c.team_id == team_id))
+    await conn.execute(delete(teams).where(teams.c.id == team_id))

@@ -1,0 +1,173 @@
+"""Personas read as directory users (SCIM's Users): a ROW with its role's name, its manager
+and its teams, found by a condition a door built over the persona and person tables.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, select, true
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from roster.core.matching import name_key
+from roster.core.people.persona_rows import ROW_COLUMNS, PersonaRow, persona_not_found
+from roster.db.backends import backend_for
+from roster.db.tables import personas, persons, roles, team_members, teams
+
+_manager = personas.alias("manager")
+_manager_person = persons.alias("manager_person")
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """A persona with what a user resource shows beside its fields."""
+
+    row: PersonaRow
+    role_name: str
+    #: Its manager, when that persona is still in the account: id and name to show.
+    manager_id: uuid.UUID | None
+    manager_name: str | None
+    #: Its place in the account's list (a cursor's position).
+    position: int = 0
+    #: Its teams: (id, name), by name.
+    teams: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+
+
+def _users_select() -> Select[Any]:
+    return select(
+        *ROW_COLUMNS,
+        personas.c.seq,
+        roles.c.name,
+        _manager.c.id,
+        func.coalesce(
+            _manager.c.display_name,
+            func.trim(
+                func.coalesce(_manager_person.c.first_name, "")
+                + " "
+                + func.coalesce(_manager_person.c.last_name, "")
+            ),
+        ),
+    ).select_from(
+        personas.join(persons, persons.c.id == personas.c.person_id)
+        .join(roles, roles.c.id == personas.c.role_id)
+        .outerjoin(
+            _manager,
+            and_(
+                _manager.c.id == personas.c.manager_persona_id,
+                _manager.c.account_id == personas.c.account_id,
+            ),
+        )
+        .outerjoin(_manager_person, _manager_person.c.id == _manager.c.person_id)
+    )
+
+
+async def _with_teams(conn: AsyncConnection, found: Sequence[Sequence[Any]]) -> list[UserRow]:
+    width = len(ROW_COLUMNS)
+    users = [
+        UserRow(PersonaRow.of(row), row[width + 1], row[width + 2], row[width + 3], row[width])
+        for row in found
+    ]
+    if users:
+        by_persona = {user.row.persona_id: user for user in users}
+        for persona_id, team_id, name in await conn.execute(
+            select(team_members.c.persona_id, teams.c.id, teams.c.name)
+            .join(teams, teams.c.id == team_members.c.team_id)
+            .where(team_members.c.persona_id.in_(list(by_persona)))
+            .order_by(teams.c.name, teams.c.id)
+        ):
+            by_persona[persona_id].teams.append((team_id, name))
+    return users
+
+
+async def user_page(
+    conn: AsyncConnection,
+    account_id: str,
+    condition: ColumnElement[bool] | None,
+    offset: int,
+    limit: int,
+    after: int | None = None,
+    order: Sequence[ColumnElement[Any]] = (),
+) -> tuple[int, list[UserRow]]:
+    """How many of the account's personas meet ``condition`` (over ``personas`` and
+    ``persons``), and ``limit`` of them from ``offset`` (or after the ``position``
+    ``after``), in ``order`` and then the order they were created."""
+    where = and_(personas.c.account_id == account_id, true() if condition is None else condition)
+    rest = where if after is None else and_(where, personas.c.seq > after)
+    total = await conn.scalar(
+        select(func.count())
+        .select_from(personas.join(persons, persons.c.id == personas.c.person_id))
+        .where(where)
+    )
+    rows: list[Sequence[Any]] = []
+    if limit > 0:
+        statement = (
+            _users_select().where(rest).order_by(*order, personas.c.seq).offset(offset).limit(limit)
+        )
+        rows = list(await conn.execute(statement))
+    return total or 0, await _with_teams(conn, rows)
+
+
+async def user_rows(
+    conn: AsyncConnection, account_id: str, persona_ids: Collection[uuid.UUID]
+) -> list[UserRow]:
+    """These personas of the account, as users (others left out)."""
+    found = await conn.execute(
+        _users_select().where(
+            personas.c.account_id == account_id, personas.c.id.in_(list(persona_ids))
+        )
+    )
+    return await _with_teams(conn, list(found))
+
+
+async def user_row(conn: AsyncConnection, account_id: str, persona_id: uuid.UUID) -> UserRow:
+    """One persona of the account as a user; ``NotFound`` if there is none."""
+    found = await user_rows(conn, account_id, [persona_id])
+    if not found:
+        raise persona_not_found(account_id, persona_id)
+    return found[0]
+
+
+async def lock_unique_values(
+    conn: AsyncConnection, account_id: str, values: Mapping[str, str | None]
+) -> None:
+    """Hold, until the transaction ends, the writers' locks of these values of the
+    account (by name: ``user_name``, ``scim_external_id``, ``team_external_id``), so
+    that two writers of one value take turns between checking it and writing it."""
+    keys = sorted(
+        zlib.crc32(f"{name}:{account_id}:{value}".encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
+        for name, value in values.items()
+        if value
+    )
+    if keys:
+        await backend_for(conn).lock_for_writing(conn, keys)
+
+
+async def user_name_holder(
+    conn: AsyncConnection,
+    account_id: str,
+    user_name: str | None,
+    external_id: str | None,
+    other_than: uuid.UUID | None = None,
+) -> str | None:
+    """Which of these the account's other personas already hold: ``user_name`` (compared
+    by its key, with every persona's userName: its own, else its emails) or
+    ``scim_external_id`` (as sent); ``None`` if neither."""
+    checks = (
+        ("user_name", personas.c.user_name_key, name_key(user_name)),
+        ("scim_external_id", personas.c.scim_external_id, external_id),
+    )
+    for name, column, value in checks:
+        if not value:
+            continue
+        statement = select(personas.c.id).where(
+            personas.c.account_id == account_id, column == value
+        )
+        if other_than is not None:
+            statement = statement.where(personas.c.id != other_than)
+        if await conn.scalar(statement.limit(1)) is not None:
+            return name
+    return None

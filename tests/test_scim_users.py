@@ -1,0 +1,331 @@
+"""SCIM Users (spec/scim.md) on both backends: discovery, create, read, filter, page,
+replace, PATCH (with Entra's and Okta's quirks), ETags, delete, and SCIM's error body."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.factories import Client, Directory
+from tests.scim import ACCOUNT, BASE, ENTERPRISE, ERROR, PATCH, USER, Scim
+
+
+@pytest.fixture
+async def caller(directory: Directory) -> Client:
+    await directory.account(ACCOUNT)
+    await directory.account("OTHER")
+    return await directory.client([ACCOUNT])
+
+
+@pytest.fixture
+def scim(client: httpx.AsyncClient, caller: Client) -> Scim:
+    return Scim(client, caller)
+
+
+def ann(**more: Any) -> dict[str, Any]:
+    return {
+        "userName": "ann.lee@example.com",
+        "externalId": "ext-ann",
+        "name": {"givenName": "Ann", "familyName": "Lee"},
+        "emails": [{"value": "ann.lee@example.com", "type": "work", "primary": True}],
+        "active": True,
+        **more,
+    }
+
+
+async def test_discovery_states_what_is_served(scim: Scim) -> None:
+    config = await scim("GET", "/ServiceProviderConfig")
+    assert config["patch"] == {"supported": True}
+    assert config["filter"] == {"supported": True, "maxResults": 1000}
+    assert config["etag"] == {"supported": True}
+    assert config["bulk"]["supported"] is True
+    assert config["sort"] == {"supported": True}
+    types = await scim("GET", "/ResourceTypes")
+    assert [t["id"] for t in types["Resources"]] == ["User", "Group"]
+    schemas = await scim("GET", "/Schemas")
+    ids = [s["id"] for s in schemas["Resources"]]
+    assert ids == [USER, ENTERPRISE, "urn:ietf:params:scim:schemas:core:2.0:Group"]
+    user = await scim("GET", f"/Schemas/{USER}")
+    names = {a["name"] for a in user["attributes"]}
+    assert {"userName", "name", "emails", "active", "externalId", "displayName"} <= names
+    assert "password" not in names
+    await scim("GET", "/Schemas/urn:nope", expect=404)
+
+
+async def test_errors_are_scim_errors_including_auth(
+    client: httpx.AsyncClient, scim: Scim, directory: Directory
+) -> None:
+    missing = await client.get(f"{BASE}/Users")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert missing.json()["schemas"] == [ERROR]
+    wrong = await client.get(f"{BASE}/Users", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert wrong.json()["status"] == "401"
+    # An account the client does not reach reads as one that does not exist.
+    other = await client.get("/scim/v2/OTHER/Users", headers=scim.headers)
+    nowhere = await client.get("/scim/v2/NOWHERE/Users", headers=scim.headers)
+    assert other.status_code == nowhere.status_code == 404
+    assert other.json()["schemas"] == [ERROR]
+    await scim("GET", "/Users/not-an-id", expect=404)
+    await scim("GET", "/Nothing", expect=404)
+    not_allowed = await client.delete(f"{BASE}/ServiceProviderConfig", headers=scim.headers)
+    assert not_allowed.status_code == 405
+    assert not_allowed.json()["schemas"] == [ERROR]
+    assert not_allowed.headers["allow"] == "GET"
+    too_large = await client.post(
+        f"{BASE}/Users", content=b" " * (10 * 1024 * 1024 + 1), headers=scim.headers
+    )
+    assert too_large.status_code == 413
+    assert too_large.headers["content-type"] == "application/scim+json"
+    assert too_large.json()["status"] == "413"
+    bad = await client.post(f"{BASE}/Users", content=b"{", headers=scim.headers)
+    assert bad.status_code == 400
+    assert bad.json()["scimType"] == "invalidSyntax"
+    reader = await directory.client([ACCOUNT], scopes=("read",))
+    refused = await client.post(
+        f"{BASE}/Users", json=ann(), headers={"Authorization": f"Bearer {reader.api_key}"}
+    )
+    assert refused.status_code == 403
+    assert refused.json()["schemas"] == [ERROR]
+
+
+async def test_create_read_and_uniqueness(scim: Scim, client: httpx.AsyncClient) -> None:
+    created = await scim.create(**ann(displayName="Ann L.", title="CFO"))
+    assert created["userName"] == "ann.lee@example.com"
+    assert created["name"]["formatted"] == "Ann Lee"
+    assert created["active"] is True
+    assert created["title"] == "CFO"
+    assert created["roles"] == [{"value": "User"}]
+    assert created["meta"]["resourceType"] == "User"
+    assert created["meta"]["version"].startswith('W/"')
+    read = await scim("GET", f"/Users/{created['id']}")
+    assert read == created
+    clash = await scim("POST", "/Users", ann(), expect=409)
+    assert clash["scimType"] == "uniqueness"
+    # userName is unique without case; externalId with case.
+    upper = await scim("POST", "/Users", ann(userName="ANN.LEE@example.com", externalId="x"), 409)
+    assert upper["scimType"] == "uniqueness"
+    twin = await scim("POST", "/Users", {**ann(userName="other"), "emails": []}, 409)
+    assert "externalId" in twin["detail"]
+    await scim.create(userName="bob", externalId="EXT-ANN")
+    missing = await scim("POST", "/Users", {"schemas": [USER]}, expect=400)
+    assert missing["scimType"] == "invalidValue"
+    assert "userName" in missing["detail"]
+    unknown = await scim("POST", "/Users", {"schemas": ["urn:x"], "userName": "z"}, expect=400)
+    assert unknown["scimType"] == "invalidValue"
+    long = await scim("POST", "/Users", {"userName": "z" * 257}, expect=400)
+    assert "userName" in long["detail"]
+    role = await scim("POST", "/Users", {"userName": "r", "roles": [{"value": "Pilot"}]}, 400)
+    assert role["scimType"] == "invalidValue"
+
+
+async def test_filters_and_pages(scim: Scim) -> None:
+    made = {}
+    for given, family, email in (
+        ("Ann", "Lee", "ann@example.com"),
+        ("Bob", "Leeds", "bob@example.org"),
+        ("Cy", "Moss", "cy@example.com"),
+    ):
+        user = await scim.create(
+            userName=email.split("@")[0],
+            externalId=f"x-{given}",
+            name={"givenName": given, "familyName": family},
+            emails=[{"value": email, "type": "work"}],
+            active=given != "Cy",
+        )
+        made[given] = user["id"]
+
+    async def ids(filter_text: str) -> list[str]:
+        found = await scim("POST", "/Users/.search", {"filter": filter_text})
+        return sorted(r["id"] for r in found["Resources"])
+
+    def of(*names: str) -> list[str]:
+        return sorted(made[n] for n in names)
+
+    assert await ids('userName eq "ANN"') == of("Ann")
+    assert await ids('externalId eq "x-Ann"') == of("Ann")
+    assert await ids('externalId eq "X-ANN"') == []
+    assert await ids('name.familyName sw "lee"') == of("Ann", "Bob")
+    assert await ids('name.familyName ew "ds"') == of("Bob")
+    assert await ids('emails co "example.com"') == of("Ann", "Cy")
+    assert await ids('emails[type eq "work" and value ew ".org"]') == of("Bob")
+    assert await ids('emails.value eq "CY@example.com"') == of("Cy")
+    assert await ids("active eq false") == of("Cy")
+    assert await ids("not (active eq false) and name.givenName pr") == of("Ann", "Bob")
+    assert await ids('userName eq "ann" or userName eq "cy"') == of("Ann", "Cy")
+    assert await ids('urn:ietf:params:scim:schemas:core:2.0:User:UserName Eq "bob"') == of("Bob")
+    assert await ids('meta.created gt "2000-01-01T00:00:00Z"') == of("Ann", "Bob", "Cy")
+    assert await ids(f'id eq "{made["Bob"]}"') == of("Bob")
+    assert await ids("title pr") == []
+    bad = await scim("GET", "/Users?filter=userName%20eq", expect=400)
+    assert bad["scimType"] == "invalidFilter"
+    unknown = await scim("GET", '/Users?filter=shoeSize%20eq%20"9"', expect=400)
+    assert unknown["scimType"] == "invalidFilter"
+
+    page = await scim("GET", "/Users?startIndex=2&count=1")
+    assert page["totalResults"] == 3
+    assert page["startIndex"] == 2
+    assert page["itemsPerPage"] == 1
+    assert [r["id"] for r in page["Resources"]] == [made["Bob"]]
+    counted = await scim("GET", "/Users?count=0")
+    assert counted["totalResults"] == 3
+    assert counted["Resources"] == []
+    some = await scim("GET", "/Users?attributes=userName&count=1")
+    assert set(some["Resources"][0]) == {"id", "schemas", "userName"}
+    less = await scim("GET", f"/Users/{made['Ann']}?excludedAttributes=name,emails")
+    assert "name" not in less
+    assert "emails" not in less
+    assert less["userName"] == "ann"
+
+
+async def test_put_patch_etags_and_delete(scim: Scim) -> None:
+    user = await scim.create(**ann())
+    at = f"/Users/{user['id']}"
+    etag = user["meta"]["version"]
+    assert await scim("GET", at, headers={"If-None-Match": etag}, expect=304) is None
+    replaced = await scim("PUT", at, {**ann(), "name": {"givenName": "Anne"}, "title": "CEO"})
+    assert replaced["name"] == {"givenName": "Anne", "formatted": "Anne"}
+    assert replaced["title"] == "CEO"
+    assert replaced["meta"]["version"] != etag
+    stale = await scim("PUT", at, ann(), headers={"If-Match": etag}, expect=412)
+    assert stale["status"] == "412"
+    patched = await scim(
+        "PATCH",
+        at,
+        {
+            "schemas": [PATCH],
+            "Operations": [
+                {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "a@x.com"},
+                {"op": "replace", "value": {"name.familyName": "Lee-Ray", "displayName": "AL"}},
+                {"op": "Add", "path": f"{ENTERPRISE}:department", "value": "Finance"},
+                {"op": "replace", "path": "active", "value": "False"},
+            ],
+        },
+        headers={"If-Match": replaced["meta"]["version"]},
+    )
+    assert patched["emails"] == [
+        {"value": "a@x.com", "type": "work"},
+        {"value": "ann.lee@example.com", "type": "other"},
+    ]
+    assert patched["name"]["familyName"] == "Lee-Ray"
+    assert patched["displayName"] == "AL"
+    assert patched[ENTERPRISE]["department"] == "Finance"
+    assert patched["active"] is False
+    removed = await scim(
+        "PATCH",
+        at,
+        {"schemas": [PATCH], "Operations": [{"op": "remove", "path": "displayName"}]},
+    )
+    assert "displayName" not in removed
+    bad_path = await scim(
+        "PATCH",
+        at,
+        {"schemas": [PATCH], "Operations": [{"op": "add", "path": "a[[", "value": 1}]},
+        400,
+    )
+    assert bad_path["scimType"] == "invalidPath"
+    bad_op = await scim(
+        "PATCH", at, {"schemas": [PATCH], "Operations": [{"op": "move", "path": "title"}]}, 400
+    )
+    assert bad_op["scimType"] == "invalidSyntax"
+    await scim("DELETE", at, headers={"If-Match": 'W/"old"'}, expect=412)
+    await scim("DELETE", at, expect=204)
+    await scim("GET", at, expect=404)
+    await scim("DELETE", at, expect=404)
+
+
+async def test_concurrent_creates_of_one_user_name_give_one_user(scim: Scim) -> None:
+    async def create(n: int) -> int:
+        response = await scim.http.post(
+            f"{BASE}/Users",
+            json={"userName": "Same.Name", "externalId": f"e{n}"},
+            headers=scim.headers,
+        )
+        return response.status_code
+
+    statuses = await asyncio.gather(*(create(n) for n in range(6)))
+    assert sorted(statuses) == [201, 409, 409, 409, 409, 409]
+    found = await scim("GET", '/Users?filter=userName eq "same.name"')
+    assert found["totalResults"] == 1
+
+
+async def test_cursor_pages_walk_users_and_groups(scim: Scim) -> None:
+    config = await scim("GET", "/ServiceProviderConfig")
+    assert config["pagination"]["cursor"] is True
+    made = [(await scim.create(userName=f"u{n}"))["id"] for n in range(5)]
+    seen: list[str] = []
+    cursor = ""
+    pages = 0
+    while True:
+        page = await scim("GET", f'/Users?cursor={cursor}&count=2&filter=userName sw "u"')
+        assert page["totalResults"] == 5
+        assert "startIndex" not in page
+        seen += [r["id"] for r in page["Resources"]]
+        pages += 1
+        if "nextCursor" not in page:
+            break
+        cursor = page["nextCursor"]
+    assert seen == made
+    assert pages == 3
+    bad = await scim("GET", "/Users?cursor=bm90LWEtY3Vyc29y", expect=400)
+    assert bad["scimType"] == "invalidCursor"
+    teams = [
+        (await scim("POST", "/Groups", {"displayName": f"t{n}"}, expect=201))["id"]
+        for n in range(3)
+    ]
+    first = await scim("POST", "/Groups/.search", {"cursor": "", "count": 2})
+    assert [g["id"] for g in first["Resources"]] == teams[:2]
+    rest = await scim("GET", f"/Groups?cursor={first['nextCursor']}&count=2")
+    assert [g["id"] for g in rest["Resources"]] == teams[2:]
+    assert "nextCursor" not in rest
+    await scim("GET", f"/Groups?cursor={first['nextCursor'][:-3]}", expect=400)
+
+
+async def test_sort_by_simple_attributes(scim: Scim) -> None:
+    for given, family, title in (("b", "Moss", None), ("a", "lee", "CFO"), ("c", "Adams", "ceo")):
+        await scim.create(
+            userName=f"{given}-user", name={"givenName": given, "familyName": family}, title=title
+        )
+
+    async def order(query: str) -> list[str]:
+        found = await scim("GET", f"/Users?{query}")
+        return [r["userName"] for r in found["Resources"]]
+
+    assert await order("sortBy=name.familyName") == ["c-user", "a-user", "b-user"]
+    assert await order("sortBy=userName&sortOrder=descending") == ["c-user", "b-user", "a-user"]
+    # Without case; a User without the attribute comes last either way.
+    assert await order("sortBy=title") == ["c-user", "a-user", "b-user"]  # ceo < CFO
+    assert await order("sortBy=title&sortOrder=descending") == ["a-user", "c-user", "b-user"]
+    assert await order(f"sortBy={USER}:name.givenName&count=2") == ["a-user", "b-user"]
+    bad = await scim("GET", "/Users?sortBy=emails", expect=400)
+    assert bad["scimType"] == "invalidValue"
+    await scim("GET", "/Users?sortBy=userName&sortOrder=sideways", expect=400)
+    await scim("GET", "/Users?sortBy=userName&cursor=", expect=400)
+    for name in ("beta", "Alpha"):
+        await scim("POST", "/Groups", {"displayName": name}, expect=201)
+    groups = await scim("POST", "/Groups/.search", {"sortBy": "displayName"})
+    assert [g["displayName"] for g in groups["Resources"]] == ["Alpha", "beta"]
+
+
+async def test_hostile_pages_and_cursors_are_refused_or_empty_never_500(scim: Scim) -> None:
+    await scim.create(userName="only")
+    far = await scim("GET", "/Users?startIndex=99999999999999999999999")
+    assert far["Resources"] == []
+    assert far["totalResults"] == 1
+    await scim("GET", "/Users?count=lots", expect=400)
+    for position in ([2**63], [-1], ["x"], [1, 2], {"a": 1}):
+        cursor = base64.urlsafe_b64encode(orjson.dumps(position)).decode()
+        bad = await scim("GET", f"/Users?cursor={cursor}", expect=400)
+        assert bad["scimType"] == "invalidCursor"
+    for position in (["2026-01-01T00:00:00", str(uuid.uuid4())], ["soon", "x"]):
+        cursor = base64.urlsafe_b64encode(orjson.dumps(position)).decode()
+        await scim("GET", f"/Groups?cursor={cursor}", expect=400)
+    await scim("GET", "/Users?filter=userName%20eq%20%22a%00b%22", expect=400)
+    await scim("GET", "/Groups?filter=displayName%20eq%20%22a%00b%22", expect=400)
