@@ -16,8 +16,9 @@ from sqlalchemy import ColumnElement, and_, delete, func, or_, select, true, upd
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
+from roster.core.events import Event, append_events
 from roster.core.people.personas import require_personas
-from roster.core.people.teams_and_budgets import TEAMS
+from roster.core.people.teams_and_budgets import TEAMS, Team
 from roster.db.backends import backend_for
 from roster.db.tables import personas, persons, team_members, teams
 from roster.errors import NotFound
@@ -148,6 +149,7 @@ async def add_team(
     """A new team of the account with these fields and members (each a persona of the
     account, else ``NotFound``)."""
     team_id, _ = await TEAMS.create(conn, account_id, dict(values), None, list(members))
+    await TEAMS.log(conn, account_id, Team.of, created=[team_id])
     return team_id
 
 
@@ -167,17 +169,22 @@ async def change_team(
     await TEAMS.require(conn, account_id, team_id)
     adding = list(dict.fromkeys(added))
     await require_personas(conn, account_id, adding)
+    left = 0
     if all_removed:
-        await conn.execute(delete(team_members).where(team_members.c.team_id == team_id))
+        everyone = delete(team_members).where(team_members.c.team_id == team_id)
+        left = (await conn.execute(everyone)).rowcount
     else:
         leaving = list(dict.fromkeys(removed))
-        for start in range(0, len(leaving), 10_000):  # under the limit on bound parameters
-            await conn.execute(
-                delete(team_members).where(
-                    team_members.c.team_id == team_id,
-                    team_members.c.persona_id.in_(leaving[start : start + 10_000]),
+        for start in range(0, len(leaving), _CHUNK):  # under the limit on bound parameters
+            left += (
+                await conn.execute(
+                    delete(team_members).where(
+                        team_members.c.team_id == team_id,
+                        team_members.c.persona_id.in_(leaving[start : start + _CHUNK]),
+                    )
                 )
-            )
+            ).rowcount
+    joined = len(adding) - await _members_among(conn, team_id, adding)
     if adding:
         await conn.execute(
             backend_for(conn).insert(team_members).on_conflict_do_nothing(),
@@ -186,6 +193,33 @@ async def change_team(
     await conn.execute(
         update(teams).where(teams.c.id == team_id).values(**values, updated_at=now())
     )
+    # The change log: a new name is team.updated (the external id is the provider's
+    # bookkeeping, not the team's); members that really joined or left, one event each way.
+    changes = [(team_id, "member_added")] if joined else []
+    changes += [(team_id, "member_removed")] if left else []
+    renamed = {team_id: ["name"]} if "name" in values else {}
+    await TEAMS.log(conn, account_id, Team.of, changed=changes, updated=renamed)
+
+
+#: Personas named in one statement: under SQLite's limit on bound parameters.
+_CHUNK = 10_000
+
+
+async def _members_among(
+    conn: AsyncConnection, team_id: uuid.UUID, persona_ids: Sequence[uuid.UUID]
+) -> int:
+    """How many of ``persona_ids`` are members of the team already."""
+    found = 0
+    for start in range(0, len(persona_ids), _CHUNK):
+        chunk = persona_ids[start : start + _CHUNK]
+        found += (
+            await conn.execute(
+                select(func.count())
+                .select_from(team_members)
+                .where(team_members.c.team_id == team_id, team_members.c.persona_id.in_(chunk))
+            )
+        ).scalar_one()
+    return found
 
 
 async def remove_team(conn: AsyncConnection, account_id: str, team_id: uuid.UUID) -> None:
@@ -193,3 +227,4 @@ async def remove_team(conn: AsyncConnection, account_id: str, team_id: uuid.UUID
     await TEAMS.require(conn, account_id, team_id)
     await conn.execute(delete(team_members).where(team_members.c.team_id == team_id))
     await conn.execute(delete(teams).where(teams.c.id == team_id))
+    await append_events(conn, [Event(account_id, "team.deleted", "team", team_id)])

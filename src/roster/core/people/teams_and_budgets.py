@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -107,11 +107,15 @@ class _Kind:
         build: Callable[[Any, list[uuid.UUID]], Team],
         created: Sequence[uuid.UUID] = (),
         changed: Sequence[tuple[uuid.UUID, str]] = (),
+        updated: Mapping[uuid.UUID, Sequence[str]] | None = None,
     ) -> None:
-        """Log ``<noun>.created`` for each set created, and ``<noun>.<change>``
-        (``member_added``, ``member_removed``) for each set and change, each with the set
-        as it is now (read in chunks, within SQLite's limit on bound parameters)."""
-        wanted = list(dict.fromkeys([*created, *(set_id for set_id, _ in changed)]))
+        """Log ``<noun>.created`` for each set created, ``<noun>.updated`` for each set
+        whose own fields changed (``updated``: the fields, by core names), and
+        ``<noun>.<change>`` (``member_added``, ``member_removed``) for each set and change,
+        each with the set as it is now (read in chunks, within SQLite's limit on bound
+        parameters)."""
+        updated = updated or {}
+        wanted = list(dict.fromkeys([*created, *updated, *(set_id for set_id, _ in changed)]))
         as_now: dict[uuid.UUID, Team] = {}
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
@@ -119,6 +123,17 @@ class _Kind:
             for row in await conn.execute(select(self.table).where(self.table.c.id.in_(chunk))):
                 as_now[row.id] = build(row, held[row.id])
         found = [created_event(account_id, self.noun, as_now[set_id]) for set_id in created]
+        found.extend(
+            Event(
+                account_id,
+                f"{self.noun}.updated",
+                self.noun,
+                set_id,
+                tuple(fields),
+                resource_data(as_now[set_id]),
+            )
+            for set_id, fields in updated.items()
+        )
         found.extend(
             Event(
                 account_id,
