@@ -17,14 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from roster.core.matching import name_key, search_terms
 from roster.core.people.embeds import Embed, embed_columns, included, load_embeds
 from roster.core.people.persona_rows import ROW_COLUMNS, PersonaRow, rows_select
-from roster.db.backends import backend_for
+from roster.db.backends import Backend, backend_for
 from roster.db.tables import budget_members, budgets, personas, roles, team_members
 from roster.errors import Naming, as_is
 
 #: Rows fetched (and embeds loaded) at a time while a page streams.
 CHUNK_SIZE = 1000
 #: Up to this many matching rows, a page gathers and sorts them rather than walking the
-#: account's ordered index (see _page_statement).
+#: account's ordered index (see page_statement).
 GATHER_FIRST = 20_000
 #: A search the planner expects to match up to this many rows is counted and paged in
 #: one pass over its matches (see _gather_search).
@@ -62,9 +62,10 @@ class PeoplePage:
 ORDER = (personas.c.sort_last, personas.c.sort_first, personas.c.person_id)
 
 
-def _conditions(
-    conn: AsyncConnection, account_id: str, query: PeopleQuery, named_roles: list[uuid.UUID]
+def conditions_of(
+    backend: Backend, account_id: str, query: PeopleQuery, named_roles: list[uuid.UUID]
 ) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of a listing (``named_roles``: the ids its role names name)."""
     conditions: list[ColumnElement[bool]] = [personas.c.account_id == account_id]
     if query.statuses:
         conditions.append(personas.c.status.in_(sorted(query.statuses)))
@@ -106,7 +107,7 @@ def _conditions(
             )
         )
     if terms := search_terms(query.search):
-        conditions.append(backend_for(conn).search_condition(terms))
+        conditions.append(backend.search_condition(terms))
     return conditions
 
 
@@ -126,7 +127,7 @@ async def _named_roles(
     return sorted(found)
 
 
-def _page_statement(
+def page_statement(
     conditions: list[ColumnElement[bool]], query: PeopleQuery, count: int
 ) -> Select[Any]:
     """The page's rows. With few matching rows (the count says how many), they are
@@ -187,17 +188,17 @@ async def list_people(
     writes as JSON name their items' keys with ``json_keys``.
     """
     named_roles = await _named_roles(conn, account_id, query.role_names)
-    conditions = _conditions(conn, account_id, query, named_roles)
+    conditions = conditions_of(backend_for(conn), account_id, query, named_roles)
     if search_terms(query.search) and await _few_matches(conn, conditions):
         gathered = await _gather_search(conn, conditions, query)
         if gathered is not None:
             total, person_ids = gathered
-            page = _rows_of(conn, account_id)
+            page = rows_of(backend_for(conn), account_id)
             chunks = _chunks(conn, page, query, json_keys, {"page_ids": person_ids})
             return PeoplePage(total, chunks)
-    count = await conn.scalar(select(func.count()).select_from(personas).where(and_(*conditions)))
+    count = await conn.scalar(count_statement(conditions))
     total = count or 0
-    page = _page_statement(conditions, query, total)
+    page = page_statement(conditions, query, total)
     return PeoplePage(total, _chunks(conn, page, query, json_keys))
 
 
@@ -220,6 +221,16 @@ async def _gather_search(
     trigram index is read again), so a selective search reads them once, not once for
     the count and again for the page.
     """
+    found = (await conn.execute(gather_statement(conditions, query))).all()
+    count = found[0].total
+    if count > GATHER_FIRST:
+        return None
+    return count, [row.person_id for row in found if row.person_id is not None]
+
+
+def gather_statement(conditions: list[ColumnElement[bool]], query: PeopleQuery) -> Select[Any]:
+    """The count (``total``, up to GATHER_FIRST + 1) and the page's person ids of a
+    search, in one pass over its matches (see _gather_search)."""
     matched = (
         select(*ORDER).where(*conditions).limit(GATHER_FIRST + 1).cte("matched")
     ).prefix_with("MATERIALIZED")
@@ -231,26 +242,25 @@ async def _gather_search(
         .limit(query.limit)
         .subquery("page")
     )
-    found = (
-        await conn.execute(
-            select(total.c.total, page.c.person_id)
-            .select_from(total.outerjoin(page, true()))
-            .order_by(*(page.c[c.name] for c in ORDER))
-        )
-    ).all()
-    count = found[0].total
-    if count > GATHER_FIRST:
-        return None
-    return count, [row.person_id for row in found if row.person_id is not None]
+    return (
+        select(total.c.total, page.c.person_id)
+        .select_from(total.outerjoin(page, true()))
+        .order_by(*(page.c[c.name] for c in ORDER))
+    )
 
 
-def _rows_of(conn: AsyncConnection, account_id: str) -> Select[Any]:
+def count_statement(conditions: list[ColumnElement[bool]]) -> Select[Any]:
+    """The number of rows matching ``conditions``."""
+    return select(func.count()).select_from(personas).where(and_(*conditions))
+
+
+def rows_of(backend: Backend, account_id: str) -> Select[Any]:
     """The rows of the persons bound as ``page_ids`` in the account, in the listing's order."""
     return (
         rows_select()
         .where(
             personas.c.account_id == account_id,
-            backend_for(conn).one_of(personas.c.person_id, "page_ids"),
+            backend.one_of(personas.c.person_id, "page_ids"),
         )
         .order_by(*ORDER)
     )
