@@ -172,8 +172,10 @@ def _failed(failures: dict[str, int]) -> str:
 
 
 def database_name(smoke: bool) -> str:
-    """A smoke run (CI runs one) has a database of its own: it never drops a full run's."""
-    return "roster_bench_smoke" if smoke else "roster_bench"
+    """A smoke run (CI runs one) has a database of its own: it never drops a full run's.
+    ``ROSTER_BENCH_DATABASE`` names another (two runs on one server side by side)."""
+    name = os.environ.get("ROSTER_BENCH_DATABASE", "roster_bench")
+    return f"{name}_smoke" if smoke else name
 
 
 def fresh_database(kind: str, work: Path, name: str) -> str:
