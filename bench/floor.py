@@ -35,7 +35,7 @@ from urllib.parse import parse_qs
 
 import asyncpg
 import orjson
-from sqlalchemy import Select
+from sqlalchemy import Select, bindparam
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 from roster.api.people.models import row_json
@@ -45,9 +45,9 @@ from roster.core import persons as person_core
 from roster.core.matching import search_terms
 from roster.core.people import listing
 from roster.core.people.persona_rows import PersonaRow
-from roster.db.backends import SERVER_SETTINGS, backend_named, json_default, like_pattern
+from roster.db.backends import SERVER_SETTINGS, backend_named, json_default
 from roster.db.tables import accounts
-from roster.errors import RosterError
+from roster.errors import RosterError, as_is
 from roster.settings import Settings
 
 Scope = dict[str, Any]
@@ -56,7 +56,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 BACKEND = backend_named("postgresql")
 DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
-#: What a statement is built with where a request's values go; replaced per request.
+#: What a statement is built with where a request's values go, bound per request (by
+#: name, or in place of these values where a builder gives a parameter no name).
 ACCOUNT = "flooraccount"
 TERMS = tuple(f"floorterm{letter}" for letter in "abcdefghijklmnopqrstuvwxyz")
 LIMIT, OFFSET = 7_000_001, 7_000_002
@@ -90,15 +91,14 @@ class Compiled:
 class SearchStatements:
     """A search's statements for one number of terms (listing.py's builders)."""
 
-    gather: Compiled
-    count: Compiled
-    page: Compiled  # a page of more than GATHER_FIRST matches, as list_people pages it
+    gathered: Compiled  # the count and the page's rows, as search_page reads them
+    count: Compiled  # more than GATHER_FIRST matches: counted and paged as list_people does
+    page: Compiled
 
 
 #: Statements of every request, compiled at import.
 CLIENT_BY_KEY = Compiled.of(auth._CLIENT_BY_KEY)
-ACCOUNT_BY_ID = Compiled.of(account_core._ACCOUNT.where(accounts.c.id == ACCOUNT))
-ROWS_OF = Compiled.of(listing.rows_of(BACKEND, ACCOUNT))
+ACCOUNT_BY_ID = Compiled.of(account_core._ACCOUNT.where(accounts.c.id == bindparam("account_id")))
 _searches: dict[int, SearchStatements] = {}
 _finds: dict[tuple[tuple[str, ...], bool, bool], Compiled] = {}
 
@@ -108,8 +108,10 @@ def search_statements(terms: int) -> SearchStatements:
         query = listing.PeopleQuery(limit=LIMIT, offset=OFFSET, search=" ".join(TERMS[:terms]))
         conditions = listing.conditions_of(BACKEND, ACCOUNT, query, [])
         many = listing.GATHER_FIRST + 1  # walk the ordered index, as list_people does
+        shape = BACKEND.search_shape(TERMS[:terms])
+        gathered = listing._search_statement(BACKEND, shape, TERMS[:terms], (), as_is)
         found = _searches[terms] = SearchStatements(
-            Compiled.of(listing.gather_statement(conditions, query)),
+            Compiled.of(gathered),
             Compiled.of(listing.count_statement(conditions)),
             Compiled.of(listing.page_statement(conditions, query, many)),
         )
@@ -249,29 +251,32 @@ class Floor:
             return 404, error_body("not_in_floor", "Only searches, with limit and offset.")
         terms = search_terms(search)
         statements = search_statements(len(terms))
-        replaced: dict[Any, Any] = {ACCOUNT: account_id, LIMIT: limit, OFFSET: offset}
-        for sentinel, term in zip(TERMS, terms, strict=False):
-            replaced[like_pattern(sentinel)] = like_pattern(term)
+        named = {
+            "account_id": account_id,
+            "offset": offset,
+            "limit": limit,
+            **BACKEND.search_parameters(terms),
+        }
+        replaced: dict[Any, Any] = {LIMIT: limit, OFFSET: offset}
         assert self.searches is not None
         async with self.searches.acquire() as conn:
             principal = await self.principal(conn, header)
             if not principal.can_reach(account_id) or not await conn.fetch(
-                ACCOUNT_BY_ID.sql, *ACCOUNT_BY_ID.values({}, replaced)
+                ACCOUNT_BY_ID.sql, *ACCOUNT_BY_ID.values(named, {})
             ):
                 return 404, error_body("account_not_found", "")
-            found = await conn.fetch(statements.gather.sql, *statements.gather.values({}, replaced))
+            gathered = statements.gathered
+            found = await conn.fetch(gathered.sql, *gathered.values(named, replaced))
             count = found[0][0]
             if count <= listing.GATHER_FIRST:
-                ids = [row[1] for row in found if row[1] is not None]
-                rows = await conn.fetch(ROWS_OF.sql, *ROWS_OF.values({"page_ids": ids}, replaced))
+                rows = [row[1:] for row in found if row[1] is not None]
             else:
-                count = await conn.fetchval(
-                    statements.count.sql, *statements.count.values({}, replaced)
-                )
-                rows = await conn.fetch(statements.page.sql, *statements.page.values({}, replaced))
+                counting, paging = statements.count, statements.page
+                count = await conn.fetchval(counting.sql, *counting.values(named, replaced))
+                rows = await conn.fetch(paging.sql, *paging.values(named, replaced))
         head = {"limit": limit, "offset": offset, "count": count, "search": search}
         shown = b",".join(
-            orjson.dumps(row_json(PersonaRow.of(tuple(row))), default=json_default) for row in rows
+            orjson.dumps(row_json(PersonaRow.of(row)), default=json_default) for row in rows
         )
         return 200, orjson.dumps(head)[:-1] + b',"rows":[' + shown + b"]}"
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 import enum
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Protocol
 
 import asyncpg
-import orjson
 from sqlalchemy import (
     ColumnElement,
-    Executable,
     FromClause,
     Select,
     Text,
@@ -44,10 +42,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.schema import Table
 
 from roster.db.tables import personas
@@ -107,7 +102,17 @@ class Backend(Protocol):
         ...
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
-        """True for personas whose search text holds every (folded) term."""
+        """True for personas whose search text holds every (folded) term. Its values are
+        bound parameters named as in :meth:`search_parameters`, so a statement built for
+        some terms runs for any others of the same :meth:`search_shape` with theirs."""
+        ...
+
+    def search_shape(self, terms: Sequence[str]) -> Hashable:
+        """What the search condition's SQL depends on: terms of one shape share it."""
+        ...
+
+    def search_parameters(self, terms: Sequence[str]) -> dict[str, Any]:
+        """The values of the search condition's parameters for these terms."""
         ...
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
@@ -118,11 +123,9 @@ class Backend(Protocol):
     ) -> Sequence[Sequence[Any]]:
         """The rows of a read, as tuples, for a statement whose parameters and columns
         need no conversion (text, numbers, booleans, UUIDs, lists of these; a list is
-        bound with :meth:`one_of`)."""
-
-    async def estimated_rows(self, conn: AsyncConnection, statement: Select[Any]) -> int | None:
-        """How many rows the planner expects ``statement`` to give, if it says."""
-        ...
+        bound with :meth:`one_of`). Build the statement once and keep it: its SQL is
+        kept by the statement. A parameter not in ``parameters`` has the value it was
+        built with."""
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         """``text`` to sort by code point, whatever the database's collation."""
@@ -190,31 +193,20 @@ async def update_many(
 
 
 @lru_cache(maxsize=512)
-def _asyncpg_sql(statement: Select[Any], dialect: Dialect) -> tuple[str, tuple[str, ...]]:
-    """A statement's SQL for asyncpg (``$1`` placeholders) and its parameters' names in
-    order; statements are built once and kept, so this is too."""
+def _asyncpg_sql(
+    statement: Select[Any], dialect: Dialect
+) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """A statement's SQL for asyncpg (``$1`` placeholders), its parameters' names in
+    order and the values they were built with; statements are built once and kept, so
+    this is too."""
     compiled = statement.compile(dialect=dialect)
-    return str(compiled), tuple(compiled.positiontup or ())
+    return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
 
 
 def like_pattern(term: str) -> str:
     """``%term%`` with LIKE's metacharacters escaped, so the term is taken literally."""
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
-
-
-class _Explain(Executable, ClauseElement):
-    """``EXPLAIN (FORMAT JSON)`` of a statement: its plan, nothing run."""
-
-    inherit_cache = False
-
-    def __init__(self, statement: Select[Any]) -> None:
-        self.statement = statement
-
-
-@compiles(_Explain, "postgresql")
-def _compile_explain(element: _Explain, compiler: SQLCompiler, **kw: Any) -> str:
-    return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
 
 
 #: The namespaces (first key) of Roster's advisory locks: the bulk lock, and the keys.
@@ -331,8 +323,17 @@ class PostgresBackend:
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         return and_(
             true(),
-            *(personas.c.search_text.like(like_pattern(term), escape="\\") for term in terms),
+            *(
+                personas.c.search_text.like(bindparam(name, pattern), escape="\\")
+                for name, pattern in self.search_parameters(terms).items()
+            ),
         )
+
+    def search_shape(self, terms: Sequence[str]) -> Hashable:
+        return len(terms)
+
+    def search_parameters(self, terms: Sequence[str]) -> dict[str, Any]:
+        return {f"search_{n}": like_pattern(term) for n, term in enumerate(terms)}
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         # One array parameter: the statement stays the same whatever the number of
@@ -344,22 +345,18 @@ class PostgresBackend:
     ) -> Sequence[Sequence[Any]]:
         # On asyncpg directly: SQLAlchemy's execution costs about 130 µs of CPU a
         # statement, as much as the rest of a find's work in the database layer.
-        sql, names = _asyncpg_sql(statement, conn.dialect)
+        sql, names, built = _asyncpg_sql(statement, conn.dialect)
+        values = [parameters[name] if name in parameters else built[name] for name in names]
         pooled = await conn.get_raw_connection()
         try:
             rows: Sequence[Sequence[Any]] = await pooled.driver_connection.fetch(  # type: ignore[union-attr]
-                sql, *(parameters[name] for name in names)
+                sql, *values
             )
         except BaseException as error:
             if (lost := await _discard_if_lost(conn, pooled, error)) is not None:
                 raise lost from error
             raise
         return rows
-
-    async def estimated_rows(self, conn: AsyncConnection, statement: Select[Any]) -> int | None:
-        plan = await conn.scalar(_Explain(statement))
-        rows = (orjson.loads(plan) if isinstance(plan, str | bytes) else plan)[0]["Plan"]
-        return int(rows["Plan Rows"])
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         return text.collate("C")
@@ -509,16 +506,26 @@ class SqliteBackend:
         return None
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
+        conditions: list[ColumnElement[bool]] = []
+        for name, value in self.search_parameters(terms).items():
+            if name == "search_phrase":
+                phrase = literal_column(_FTS.name).match(bindparam(name, value))
+                matching = select(_FTS.c.rowid).where(phrase)
+                conditions.append(personas.c.seq.in_(matching))
+            else:
+                conditions.append(func.instr(personas.c.search_text, bindparam(name, value)) > 0)
+        return and_(true(), *conditions)
+
+    def search_shape(self, terms: Sequence[str]) -> Hashable:
+        return tuple(len(term) >= TRIGRAM for term in terms)
+
+    def search_parameters(self, terms: Sequence[str]) -> dict[str, Any]:
         indexed = [term for term in terms if len(term) >= TRIGRAM]
         scanned = [term for term in terms if len(term) < TRIGRAM]
-        conditions: list[ColumnElement[bool]] = []
-        if indexed:
-            # A quoted FTS5 phrase over trigrams is an exact substring match.
-            phrase = " ".join('"' + term.replace('"', '""') + '"' for term in indexed)
-            matching = select(_FTS.c.rowid).where(literal_column(_FTS.name).match(phrase))
-            conditions.append(personas.c.seq.in_(matching))
-        conditions.extend(func.instr(personas.c.search_text, term) > 0 for term in scanned)
-        return and_(true(), *conditions)
+        # A quoted FTS5 phrase over trigrams is an exact substring match.
+        phrase = " ".join('"' + term.replace('"', '""') + '"' for term in indexed)
+        found: dict[str, Any] = {"search_phrase": phrase} if indexed else {}
+        return found | {f"search_{n}": term for n, term in enumerate(scanned)}
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         return column.in_(bindparam(name, expanding=True))
@@ -528,9 +535,6 @@ class SqliteBackend:
     ) -> Sequence[Sequence[Any]]:
         rows: Sequence[Sequence[Any]] = (await conn.execute(statement, parameters)).all()
         return rows
-
-    async def estimated_rows(self, conn: AsyncConnection, statement: Select[Any]) -> int | None:
-        return None  # SQLite's EXPLAIN QUERY PLAN gives no row counts
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         return text  # SQLite's default collation, BINARY, is code point order for UTF-8
