@@ -11,7 +11,8 @@ from __future__ import annotations
 import enum
 import sqlite3
 import uuid
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -127,6 +128,12 @@ class Backend(Protocol):
         kept by the statement. A parameter not in ``parameters`` has the value it was
         built with."""
 
+    def custom_plans(self, conn: AsyncConnection) -> AbstractAsyncContextManager[None]:
+        """While the block runs, each statement is planned for its values, never with a
+        plan made for any values (a search's best plan depends on how rare its terms
+        are). Outside a transaction: ``snapshot_setup`` does the same in one."""
+        ...
+
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         """``text`` to sort by code point, whatever the database's collation."""
         ...
@@ -209,6 +216,10 @@ def like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
+#: The session's plan caching around a statement that ``fetch_planned`` runs.
+_CUSTOM_PLANS = "SET plan_cache_mode = force_custom_plan"
+_ANY_PLANS = "RESET plan_cache_mode"
+
 #: The namespaces (first key) of Roster's advisory locks: the bulk lock, and the keys.
 _BULK_LOCK, _KEY_LOCKS = 0x526F7300, 0x526F7301
 _LOCK_BULK = text("SELECT pg_advisory_xact_lock(:space, 0)")
@@ -274,6 +285,16 @@ async def _discard_if_lost(
         # discards it too, and only it).
         await conn.invalidate(error)
     return None
+
+
+async def _setting(conn: AsyncConnection, pooled: PoolProxiedConnection, statement: str) -> None:
+    """A statement without parameters or rows (``SET``) on the driver's own connection."""
+    try:
+        await pooled.driver_connection.execute(statement)  # type: ignore[union-attr]
+    except BaseException as error:
+        if (lost := await _discard_if_lost(conn, pooled, error)) is not None:
+            raise lost from error
+        raise
 
 
 class PostgresBackend:
@@ -357,6 +378,22 @@ class PostgresBackend:
                 raise lost from error
             raise
         return rows
+
+    @asynccontextmanager
+    async def custom_plans(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        # A prepared statement is planned for its values five times, then PostgreSQL may
+        # keep a plan made for any values: for a search, one that walked the whole
+        # account for a rare term (a second instead of milliseconds, measured). The
+        # session's setting is changed around the block: two short round trips
+        # (preparing the statement anew each time cost more).
+        pooled = await conn.get_raw_connection()
+        driver: asyncpg.Connection = pooled.driver_connection
+        await _setting(conn, pooled, _CUSTOM_PLANS)
+        try:
+            yield
+        finally:
+            if not driver.is_closed():  # a connection lost in the block is discarded
+                await _setting(conn, pooled, _ANY_PLANS)
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         return text.collate("C")
@@ -535,6 +572,10 @@ class SqliteBackend:
     ) -> Sequence[Sequence[Any]]:
         rows: Sequence[Sequence[Any]] = (await conn.execute(statement, parameters)).all()
         return rows
+
+    @asynccontextmanager
+    async def custom_plans(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        yield  # SQLite plans each statement as it runs
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         return text  # SQLite's default collation, BINARY, is code point order for UTF-8

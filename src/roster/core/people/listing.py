@@ -232,12 +232,14 @@ async def search_page(
     if query == PeopleQuery(query.limit, query.offset, query.search, query.include):
         shape = backend.search_shape(terms)
         statement = _search_statement(backend, shape, tuple(terms), columns, json_keys)
-        found = await backend.fetch_plain(conn, statement, parameters)
+        async with backend.custom_plans(conn):
+            found = await backend.fetch_plain(conn, statement, parameters)
     else:  # filters: their values are in the statement
         named_roles = await _named_roles(conn, account_id, query.role_names)
         conditions = conditions_of(backend, account_id, query, named_roles)
         statement = _gathered(backend, conditions, columns, json_keys)
-        found = (await conn.execute(statement, parameters)).all()
+        async with backend.custom_plans(conn):
+            found = (await conn.execute(statement, parameters)).all()
     count: int = found[0][0]
     if count > GATHER_FIRST:
         return None
