@@ -135,6 +135,8 @@ class Floor:
         self.pool_size = pool_size
         self.region = region
         self.finds: asyncpg.Pool | None = None
+        #: Searches found to match more than GATHER_FIRST rows (search_page keeps these).
+        self.many_matches: set[tuple[str, tuple[str, ...]]] = set()
         self.searches: asyncpg.Pool | None = None
 
     async def start(self) -> None:
@@ -265,12 +267,16 @@ class Floor:
                 ACCOUNT_BY_ID.sql, *ACCOUNT_BY_ID.values(named, {})
             ):
                 return 404, error_body("account_not_found", "")
-            gathered = statements.gathered
-            found = await conn.fetch(gathered.sql, *gathered.values(named, replaced))
-            count = found[0][0]
+            many = (account_id, tuple(sorted(terms)))
+            found, count = [], listing.GATHER_FIRST + 1  # as search_page, known to be many
+            if many not in self.many_matches:
+                gathered = statements.gathered
+                found = await conn.fetch(gathered.sql, *gathered.values(named, replaced))
+                count = found[0][0]
             if count <= listing.GATHER_FIRST:
                 rows = [row[1:] for row in found if row[1] is not None]
             else:
+                self.many_matches.add(many)
                 counting, paging = statements.count, statements.page
                 count = await conn.fetchval(counting.sql, *counting.values(named, replaced))
                 rows = await conn.fetch(paging.sql, *paging.values(named, replaced))
