@@ -35,7 +35,7 @@ from urllib.parse import parse_qs
 
 import asyncpg
 import orjson
-from sqlalchemy import Select, bindparam
+from sqlalchemy import Select
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 from roster.api.people.models import row_json
@@ -46,7 +46,6 @@ from roster.core.matching import search_terms
 from roster.core.people import listing
 from roster.core.people.persona_rows import PersonaRow
 from roster.db.backends import SERVER_SETTINGS, backend_named, json_default
-from roster.db.tables import accounts
 from roster.errors import RosterError, as_is
 from roster.settings import Settings
 
@@ -98,7 +97,7 @@ class SearchStatements:
 
 #: Statements of every request, compiled at import.
 CLIENT_BY_KEY = Compiled.of(auth._CLIENT_BY_KEY)
-ACCOUNT_BY_ID = Compiled.of(account_core._ACCOUNT.where(accounts.c.id == bindparam("account_id")))
+ACCOUNT_BY_ID = Compiled.of(account_core._ACCOUNT_BY_ID)
 _searches: dict[int, SearchStatements] = {}
 _finds: dict[tuple[tuple[str, ...], bool, bool], Compiled] = {}
 
