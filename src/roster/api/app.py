@@ -20,7 +20,7 @@ from roster.api.metrics import Metrics
 from roster.api.middleware import RequestContextMiddleware, RequestLimitsMiddleware
 from roster.api.openapi import operation_id, without_fastapi_validation_errors
 from roster.api.ratelimit import AuthFailureLimiter, ClientRateLimiter, SharedWindows
-from roster.db.engine import create_engine
+from roster.db.engine import create_engine, listing_engine
 from roster.settings import Settings
 
 #: What a browser page on an allowed origin may send, and read from the answers.
@@ -54,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
     services = Services(
         settings=settings,
         engine=engine,
+        listing_engine=listing_engine(settings, engine),
         limiter=ClientRateLimiter(settings.rate_limit, shared),
         auth_failures=AuthFailureLimiter(settings.auth_failure_limit, shared),
         metrics=Metrics(engine),
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await services.engine.dispose()
+        await services.listing_engine.dispose()
 
     app = FastAPI(
         title="Roster",

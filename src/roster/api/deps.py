@@ -37,6 +37,8 @@ class Services:
 
     settings: Settings
     engine: AsyncEngine
+    #: GET /people's (db/engine.py listing_engine): ``engine`` itself on SQLite.
+    listing_engine: AsyncEngine
     limiter: ClientRateLimiter
     auth_failures: AuthFailureLimiter
     metrics: Metrics
@@ -49,6 +51,11 @@ def services(request: Request) -> Services:
 
 async def _read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     async with unit_of_work(services(request).engine, write=False) as conn:
+        yield conn
+
+
+async def _listing_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with unit_of_work(services(request).listing_engine, write=False) as conn:
         yield conn
 
 
@@ -65,6 +72,8 @@ async def _snapshot_connection(request: Request) -> AsyncIterator[AsyncConnectio
 #: The request's unit of work: committed before the answer is sent.
 ReadConnection = Annotated[AsyncConnection, Depends(_read_connection, scope="function")]
 WriteConnection = Annotated[AsyncConnection, Depends(_write_connection, scope="function")]
+#: GET /people's unit of work, on the listing engine.
+ListingConnection = Annotated[AsyncConnection, Depends(_listing_connection, scope="function")]
 #: A read transaction of its own, for answers whose parts must agree (a count and its rows).
 SnapshotConnection = Annotated[AsyncConnection, Depends(_snapshot_connection, scope="function")]
 
@@ -104,13 +113,17 @@ def too_many_failures(budget: Budget) -> RateLimited:
     )
 
 
-def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependency:
+def authenticated(
+    contract: CredentialContract, scope: str, *, listing: bool = False
+) -> PrincipalDependency:
     """A dependency giving the authenticated client, which must hold ``scope``.
 
-    It shares the request's unit of work (read for ``read``, write otherwise), so
-    authenticating costs no extra connection.
+    It shares the request's unit of work (read for ``read``, write otherwise, the
+    listing engine's with ``listing``), so authenticating costs no extra connection.
     """
     connection = _read_connection if scope == "read" else _write_connection
+    if listing:
+        connection = _listing_connection
 
     async def principal(
         request: Request,

@@ -88,10 +88,18 @@ class Backend(Protocol):
     #: SQLite's json_group_array takes no ORDER BY before 3.44).
     renders_json: bool
 
-    def engine_options(self, pool_size: int, statement_timeout: float | None) -> dict[str, Any]:
+    #: Whether a prepared statement may come to run on a plan made for any values; where
+    #: it may, listings have an engine of their own whose sessions never do (the
+    #: ``custom_plans`` engine option).
+    plans_reused: bool
+
+    def engine_options(
+        self, pool_size: int, statement_timeout: float | None, custom_plans: bool = False
+    ) -> dict[str, Any]:
         """``create_async_engine``'s options for this backend. ``statement_timeout``
         (seconds; None or 0 for none) bounds how long one statement runs or waits for a
-        lock: a request's database work is cut off then, and answered 503."""
+        lock: a request's database work is cut off then, and answered 503. With
+        ``custom_plans`` each statement is planned for its values (see ``custom_plans``)."""
         ...
 
     def prepare_engine(self, engine: AsyncEngine) -> None:
@@ -219,6 +227,8 @@ def like_pattern(term: str) -> str:
 #: The session's plan caching around a statement that ``fetch_planned`` runs.
 _CUSTOM_PLANS = "SET plan_cache_mode = force_custom_plan"
 _ANY_PLANS = "RESET plan_cache_mode"
+#: The execution option of an engine whose sessions plan every statement so already.
+_PLANNED_OPTION = "roster_custom_plans"
 
 #: The namespaces (first key) of Roster's advisory locks: the bulk lock, and the keys.
 _BULK_LOCK, _KEY_LOCKS = 0x526F7300, 0x526F7301
@@ -314,11 +324,20 @@ class PostgresBackend:
     snapshot_setup: Sequence[str] = ("SET LOCAL plan_cache_mode = force_custom_plan",)
     renders_json = True
 
-    def engine_options(self, pool_size: int, statement_timeout: float | None) -> dict[str, Any]:
+    plans_reused = True
+
+    def engine_options(
+        self, pool_size: int, statement_timeout: float | None, custom_plans: bool = False
+    ) -> dict[str, Any]:
         server_settings = dict(SERVER_SETTINGS)
         if statement_timeout:
             server_settings["statement_timeout"] = str(max(1, round(statement_timeout * 1000)))
+        planned: dict[str, Any] = {}
+        if custom_plans:  # no round trips: custom_plans finds the session set already
+            server_settings["plan_cache_mode"] = "force_custom_plan"
+            planned["execution_options"] = {_PLANNED_OPTION: True}
         return {
+            **planned,
             "pool_size": pool_size,
             "max_overflow": pool_size,
             "pool_timeout": 10,
@@ -386,6 +405,10 @@ class PostgresBackend:
         # account for a rare term (a second instead of milliseconds, measured). The
         # session's setting is changed around the block: two short round trips
         # (preparing the statement anew each time cost more).
+        synced = conn.sync_connection
+        if synced is not None and synced.get_execution_options().get(_PLANNED_OPTION):
+            yield  # a listing engine's session: set so when it connected
+            return
         pooled = await conn.get_raw_connection()
         driver: asyncpg.Connection = pooled.driver_connection
         await _setting(conn, pooled, _CUSTOM_PLANS)
@@ -498,7 +521,11 @@ class SqliteBackend:
     snapshot_setup: Sequence[str] = ()
     renders_json = False
 
-    def engine_options(self, pool_size: int, statement_timeout: float | None) -> dict[str, Any]:
+    plans_reused = False
+
+    def engine_options(
+        self, pool_size: int, statement_timeout: float | None, custom_plans: bool = False
+    ) -> dict[str, Any]:
         # SQLite has no statement timeout; its busy timeout (the driver's ``timeout``)
         # bounds the wait for another connection's write lock.
         busy = statement_timeout or _SQLITE_BUSY_SECONDS

@@ -30,6 +30,11 @@ T = TypeVar("T")
 PEOPLE_CREDENTIALS = CredentialContract(missing=401, invalid=403, expired=401)
 Reader = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "read"), scope="function")]
 Writer = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "write"), scope="function")]
+#: GET /people's reader, on the listing engine's connection (ListingConnection).
+Lister = Annotated[
+    Principal,
+    Depends(authenticated(PEOPLE_CREDENTIALS, "read", listing=True), scope="function"),
+]
 
 #: The seed types limit and offset as int32.
 INT32_MAX = 2**31 - 1

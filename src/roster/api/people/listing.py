@@ -13,9 +13,9 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BeforeValidator, Field, StringConstraints
 from starlette.types import Receive, Scope, Send
 
-from roster.api.deps import ReadConnection, services
+from roster.api.deps import ListingConnection, services
 from roster.api.fields import STORABLE, AccountId, declared_type
-from roster.api.people.contract import INT32_MAX, QueryParameters, Reader, people_router
+from roster.api.people.contract import INT32_MAX, Lister, QueryParameters, people_router
 from roster.api.people.models import (
     PeoplePage,
     PersonaStatus,
@@ -211,8 +211,8 @@ class _JsonStream(StreamingResponse):
 )
 async def list_people_endpoint(
     request: Request,
-    conn: ReadConnection,
-    principal: Reader,
+    conn: ListingConnection,
+    principal: Lister,
     parameters: Annotated[PeopleParameters, Query()],
 ) -> Response:
     """List the people of an account: search, filters, embeds, offset pages up to 100,000."""
