@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bench.load import Expect
+import httpx
+import orjson
+
+from bench.load import Call, Expect
 
 #: The spec's default page size of GET /people.
 DEFAULT_LIMIT = 100
@@ -54,3 +58,25 @@ def every_item_written(body: Any) -> str | None:
         if entry.get("success") is not True or entry.get("failure_type"):
             return f"item failed: {entry.get('failure_type')} {entry.get('failure_reason')}"
     return None
+
+
+def floor_differs(
+    roster_url: str, floor_url: str, calls: Sequence[Call], headers: dict[str, str]
+) -> Counter[str]:
+    """Each distinct call sent to Roster and to the floor (bench/floor.py): how many
+    answers differed, by how (the status, or the body as parsed JSON). The floor's
+    figures are only worth comparing with answers that are Roster's."""
+    differs: Counter[str] = Counter()
+    with (
+        httpx.Client(base_url=roster_url, timeout=120) as roster,
+        httpx.Client(base_url=floor_url, timeout=120) as floor,
+    ):
+        for call in dict.fromkeys(calls):
+            ours, least = call.send(roster, headers), call.send(floor, headers)
+            if ours.status_code != least.status_code:
+                differs[f"the floor answered {least.status_code}, Roster {ours.status_code}"] += 1
+            elif ours.status_code < 300 and orjson.loads(ours.content) != orjson.loads(
+                least.content
+            ):
+                differs["the floor's answer differs from Roster's"] += 1
+    return differs

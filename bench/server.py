@@ -86,11 +86,7 @@ class RssSampler:
 @contextmanager
 def serve(database_url: str, *, workers: int, log_dir: Path, **env: str) -> Iterator[Server]:
     """`roster serve --workers N` on a free port, ready when /readyz says so."""
-    port = free_port()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"server-{port}.log"
     environment = {
-        **os.environ,
         "ROSTER_DATABASE_URL": database_url,
         "ROSTER_RATE_LIMIT": "10000000/minute",
         "ROSTER_AUTH_FAILURE_LIMIT": "10000000/minute",
@@ -98,19 +94,31 @@ def serve(database_url: str, *, workers: int, log_dir: Path, **env: str) -> Iter
         **env,
     }
     roster = str(Path(sys.executable).with_name("roster"))
+    command = [roster, "serve", "--host", "127.0.0.1", "--workers", str(workers)]
+    with _serving("roster serve", command, environment, log_dir) as server:
+        yield server
+
+
+@contextmanager
+def serve_floor(database_url: str, *, workers: int, log_dir: Path) -> Iterator[Server]:
+    """The floor (bench/floor.py) with ``workers`` workers on a free port, ready when its
+    /readyz answers."""
+    command = [sys.executable, "-m", "bench.floor", "--database-url", database_url]
+    command += ["--host", "127.0.0.1", "--workers", str(workers)]
+    with _serving("the floor", command, {}, log_dir) as server:
+        yield server
+
+
+@contextmanager
+def _serving(what: str, command: list[str], env: dict[str, str], log_dir: Path) -> Iterator[Server]:
+    """A server started with ``command`` (and ``--port``) on a free port; stopped after."""
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [
-                roster,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
-            env=environment,
+            [*command, "--port", str(port)],
+            env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -119,14 +127,14 @@ def serve(database_url: str, *, workers: int, log_dir: Path, **env: str) -> Iter
         deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"roster serve exited; see {log_path}")
+                raise RuntimeError(f"{what} exited; see {log_path}")
             try:
                 if httpx.get(server.base_url + "/readyz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"roster serve not ready; see {log_path}")
+                raise TimeoutError(f"{what} not ready; see {log_path}")
             time.sleep(0.2)
         yield server
     finally:

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +38,17 @@ from sqlalchemy import make_url, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import data
-from bench.answers import people_page, person_found
+from bench.answers import floor_differs, people_page, person_found
 from bench.browser import measure_browser
-from bench.load import Call, problem, run_concurrent, run_one_at_a_time, run_sequential
-from bench.server import RssSampler, Server, serve
+from bench.load import (
+    Call,
+    Measured,
+    problem,
+    run_concurrent,
+    run_one_at_a_time,
+    run_sequential,
+)
+from bench.server import RssSampler, Server, serve, serve_floor
 from roster.core.accounts import create_account
 from roster.core.auth import create_client
 from roster.db.backends import backend_for
@@ -101,6 +108,12 @@ class Figure:
     tool: str = ""
     #: Error answers and what they were: any makes the figure FAILED, whatever its speed.
     failures: dict[str, int] = field(default_factory=dict)
+    #: The floor's figure of the same calls in the same period (bench/floor.py): its
+    #: median (latency figures) or rate (throughput figures), and Roster's over it.
+    floor: float | None = None
+    ratio: float | None = None
+    #: Whether ``floor`` is a rate (requests per second) rather than a median (ms).
+    floor_is_rate: bool = False
 
 
 @dataclass
@@ -115,7 +128,7 @@ class Report:
         if self.smoke:
             figure.met = None  # tiny data: the targets do not apply
         self.figures.append(figure)
-        print(f"  {figure.what}: {_cells(figure)[1:6]} {figure.note}", flush=True)
+        print(f"  {figure.what}: {_cells(figure)[1:8]} {figure.note}", flush=True)
         return figure
 
     def problems(self, *, fail_on_miss: bool) -> list[str]:
@@ -127,8 +140,9 @@ class Report:
         return lines
 
     def markdown(self) -> str:
-        head = "| what | median ms | p99 ms | rate /s | target | met | note |\n" + (
-            "| --- | ---: | ---: | ---: | --- | --- | --- |\n"
+        head = (
+            "| what | median ms | p99 ms | rate /s | floor | x floor | target | met | note |\n"
+            + ("| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n")
         )
         return head + "\n".join("| " + " | ".join(_cells(f)) + " |" for f in self.figures)
 
@@ -141,7 +155,11 @@ def _cells(f: Figure) -> list[str]:
     if f.failures:
         met = f"**FAILED** ({_failed(f.failures)})"
     note = " ".join(x for x in (f.note, f"({f.tool})" if f.tool else "") if x)
-    return [f.what, num(f.median_ms), num(f.p99_ms), num(f.rate, 0), f.target, met, note]
+    floor = num(f.floor, 0) + " /s" if f.floor_is_rate else num(f.floor) + " ms"
+    floor = floor if f.floor is not None else ""
+    ratio = "" if f.ratio is None else f"{f.ratio:.2f}x"
+    cells = [f.what, num(f.median_ms), num(f.p99_ms), num(f.rate, 0), floor, ratio]
+    return [*cells, f.target, met, note]
 
 
 def _failed(failures: dict[str, int]) -> str:
@@ -154,8 +172,10 @@ def _failed(failures: dict[str, int]) -> str:
 
 
 def database_name(smoke: bool) -> str:
-    """A smoke run (CI runs one) has a database of its own: it never drops a full run's."""
-    return "roster_bench_smoke" if smoke else "roster_bench"
+    """A smoke run (CI runs one) has a database of its own: it never drops a full run's.
+    ``ROSTER_BENCH_DATABASE`` names another (two runs on one server side by side)."""
+    name = os.environ.get("ROSTER_BENCH_DATABASE", "roster_bench")
+    return f"{name}_smoke" if smoke else name
 
 
 def fresh_database(kind: str, work: Path, name: str) -> str:
@@ -537,6 +557,88 @@ def check(median: float | None, limit: float | None) -> bool | None:
     return None if median is None or limit is None else median <= limit
 
 
+#: Rounds of Roster then the floor in a full run's figure, so both are measured in the
+#: same period (a smoke run has one).
+ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class FloorTarget:
+    """Roster's figure against the floor's: the floor's server, and the largest ratio
+    of the medians (latency) or the smallest of the rates (throughput) that meets it
+    (None: the ratio is shown, with no target)."""
+
+    server: Server
+    ratio: float | None = None
+
+    def at(self, ratio: float) -> FloorTarget:
+        return FloorTarget(self.server, ratio)
+
+
+def _combined(rounds: Sequence[Measured]) -> Measured:
+    """Rounds of one measurement as one: the median of their medians, the largest p99,
+    the rate of all the requests over all the time."""
+    medians = [r.median_ms for r in rounds if not math.isnan(r.median_ms)]
+    p99s = [r.p99_ms for r in rounds if not math.isnan(r.p99_ms)]
+    requests = sum(r.requests for r in rounds)
+    seconds = sum(r.requests / r.rate for r in rounds if r.rate)
+    failures = sum((Counter(r.failures) for r in rounds), Counter[str]())
+    return Measured(
+        statistics.median(medians) if medians else math.nan,
+        max(p99s) if p99s else math.nan,
+        requests / seconds if seconds else 0.0,
+        requests,
+        rounds[0].tool,
+        dict(failures),
+    )
+
+
+def _interleaved(
+    report: Report,
+    servers: Sequence[Server],
+    run_one: Callable[[Server, int], Measured],
+) -> list[Measured]:
+    """Each server's measurement, in rounds of one server after the other (ROUNDS in a
+    full run when there is a floor), combined."""
+    rounds = ROUNDS if len(servers) > 1 and not report.smoke else 1
+    got: list[list[Measured]] = [[] for _ in servers]
+    for _ in range(rounds):
+        for n, server in enumerate(servers):
+            got[n].append(run_one(server, rounds))
+    return [_combined(measured) for measured in got]
+
+
+def _with_floor(
+    figure: Figure, ours: Measured, least: Measured | None, floor: FloorTarget | None
+) -> Figure:
+    """The figure with the floor's: its value, the ratio, and the target's verdict."""
+    if floor is None or least is None:
+        return figure
+    figure.failures.update({f"floor: {k}": v for k, v in least.failures.items()})
+    if figure.floor_is_rate:
+        figure.floor, figure.ratio = least.rate, ours.rate / least.rate if least.rate else math.nan
+    else:
+        figure.floor, figure.ratio = least.median_ms, ours.median_ms / least.median_ms
+    if floor.ratio is None:
+        return figure
+    if figure.floor_is_rate:
+        met, wanted = figure.ratio >= floor.ratio, f">= {floor.ratio}x floor"
+    else:
+        met, wanted = figure.ratio <= floor.ratio, f"<= {floor.ratio}x floor"
+    figure.target = " and ".join(x for x in (figure.target, wanted) if x)
+    figure.met = met if figure.met is None else figure.met and met
+    return figure
+
+
+def _checked_against_floor(
+    server: Server, floor: FloorTarget | None, calls: Sequence[Call], headers: dict[str, str]
+) -> Counter[str]:
+    """Every distinct call's answer from the floor compared with Roster's."""
+    if floor is None:
+        return Counter()
+    return floor_differs(server.base_url, floor.server.base_url, calls, headers)
+
+
 def measure(
     report: Report,
     server: Server,
@@ -548,32 +650,44 @@ def measure(
     median_target: float | None = None,
     p99_target: float | None = None,
     target: str = "",
+    floor: FloorTarget | None = None,
 ) -> Figure:
-    """Sequential latency. The warm-up, from Python, sends every distinct call at least
-    once and checks each body; the measured requests are checked too (by status under
-    wrk, by status and body from Python). Any error answer fails the figure."""
-    warm = run_sequential(
-        server.base_url, calls, headers, requests=max(min(50, requests), len(calls))
-    )
-    got = run_one_at_a_time(
-        server.base_url, calls, headers, requests=requests, estimate_ms=warm.median_ms
-    )
+    """Sequential latency, of Roster and (given ``floor``) the floor's in the same period.
+    The warm-up, from Python, sends every distinct call at least once and checks each
+    body; the measured requests are checked too (by status under wrk, by status and
+    body from Python). Any error answer fails the figure, and so does an answer of the
+    floor's that is not Roster's."""
+    servers = [server] if floor is None else [server, floor.server]
+    warm = [
+        run_sequential(s.base_url, calls, headers, requests=max(min(50, requests), len(calls)))
+        for s in servers
+    ]
+    differs = _checked_against_floor(server, floor, calls, headers)
+
+    def timed(at: Server, rounds: int) -> Measured:
+        estimate = warm[servers.index(at)].median_ms
+        return run_one_at_a_time(
+            at.base_url, calls, headers, requests=max(1, requests // rounds), estimate_ms=estimate
+        )
+
+    got, *least = _interleaved(report, servers, timed)
     met = check(got.median_ms, median_target)
     if p99_target is not None:
         met = bool(met) and got.p99_ms <= p99_target
-    return report.add(
-        Figure(
-            what,
-            target,
-            got.median_ms,
-            got.p99_ms,
-            got.rate,
-            met,
-            f"n={got.requests} after {warm.requests} warm-up",
-            got.tool,
-            dict(Counter(warm.failures) + Counter(got.failures)),
-        )
+    failures = Counter(warm[0].failures) + Counter(got.failures) + differs
+    failures += Counter({f"floor: {k}": v for w in warm[1:] for k, v in w.failures.items()})
+    figure = Figure(
+        what,
+        target,
+        got.median_ms,
+        got.p99_ms,
+        got.rate,
+        met,
+        f"n={got.requests} after {warm[0].requests} warm-up",
+        got.tool,
+        dict(failures),
     )
+    return report.add(_with_floor(figure, got, least[0] if least else None, floor))
 
 
 def throughput(
@@ -584,20 +698,34 @@ def throughput(
     calls: Sequence[Call],
     seconds: float,
     minimum: float | None,
+    floor: FloorTarget | None = None,
 ) -> None:
+    """Requests per second at 16 connections, of Roster and (given ``floor``) the
+    floor's in the same period."""
+    servers = [server] if floor is None else [server, floor.server]
     # A warm-up at the same load, not counted: the server's pool fills to 16 connections
     # and PostgreSQL's backends warm their caches, as on a server that has been running.
-    warm = run_concurrent(
-        server.base_url, calls, headers, connections=16, seconds=min(3.0, seconds)
-    )
-    got = run_concurrent(server.base_url, calls, headers, connections=16, seconds=seconds)
+    warm = [
+        run_concurrent(s.base_url, calls, headers, connections=16, seconds=min(3.0, seconds))
+        for s in servers
+    ]
+
+    def loaded(at: Server, rounds: int) -> Measured:
+        return run_concurrent(
+            at.base_url, calls, headers, connections=16, seconds=max(1.0, seconds / rounds)
+        )
+
+    got, *least = _interleaved(report, servers, loaded)
     met = None if minimum is None else got.rate >= minimum
     target = f">= {minimum:,.0f}/s" if minimum else ""
     note = f"16 connections, {got.requests} requests"
-    failures = dict(Counter(warm.failures) + Counter(got.failures))
-    report.add(
-        Figure(what, target, got.median_ms, got.p99_ms, got.rate, met, note, got.tool, failures)
+    failures = Counter(warm[0].failures) + Counter(got.failures)
+    failures += Counter({f"floor: {k}": v for w in warm[1:] for k, v in w.failures.items()})
+    figure = Figure(
+        what, target, got.median_ms, got.p99_ms, got.rate, met, note, got.tool, dict(failures)
     )
+    figure.floor_is_rate = True
+    report.add(_with_floor(figure, got, least[0] if least else None, floor))
 
 
 def run(
@@ -707,7 +835,7 @@ def measure_http(
     full_names = [[r["first_name"], r["last_name"]] for r in sample]
     fragments = [[f] for r in sample if (f := _fragment(r["last_name"]))]
     broad = [[data.BROAD_DOMAIN.split(".")[0]]]
-    with serve(url, workers=2, log_dir=work) as server:
+    with serve(url, workers=2, log_dir=work) as server, floor_of(url, work, postgres) as floor:
         for what, calls in finds.items():
             if not postgres and what != "email":
                 continue
@@ -720,6 +848,7 @@ def measure_http(
                 requests=scale.sequential,
                 median_target=2,
                 target="median <= 2 ms",
+                floor=floor and floor.at(FIND_MEDIAN_RATIO),
             )
             if postgres:
                 throughput(
@@ -730,6 +859,7 @@ def measure_http(
                     calls,
                     scale.concurrent_seconds,
                     1500,
+                    floor=floor and floor.at(FIND_RATE_RATIO),
                 )
 
         def searches(term_sets: list[list[str]]) -> list[Call]:
@@ -747,6 +877,7 @@ def measure_http(
             median_target=limit,
             p99_target=p99,
             target=target,
+            floor=floor and floor.at(SEARCH_MEDIAN_RATIO),
         )
         part = measure(
             report,
@@ -758,6 +889,7 @@ def measure_http(
             median_target=limit,
             p99_target=p99,
             target=target,
+            floor=floor and floor.at(SEARCH_MEDIAN_RATIO),
         )
         wide = measure(
             report,
@@ -768,6 +900,7 @@ def measure_http(
             requests=scale.slow_sequential,
             median_target=250 if postgres else None,
             target="median <= 250 ms" if postgres else "",
+            floor=floor,
         )
         compare_naive(
             report,
@@ -803,6 +936,25 @@ def measure_http(
             target="median <= 200 ms" if postgres else "",
         )
         big_page(report, server, headers)
+
+
+#: Issue 17's targets against the floor (bench/floor.py), judged in full runs: a find's
+#: median within 1.2x of the floor's, its throughput at 16 connections at least 0.85x,
+#: a search's median (full name, fragment) within 1.3x.
+FIND_MEDIAN_RATIO = 1.2
+FIND_RATE_RATIO = 0.85
+SEARCH_MEDIAN_RATIO = 1.3
+
+
+@contextmanager
+def floor_of(url: str, work: Path, postgres: bool) -> Iterator[FloorTarget | None]:
+    """The floor, serving the same database with as many workers as Roster, on
+    PostgreSQL (it runs on asyncpg; SQLite's figures have none)."""
+    if not postgres:
+        yield None
+        return
+    with serve_floor(url, workers=2, log_dir=work) as server:
+        yield FloorTarget(server)
 
 
 def _fragment(last_name: str) -> str | None:

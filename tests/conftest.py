@@ -117,6 +117,7 @@ async def app(settings: Settings) -> AsyncIterator[object]:
     await reset_database(application.state.services.engine)
     yield application
     await application.state.services.engine.dispose()
+    await application.state.services.listing_engine.dispose()
 
 
 @pytest.fixture

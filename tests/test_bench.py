@@ -12,18 +12,20 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from bench import browser, data
 from bench.__main__ import finish
-from bench.answers import people_page, person_found
+from bench.answers import floor_differs, people_page, person_found
 from bench.browser import CHROMIUM, in_ci, measure_browser
 from bench.load import Call, run_sequential, run_wrk, wrk_available
 from bench.nodes import CpuTracker
-from bench.server import Server, serve
+from bench.server import Server, serve, serve_floor
 from bench.steady import steady_load
 from bench.suite import (
     BIG,
@@ -317,3 +319,93 @@ def test_cpu_tracker_counts_a_process_that_ends_during_the_block() -> None:
         process.wait(30)
         time.sleep(0.1)
     assert tracker.seconds >= 0.3
+
+
+#: People whose names, emails and numbers vary as the benchmark's do.
+FLOOR_PEOPLE = [
+    {
+        "first_name": first,
+        "last_name": last,
+        "email_address": f"{first.lower()}.{n}@floor.example",
+        "phone_number": f"+44 7700 900{n:03d}",
+        "external_ref": f"floor-{n:03d}",
+        "job_title": "Engineer" if n % 2 else None,
+    }
+    for n, (first, last) in enumerate(
+        [
+            ("Zoë", "Ødegård"),
+            ("Élodie", "Ødegård"),
+            ("Ann", "Lovelace"),
+            ("ann", "lovelace"),
+            ("Jürgen", "Müller-Lüdenscheidt"),
+            ("Ünal", "Çelik"),
+            ("Sven", "Mueller"),
+            ("Ann", "Smith"),
+        ]
+        * 3
+    )
+]
+
+
+async def test_the_floor_answers_as_roster_does(
+    directory: Directory, database_url: str, backend: str, tmp_path: Path
+) -> None:
+    """The floor (bench/floor.py) answers the benchmark's finds and searches exactly as
+    Roster does, for a client of every account and one of BIG alone; the suite's own
+    check (floor_differs) tells a different answer."""
+    if backend != "postgresql":
+        pytest.skip("the floor runs on PostgreSQL (asyncpg)")
+    await directory.account(BIG)
+    await directory.account("S0001")
+    for n, row in enumerate(FLOOR_PEOPLE):
+        await directory.person([BIG, "S0001"] if n % 3 == 0 else [BIG], **row)
+    finds = [
+        find_call("email_address", "ZOË.0@FLOOR.EXAMPLE"),
+        find_call("phone_number", "+44 7700 900004"),
+        find_call("external_ref", "floor-005"),
+        find_call("first_name", "ANN"),  # several persons, one page
+        find_call("last_name", "Ødegård"),
+        Call("POST", "/persons/find/", '{"email_address": "nobody@floor.example"}'),
+    ]
+    searches = [
+        people_call(search="Ann Lovelace"),
+        people_call(search="zoe odegard"),
+        people_call(search="dega"),
+        people_call(search="ller"),
+        people_call(search="ann", limit=2, offset=1),
+        people_call(search="ann", limit=50, offset=4),
+        people_call(search="floor.example", limit=5),
+        people_call(search="7700 900"),
+        people_call(search="nobody"),
+    ]
+    callers = (await directory.client(), await directory.client([BIG]))
+    calls = [*finds, *searches]
+    with (
+        serve(database_url, workers=1, log_dir=tmp_path) as roster,
+        serve_floor(database_url, workers=1, log_dir=tmp_path) as floor,
+    ):
+        for caller in callers:
+            assert floor_differs(roster.base_url, floor.base_url, calls, caller.headers) == {}
+            answers = run_sequential(floor.base_url, calls, caller.headers, requests=len(calls))
+            assert answers.failures == {"404 not_found": 1}  # nobody found, as by Roster
+        # A floor whose answers are not Roster's is told: another page, or no answer.
+        headers = callers[0].headers
+        other = _AnotherPage("GET", people_call(search="ann", limit=3).path, floor=floor.base_url)
+        filtered = people_call(search="ann", status="active")
+        assert floor_differs(roster.base_url, floor.base_url, [other, filtered], headers) == {
+            "the floor's answer differs from Roster's": 1,
+            "the floor answered 404, Roster 200": 1,
+        }
+
+
+@dataclass(frozen=True)
+class _AnotherPage(Call):
+    """A call that asks the floor for a larger page than it asks Roster."""
+
+    floor: str = ""
+
+    def send(self, http: httpx.Client, headers: dict[str, str]) -> httpx.Response:
+        path = self.path
+        if str(http.base_url).rstrip("/") == self.floor:
+            path = path.replace("limit=3", "limit=4")
+        return http.request(self.method, path, headers=headers)

@@ -217,6 +217,7 @@ async def open_doors(database_url: str, **settings: Any) -> AsyncIterator[list[O
             await each.http.aclose()
         for app in apps:
             await app.state.services.engine.dispose()
+            await app.state.services.listing_engine.dispose()
 
 
 async def all_served(opened: list[Opened], at_once: int = 4) -> None:
@@ -591,3 +592,4 @@ async def test_redis_outage_fails_open_and_shared_counting_resumes(
     finally:
         await http.aclose()
         await app.state.services.engine.dispose()
+        await app.state.services.listing_engine.dispose()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -140,12 +142,12 @@ async def test_a_row_has_the_shape_of_the_spec(
 @pytest.fixture(params=["searched once", "gathered", "walked"])
 def page_plan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The ways a page is read (core/people/listing.py): a search matching few rows is
-    counted and paged in one pass; otherwise the rows are counted first, then gathered
-    and sorted when few match, or walked along the account's ordered index when many do
-    (rows joined as they come, or keys first past an offset larger than the limit).
-    Test data is small, so the other plans are forced by lowering the thresholds."""
+    counted and paged in one statement; otherwise the rows are counted first, then
+    gathered and sorted when few match, or walked along the account's ordered index when
+    many do (rows joined as they come, or keys first past an offset larger than the
+    limit). Test data is small, so the other plans are forced by lowering the thresholds."""
     if request.param != "searched once":
-        monkeypatch.setattr(listing, "SEARCH_GATHERED", -1)
+        monkeypatch.setattr(listing, "SEARCH_PAGE_LIMIT", 0)
     if request.param == "walked":
         monkeypatch.setattr(listing, "GATHER_FIRST", -1)
     return str(request.param)
@@ -479,20 +481,58 @@ async def test_a_search_expected_to_match_few_rows_is_read_once(
     monkeypatch: pytest.MonkeyPatch,
     gather_first: int,
 ) -> None:
-    """On PostgreSQL a search the planner expects to match few rows is counted and paged
-    by one statement; when it matches more than GATHER_FIRST after all, it is counted,
-    then paged, on its own (three statements search) and the count stays exact. SQLite's
-    planner gives no estimate, so a search there is always counted first."""
+    """A search matching few rows is counted and paged by one statement, with no plan
+    asked for first; when it matches more than GATHER_FIRST, it is counted, then paged,
+    on its own (three statements search) and the count stays exact. The same search
+    again is counted and paged at once (two statements)."""
     for n in range(5):
         await directory.person([ACCOUNT], first_name=f"Match{n}", last_name="Smith")
     monkeypatch.setattr(listing, "GATHER_FIRST", gather_first)
-    with counting_queries(app) as statements:
-        page = await people(client, caller, search="smith", limit=2, offset=1)
-    assert page["count"] == 5
-    assert names(page) == ["Match1 Smith", "Match2 Smith"]
-    searching = [s for s in statements if "search" in s.lower() and not s.startswith("EXPLAIN")]
-    postgres = directory.engine.dialect.name == "postgresql"
-    assert len(searching) == ((1 if gather_first >= 5 else 3) if postgres else 2), searching
+    monkeypatch.setattr(listing, "_MANY_MATCHES", OrderedDict())
+    for again in (False, True):
+        with counting_queries(app, monkeypatch) as statements:
+            page = await people(
+                client, caller, search="SMITH" if again else "smith", limit=2, offset=1
+            )
+        assert page["count"] == 5
+        assert names(page) == ["Match1 Smith", "Match2 Smith"]
+        searching = [s for s in statements if "search" in s.lower()]
+        assert len(searching) == (1 if gather_first >= 5 else 2 if again else 3), searching
+        assert not [s for s in statements if "explain" in s.lower()]
+
+
+async def test_a_search_is_planned_for_its_terms_every_time(
+    client: httpx.AsyncClient, app: FastAPI, directory: Directory, caller: Client
+) -> None:
+    """PostgreSQL keeps a plan made for any values after a prepared statement's fifth run;
+    a search's statement is planned for its own terms every time (the plan for any term
+    walked the whole account for a rare one): GET /people runs on the listing engine,
+    whose sessions plan so, and the core on another connection (the web page's) sets
+    that around the search and back to the default after it, for the finds that come
+    next."""
+    if directory.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite plans each statement as it runs")
+    await directory.person([ACCOUNT], first_name="Ann", last_name="Smith")
+    services = app.state.services
+    for n in range(8):
+        found = await people(client, caller, search="smith" + "x" * (n % 2))
+        assert found["count"] == 1 - n % 2
+    for engine in (services.engine, services.listing_engine):
+        async with engine.connect() as conn:
+            if engine is services.engine:
+                for n in range(8):
+                    query = listing.PeopleQuery(search="ann" + "x" * (n % 2))
+                    assert (await listing.search_page(conn, ACCOUNT, query)) is not None
+            pooled = await conn.get_raw_connection()
+            driver = pooled.driver_connection
+            shown = await driver.fetchval("SHOW plan_cache_mode")
+            plans = await driver.fetch(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE '%search_text LIKE%' AND statement LIKE 'WITH matched%'"
+            )
+        listed = engine is services.listing_engine
+        assert shown == ("force_custom_plan" if listed else "auto")
+        assert [tuple(p) for p in plans] == [(0, 8)]
 
 
 async def test_each_include_adds_only_its_key(
@@ -571,14 +611,25 @@ async def test_embeds_hold_what_the_spec_says(
 
 
 @contextmanager
-def counting_queries(app: FastAPI) -> Iterator[list[str]]:
-    """Every statement the app's engine runs while the block is open."""
+def counting_queries(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch | None = None
+) -> Iterator[list[str]]:
+    """Every statement the app's engine runs while the block is open; with
+    ``monkeypatch``, those run on asyncpg's connections directly too (fetch_plain)."""
     statements: list[str] = []
     engine = app.state.services.engine.sync_engine
 
     def count(*args: Any) -> None:
         statements.append(args[2])
 
+    if monkeypatch is not None:
+        fetch = asyncpg.Connection.fetch
+
+        async def counted_fetch(self: asyncpg.Connection, sql: str, *args: Any) -> Any:
+            statements.append(sql)
+            return await fetch(self, sql, *args)
+
+        monkeypatch.setattr(asyncpg.Connection, "fetch", counted_fetch)
     event.listen(engine, "before_cursor_execute", count)
     try:
         yield statements

@@ -24,7 +24,7 @@ from roster.api.ratelimit import AuthFailureLimiter, ClientRateLimiter, SharedWi
 from roster.api.scim import bulk as scim_bulk  # noqa: F401  (its routes)
 from roster.api.scim import groups as scim_groups  # noqa: F401  (its routes)
 from roster.api.scim import routes as scim
-from roster.db.engine import create_engine
+from roster.db.engine import create_engine, listing_engine
 from roster.db.replicas import ReplicaSet
 from roster.settings import Settings
 
@@ -61,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings=settings,
         engine=engine,
         replicas=replicas,
+        listing_engine=listing_engine(settings, engine),
         limiter=ClientRateLimiter(settings.rate_limit, shared),
         auth_failures=AuthFailureLimiter(settings.auth_failure_limit, shared),
         metrics=Metrics(engine, replicas),
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
         pruning.cancel()
         await replicas.stop()
         await services.engine.dispose()
+        await services.listing_engine.dispose()
 
     app = FastAPI(
         title="Roster",

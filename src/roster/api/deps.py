@@ -44,6 +44,8 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     replicas: ReplicaSet
+    #: GET /people's (db/engine.py listing_engine): ``engine`` itself on SQLite.
+    listing_engine: AsyncEngine
     limiter: ClientRateLimiter
     auth_failures: AuthFailureLimiter
     metrics: Metrics
@@ -60,11 +62,14 @@ def _credential(request: Request) -> str | None:
 
 @asynccontextmanager
 async def on_replica_or_primary(
-    request: Request, opened: Callable[[AsyncEngine], AbstractAsyncContextManager[AsyncConnection]]
+    request: Request,
+    opened: Callable[[AsyncEngine], AbstractAsyncContextManager[AsyncConnection]],
+    primary: AsyncEngine | None = None,
 ) -> AsyncIterator[AsyncConnection]:
     """A reading unit of work on a serving replica that has this client's writes, or on
-    the primary: a replica that cannot be reached is skipped (and marked down) before
-    the request's first statement, so it costs the request nothing."""
+    the primary (through ``primary``, when not the services' engine): a replica that
+    cannot be reached is skipped (and marked down) before the request's first statement,
+    so it costs the request nothing."""
     shared = services(request)
     replica = await shared.replicas.for_reading(_credential(request))
     if replica is not None:
@@ -80,7 +85,7 @@ async def on_replica_or_primary(
             async with stack:
                 yield conn
             return
-    async with opened(shared.engine) as conn:
+    async with opened(primary or shared.engine) as conn:
         yield conn
 
 
@@ -91,6 +96,14 @@ def snapshot_for(request: Request) -> AbstractAsyncContextManager[AsyncConnectio
 
 async def _read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     async with on_replica_or_primary(request, lambda e: unit_of_work(e, write=False)) as conn:
+        yield conn
+
+
+async def _listing_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    reading = services(request).listing_engine  # on the primary: plans for its values
+    async with on_replica_or_primary(
+        request, lambda e: unit_of_work(e, write=False), reading
+    ) as conn:
         yield conn
 
 
@@ -119,6 +132,8 @@ async def _primary_snapshot_connection(request: Request) -> AsyncIterator[AsyncC
 #: The request's unit of work: committed before the answer is sent.
 ReadConnection = Annotated[AsyncConnection, Depends(_read_connection, scope="function")]
 WriteConnection = Annotated[AsyncConnection, Depends(_write_connection, scope="function")]
+#: GET /people's unit of work, on the listing engine.
+ListingConnection = Annotated[AsyncConnection, Depends(_listing_connection, scope="function")]
 #: A read transaction of its own, for answers whose parts must agree (a count and its rows).
 SnapshotConnection = Annotated[AsyncConnection, Depends(_snapshot_connection, scope="function")]
 #: The same on the primary always: the directory page's sessions are written and read
@@ -166,13 +181,17 @@ def too_many_failures(budget: Budget) -> RateLimited:
     )
 
 
-def authenticated(contract: CredentialContract, scope: str) -> PrincipalDependency:
+def authenticated(
+    contract: CredentialContract, scope: str, *, listing: bool = False
+) -> PrincipalDependency:
     """A dependency giving the authenticated client, which must hold ``scope``.
 
-    It shares the request's unit of work (read for ``read``, write otherwise), so
-    authenticating costs no extra connection.
+    It shares the request's unit of work (read for ``read``, write otherwise, the
+    listing engine's with ``listing``), so authenticating costs no extra connection.
     """
     connection = _read_connection if scope == "read" else _write_connection
+    if listing:
+        connection = _listing_connection
 
     async def principal(
         request: Request,

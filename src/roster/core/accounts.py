@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.auth import Principal
@@ -15,6 +15,7 @@ from roster.core.clock import now
 from roster.core.events import append_events, created_event
 from roster.core.fields import ACCOUNT, storable
 from roster.core.matching import search_fold, search_terms
+from roster.db.backends import backend_for
 from roster.db.tables import CORE_ROLES, accounts, personas, roles
 from roster.errors import (
     AccountNotFound,
@@ -74,6 +75,8 @@ async def create_account(
 
 #: An account's fields, in the order of :class:`Account`.
 _ACCOUNT = select(accounts.c.id, accounts.c.name, accounts.c.external_ref, accounts.c.created_at)
+#: One account by id, built once: every People API request reads it.
+_ACCOUNT_BY_ID = _ACCOUNT.where(accounts.c.id == bindparam("account_id"))
 
 
 async def list_accounts(conn: AsyncConnection) -> list[Account]:
@@ -136,9 +139,10 @@ async def reachable_account(
 ) -> Account:
     """The account itself, as :func:`require_account` finds it."""
     if principal.can_reach(account_id):
-        found = (await conn.execute(_ACCOUNT.where(accounts.c.id == account_id))).first()
-        if found is not None:
-            return Account(*found)
+        backend = backend_for(conn)
+        found = await backend.fetch_plain(conn, _ACCOUNT_BY_ID, {"account_id": account_id})
+        if found:
+            return Account(*found[0])
     raise AccountNotFound(f"There is no account {account_id!r} that you can reach.")
 
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 import enum
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import lru_cache
 from typing import Any, Protocol
 
 import asyncpg
-import orjson
 from sqlalchemy import (
     ColumnElement,
-    Executable,
     FromClause,
     Select,
     Text,
@@ -45,10 +44,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.schema import Table
 
 from roster.db.tables import personas
@@ -93,15 +89,26 @@ class Backend(Protocol):
     #: SQLite's json_group_array takes no ORDER BY before 3.44).
     renders_json: bool
 
+    #: Whether a prepared statement may come to run on a plan made for any values; where
+    #: it may, listings have an engine of their own whose sessions never do (the
+    #: ``custom_plans`` engine option).
+    plans_reused: bool
+
     def engine_options(
-        self, pool_size: int, statement_timeout: float | None, *, pooled: bool
+        self,
+        pool_size: int,
+        statement_timeout: float | None,
+        *,
+        pooled: bool,
+        custom_plans: bool = False,
     ) -> dict[str, Any]:
         """``create_async_engine``'s options for this backend. ``statement_timeout``
         (seconds; None or 0 for none) bounds how long one statement runs or waits for a
         lock: a request's database work is cut off then, and answered 503. ``pooled``:
         the database is reached through a pooler in transaction mode
         (``ROSTER_DATABASE_POOLER``), which may hand each transaction to another server
-        connection."""
+        connection. With ``custom_plans`` each statement is planned for its values (see
+        ``custom_plans``)."""
         ...
 
     def prepare_engine(
@@ -116,7 +123,17 @@ class Backend(Protocol):
         ...
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
-        """True for personas whose search text holds every (folded) term."""
+        """True for personas whose search text holds every (folded) term. Its values are
+        bound parameters named as in :meth:`search_parameters`, so a statement built for
+        some terms runs for any others of the same :meth:`search_shape` with theirs."""
+        ...
+
+    def search_shape(self, terms: Sequence[str]) -> Hashable:
+        """What the search condition's SQL depends on: terms of one shape share it."""
+        ...
+
+    def search_parameters(self, terms: Sequence[str]) -> dict[str, Any]:
+        """The values of the search condition's parameters for these terms."""
         ...
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
@@ -135,10 +152,14 @@ class Backend(Protocol):
     ) -> Sequence[Sequence[Any]]:
         """The rows of a read, as tuples, for a statement whose parameters and columns
         need no conversion (text, numbers, booleans, UUIDs, lists of these; a list is
-        bound with :meth:`one_of`)."""
+        bound with :meth:`one_of`). Build the statement once and keep it: its SQL is
+        kept by the statement. A parameter not in ``parameters`` has the value it was
+        built with."""
 
-    async def estimated_rows(self, conn: AsyncConnection, statement: Select[Any]) -> int | None:
-        """How many rows the planner expects ``statement`` to give, if it says."""
+    def custom_plans(self, conn: AsyncConnection) -> AbstractAsyncContextManager[None]:
+        """While the block runs, each statement is planned for its values, never with a
+        plan made for any values (a search's best plan depends on how rare its terms
+        are). Outside a transaction: ``snapshot_setup`` does the same in one."""
         ...
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
@@ -214,11 +235,14 @@ async def update_many(
 
 
 @lru_cache(maxsize=512)
-def _asyncpg_sql(statement: Select[Any], dialect: Dialect) -> tuple[str, tuple[str, ...]]:
-    """A statement's SQL for asyncpg (``$1`` placeholders) and its parameters' names in
-    order; statements are built once and kept, so this is too."""
+def _asyncpg_sql(
+    statement: Select[Any], dialect: Dialect
+) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """A statement's SQL for asyncpg (``$1`` placeholders), its parameters' names in
+    order and the values they were built with; statements are built once and kept, so
+    this is too."""
     compiled = statement.compile(dialect=dialect)
-    return str(compiled), tuple(compiled.positiontup or ())
+    return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
 
 
 def like_pattern(term: str, op: str = "co") -> str:
@@ -242,19 +266,11 @@ def compare_ordered(
     return compared
 
 
-class _Explain(Executable, ClauseElement):
-    """``EXPLAIN (FORMAT JSON)`` of a statement: its plan, nothing run."""
-
-    inherit_cache = False
-
-    def __init__(self, statement: Select[Any]) -> None:
-        self.statement = statement
-
-
-@compiles(_Explain, "postgresql")
-def _compile_explain(element: _Explain, compiler: SQLCompiler, **kw: Any) -> str:
-    return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
-
+#: The session's plan caching around a statement that ``fetch_planned`` runs.
+_CUSTOM_PLANS = "SET plan_cache_mode = force_custom_plan"
+_ANY_PLANS = "RESET plan_cache_mode"
+#: The execution option of an engine whose sessions plan every statement so already.
+_PLANNED_OPTION = "roster_custom_plans"
 
 #: The namespaces (first key) of Roster's advisory locks: the bulk lock, the keys, and
 #: the event log's.
@@ -344,6 +360,16 @@ async def _discard_if_lost(
     return None
 
 
+async def _setting(conn: AsyncConnection, pooled: PoolProxiedConnection, statement: str) -> None:
+    """A statement without parameters or rows (``SET``) on the driver's own connection."""
+    try:
+        await pooled.driver_connection.execute(statement)  # type: ignore[union-attr]
+    except BaseException as error:
+        if (lost := await _discard_if_lost(conn, pooled, error)) is not None:
+            raise lost from error
+        raise
+
+
 class PostgresBackend:
     name = "postgresql"
     driver = "postgresql+asyncpg"
@@ -361,10 +387,24 @@ class PostgresBackend:
     snapshot_setup: Sequence[str] = ("SET LOCAL plan_cache_mode = force_custom_plan",)
     renders_json = True
 
+    plans_reused = True
+
     def engine_options(
-        self, pool_size: int, statement_timeout: float | None, *, pooled: bool
+        self,
+        pool_size: int,
+        statement_timeout: float | None,
+        *,
+        pooled: bool,
+        custom_plans: bool = False,
     ) -> dict[str, Any]:
         settings = _session_settings(statement_timeout)
+        planned: dict[str, Any] = {}
+        if custom_plans and not pooled:  # no round trips: custom_plans finds it set already
+            settings["plan_cache_mode"] = "force_custom_plan"
+        if custom_plans or pooled:
+            # Behind a pooler every statement is unnamed, and PostgreSQL plans an unnamed
+            # statement for the values it is bound with: custom plans, always.
+            planned["execution_options"] = {_PLANNED_OPTION: True}
         connect_args: dict[str, Any] = {"timeout": 5, "server_settings": settings}
         if pooled:
             connect_args = {
@@ -383,6 +423,7 @@ class PostgresBackend:
                 "prepared_statement_name_func": _unnamed,
             }
         return {
+            **planned,
             "pool_size": pool_size,
             "max_overflow": pool_size,
             "pool_timeout": 10,
@@ -435,8 +476,17 @@ class PostgresBackend:
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
         return and_(
             true(),
-            *(personas.c.search_text.like(like_pattern(term), escape="\\") for term in terms),
+            *(
+                personas.c.search_text.like(bindparam(name, pattern), escape="\\")
+                for name, pattern in self.search_parameters(terms).items()
+            ),
         )
+
+    def search_shape(self, terms: Sequence[str]) -> Hashable:
+        return len(terms)
+
+    def search_parameters(self, terms: Sequence[str]) -> dict[str, Any]:
+        return {f"search_{n}": like_pattern(term) for n, term in enumerate(terms)}
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         # One array parameter: the statement stays the same whatever the number of
@@ -460,11 +510,12 @@ class PostgresBackend:
     ) -> Sequence[Sequence[Any]]:
         # On asyncpg directly: SQLAlchemy's execution costs about 130 µs of CPU a
         # statement, as much as the rest of a find's work in the database layer.
-        sql, names = _asyncpg_sql(statement, conn.dialect)
+        sql, names, built = _asyncpg_sql(statement, conn.dialect)
+        values = [parameters[name] if name in parameters else built[name] for name in names]
         pooled = await conn.get_raw_connection()
         try:
             rows: Sequence[Sequence[Any]] = await pooled.driver_connection.fetch(  # type: ignore[union-attr]
-                sql, *(parameters[name] for name in names)
+                sql, *values
             )
         except BaseException as error:
             if (lost := await _discard_if_lost(conn, pooled, error)) is not None:
@@ -472,10 +523,25 @@ class PostgresBackend:
             raise
         return rows
 
-    async def estimated_rows(self, conn: AsyncConnection, statement: Select[Any]) -> int | None:
-        plan = await conn.scalar(_Explain(statement))
-        rows = (orjson.loads(plan) if isinstance(plan, str | bytes) else plan)[0]["Plan"]
-        return int(rows["Plan Rows"])
+    @asynccontextmanager
+    async def custom_plans(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        # A prepared statement is planned for its values five times, then PostgreSQL may
+        # keep a plan made for any values: for a search, one that walked the whole
+        # account for a rare term (a second instead of milliseconds, measured). The
+        # session's setting is changed around the block: two short round trips
+        # (preparing the statement anew each time cost more).
+        synced = conn.sync_connection
+        if synced is not None and synced.get_execution_options().get(_PLANNED_OPTION):
+            yield  # a listing engine's session: set so when it connected
+            return
+        pooled = await conn.get_raw_connection()
+        driver: asyncpg.Connection = pooled.driver_connection
+        await _setting(conn, pooled, _CUSTOM_PLANS)
+        try:
+            yield
+        finally:
+            if not driver.is_closed():  # a connection lost in the block is discarded
+                await _setting(conn, pooled, _ANY_PLANS)
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         return text.collate("C")
@@ -588,8 +654,15 @@ class SqliteBackend:
     snapshot_setup: Sequence[str] = ()
     renders_json = False
 
+    plans_reused = False
+
     def engine_options(
-        self, pool_size: int, statement_timeout: float | None, *, pooled: bool
+        self,
+        pool_size: int,
+        statement_timeout: float | None,
+        *,
+        pooled: bool,
+        custom_plans: bool = False,
     ) -> dict[str, Any]:
         # (Settings refuse a pooler with SQLite.) SQLite has no statement timeout; its
         # busy timeout (the driver's ``timeout``) bounds the wait for another
@@ -638,16 +711,26 @@ class SqliteBackend:
         return None
 
     def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
+        conditions: list[ColumnElement[bool]] = []
+        for name, value in self.search_parameters(terms).items():
+            if name == "search_phrase":
+                phrase = literal_column(_FTS.name).match(bindparam(name, value))
+                matching = select(_FTS.c.rowid).where(phrase)
+                conditions.append(personas.c.seq.in_(matching))
+            else:
+                conditions.append(func.instr(personas.c.search_text, bindparam(name, value)) > 0)
+        return and_(true(), *conditions)
+
+    def search_shape(self, terms: Sequence[str]) -> Hashable:
+        return tuple(len(term) >= TRIGRAM for term in terms)
+
+    def search_parameters(self, terms: Sequence[str]) -> dict[str, Any]:
         indexed = [term for term in terms if len(term) >= TRIGRAM]
         scanned = [term for term in terms if len(term) < TRIGRAM]
-        conditions: list[ColumnElement[bool]] = []
-        if indexed:
-            # A quoted FTS5 phrase over trigrams is an exact substring match.
-            phrase = " ".join('"' + term.replace('"', '""') + '"' for term in indexed)
-            matching = select(_FTS.c.rowid).where(literal_column(_FTS.name).match(phrase))
-            conditions.append(personas.c.seq.in_(matching))
-        conditions.extend(func.instr(personas.c.search_text, term) > 0 for term in scanned)
-        return and_(true(), *conditions)
+        # A quoted FTS5 phrase over trigrams is an exact substring match.
+        phrase = " ".join('"' + term.replace('"', '""') + '"' for term in indexed)
+        found: dict[str, Any] = {"search_phrase": phrase} if indexed else {}
+        return found | {f"search_{n}": term for n, term in enumerate(scanned)}
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         return column.in_(bindparam(name, expanding=True))
@@ -678,8 +761,9 @@ class SqliteBackend:
         rows: Sequence[Sequence[Any]] = (await conn.execute(statement, parameters)).all()
         return rows
 
-    async def estimated_rows(self, conn: AsyncConnection, statement: Select[Any]) -> int | None:
-        return None  # SQLite's EXPLAIN QUERY PLAN gives no row counts
+    @asynccontextmanager
+    async def custom_plans(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        yield  # SQLite plans each statement as it runs
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         return text  # SQLite's default collation, BINARY, is code point order for UTF-8

@@ -35,17 +35,24 @@ def async_url(database_url: str) -> URL:
 
 
 def create_engine(
-    settings: Settings, *, statement_timeout: float | None = None, **overrides: Any
+    settings: Settings,
+    *,
+    statement_timeout: float | None = None,
+    custom_plans: bool = False,
+    **overrides: Any,
 ) -> AsyncEngine:
     """An async engine for the configured database, with the backend's settings in place.
 
     ``statement_timeout`` (seconds) bounds each statement: the server's engine sets it
     (``ROSTER_DATABASE_STATEMENT_TIMEOUT_SECONDS``); the command line's long imports and
-    migrations run without one.
+    migrations run without one. ``custom_plans``: every statement is planned for its
+    values (the listing engine, where the backend may reuse plans).
     """
     url, backend = _backend_of(settings.database_url)
     pooled = settings.database_pooler is not None
-    options = backend.engine_options(settings.database_pool_size, statement_timeout, pooled=pooled)
+    options = backend.engine_options(
+        settings.database_pool_size, statement_timeout, pooled=pooled, custom_plans=custom_plans
+    )
     engine = create_async_engine(
         url.set(drivername=backend.driver),
         # Errors never carry the values a client sent (emails, search terms) into logs.
@@ -97,3 +104,14 @@ def database_unavailable(error: BaseException) -> bool:
     """True for faults that mean the database cannot serve now (see ``backends.outage``):
     the request may succeed if retried."""
     return outage(error) is not None
+
+
+def listing_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
+    """The engine of GET /people: ``engine`` itself, or where the backend may run a
+    prepared statement on a plan made for any values (PostgreSQL), one whose sessions
+    plan each statement for its values, so a search runs on its own connection with no
+    round trip to set that."""
+    if not backend_named(engine.dialect.name).plans_reused or settings.database_pooler:
+        return engine  # behind a pooler every statement is planned for its values already
+    timeout = settings.database_statement_timeout_seconds
+    return create_engine(settings, statement_timeout=timeout, custom_plans=True)

@@ -30,6 +30,11 @@ T = TypeVar("T")
 PEOPLE_CREDENTIALS = CredentialContract(missing=401, invalid=403, expired=401)
 Reader = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "read"), scope="function")]
 Writer = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "write"), scope="function")]
+#: GET /people's reader, on the listing engine's connection (ListingConnection).
+Lister = Annotated[
+    Principal,
+    Depends(authenticated(PEOPLE_CREDENTIALS, "read", listing=True), scope="function"),
+]
 
 #: The seed types limit and offset as int32.
 INT32_MAX = 2**31 - 1
@@ -70,8 +75,10 @@ def listed(parse: Callable[[str], object]) -> BeforeValidator:
     return BeforeValidator(split)
 
 
-def one_value_each(request: Request) -> None:
-    """400 for a single-valued parameter given twice (``limit=1&limit=2``): no guessing."""
+async def one_value_each(request: Request) -> None:
+    """400 for a single-valued parameter given twice (``limit=1&limit=2``): no guessing.
+    A coroutine: FastAPI runs a plain function dependency in its thread pool, and
+    handing every People API request to a thread and back cost more than the check."""
     names = Counter(name for name, _ in request.query_params.multi_items())
     for name, times in names.items():
         if times > 1 and name not in LIST_PARAMETERS:

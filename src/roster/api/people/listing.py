@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import orjson
 from fastapi import Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BeforeValidator, Field, StringConstraints
 from starlette.types import Receive, Scope, Send
 
-from roster.api.deps import ReadConnection, snapshot_for
+from roster.api.deps import ListingConnection, snapshot_for
 from roster.api.fields import STORABLE, AccountId, Schema, declared_type
 from roster.api.people.contract import (
     INT32_MAX,
+    Lister,
     QueryParameters,
-    Reader,
     listed,
     one_of,
     people_router,
@@ -33,7 +33,8 @@ from roster.api.people.models import (
 from roster.core.accounts import require_account
 from roster.core.fields import PERSONA_STATUSES, ROLE, UNSTORABLE, storable
 from roster.core.people.embeds import EMBEDS
-from roster.core.people.listing import PeopleQuery, list_people
+from roster.core.people.listing import PeoplePage as PeoplePageRead
+from roster.core.people.listing import PeopleQuery, list_people, search_page
 from roster.db.backends import json_default
 
 router = people_router("People API")
@@ -124,30 +125,36 @@ class PeopleParameters(QueryParameters):
 async def _people_json(
     request: Request, account_id: str, parameters: PeopleParameters
 ) -> AsyncGenerator[bytes, None]:
-    """The answer's JSON, in pieces: the head once the count is known, then each chunk of rows.
-
-    The count and the rows are read in one read transaction, so they agree.
-    """
+    """The answer's JSON, in pieces, read in one read transaction (on a replica or the
+    primary), so that the count and the rows agree."""
     async with snapshot_for(request) as conn:
         page = await list_people(conn, account_id, parameters.core_query(), item_key)
-        head = {
-            "limit": parameters.limit,
-            "offset": parameters.offset,
-            "count": page.count,
-            "search": parameters.search,
-        }
-        yield orjson.dumps(head)[:-1] + b',"rows":['
-        separator = b""
-        async for chunk in page.chunks:
-            for start in range(0, len(chunk), RENDER_SLICE):
-                rows = chunk[start : start + RENDER_SLICE]
-                yield separator + b",".join(
-                    orjson.dumps(row_json(row), default=json_default) for row in rows
-                )
-                separator = b","
-                # A turn for the event loop: the next chunk's queries go on meanwhile.
-                await asyncio.sleep(0)
-        yield b"]}"
+        async for piece in _page_json(parameters, page):
+            yield piece
+
+
+async def _page_json(
+    parameters: PeopleParameters, page: PeoplePageRead
+) -> AsyncGenerator[bytes, None]:
+    """A page's JSON, in pieces: the head once the count is known, then each chunk of rows."""
+    head = {
+        "limit": parameters.limit,
+        "offset": parameters.offset,
+        "count": page.count,
+        "search": parameters.search,
+    }
+    yield orjson.dumps(head)[:-1] + b',"rows":['
+    separator = b""
+    async for chunk in page.chunks:
+        for start in range(0, len(chunk), RENDER_SLICE):
+            rows = chunk[start : start + RENDER_SLICE]
+            yield separator + b",".join(
+                orjson.dumps(row_json(row), default=json_default) for row in rows
+            )
+            separator = b","
+            # A turn for the event loop: the next chunk's queries go on meanwhile.
+            await asyncio.sleep(0)
+    yield b"]}"
 
 
 async def _after(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
@@ -184,12 +191,18 @@ class _JsonStream(StreamingResponse):
 )
 async def list_people_endpoint(
     request: Request,
-    conn: ReadConnection,
-    principal: Reader,
+    conn: ListingConnection,
+    principal: Lister,
     parameters: Annotated[PeopleParameters, Query()],
-) -> StreamingResponse:
+) -> Response:
     """List the people of an account: search, filters, embeds, offset pages up to 100,000."""
     account_id = await require_account(conn, principal, parameters.account_id)
+    # A search of few matches is one statement on this connection; else a snapshot of
+    # its own counts and streams the page.
+    found = await search_page(conn, account_id, parameters.core_query(), item_key)
+    if found is not None:
+        pieces = [piece async for piece in _page_json(parameters, found)]
+        return Response(b"".join(pieces), media_type="application/json")
     body = _people_json(request, account_id, parameters)
     # The first piece runs the count: a fault there is still answered as an error.
     first = await anext(body)

@@ -68,7 +68,7 @@ from roster.core.accounts import Account, memberships_of, reachable_account, rea
 from roster.core.auth import Principal, client_by_key, client_by_secret
 from roster.core.fields import PERSONA, stored
 from roster.core.people.embeds import EMBEDS
-from roster.core.people.listing import PeopleQuery, list_people
+from roster.core.people.listing import PeopleQuery, list_people, search_page
 from roster.core.people.paging import Paging
 from roster.core.people.persona_rows import persona_row
 from roster.core.people.personas import assign_role, update_persona
@@ -103,7 +103,9 @@ def _shown(row: Any) -> dict[str, Any]:
 async def _people(
     conn: AsyncConnection, account_id: str, query: PeopleQuery
 ) -> tuple[int, list[dict[str, Any]]]:
-    page = await list_people(conn, account_id, query, item_key)
+    page = await search_page(conn, account_id, query, item_key)
+    if page is None:
+        page = await list_people(conn, account_id, query, item_key)
     rows: list[dict[str, Any]] = []
     async for chunk in page.chunks:
         rows.extend(_shown(row) for row in chunk)

@@ -7,28 +7,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.matching import name_key, search_terms
 from roster.core.people.embeds import Embed, embed_columns, included, load_embeds
 from roster.core.people.persona_rows import ROW_COLUMNS, PersonaRow, rows_select
-from roster.db.backends import backend_for
-from roster.db.tables import budget_members, budgets, personas, roles, team_members
+from roster.db.backends import Backend, backend_for
+from roster.db.tables import budget_members, budgets, personas, persons, roles, team_members
 from roster.errors import Naming, as_is
 
 #: Rows fetched (and embeds loaded) at a time while a page streams.
 CHUNK_SIZE = 1000
 #: Up to this many matching rows, a page gathers and sorts them rather than walking the
-#: account's ordered index (see _page_statement).
+#: account's ordered index (see page_statement).
 GATHER_FIRST = 20_000
-#: A search the planner expects to match up to this many rows is counted and paged in
-#: one pass over its matches (see _gather_search).
-SEARCH_GATHERED = 5_000
+#: A search's page of up to this many rows is read by one statement (search_page), all
+#: at once; a larger one is streamed (list_people).
+SEARCH_PAGE_LIMIT = CHUNK_SIZE
+#: Searches (account and terms) lately found to match more than GATHER_FIRST rows, most
+#: recent last: search_page leaves them to list_people at once, instead of gathering
+#: 20,001 matches in vain first (it doubled a broad search's time). Per process; a
+#: search that matches fewer rows later is only slower, never answered differently.
+_MANY_MATCHES: OrderedDict[tuple[str, tuple[str, ...]], None] = OrderedDict()
+MANY_MATCHES_KEPT = 1000
 
 
 @dataclass(frozen=True)
@@ -62,10 +70,13 @@ class PeoplePage:
 ORDER = (personas.c.sort_last, personas.c.sort_first, personas.c.person_id)
 
 
-def _conditions(
-    conn: AsyncConnection, account_id: str, query: PeopleQuery, named_roles: list[uuid.UUID]
+def conditions_of(
+    backend: Backend, account_id: str, query: PeopleQuery, named_roles: list[uuid.UUID]
 ) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [personas.c.account_id == account_id]
+    """The WHERE conditions of a listing (``named_roles``: the ids its role names name)."""
+    conditions: list[ColumnElement[bool]] = [
+        personas.c.account_id == bindparam("account_id", account_id)
+    ]
     if query.statuses:
         conditions.append(personas.c.status.in_(sorted(query.statuses)))
     if query.team_ids:
@@ -106,7 +117,7 @@ def _conditions(
             )
         )
     if terms := search_terms(query.search):
-        conditions.append(backend_for(conn).search_condition(terms))
+        conditions.append(backend.search_condition(terms))
     return conditions
 
 
@@ -126,7 +137,7 @@ async def _named_roles(
     return sorted(found)
 
 
-def _page_statement(
+def page_statement(
     conditions: list[ColumnElement[bool]], query: PeopleQuery, count: int
 ) -> Select[Any]:
     """The page's rows. With few matching rows (the count says how many), they are
@@ -184,42 +195,102 @@ async def list_people(
 
     Run it in a read transaction (``read_snapshot``) so that the count and the rows see
     the same data, and read the chunks before the transaction ends. Embeds the database
-    writes as JSON name their items' keys with ``json_keys``.
+    writes as JSON name their items' keys with ``json_keys``. A search is answered
+    sooner by :func:`search_page` (on any connection) when it matches few rows.
     """
     named_roles = await _named_roles(conn, account_id, query.role_names)
-    conditions = _conditions(conn, account_id, query, named_roles)
-    if search_terms(query.search) and await _few_matches(conn, conditions):
-        gathered = await _gather_search(conn, conditions, query)
-        if gathered is not None:
-            total, person_ids = gathered
-            page = _rows_of(conn, account_id)
-            chunks = _chunks(conn, page, query, json_keys, {"page_ids": person_ids})
-            return PeoplePage(total, chunks)
-    count = await conn.scalar(select(func.count()).select_from(personas).where(and_(*conditions)))
+    conditions = conditions_of(backend_for(conn), account_id, query, named_roles)
+    count = await conn.scalar(count_statement(conditions))
     total = count or 0
-    page = _page_statement(conditions, query, total)
+    page = page_statement(conditions, query, total)
     return PeoplePage(total, _chunks(conn, page, query, json_keys))
 
 
-async def _few_matches(conn: AsyncConnection, conditions: list[ColumnElement[bool]]) -> bool:
-    """Whether the planner expects at most SEARCH_GATHERED matches (a few milliseconds of
-    planning); a backend that cannot say is taken to expect many."""
-    statement = select(personas.c.person_id).where(*conditions)
-    estimate = await backend_for(conn).estimated_rows(conn, statement)
-    return estimate is not None and estimate <= SEARCH_GATHERED
+async def search_page(
+    conn: AsyncConnection, account_id: str, query: PeopleQuery, json_keys: Naming = as_is
+) -> PeoplePage | None:
+    """A search's count and page, read by one statement (so on any connection, in no
+    transaction: one statement sees one snapshot), with the rows' embeds loaded; None
+    when ``query`` is no search, asks for more than SEARCH_PAGE_LIMIT rows (streamed
+    by :func:`list_people`), or matches more than GATHER_FIRST rows (then
+    :func:`list_people` counts them and walks the ordered index).
 
-
-async def _gather_search(
-    conn: AsyncConnection, conditions: list[ColumnElement[bool]], query: PeopleQuery
-) -> tuple[int, list[uuid.UUID]] | None:
-    """The count and the page's person ids of a search, from one pass over its matches;
-    None when it matches more than GATHER_FIRST rows after all (the planner's estimate
-    was far off), and the caller then counts them.
-
-    Checking a search's matches is what it costs (on PostgreSQL, each candidate row of the
-    trigram index is read again), so a selective search reads them once, not once for
-    the count and again for the page.
+    Checking a search's matches is what it costs (on PostgreSQL, each candidate row of
+    the trigram index is read again), so they are read once: gathered (at most
+    GATHER_FIRST + 1), counted, and the page sorted from them and joined to its rows.
+    A search without filters runs a statement built once for its shape (the number of
+    terms), with the request's values bound: building and compiling a statement cost
+    more than running this one.
     """
+    terms = search_terms(query.search)
+    many = (account_id, tuple(sorted(terms)))
+    if not terms or query.limit > SEARCH_PAGE_LIMIT or many in _MANY_MATCHES:
+        return None
+    backend = backend_for(conn)
+    include = included(query.include)
+    in_rows = bool(include) and backend.renders_json
+    columns = include if in_rows else ()
+    parameters = {
+        "account_id": account_id,
+        "offset": query.offset,
+        "limit": query.limit,
+        **backend.search_parameters(terms),
+    }
+    found: Sequence[Sequence[Any]]
+    if query == PeopleQuery(query.limit, query.offset, query.search, query.include):
+        shape = backend.search_shape(terms)
+        statement = _search_statement(backend, shape, tuple(terms), columns, json_keys)
+        async with backend.custom_plans(conn):
+            found = await backend.fetch_plain(conn, statement, parameters)
+    else:  # filters: their values are in the statement
+        named_roles = await _named_roles(conn, account_id, query.role_names)
+        conditions = conditions_of(backend, account_id, query, named_roles)
+        statement = _gathered(backend, conditions, columns, json_keys)
+        async with backend.custom_plans(conn):
+            found = (await conn.execute(statement, parameters)).all()
+    count: int = found[0][0]
+    if count > GATHER_FIRST:
+        _MANY_MATCHES[many] = None
+        while len(_MANY_MATCHES) > MANY_MATCHES_KEPT:
+            _MANY_MATCHES.popitem(last=False)
+        return None
+    listed = [row[1:] for row in found if row[1] is not None]
+    if in_rows:
+        rows = [_with_rendered(row, include) for row in listed]
+    else:
+        rows = [PersonaRow.of(row) for row in listed]
+        await load_embeds(conn, rows, include)
+    return PeoplePage(count, _one_chunk(rows))
+
+
+async def _one_chunk(rows: list[PersonaRow]) -> AsyncIterator[list[PersonaRow]]:
+    if rows:
+        yield rows
+
+
+@lru_cache(maxsize=256)
+def _search_statement(
+    backend: Backend,
+    shape: Hashable,
+    terms: tuple[str, ...],
+    include: tuple[Embed, ...],
+    json_keys: Naming,
+) -> Select[Any]:
+    """The statement of a search without filters, for every search of this ``shape``
+    (built with the first one's ``terms``, whose values are bound parameters)."""
+    conditions = conditions_of(backend, "", PeopleQuery(search=" ".join(terms)), [])
+    return _gathered(backend, conditions, include, json_keys)
+
+
+def _gathered(
+    backend: Backend,
+    conditions: list[ColumnElement[bool]],
+    include: tuple[Embed, ...],
+    json_keys: Naming,
+) -> Select[Any]:
+    """The count of the matches (up to GATHER_FIRST + 1), then the page's ROWs (with the
+    embeds' JSON columns of ``include``) in the listing's order; a row of nulls after the
+    count when the page is empty. The account, ``offset`` and ``limit`` are parameters."""
     matched = (
         select(*ORDER).where(*conditions).limit(GATHER_FIRST + 1).cte("matched")
     ).prefix_with("MATERIALIZED")
@@ -227,33 +298,27 @@ async def _gather_search(
     page = (
         select(*(matched.c[c.name] for c in ORDER))
         .order_by(*(matched.c[c.name] for c in ORDER))
-        .offset(query.offset)
-        .limit(query.limit)
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
         .subquery("page")
     )
-    found = (
-        await conn.execute(
-            select(total.c.total, page.c.person_id)
-            .select_from(total.outerjoin(page, true()))
-            .order_by(*(page.c[c.name] for c in ORDER))
-        )
-    ).all()
-    count = found[0].total
-    if count > GATHER_FIRST:
-        return None
-    return count, [row.person_id for row in found if row.person_id is not None]
-
-
-def _rows_of(conn: AsyncConnection, account_id: str) -> Select[Any]:
-    """The rows of the persons bound as ``page_ids`` in the account, in the listing's order."""
+    rows = page.join(
+        personas,
+        and_(
+            personas.c.account_id == bindparam("account_id"),
+            personas.c.person_id == page.c.person_id,
+        ),
+    ).join(persons, persons.c.id == personas.c.person_id)
     return (
-        rows_select()
-        .where(
-            personas.c.account_id == account_id,
-            backend_for(conn).one_of(personas.c.person_id, "page_ids"),
-        )
-        .order_by(*ORDER)
+        select(total.c.total, *ROW_COLUMNS, *embed_columns(backend, include, json_keys))
+        .select_from(total.outerjoin(rows, true()))
+        .order_by(*(page.c[c.name] for c in ORDER))
     )
+
+
+def count_statement(conditions: list[ColumnElement[bool]]) -> Select[Any]:
+    """The number of rows matching ``conditions``."""
+    return select(func.count()).select_from(personas).where(and_(*conditions))
 
 
 async def _chunks(
@@ -296,7 +361,7 @@ async def _chunks(
         await result.close()
 
 
-def _with_rendered(row: Row[Any], include: tuple[Embed, ...]) -> PersonaRow:
+def _with_rendered(row: Sequence[Any], include: tuple[Embed, ...]) -> PersonaRow:
     """A ROW whose embeds are the JSON columns after its own."""
     persona = PersonaRow.of(row)
     persona.included = include
