@@ -32,7 +32,16 @@ from roster.core.fields import ACCOUNT, UNSTORABLE, InvalidValue, Kind, storable
 
 #: JSON Schema patterns (ECMA 262) of what the server refuses in a text: a stored
 #: field's text holds no control character and is not blank; any text holds no NUL.
-PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+
+
+def printable_without(characters: str = "") -> str:
+    """The pattern of a stored field's text that also holds none of ``characters``
+    (each a literal character, no regex syntax)."""
+    banned = re.escape(characters) + r"\x00-\x1f\x7f-\x9f"
+    return rf"^[^{banned}]*[^\s{banned}][^{banned}]*$"
+
+
+PRINTABLE = printable_without()
 NO_NUL = r"^[^\x00]*$"
 
 

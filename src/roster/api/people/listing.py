@@ -14,7 +14,7 @@ from pydantic import BeforeValidator, Field, StringConstraints
 from starlette.types import Receive, Scope, Send
 
 from roster.api.deps import ListingConnection, snapshot_for
-from roster.api.fields import STORABLE, AccountId, Schema, declared_type
+from roster.api.fields import STORABLE, AccountId, Schema, declared_type, printable_without
 from roster.api.people.contract import (
     INT32_MAX,
     Lister,
@@ -65,7 +65,7 @@ def _true_or_false(value: object) -> bool:
 Ids = Annotated[list[uuid.UUID], listed(_uuid)]
 #: A role name in ``roleNames``: the declared field's rules, and no comma (values are
 #: separated by commas, so a name holding one cannot be asked for by name).
-_NO_COMMA = r"^[^,\x00-\x1f\x7f-\x9f]*[^\s,\x00-\x1f\x7f-\x9f][^,\x00-\x1f\x7f-\x9f]*$"
+_NO_COMMA = printable_without(",")
 if TYPE_CHECKING:
     RoleName = str
 else:
