@@ -316,8 +316,10 @@ def _unnamed() -> str:
 #: PostgreSQL's error codes (SQLSTATE) of a server that cannot serve now: shutting down
 #: (57P01 admin, 57P02 crash), starting up (57P03), out of connection slots (53300).
 _PG_UNREACHABLE = {"57P01", "57P02", "57P03", "53300"}
-#: A statement cancelled by statement_timeout (or by an operator's pg_cancel_backend).
-_PG_BUSY = {"57014"}
+#: A statement cancelled by statement_timeout (or by an operator's pg_cancel_backend),
+#: a transaction PostgreSQL failed to break a deadlock, one that could not serialize:
+#: each succeeds when retried, so the client is told to retry (503, Retry-After).
+_PG_BUSY = {"57014", "40P01", "40001"}
 
 
 def _causes(error: BaseException) -> list[BaseException]:
