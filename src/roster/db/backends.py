@@ -185,6 +185,13 @@ class Backend(Protocol):
         ``renders_json``)."""
         ...
 
+    def json_aggregate(
+        self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]
+    ) -> ColumnElement[str]:
+        """The text of a JSON array of ``item`` over a group's rows, in ``order`` (an
+        aggregate, where ``renders_json``)."""
+        ...
+
     def insert(self, table: Table) -> UpsertingInsert:
         """An INSERT that supports ``on_conflict_do_nothing`` and ``on_conflict_do_update``."""
         ...
@@ -561,9 +568,13 @@ class PostgresBackend:
         order: Sequence[ColumnElement[Any]],
         source: FromClause,
     ) -> ColumnElement[str]:
-        aggregated = func.json_agg(aggregate_order_by(item, *order) if order else item)
-        array = func.coalesce(cast(aggregated, Text), "[]")
+        array = func.coalesce(self.json_aggregate(item, order), "[]")
         return select(array).select_from(source).scalar_subquery()
+
+    def json_aggregate(
+        self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]
+    ) -> ColumnElement[str]:
+        return cast(func.json_agg(aggregate_order_by(item, *order) if order else item), Text)
 
     def json_item(self, item: ColumnElement[Any], source: FromClause) -> ColumnElement[str]:
         found = select(cast(item, Text)).select_from(source).scalar_subquery()
@@ -785,6 +796,11 @@ class SqliteBackend:
         raise NotImplementedError
 
     def json_item(self, item: ColumnElement[Any], source: FromClause) -> ColumnElement[str]:
+        raise NotImplementedError
+
+    def json_aggregate(
+        self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]
+    ) -> ColumnElement[str]:
         raise NotImplementedError
 
     def insert(self, table: Table) -> UpsertingInsert:
