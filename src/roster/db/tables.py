@@ -39,6 +39,7 @@ from roster.core.fields import (
     ACCOUNT,
     ADDRESS,
     BUDGET,
+    CLIENT,
     PERSON,
     PERSONA,
     ROLE,
@@ -257,7 +258,7 @@ api_clients = Table(
     "api_clients",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("name", String(256), nullable=False),
+    _column(CLIENT["name"]),
     # SHA-256 digests of the random secret and key; the clear values exist only in
     # the one answer that created the client.
     Column("secret_hash", String(64), nullable=False),
@@ -266,6 +267,24 @@ api_clients = Table(
     Column("all_accounts", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime()),
+    # When its secret and key were last replaced (POST /clients/{id}/rotate).
+    Column("rotated_at", UtcDateTime()),
+)
+
+retired_credentials = Table(
+    "retired_credentials",
+    metadata,
+    # The SHA-256 digest of a secret or key a rotation replaced, kept only for its grace
+    # period: it still proves the client until ``expires_at`` (core/auth.py).
+    Column("digest", String(64), primary_key=True),
+    Column(
+        "client_id",
+        ForeignKey("api_clients.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("kind", String(16), nullable=False),  # "secret" or "api_key"
+    Column("expires_at", UtcDateTime(), nullable=False),
 )
 
 api_client_accounts = Table(
