@@ -41,7 +41,7 @@ from roster.core.auth import (
 )
 from roster.core.fields import ACCOUNT, CLIENT
 from roster.core.people.paging import Page, Paging
-from roster.errors import InvalidRequest
+from roster.errors import Problem, Unprocessable
 
 router = people_router("Admin API: accounts and clients")
 #: The admin scope on the request's write unit of work (erasure, the admin API's writes).
@@ -229,12 +229,19 @@ async def list_clients(listing: Listing, conn: ReadConnection, principal: AdminR
     return _page(await clients_page(conn, listing.paging(), by=principal), _client)
 
 
-@router.post("/clients", status_code=201, response_model=ClientWithCredentials)
+@router.post(
+    "/clients",
+    status_code=201,
+    response_model=ClientWithCredentials,
+    responses=error_responses(422),
+)
 async def add_client(body: ClientCreate, conn: WriteConnection, principal: Admin) -> Any:
     """Create an API client; its secret and key are in this answer only."""
     if body.all_accounts == (body.account_ids is not None):
-        raise InvalidRequest.field(
-            "account_ids", "give accountIds (one or more) or allAccounts: true, not both"
+        # Each field is well formed alone: giving both, or neither, breaks a rule (422).
+        problem = "give accountIds (one or more) or allAccounts: true, not both"
+        raise Unprocessable(
+            f"Invalid accountIds: {problem}.", details=[Problem("account_ids", problem)]
         )
     reach = None if body.all_accounts else body.account_ids
     made = await create_client(conn, body.name, body.scopes, reach, by=principal)
