@@ -271,18 +271,23 @@ api_clients = Table(
     Column("rotated_at", UtcDateTime()),
 )
 
+def _client_reference() -> Column[str]:
+    """The API client a credential or session belongs to (gone with the client)."""
+    return Column(
+        "client_id",
+        ForeignKey("api_clients.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
+
+
 retired_credentials = Table(
     "retired_credentials",
     metadata,
     # The SHA-256 digest of a secret or key a rotation replaced, kept only for its grace
     # period: it still proves the client until ``expires_at`` (core/auth.py).
     Column("digest", String(64), primary_key=True),
-    Column(
-        "client_id",
-        ForeignKey("api_clients.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _client_reference(),
     Column("kind", String(16), nullable=False),  # "secret" or "api_key"
     Column("expires_at", UtcDateTime(), nullable=False),
 )
@@ -301,12 +306,7 @@ access_tokens = Table(
     # The SHA-256 digest of a random 256-bit bearer token; the clear token exists only in
     # the answer of the token endpoint that issued it.
     Column("token_hash", String(64), primary_key=True),
-    Column(
-        "client_id",
-        ForeignKey("api_clients.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _client_reference(),
     Column("issued_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )
@@ -317,12 +317,7 @@ web_sessions = Table(
     # The SHA-256 digest of the session id the browser's cookie holds; the id itself is
     # never stored (core/sessions.py).
     Column("id_digest", String(64), primary_key=True),
-    Column(
-        "client_id",
-        ForeignKey("api_clients.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _client_reference(),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )
