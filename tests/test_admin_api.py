@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,11 @@ import httpx
 import pytest
 
 import roster.core.auth
+from roster.core.accounts import update_account
+from roster.core.auth import client_by_key, rotate_client
+from roster.core.sessions import start_session
+from roster.db.engine import unit_of_work
+from roster.errors import Conflict
 from tests.commands import succeeds
 from tests.factories import Client, Directory, bearer_token
 
@@ -540,3 +546,40 @@ def test_the_command_line_rotates_clients_and_updates_accounts(fresh_database: s
         succeeds(url, "accounts", "update", "ACME", "--external-ref", "", "--json")
     )
     assert (cleared["name"], cleared["external_ref"]) == ("Acme Ltd", None)
+
+
+# -- the core beneath ----------------------------------------------------------------------------
+
+
+async def test_a_session_begun_with_a_replaced_key_ends_with_the_grace(
+    admin: Client, directory: Directory
+) -> None:
+    old = await directory.client([ACCOUNT], name="payroll")
+    async with unit_of_work(directory.engine, write=True) as conn:
+        done = await rotate_client(conn, old.client_id, timedelta(seconds=90))
+    async with unit_of_work(directory.engine, write=True) as conn:
+        signed_in = await client_by_key(conn, old.api_key)
+        session = await start_session(conn, signed_in, ttl_seconds=3600)
+        assert signed_in.credential_ends == done.previous_expire_at
+        assert session.expires_at == done.previous_expire_at
+        fresh = await start_session(conn, await client_by_key(conn, done.credentials.api_key), 3600)
+        assert fresh.expires_at - done.rotated_at > timedelta(minutes=59)
+
+
+async def test_two_accounts_taking_one_external_ref_at_once_meet_a_conflict(
+    admin: Client, directory: Directory
+) -> None:
+    """The second writer cannot see the first's uncommitted ref: the unique index decides,
+    and the loser is told 409, not 500."""
+    async with unit_of_work(directory.engine, write=True) as first:
+        await update_account(first, OTHER, {"external_ref": "crm-1"})
+
+        async def second() -> None:
+            async with unit_of_work(directory.engine, write=True) as conn:
+                await update_account(conn, ACCOUNT, {"external_ref": "crm-1"})
+
+        racing = asyncio.create_task(second())
+        await asyncio.sleep(0.3)  # the second waits on the first (its lock, or its index entry)
+    with pytest.raises(Conflict) as refused:
+        await racing
+    assert [p.field for p in refused.value.details] == ["external_ref"]

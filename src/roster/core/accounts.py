@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.auth import Principal
@@ -62,14 +63,18 @@ async def create_account(
     same = accounts.c.id == account_id
     if external_ref is not None:
         same = same | (accounts.c.external_ref == external_ref)
+    taken = Conflict(f"An account with id {account_id!r} or that external ref already exists.")
     if await conn.scalar(select(func.count()).select_from(accounts).where(same)):
-        raise Conflict(f"An account with id {account_id!r} or that external ref already exists.")
+        raise taken
     created = now()
-    await conn.execute(
-        insert(accounts).values(
-            id=account_id, name=name, external_ref=external_ref, created_at=created
+    try:
+        await conn.execute(
+            insert(accounts).values(
+                id=account_id, name=name, external_ref=external_ref, created_at=created
+            )
         )
-    )
+    except IntegrityError:  # another transaction took it since
+        raise taken from None
     await conn.execute(
         insert(roles),
         [
@@ -145,17 +150,21 @@ async def update_account(
     before = Account(*row)
     changed = {f: v for f, v in changes.items() if getattr(before, f) != v}
     ref = changed.get("external_ref")
+    taken = Conflict.saying(
+        lambda name: f"Another account already has that {name('external_ref')}.",
+        ["external_ref"],
+        "is taken",
+    )
     if ref is not None and await conn.scalar(
         select(func.count()).select_from(accounts).where(accounts.c.external_ref == ref)
     ):
-        raise Conflict.saying(
-            lambda name: f"Another account already has that {name('external_ref')}.",
-            ["external_ref"],
-            "is taken",
-        )
+        raise taken
     if not changed:
         return before
-    await conn.execute(update(accounts).where(accounts.c.id == account_id).values(**changed))
+    try:
+        await conn.execute(update(accounts).where(accounts.c.id == account_id).values(**changed))
+    except IntegrityError:  # another transaction took it since
+        raise taken from None
     after = replace(before, **changed)  # type: ignore[arg-type]  # checked above
     await append_events(
         conn,

@@ -271,6 +271,7 @@ api_clients = Table(
     Column("rotated_at", UtcDateTime()),
 )
 
+
 def _client_reference() -> Column[str]:
     """The API client a credential or session belongs to (gone with the client)."""
     return Column(
