@@ -548,6 +548,34 @@ def test_the_command_line_rotates_clients_and_updates_accounts(fresh_database: s
     assert (cleared["name"], cleared["external_ref"]) == ("Acme Ltd", None)
 
 
+async def test_the_openapi_document_names_the_admin_operations(client: httpx.AsyncClient) -> None:
+    described = (await client.get("/openapi.json")).json()
+    ids = {
+        (method.upper(), path): operation["operationId"]
+        for path, methods in described["paths"].items()
+        for method, operation in methods.items()
+        if path.startswith(("/accounts", "/clients"))
+    }
+    assert ids == {
+        ("GET", "/accounts"): "listAccounts",
+        ("POST", "/accounts"): "createAccount",
+        ("GET", "/accounts/{accountId}"): "getAccount",
+        ("PATCH", "/accounts/{accountId}"): "updateAccount",
+        ("GET", "/clients"): "listClients",
+        ("POST", "/clients"): "createClient",
+        ("GET", "/clients/{clientId}"): "getClient",
+        ("POST", "/clients/{clientId}/revoke"): "revokeClient",
+        ("POST", "/clients/{clientId}/rotate"): "rotateClient",
+    }
+    rotate = described["paths"]["/clients/{clientId}/rotate"]["post"]
+    assert "409" in rotate["responses"]
+    schemas = described["components"]["schemas"]
+    grace = schemas["ClientRotation"]["properties"]["gracePeriodSeconds"]
+    assert (grace["minimum"], grace["maximum"]) == (0, 604800)
+    assert schemas["ClientCreate"]["additionalProperties"] is False
+    assert schemas["AccountCreate"]["properties"]["id"]["pattern"] == "^[A-Za-z0-9_-]{1,36}$"
+
+
 # -- the core beneath ----------------------------------------------------------------------------
 
 
