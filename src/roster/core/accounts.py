@@ -139,11 +139,11 @@ async def update_account(
             raise InvalidRequest.field(field, "must not be null")
         if value is not None:
             ACCOUNT[field].check(value)
-    found = await conn.execute(
-        _ACCOUNT.where(accounts.c.id == account_id).with_for_update(of=accounts)
-    )
-    row = found.one_or_none()
-    if row is None or (by is not None and not by.can_reach(account_id)):
+    row = None
+    if by is None or by.can_reach(account_id):  # an account out of reach is not even locked
+        locked = _ACCOUNT.where(accounts.c.id == account_id).with_for_update(of=accounts)
+        row = (await conn.execute(locked)).one_or_none()
+    if row is None:
         raise AccountNotFound(
             f"There is no account {account_id!r}" + (" that you can reach." if by else ".")
         )
