@@ -18,7 +18,7 @@ from pydantic import Field
 from roster.api.deps import ReadConnection, WriteConnection, authenticated
 from roster.api.fields import AccountId, ClientId, NotNull, Rules, Timestamp
 from roster.api.openapi import error_responses
-from roster.api.people.contract import PEOPLE_CREDENTIALS, QueryParameters, people_router
+from roster.api.people.contract import PEOPLE_CREDENTIALS, PageParameters, people_router
 from roster.api.people.models import Body, CamelModel, timestamp
 from roster.core.accounts import (
     Account,
@@ -40,7 +40,7 @@ from roster.core.auth import (
     rotate_client,
 )
 from roster.core.fields import ACCOUNT, CLIENT
-from roster.core.people.paging import Page, Paging
+from roster.core.people.paging import Page
 from roster.errors import Problem, Unprocessable
 
 router = people_router("Admin API: accounts and clients")
@@ -57,15 +57,7 @@ Scope = Literal[SCOPES]  # type: ignore[valid-type]
 GRACE_SECONDS_MAX = int(MAX_GRACE.total_seconds())
 
 
-class AdminPage(QueryParameters):
-    limit: int = Field(100, ge=1, le=1000, description="The maximum number of items to return.")
-    offset: int = Field(0, ge=0, le=2**31 - 1, description="The number of items to skip.")
-
-    def paging(self) -> Paging:
-        return Paging(self.limit, self.offset)
-
-
-Listing = Annotated[AdminPage, Query()]
+Listing = Annotated[PageParameters, Query()]
 
 
 # -- accounts ------------------------------------------------------------------------------------
