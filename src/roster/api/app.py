@@ -13,7 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from roster import __version__
-from roster.api import erasure, events, health, oauth, people, persons, web
+from roster.api import admin, erasure, events, health, oauth, people, persons, web
 from roster.api.deps import Services
 from roster.api.docs import install_docs
 from roster.api.errors import install_error_handlers
@@ -96,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(people.router)
     app.include_router(events.router)
     app.include_router(erasure.router)
+    app.include_router(admin.router)
     app.include_router(scim.router)
     app.include_router(health.router)
     install_docs(app)

@@ -182,14 +182,20 @@ def too_many_failures(budget: Budget) -> RateLimited:
 
 
 def authenticated(
-    contract: CredentialContract, scope: str, *, listing: bool = False
+    contract: CredentialContract,
+    scope: str,
+    *,
+    listing: bool = False,
+    write: bool | None = None,
 ) -> PrincipalDependency:
     """A dependency giving the authenticated client, which must hold ``scope``.
 
-    It shares the request's unit of work (read for ``read``, write otherwise, the
-    listing engine's with ``listing``), so authenticating costs no extra connection.
+    It shares the request's unit of work (``write``: by default read for ``read`` and
+    write otherwise; the listing engine's with ``listing``), so authenticating costs no
+    extra connection.
     """
-    connection = _read_connection if scope == "read" else _write_connection
+    writes = scope != "read" if write is None else write
+    connection = _write_connection if writes else _read_connection
     if listing:
         connection = _listing_connection
 
@@ -277,11 +283,19 @@ async def charge(request: Request, client_id: str) -> None:
         )
 
 
+def _has_body(request: Request) -> bool:
+    headers = request.headers
+    return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+
+
 async def require_json_body(request: Request) -> None:
     """415 unless a request that carries a body says it is JSON."""
     route = request.scope.get("route")
-    if getattr(route, "body_field", None) is None:
+    body_field = getattr(route, "body_field", None)
+    if body_field is None:
         return
+    if not body_field.field_info.is_required() and not _has_body(request):
+        return  # an optional body left out (POST /clients/{id}/rotate)
     content_type = request.headers.get("content-type")
     if content_type:
         parsed = email.message.Message()

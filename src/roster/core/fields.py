@@ -74,6 +74,7 @@ class Owner(StrEnum):
     TEAM = "team"
     BUDGET = "budget"
     ADDRESS = "address"
+    CLIENT = "client"
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,6 +220,11 @@ ACCOUNT = _declared(
     ),
     Field(Owner.ACCOUNT, "external_ref", max_length=255, unique=True),
     Field(Owner.ACCOUNT, "name", max_length=256, nullable=False),
+)
+
+#: What an operator writes of an API client (the command line, the admin API).
+CLIENT = _declared(
+    Field(Owner.CLIENT, "name", max_length=256, nullable=False),
 )
 
 ROLE = _declared(
