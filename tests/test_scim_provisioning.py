@@ -75,6 +75,31 @@ async def test_entra_id_user_provisioning(scim: Scim) -> None:
     ]
     unmanaged = await scim.patch(f"/Users/{user_id}", {"op": "Remove", "path": MANAGER_PATH})
     assert "manager" not in unmanaged.get(ENTERPRISE, {})
+    # A manager Roster does not know (yet) is kept as sent, without a displayName, and
+    # gains one when it names a User of the account.
+    unknown = "5171a35d-8207-4e06-8ce2-00000000abcd"
+    pending = await scim.patch(
+        f"/Users/{user_id}", {"op": "Add", "path": MANAGER_PATH, "value": {"value": unknown}}
+    )
+    assert pending[ENTERPRISE]["manager"] == {"value": unknown}
+    read = await scim("GET", f"/Users/{user_id}")
+    assert read[ENTERPRISE]["manager"] == {"value": unknown}
+    assert [u["id"] for u in await found(scim, f'{MANAGER_PATH}.value eq "{unknown}"')] == [user_id]
+    # A manager deleted later stays as written, without its name.
+    await scim.patch(
+        f"/Users/{user_id}", {"op": "Replace", "path": MANAGER_PATH, "value": manager["id"]}
+    )
+    await scim("DELETE", f"/Users/{manager['id']}", expect=204)
+    orphaned = await scim("GET", f"/Users/{user_id}")
+    assert orphaned[ENTERPRISE]["manager"] == {"value": manager["id"]}
+    # A User cannot manage itself; a manager that is no id at all is refused.
+    await scim.patch(
+        f"/Users/{user_id}", {"op": "Add", "path": MANAGER_PATH, "value": user_id}, expect=400
+    )
+    await scim.patch(
+        f"/Users/{user_id}", {"op": "Add", "path": MANAGER_PATH, "value": "boss"}, expect=400
+    )
+    await scim.patch(f"/Users/{user_id}", {"op": "Remove", "path": MANAGER_PATH})
     # Disable: Entra sends the boolean as a string.
     disabled = await scim.patch(
         f"/Users/{user_id}", {"op": "Replace", "path": "active", "value": "False"}

@@ -329,3 +329,64 @@ async def test_hostile_pages_and_cursors_are_refused_or_empty_never_500(scim: Sc
         await scim("GET", f"/Groups?cursor={cursor}", expect=400)
     await scim("GET", "/Users?filter=userName%20eq%20%22a%00b%22", expect=400)
     await scim("GET", "/Groups?filter=displayName%20eq%20%22a%00b%22", expect=400)
+
+
+async def test_a_whole_middle_name_is_kept(scim: Scim, client: httpx.AsyncClient) -> None:
+    """name.middleName is a person's middle name(s), up to 256 characters as the other
+    names (not initials only): what an IdP sends reads back, through SCIM and People."""
+    middle = "Maria-Josefa Anunciación Carolina Dolores de la Santísima Trinidad"
+    assert len(middle) > 36
+    user = await scim.create(
+        **ann(name={"givenName": "Ann", "familyName": "Lee", "middleName": middle})
+    )
+    assert user["name"]["middleName"] == middle
+    assert user["name"]["formatted"] == f"Ann {middle} Lee"
+    read = await scim("GET", f"/Users/{user['id']}")
+    assert read["name"]["middleName"] == middle
+    too_long = await scim.patch(
+        f"/Users/{user['id']}",
+        {"op": "replace", "path": "name.middleName", "value": "x" * 257},
+        expect=400,
+    )
+    assert too_long["scimType"] == "invalidValue"
+    assert "name.middleName" in too_long["detail"]
+    assert (await scim("GET", f"/Users/{user['id']}"))["name"]["middleName"] == middle
+
+
+async def test_formatted_names_and_users_without_emails_or_phones(scim: Scim) -> None:
+    """name.formatted is kept as sent, else built (and a built one sent back is not
+    frozen); a User left without any email or phone number has none, its person's too."""
+    user = await scim.create(**ann(phoneNumbers=[{"value": "+44 20 7946 0000", "type": "mobile"}]))
+    assert user["name"]["formatted"] == "Ann Lee"
+    assert user["phoneNumbers"] == [{"value": "+44 20 7946 0000", "type": "mobile"}]
+    # Read and sent back whole: the built name stays built.
+    resource = {k: v for k, v in user.items() if k not in ("id", "meta", "groups")}
+    await scim("PUT", f"/Users/{user['id']}", resource)
+    renamed = await scim.patch(
+        f"/Users/{user['id']}", {"op": "replace", "path": "name.familyName", "value": "Kim"}
+    )
+    assert renamed["name"]["formatted"] == "Ann Kim"
+    # Sent: kept as sent, whatever the parts.
+    styled = await scim.patch(
+        f"/Users/{user['id']}", {"op": "replace", "path": "name.formatted", "value": "Dr Ann K."}
+    )
+    assert styled["name"] == {"givenName": "Ann", "familyName": "Kim", "formatted": "Dr Ann K."}
+    # Every email and phone number removed: none is left, the person's neither.
+    emptied = await scim.patch(
+        f"/Users/{user['id']}",
+        {"op": "remove", "path": "emails"},
+        {"op": "remove", "path": "phoneNumbers"},
+    )
+    assert "emails" not in emptied
+    assert "phoneNumbers" not in emptied
+    assert await scim("GET", '/Users?filter=emails co "ann.lee"') == {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": 0,
+        "startIndex": 1,
+        "itemsPerPage": 0,
+        "Resources": [],
+    }
+    # Every User has an active state and a role: the schema says so.
+    schema = await scim("GET", f"/Schemas/{USER}")
+    required = {a["name"] for a in schema["attributes"] if a["required"]}
+    assert required == {"userName", "active", "roles"}

@@ -89,10 +89,15 @@ def user_schema(role_names: list[str]) -> dict[str, Any]:
             name_parts.append(_declared(field, field.scim.removeprefix("name.")))
         else:
             attributes.append(_declared(field, field.scim))
-    formatted = _attribute("formatted", mutability="readOnly", description="Built from the parts.")
     attributes += [
-        _attribute("name", "complex", sub=[*name_parts, formatted]),
-        _attribute("active", "boolean", description="The persona's status is active."),
+        _attribute("name", "complex", sub=name_parts),
+        _attribute(
+            "active",
+            "boolean",
+            required=True,
+            description="The persona's status is active. Every User has it: true when a "
+            "create leaves it out, kept when a replace leaves it out.",
+        ),
         _attribute("emails", "complex", multi=True, sub=_typed_values(["work", "other"], "email")),
         _attribute(
             "phoneNumbers", "complex", multi=True, sub=_typed_values(["work", "mobile"], "number")
@@ -101,8 +106,10 @@ def user_schema(role_names: list[str]) -> dict[str, Any]:
             "roles",
             "complex",
             multi=True,
+            required=True,
             sub=[_attribute("value", description="A role's name", canonical=role_names)],
-            description="The persona's one role, by name.",
+            description="The persona's one role, by name. Every User has one: the "
+            "account's User role when a create leaves it out, kept when a replace does.",
         ),
         _attribute(
             "groups",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -91,8 +91,23 @@ def version(user: UserRow) -> str:
     return 'W/"' + hashlib.sha256(moments.encode()).hexdigest()[:20] + '"'
 
 
-def render_user(user: UserRow, base_url: str) -> dict[str, Any]:
-    """The User resource of a persona."""
+#: The parts ``name.formatted`` is built of, in order, and the field of each.
+_FORMATTED_ORDER = ("honorificPrefix", "givenName", "middleName", "familyName")
+_NAME_FIELDS = {f.scim.removeprefix("name."): f.name for f in NAME_PARTS if f.scim}
+
+
+def built_formatted(part: Callable[[str], Any], core: bool = False) -> str:
+    """``name.formatted`` as built from the name's parts (``part`` of a SCIM name, or of
+    a core field name when ``core``): a persona whose formatted name was not sent reads
+    this, and a sent one equal to it is not kept (a client that reads a User and sends
+    it back must not freeze the built name)."""
+    parts = (part(_NAME_FIELDS[s] if core else s) for s in _FORMATTED_ORDER)
+    return " ".join(p for p in parts if p)
+
+
+def render_user(user: UserRow, base_url: str, *, built: bool = True) -> dict[str, Any]:
+    """The User resource of a persona; without a ``name.formatted`` it was not sent
+    unless ``built`` (PATCH applies its operations to the User as stored)."""
     persona_id = str(user.row.persona_id)
     resource: dict[str, Any] = {"schemas": [USER_SCHEMA], "id": persona_id}
     enterprise: dict[str, Any] = {}
@@ -110,9 +125,9 @@ def render_user(user: UserRow, base_url: str) -> dict[str, Any]:
             resource[declared.scim] = value
     resource["userName"] = user_name(user)
     if name:
-        parts = (name.get("honorificPrefix"), name.get("givenName"), name.get("middleName"))
-        formatted = " ".join(p for p in (*parts, name.get("familyName")) if p)
-        resource["name"] = {**name, "formatted": formatted}
+        if built:
+            name.setdefault("formatted", built_formatted(name.get))
+        resource["name"] = name
     resource["active"] = _persona(user, "status") == "active"
     work, own = _persona(user, "email_address"), _person(user, "email_address")
     emails = []
@@ -223,7 +238,8 @@ def _item_value(item: dict[str, Any] | None, declared: Field) -> Any:
 @dataclass
 class UserWrite:
     """What a User resource sets: person and persona fields (absent ones cleared, but the
-    person's email and phone, which change only when given), and its manager."""
+    person's email and phone, which change only when given or when the User has no
+    email, or no phone number, at all), and its manager."""
 
     person: dict[str, Any] = field(default_factory=dict)
     persona: dict[str, Any] = field(default_factory=dict)
@@ -260,6 +276,8 @@ def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
             value = sent.get(key)
         target = written.person if declared.name in PERSON else written.persona
         target[declared.name] = _text(declared, value)
+    if written.persona["formatted_name"] == built_formatted(written.person.get, core=True):
+        written.persona["formatted_name"] = None
     if not written.persona["user_name"]:
         raise invalid("userName is required.")
     if "active" in sent and sent["active"] is not None:
@@ -271,10 +289,14 @@ def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
     if own or (creating and work):
         # A new User joins the person holding its email (its own, else its work one).
         written.person["email_address"] = own or work
+    elif not emails and not creating:
+        # A User sent without any email has none: its person's email goes too (under
+        # the shared-person rule, as every change of a person's own field).
+        written.person["email_address"] = None
     phones = _multi(sent, "phonenumbers")
     written.persona["work_number"] = _item_value(_typed(phones, "work"), PERSONA["work_number"])
     mobile = _item_value(_others(phones, "work"), PERSON["phone_number"])
-    if mobile:
+    if mobile or (not phones and not creating):
         written.person["phone_number"] = mobile
     roles = _multi(sent, "roles")
     if roles:

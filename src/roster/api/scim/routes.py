@@ -51,7 +51,6 @@ from roster.core.people.personas import (
     add_person,
     change_persona,
     remove_persona,
-    require_personas,
 )
 from roster.core.people.roles import role_names
 from roster.core.people.user_rows import (
@@ -463,8 +462,8 @@ async def _matching_user(
 async def _check_write(
     conn: Any, account_id: str, written: UserWrite, other_than: uuid.UUID | None
 ) -> None:
-    """409 uniqueness for a userName or externalId another User holds; 400 for a manager
-    that is not a User of the account."""
+    """409 uniqueness for a userName or externalId another User holds; 400 for a User
+    named as its own manager."""
     user_name = written.persona.get("user_name")
     external_id = written.persona.get("scim_external_id")
     await lock_unique_values(
@@ -473,13 +472,10 @@ async def _check_write(
     taken = await user_name_holder(conn, account_id, user_name, external_id, other_than)
     if taken is not None:
         raise Uniqueness(f"Another User of this account has this {scim_name(taken)}.")
-    if written.manager is not None:
-        if written.manager == other_than:
-            raise ScimInvalid("A User cannot be its own manager.")
-        try:
-            await require_personas(conn, account_id, [written.manager])
-        except NotFound:
-            raise ScimInvalid(f"manager {written.manager} is not a User of this account.") from None
+    # A manager is kept as written even when no User of the account has that id (yet):
+    # IdPs send managers they have not provisioned (docs/scim.md, "manager").
+    if written.manager is not None and written.manager == other_than:
+        raise ScimInvalid("A User cannot be its own manager.")
 
 
 @router.post("/Users", status_code=201)
@@ -553,7 +549,7 @@ async def patch_user(
     """Change a User by PATCH operations, applied in one transaction or not at all."""
     account, persona_id, user = await _matching_user(request, conn, principal, account_id, user_id)
     operations = operations_of(await json_body(request))
-    current = render_user(user, base_url(request, account))
+    current = render_user(user, base_url(request, account), built=False)
     patched = apply_patch(current, operations, USER_MULTI_VALUED)
     written = parse_user(patched, creating=False)
     return await _replace(request, conn, principal, account, persona_id, written, user)

@@ -28,7 +28,8 @@ class UserRow:
 
     row: PersonaRow
     role_name: str
-    #: Its manager, when that persona is still in the account: id and name to show.
+    #: Its manager's id as written (the manager may not be a persona of the account yet,
+    #: or any more), and the manager's name when it is one.
     manager_id: uuid.UUID | None
     manager_name: str | None
     #: Its place in the account's list (a cursor's position).
@@ -42,7 +43,7 @@ def _users_select() -> Select[Any]:
         *ROW_COLUMNS,
         personas.c.seq,
         roles.c.name,
-        _manager.c.id,
+        personas.c.manager_persona_id,
         func.coalesce(
             _manager.c.display_name,
             func.trim(
