@@ -390,3 +390,78 @@ async def test_formatted_names_and_users_without_emails_or_phones(scim: Scim) ->
     schema = await scim("GET", f"/Schemas/{USER}")
     required = {a["name"] for a in schema["attributes"] if a["required"]}
     assert required == {"userName", "active", "roles"}
+
+
+WORK_ADDRESS = {
+    "type": "work",
+    "streetAddress": "1 Main Street\nFloor 3",
+    "locality": "London",
+    "postalCode": "EC1A 1BB",
+    "country": "gb",
+    "primary": True,
+    "formatted": "ignored",
+}
+
+
+async def test_addresses_are_the_personas_addresses(scim: Scim) -> None:
+    """addresses (type, streetAddress as one to three lines, locality, region, postalCode,
+    country) are the persona's addresses, written by POST, PUT and PATCH (value-filtered
+    paths too); an address Roster cannot keep is 400 naming what it lacks, nothing changed."""
+    home = {
+        "type": "home",
+        "streetAddress": "9 Elm Road",
+        "locality": "Leeds",
+        "region": "West Yorkshire",
+        "postalCode": "LS1 4AP",
+        "country": "GB",
+    }
+    user = await scim.create(**ann(addresses=[WORK_ADDRESS, home]))
+    work = {k: v for k, v in WORK_ADDRESS.items() if k not in ("primary", "formatted")}
+    assert user["addresses"] == [{**work, "country": "GB"}, home]
+    user_id = user["id"]
+    assert (await scim("GET", f"/Users/{user_id}"))["addresses"] == user["addresses"]
+    # Entra's value-filtered paths, several sub-attributes in one request.
+    moved = await scim.patch(
+        f"/Users/{user_id}",
+        {"op": "replace", "path": 'addresses[type eq "work"].streetAddress', "value": "2 Side St"},
+        {"op": "replace", "path": 'addresses[type eq "work"].locality', "value": "Bristol"},
+    )
+    assert moved["addresses"][1] == {
+        **work,
+        "country": "GB",
+        "streetAddress": "2 Side St",
+        "locality": "Bristol",
+    }
+    assert moved["meta"]["version"] != user["meta"]["version"]
+    # A new address given one sub-attribute at a time lacks the others: refused, named.
+    partial = await scim.patch(
+        f"/Users/{user_id}",
+        {"op": "add", "path": 'addresses[type eq "other"].streetAddress', "value": "3 Lane"},
+        expect=400,
+    )
+    assert partial["scimType"] == "invalidValue"
+    assert "addresses.locality is required" in partial["detail"]
+    for bad, named in (
+        ({**home, "country": "Narnia"}, "addresses.country"),
+        ({**home, "type": "Registered"}, "addresses.type"),
+        ({**home, "streetAddress": "a\nb\nc\nd"}, "addresses.streetAddress"),
+        ({k: v for k, v in home.items() if k != "postalCode"}, "addresses.postalCode"),
+    ):
+        refused = await scim("PUT", f"/Users/{user_id}", ann(addresses=[bad]), expect=400)
+        assert named in refused["detail"]
+    assert (await scim("GET", f"/Users/{user_id}"))["addresses"] == moved["addresses"]
+    # Untyped: other. A replace leaving them out removes them.
+    replaced = await scim("PUT", f"/Users/{user_id}", ann(addresses=[{**home, "type": None}]))
+    assert replaced["addresses"] == [{**home, "type": "other"}]
+    cleared = await scim.patch(f"/Users/{user_id}", {"op": "remove", "path": "addresses"})
+    assert "addresses" not in cleared
+    schema = await scim("GET", f"/Schemas/{USER}")
+    (addresses,) = [a for a in schema["attributes"] if a["name"] == "addresses"]
+    assert {a["name"]: a["required"] for a in addresses["subAttributes"]} == {
+        "streetAddress": True,
+        "locality": True,
+        "region": False,
+        "postalCode": True,
+        "country": True,
+        "type": False,
+    }

@@ -422,7 +422,7 @@ ADDRESS = _declared(
     _address("city", max_length=128, nullable=False, people_api="city", people_required=True),
     _address("region", max_length=128, people_api="region"),
     _address(
-        "postcode", max_length=32, nullable=False, people_api="postcode", people_required=True
+        "postcode", max_length=64, nullable=False, people_api="postcode", people_required=True
     ),
     _address(
         "country_code",

@@ -14,8 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from roster.api.scim.errors import ScimInvalid
-from roster.core.fields import PERSON, PERSONA, Field
+from roster.core.fields import ADDRESS, PERSON, PERSONA, Field
 from roster.core.matching import email_key
+from roster.core.people.addresses import RESERVED_TYPE
+from roster.core.people.embeds import Address
 from roster.core.people.persona_rows import PERSON_AT
 from roster.core.people.user_rows import UserRow
 from roster.errors import Naming
@@ -32,8 +34,25 @@ SIMPLE: tuple[Field, ...] = tuple(f for f in (*PERSON.values(), *PERSONA.values(
 #: The sub-attributes of ``name`` (the core schema's only complex simple attribute).
 NAME_PARTS = tuple(f for f in SIMPLE if f.scim and f.scim.startswith("name."))
 
+#: A SCIM address's sub-attributes and the address fields they are (``streetAddress`` is
+#: the address's lines, one to three, joined by line breaks).
+ADDRESS_PARTS = {
+    "streetAddress": "address_line1",
+    "locality": "city",
+    "region": "region",
+    "postalCode": "postcode",
+    "country": "country_code",
+    "type": "type",
+}
+#: What a Roster address needs (``type`` is ``other`` when not given).
+ADDRESS_REQUIRED = ("streetAddress", "locality", "postalCode", "country")
+_LINES = ("address_line1", "address_line2", "address_line3")
+
 #: SCIM's name for each core field a SCIM error may blame.
 _SCIM_NAMES = {
+    **{core: f"addresses.{scim}" for scim, core in ADDRESS_PARTS.items()},
+    "address_line2": "addresses.streetAddress",
+    "address_line3": "addresses.streetAddress",
     **{f.name: f.scim for f in SIMPLE if f.scim},
     "email_address": "emails",
     "phone_number": "phoneNumbers",
@@ -86,8 +105,10 @@ def last_modified(user: UserRow) -> datetime:
 
 
 def version(user: UserRow) -> str:
-    """The weak ETag: a digest of when the persona and its person last changed."""
+    """The weak ETag: a digest of when the persona and its person last changed, and of
+    its addresses (an address changed is a new one, with a new id)."""
     moments = f"{user.row.persona[-1].isoformat()}|{user.row.person[-1].isoformat()}"
+    moments += "".join(f"|{a.id}" for a in user.addresses)
     return 'W/"' + hashlib.sha256(moments.encode()).hexdigest()[:20] + '"'
 
 
@@ -144,6 +165,8 @@ def render_user(user: UserRow, base_url: str, *, built: bool = True) -> dict[str
         phones.append({"value": mobile, "type": "mobile"})
     if phones:
         resource["phoneNumbers"] = phones
+    if user.addresses:
+        resource["addresses"] = [render_address(a) for a in user.addresses]
     resource["roles"] = [{"value": user.role_name}]
     if user.teams:
         resource["groups"] = [
@@ -166,6 +189,14 @@ def render_user(user: UserRow, base_url: str, *, built: bool = True) -> dict[str
         "version": version(user),
     }
     return resource
+
+
+def render_address(address: Address) -> dict[str, Any]:
+    """A persona's address as a SCIM address (its lines one ``streetAddress``)."""
+    values = {**{f: getattr(address, f) for f in ADDRESS_PARTS.values()}}
+    lines = (getattr(address, f) for f in _LINES)
+    values["address_line1"] = "\n".join(line for line in lines if line)
+    return {scim: values[core] for scim, core in ADDRESS_PARTS.items() if values[core]}
 
 
 # -- what a client sends ------------------------------------------------------------------
@@ -244,6 +275,41 @@ class UserWrite:
     person: dict[str, Any] = field(default_factory=dict)
     persona: dict[str, Any] = field(default_factory=dict)
     manager: uuid.UUID | None = None
+    #: Its addresses (each its fields): the persona's addresses become exactly these.
+    addresses: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _address(sent: Mapping[str, Any]) -> dict[str, Any]:
+    """A SCIM address (keys folded) as a Roster address's fields; ``ScimInvalid`` naming
+    the first sub-attribute a Roster address needs and this one lacks, or one its field's
+    rules refuse. ``formatted`` and ``primary`` are not kept (docs/scim.md)."""
+    for name in ADDRESS_REQUIRED:
+        if sent.get(name.lower()) in (None, ""):
+            raise invalid(
+                f"addresses.{name} is required: a Roster address has a street address, "
+                "a locality, a postal code and a country."
+            )
+    values: dict[str, Any] = {}
+    for scim, core in ADDRESS_PARTS.items():
+        value = sent.get(scim.lower())
+        if scim == "streetAddress":
+            if not isinstance(value, str):
+                raise invalid("addresses.streetAddress must be a string.")
+            lines = [line.strip() for line in value.splitlines() if line.strip()]
+            if len(lines) > len(_LINES):
+                raise invalid(
+                    f"addresses.streetAddress has {len(lines)} lines: "
+                    f"a Roster address has at most {len(_LINES)}."
+                )
+            for line_field, line in zip(_LINES, lines, strict=False):
+                values[line_field] = _text(ADDRESS[line_field], line)
+            continue
+        if scim == "type" and value in (None, ""):
+            value = "other"
+        if scim == "type" and str(value).strip().casefold() == RESERVED_TYPE:
+            raise invalid(f"addresses.type cannot be {RESERVED_TYPE!r}: that type is reserved.")
+        values[core] = _text(ADDRESS[core], value)
+    return values
 
 
 def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
@@ -298,6 +364,7 @@ def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
     mobile = _item_value(_others(phones, "work"), PERSON["phone_number"])
     if mobile or (not phones and not creating):
         written.person["phone_number"] = mobile
+    written.addresses = [_address(a) for a in _multi(sent, "addresses")]
     roles = _multi(sent, "roles")
     if roles:
         # One role: the primary, else the last given (a PATCH ``add`` appends the new one).

@@ -47,6 +47,7 @@ from roster.core.accounts import require_account
 from roster.core.auth import Principal
 from roster.core.fields import storable
 from roster.core.matching import name_key
+from roster.core.people.addresses import set_addresses
 from roster.core.people.personas import (
     add_person,
     change_persona,
@@ -500,6 +501,7 @@ async def create_user(
         )
     except PersonaExists as exists:
         raise Uniqueness(exists.message_in(SCIM_NAMING)) from None
+    await set_addresses(conn, account, row.persona_id, written.addresses)
     user = await user_row(conn, account, row.persona_id)
     return _user_response(request, user, 201, located=True)
 
@@ -529,6 +531,7 @@ async def _replace(
         _region(request),
         principal.account_ids,
     )
+    await set_addresses(conn, account, persona_id, written.addresses)
     return _user_response(request, await user_row(conn, account, persona_id))
 
 

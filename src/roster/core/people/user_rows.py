@@ -14,6 +14,8 @@ from sqlalchemy import ColumnElement, Select, and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.matching import name_key
+from roster.core.people.addresses import addresses_of
+from roster.core.people.embeds import Address
 from roster.core.people.persona_rows import ROW_COLUMNS, PersonaRow, persona_not_found
 from roster.db.backends import backend_for
 from roster.db.tables import personas, persons, roles, team_members, teams
@@ -36,6 +38,8 @@ class UserRow:
     position: int = 0
     #: Its teams: (id, name), by name.
     teams: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    #: Its postal addresses, in the order they were given.
+    addresses: list[Address] = field(default_factory=list)
 
 
 def _users_select() -> Select[Any]:
@@ -67,6 +71,7 @@ def _users_select() -> Select[Any]:
 
 
 async def _with_teams(conn: AsyncConnection, found: Sequence[Sequence[Any]]) -> list[UserRow]:
+    """The users of these rows, with their teams and addresses."""
     width = len(ROW_COLUMNS)
     users = [
         UserRow(PersonaRow.of(row), row[width + 1], row[width + 2], row[width + 3], row[width])
@@ -81,6 +86,8 @@ async def _with_teams(conn: AsyncConnection, found: Sequence[Sequence[Any]]) -> 
             .order_by(teams.c.name, teams.c.id)
         ):
             by_persona[persona_id].teams.append((team_id, name))
+        for persona_id, held in (await addresses_of(conn, list(by_persona))).items():
+            by_persona[persona_id].addresses.extend(held)
     return users
 
 
