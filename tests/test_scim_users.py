@@ -465,3 +465,31 @@ async def test_addresses_are_the_personas_addresses(scim: Scim) -> None:
         "country": True,
         "type": False,
     }
+
+
+async def test_racing_writers_with_one_version_give_one_change_and_412s(scim: Scim) -> None:
+    """If-Match is compared while the User's (and the Group's) writers take turns: of
+    writers sending the same version at once, one changes it and the others get 412."""
+    user = await scim.create(**ann())
+    group = await scim("POST", "/Groups", {"displayName": "Racers"}, expect=201)
+
+    async def patch(path: str, version: str, op: dict[str, Any]) -> int:
+        response = await scim.http.patch(
+            BASE + path,
+            json={"schemas": [PATCH], "Operations": [op]},
+            headers={**scim.headers, "If-Match": version},
+        )
+        return response.status_code
+
+    for path, version, attribute in (
+        (f"/Users/{user['id']}", user["meta"]["version"], "title"),
+        (f"/Groups/{group['id']}", group["meta"]["version"], "displayName"),
+    ):
+        statuses = await asyncio.gather(
+            *(
+                patch(path, version, {"op": "replace", "path": attribute, "value": f"v{n}"})
+                for n in range(4)
+            )
+        )
+        assert sorted(statuses)[1:] == [412, 412, 412], statuses
+        assert sorted(statuses)[0] in (200, 204)

@@ -364,6 +364,9 @@ async def _matching_team(
 ) -> tuple[str, uuid.UUID]:
     account = await account_of(conn, principal, account_id)
     team_id = resource_id(group_id, "Group")
+    # The Group's writers take turns from here: its version is compared to the Group as
+    # the writer before left it.
+    await lock_unique_values(conn, account, {"team": str(team_id)})
     check_if_match(request, group_version(await team_row(conn, account, team_id, members=False)))
     return account, team_id
 

@@ -455,6 +455,9 @@ async def _matching_user(
     """The account, the User's id and the User a change names, if ``If-Match`` allows."""
     account = await account_of(conn, principal, account_id)
     persona_id = resource_id(user_id)
+    # The User's writers take turns from here: its version is compared, and a PATCH
+    # applied, to the User as the writer before left it (docs/scim.md, "ETag").
+    await lock_unique_values(conn, account, {"user": str(persona_id)})
     user = await user_row(conn, account, persona_id)
     check_if_match(request, version(user))
     return account, persona_id, user

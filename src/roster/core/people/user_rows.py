@@ -143,8 +143,12 @@ async def lock_unique_values(
     conn: AsyncConnection, account_id: str, values: Mapping[str, str | None]
 ) -> None:
     """Hold, until the transaction ends, the writers' locks of these values of the
-    account (by name: ``user_name``, ``scim_external_id``, ``team_external_id``), so
-    that two writers of one value take turns between checking it and writing it."""
+    account (by name: ``user_name``, ``scim_external_id``, ``team_external_id``; or
+    ``user``, ``team``: a persona's or a team's id), so that two writers of one value take
+    turns between checking it (or a resource's version) and writing it. They are
+    advisory locks taken before the writer's own (PostgreSQL; SQLite has one writer):
+    a row lock taken this early would come before the writer's key locks, in the
+    opposite order to every other writer, and could deadlock with them."""
     keys = sorted(
         zlib.crc32(f"{name}:{account_id}:{value}".encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
         for name, value in values.items()
