@@ -51,6 +51,7 @@ from roster.api.scim.routes import (
 )
 from roster.core.auth import Principal
 from roster.core.fields import TEAM
+from roster.core.people.personas import lock_unique_values
 from roster.core.people.team_rows import (
     TeamRow,
     add_team,
@@ -60,7 +61,6 @@ from roster.core.people.team_rows import (
     team_page,
     team_row,
 )
-from roster.core.people.user_rows import lock_unique_values
 from roster.db.backends import backend_for
 from roster.errors import NotFound
 

@@ -51,12 +51,12 @@ from roster.core.people.addresses import set_addresses
 from roster.core.people.personas import (
     add_person,
     change_persona,
+    lock_unique_values,
     remove_persona,
 )
 from roster.core.people.roles import role_names
 from roster.core.people.user_rows import (
     UserRow,
-    lock_unique_values,
     user_name_holder,
     user_page,
     user_row,

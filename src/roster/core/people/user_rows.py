@@ -5,8 +5,7 @@ and its teams, found by a condition a door built over the persona and person tab
 from __future__ import annotations
 
 import uuid
-import zlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,6 @@ from roster.core.matching import name_key
 from roster.core.people.addresses import addresses_of
 from roster.core.people.embeds import Address
 from roster.core.people.persona_rows import ROW_COLUMNS, PersonaRow, persona_not_found
-from roster.db.backends import backend_for
 from roster.db.tables import personas, persons, roles, team_members, teams
 
 _manager = personas.alias("manager")
@@ -137,25 +135,6 @@ async def user_row(conn: AsyncConnection, account_id: str, persona_id: uuid.UUID
     if not found:
         raise persona_not_found(account_id, persona_id)
     return found[0]
-
-
-async def lock_unique_values(
-    conn: AsyncConnection, account_id: str, values: Mapping[str, str | None]
-) -> None:
-    """Hold, until the transaction ends, the writers' locks of these values of the
-    account (by name: ``user_name``, ``scim_external_id``, ``team_external_id``; or
-    ``user``, ``team``: a persona's or a team's id), so that two writers of one value take
-    turns between checking it (or a resource's version) and writing it. They are
-    advisory locks taken before the writer's own (PostgreSQL; SQLite has one writer):
-    a row lock taken this early would come before the writer's key locks, in the
-    opposite order to every other writer, and could deadlock with them."""
-    keys = sorted(
-        zlib.crc32(f"{name}:{account_id}:{value}".encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
-        for name, value in values.items()
-        if value
-    )
-    if keys:
-        await backend_for(conn).lock_for_writing(conn, keys)
 
 
 async def user_name_holder(
