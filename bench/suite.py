@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 
 import asyncpg
 import httpx
-from sqlalchemy import make_url, select, text, update
+from sqlalchemy import func, make_url, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import data, scim
@@ -787,6 +787,45 @@ def run(
         )
     )
     (out / f"{name}.md").write_text(report.markdown() + "\n")
+    return report
+
+
+async def sample_of(engine: AsyncEngine, account: str, size: int = 400) -> list[dict[str, str]]:
+    """About ``size`` of the account's people, spread over it, as sample rows (emails and
+    last names): what ``write_files`` samples, read back from reused data."""
+    async with unit_of_work(engine, write=False) as conn:
+        count = await conn.scalar(
+            select(func.count()).select_from(personas).where(personas.c.account_id == account)
+        )
+        step = max(1, (count or 0) // size)
+        rows = await conn.execute(
+            select(persons.c.email_address, persons.c.first_name, persons.c.last_name)
+            .join(personas, personas.c.person_id == persons.c.id)
+            .where(
+                personas.c.account_id == account,
+                personas.c.seq % step == 0,
+                persons.c.email_address.is_not(None),
+            )
+            .limit(size)
+        )
+        return [dict(row._mapping) for row in rows]
+
+
+def run_scim_only(kind: str, smoke: bool, work: Path, out: Path) -> Report:
+    """The SCIM rows alone, on the data of an earlier run (``--reuse --only-scim``):
+    migrated to this version, the Groups made if missing."""
+    scale = SCALES["smoke" if smoke else kind]
+    report = Report(kind, scale, smoke)
+    url = reused_database(kind, work, database_name(smoke))
+    print(f"# {kind}: the SCIM rows on reused data ({'smoke' if smoke else 'full'})", flush=True)
+    roster(url, "migrate")
+    groups = in_database(url, lambda engine: scim.prepare_groups(engine, BIG, scale.big))
+    sample = in_database(url, lambda engine: sample_of(engine, BIG))
+    api_key = in_database(url, make_client)
+    work.mkdir(parents=True, exist_ok=True)
+    measure_scim(report, url, {"Authorization": f"ApiKey {api_key}"}, sample, groups, work)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{kind}{'-smoke' if smoke else ''}-scim.md").write_text(report.markdown() + "\n")
     return report
 
 
