@@ -445,6 +445,9 @@ async def test_addresses_are_the_personas_addresses(scim: Scim) -> None:
         ({**home, "country": "Narnia"}, "addresses.country"),
         ({**home, "type": "Registered"}, "addresses.type"),
         ({**home, "streetAddress": "a\nb\nc\nd"}, "addresses.streetAddress"),
+        ({**home, "streetAddress": " \n "}, "addresses.streetAddress"),
+        ({**home, "locality": "  "}, "addresses.locality"),
+        ({**home, "postalCode": 12}, "addresses.postalCode"),
         ({k: v for k, v in home.items() if k != "postalCode"}, "addresses.postalCode"),
     ):
         refused = await scim("PUT", f"/Users/{user_id}", ann(addresses=[bad]), expect=400)

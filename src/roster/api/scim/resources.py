@@ -296,6 +296,8 @@ def _address(sent: Mapping[str, Any]) -> dict[str, Any]:
             if not isinstance(value, str):
                 raise invalid("addresses.streetAddress must be a string.")
             lines = [line.strip() for line in value.splitlines() if line.strip()]
+            if not lines:
+                raise invalid("addresses.streetAddress must have a line that is not blank.")
             if len(lines) > len(_LINES):
                 raise invalid(
                     f"addresses.streetAddress has {len(lines)} lines: "
