@@ -34,10 +34,10 @@ from urllib.parse import urlencode
 
 import asyncpg
 import httpx
-from sqlalchemy import make_url, select, text, update
+from sqlalchemy import func, make_url, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench import data
+from bench import data, scim
 from bench.answers import floor_differs, people_page, person_found
 from bench.browser import measure_browser
 from bench.load import (
@@ -768,6 +768,8 @@ def run(
     team_list = in_database(url, lambda engine: team_ids(engine, BIG, 30))
     headers = {"Authorization": f"ApiKey {api_key}"}
     measure_http(report, url, headers, sample, team_list, work)
+    scim_groups = in_database(url, lambda engine: scim.prepare_groups(engine, BIG, scale.big))
+    measure_scim(report, url, headers, sample, scim_groups, work)
     names = [f"{row['first_name']} {row['last_name']}" for row in sample]
     measure_browser(report, url, api_key, names, work, BIG)
     measure_load(report, url, headers, sample, work)
@@ -785,6 +787,45 @@ def run(
         )
     )
     (out / f"{name}.md").write_text(report.markdown() + "\n")
+    return report
+
+
+async def sample_of(engine: AsyncEngine, account: str, size: int = 400) -> list[dict[str, str]]:
+    """About ``size`` of the account's people, spread over it, as sample rows (emails and
+    last names): what ``write_files`` samples, read back from reused data."""
+    async with unit_of_work(engine, write=False) as conn:
+        count = await conn.scalar(
+            select(func.count()).select_from(personas).where(personas.c.account_id == account)
+        )
+        step = max(1, (count or 0) // size)
+        rows = await conn.execute(
+            select(persons.c.email_address, persons.c.first_name, persons.c.last_name)
+            .join(personas, personas.c.person_id == persons.c.id)
+            .where(
+                personas.c.account_id == account,
+                personas.c.seq % step == 0,
+                persons.c.email_address.is_not(None),
+            )
+            .limit(size)
+        )
+        return [dict(row._mapping) for row in rows]
+
+
+def run_scim_only(kind: str, smoke: bool, work: Path, out: Path) -> Report:
+    """The SCIM rows alone, on the data of an earlier run (``--reuse --only-scim``):
+    migrated to this version, the Groups made if missing."""
+    scale = SCALES["smoke" if smoke else kind]
+    report = Report(kind, scale, smoke)
+    url = reused_database(kind, work, database_name(smoke))
+    print(f"# {kind}: the SCIM rows on reused data ({'smoke' if smoke else 'full'})", flush=True)
+    roster(url, "migrate")
+    groups = in_database(url, lambda engine: scim.prepare_groups(engine, BIG, scale.big))
+    sample = in_database(url, lambda engine: sample_of(engine, BIG))
+    api_key = in_database(url, make_client)
+    work.mkdir(parents=True, exist_ok=True)
+    measure_scim(report, url, {"Authorization": f"ApiKey {api_key}"}, sample, groups, work)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{kind}{'-smoke' if smoke else ''}-scim.md").write_text(report.markdown() + "\n")
     return report
 
 
@@ -936,6 +977,146 @@ def measure_http(
             target="median <= 200 ms" if postgres else "",
         )
         big_page(report, server, headers)
+
+
+#: Issue 14's SCIM targets: a userName or email filter within 1.5x of a Persons API find
+#: by email measured in the same run; name.familyName sw, and a PATCH adding one member
+#: to a 100,000-member Group, median within 20 ms (the PATCH no slower than for 10).
+SCIM_FIND_RATIO = 1.5
+SCIM_MEDIAN_MS = 20.0
+
+
+def scim_list(filter_: str, at_least: int = 1) -> Call:
+    """GET /Users on BIG with a filter; its answer a SCIM list of at least ``at_least``."""
+    path = f"/scim/v2/{BIG}/Users?" + urlencode({"filter": filter_})
+
+    def check(body: Any) -> str | None:
+        found = body.get("totalResults") if isinstance(body, dict) else None
+        if not isinstance(found, int) or found < at_least:
+            return f"{found} Users, not at least {at_least}"
+        if len(body.get("Resources") or []) != min(found, 100):
+            return "a page that is not the first 100"
+        return None
+
+    return Call("GET", path, expect=check)
+
+
+def scim_adds(
+    base_url: str, headers: dict[str, str], group_id: str, users: Sequence[str]
+) -> Measured:
+    """Sequential PATCHes, each adding the next of ``users`` to the Group (so each is a
+    new member: a load tool repeating calls would re-add members), the first few not
+    timed (warm-up). Each answer must be 204 No Content."""
+    warm = min(10, len(users) // 4)
+    took: list[float] = []
+    failures: Counter[str] = Counter()
+    with httpx.Client(base_url=base_url, headers=headers, timeout=60) as http:
+        for n, user in enumerate(users):
+            body = {
+                "schemas": [scim.PATCH],
+                "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}],
+            }
+            started = time.perf_counter()
+            answer = http.patch(f"/scim/v2/{BIG}/Groups/{group_id}", json=body)
+            if n >= warm:
+                took.append((time.perf_counter() - started) * 1000)
+            if answer.status_code != 204:
+                failures[f"{answer.status_code} {answer.text[:80]}"] += 1
+    took.sort()
+    p99 = took[min(len(took) - 1, int(len(took) * 0.99))] if took else math.nan
+    seconds = sum(took) / 1000
+    return Measured(
+        statistics.median(took) if took else math.nan,
+        p99,
+        len(took) / seconds if seconds else 0.0,
+        len(took),
+        "python",
+        dict(failures),
+    )
+
+
+def measure_scim(
+    report: Report,
+    url: str,
+    headers: dict[str, str],
+    sample: list[dict[str, str]],
+    groups: dict[str, Any],
+    work: Path,
+) -> None:
+    """The SCIM rows: filters against a Persons API find by email measured beside them,
+    a name filter, and PATCHes adding one member to a small and a large Group (each a
+    User added once: the spare Users, in turn)."""
+    scale = report.scale
+    postgres = report.database == "postgres"
+    emails = [r["email_address"] for r in sample]
+    families = [r["last_name"][:4] for r in sample if len(r["last_name"]) >= 4]
+    with serve(url, workers=2, log_dir=work) as server:
+        find = measure(
+            report,
+            server,
+            headers,
+            "SCIM: Persons API find by email (the reference)",
+            [find_call("email_address", e.upper()) for e in emails],
+            requests=scale.sequential,
+        )
+        for what, filters in (
+            ("userName eq", [f'userName eq "{e.upper()}"' for e in emails]),
+            ("emails[value eq]", [f'emails[value eq "{e.upper()}"]' for e in emails]),
+        ):
+            figure = measure(
+                report,
+                server,
+                headers,
+                f"SCIM: {what}",
+                [scim_list(f) for f in filters],
+                requests=scale.sequential,
+                target=f"median <= {SCIM_FIND_RATIO}x the find by email",
+            )
+            if figure.median_ms is not None and find.median_ms:
+                ratio = figure.median_ms / find.median_ms
+                if postgres and not report.smoke:
+                    figure.met = ratio <= SCIM_FIND_RATIO
+                figure.note += f"; {ratio:.2f}x the find by email ({find.median_ms:.2f} ms)"
+                print(f"    {ratio:.2f}x the find by email", flush=True)
+        measure(
+            report,
+            server,
+            headers,
+            "SCIM: name.familyName sw (4 letters)",
+            [scim_list(f'name.familyName sw "{f}"') for f in families],
+            requests=scale.sequential,
+            median_target=SCIM_MEDIAN_MS if postgres else None,
+            target=f"median <= {SCIM_MEDIAN_MS:.0f} ms" if postgres else "",
+        )
+        spare = groups["spare"]
+        count = min(scale.sequential, len(spare) // 2)
+        medians: dict[str, float] = {}
+        for n, (label, group_id) in enumerate(groups["groups"].items()):
+            got = scim_adds(server.base_url, headers, group_id, spare[n::2][:count])
+            medians[label] = got.median_ms
+            met = got.median_ms <= SCIM_MEDIAN_MS if postgres else None
+            target = f"median <= {SCIM_MEDIAN_MS:.0f} ms" if postgres else ""
+            note = f"n={got.requests}, each adding a new member"
+            if len(medians) == 2:
+                small, large = medians.values()
+                note += f"; {large / small:.2f}x the {next(iter(medians))} Group's"
+                target += " and no slower than the small Group's"
+                if met is not None:
+                    # No slower, within one machine's noise: 10% or 1 ms.
+                    met = met and large <= max(small * 1.1, small + 1.0)
+            report.add(
+                Figure(
+                    f"SCIM: PATCH adding 1 member, {label} Group",
+                    target,
+                    got.median_ms,
+                    got.p99_ms,
+                    got.rate,
+                    met,
+                    note,
+                    got.tool,
+                    got.failures,
+                )
+            )
 
 
 #: Issue 17's targets against the floor (bench/floor.py), judged in full runs: a find's
