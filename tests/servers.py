@@ -114,7 +114,8 @@ class ThrowawayPostgres:
         self._made_by(
             _postgres_bin("pg_basebackup"),
             *("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
-            *("-D", str(self.data), "-R", "-X", "stream", "--no-sync"),
+            # A fast checkpoint: a spread one waits for minutes after a large restore.
+            *("-D", str(self.data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast"),
         )
 
     def _made_by(self, *command: str) -> None:
