@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --reuse: measure the SCIM rows alone on the last run's data",
     )
+    parser.add_argument(
+        "--replica-only",
+        action="store_true",
+        help="with --reuse: only the rows of a streaming replica and its primary",
+    )
     # Sends this key instead of the bench client's: proves that errors fail the run.
     parser.add_argument("--api-key", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -42,7 +47,17 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--only-scim measures the data of an earlier run: give --reuse")
         report = run_scim_only(args.db, args.smoke, args.work / args.db, args.out)
         return finish(report, fail_on_miss=not args.no_fail_on_miss)
-    report = run(args.db, args.smoke, args.work / args.db, args.out, args.reuse, args.api_key)
+    if args.replica_only and not args.reuse:
+        parser.error("--replica-only measures the last run's data: give --reuse too")
+    report = run(
+        args.db,
+        args.smoke,
+        args.work / args.db,
+        args.out,
+        args.reuse,
+        args.api_key,
+        replica_only=args.replica_only,
+    )
     return finish(report, fail_on_miss=not args.no_fail_on_miss)
 
 

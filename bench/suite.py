@@ -64,6 +64,7 @@ from roster.db.tables import (
     teams,
 )
 from roster.settings import Settings
+from tests.servers import ThrowawayPostgres, _postgres_bin, throwaway_postgres, throwaway_replica
 
 ROSTER = str(Path(sys.executable).with_name("roster"))
 BIG = "BIG"
@@ -735,9 +736,11 @@ def run(
     out: Path,
     reuse: bool = False,
     api_key: str | None = None,
+    replica_only: bool = False,
 ) -> Report:
     """Build (unless ``reuse``), serve, measure. ``api_key`` replaces the bench client's
-    key: a wrong one proves that a run whose answers are errors fails."""
+    key: a wrong one proves that a run whose answers are errors fails. ``replica_only``
+    (with ``reuse``): only the replica's rows, on the last run's data."""
     scale = SCALES["smoke" if smoke else kind]
     report = Report(kind, scale, smoke)
     report.facts.update(
@@ -749,7 +752,8 @@ def run(
     name = database_name(smoke)
     url = reused_database(kind, work, name) if reuse else fresh_database(kind, work, name)
     print(f"# {kind}: {scale.personas:,} personas ({'smoke' if smoke else 'full'})", flush=True)
-    roster(url, "migrate")
+    if not replica_only:
+        roster(url, "migrate")
     if kind == "postgres":
         report.facts["postgres"] = in_database(url, server_settings)
     if not reuse:
@@ -764,22 +768,31 @@ def run(
         report.facts["enrichment"] = in_database(url, lambda engine: enrich(engine, BIG))
         if kind == "postgres":
             vacuum(url)
+    if replica_only:  # the last run's database is only read: the copy gets a client
+        measure_replica(report, url, None, sample, work)
+        return written(report, out, f"{kind}{'-smoke' if smoke else ''}-replica")
     api_key = api_key or in_database(url, make_client)
     team_list = in_database(url, lambda engine: team_ids(engine, BIG, 30))
     headers = {"Authorization": f"ApiKey {api_key}"}
     measure_http(report, url, headers, sample, team_list, work)
     scim_groups = in_database(url, lambda engine: scim.prepare_groups(engine, BIG, scale.big))
     measure_scim(report, url, headers, sample, scim_groups, work)
+    if kind == "postgres":
+        measure_replica(report, url, headers, sample, work)
     names = [f"{row['first_name']} {row['last_name']}" for row in sample]
     measure_browser(report, url, api_key, names, work, BIG)
     measure_load(report, url, headers, sample, work)
+    return written(report, out, f"{kind}{'-smoke' if smoke else ''}")
+
+
+def written(report: Report, out: Path, name: str) -> Report:
+    """The report, written to ``out``/``name``.json and .md."""
     out.mkdir(parents=True, exist_ok=True)
-    name = f"{kind}{'-smoke' if smoke else ''}"
     (out / f"{name}.json").write_text(
         json.dumps(
             {
-                "database": kind,
-                "scale": asdict(scale),
+                "database": report.database,
+                "scale": asdict(report.scale),
                 "facts": report.facts,
                 "figures": [asdict(f) for f in report.figures],
             },
@@ -1136,6 +1149,132 @@ def floor_of(url: str, work: Path, postgres: bool) -> Iterator[FloorTarget | Non
         return
     with serve_floor(url, workers=2, log_dir=work) as server:
         yield FloorTarget(server)
+
+
+# -- a streaming replica -------------------------------------------------------------------
+
+#: The settings of the benchmark's server a private primary and replica are given too,
+#: so that their rows compare with its own.
+TUNED = (
+    "shared_buffers",
+    "work_mem",
+    "effective_cache_size",
+    "random_page_cost",
+    "effective_io_concurrency",
+    "jit",
+    "max_parallel_workers_per_gather",
+)
+
+
+async def tuned_settings(engine: AsyncEngine) -> dict[str, str]:
+    """Those of :data:`TUNED` the server's configuration sets, as ``-c`` values."""
+    async with unit_of_work(engine, write=False) as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT name, setting FROM pg_settings "
+                "WHERE name = ANY(:names) AND source <> 'default'"
+            ),
+            {"names": list(TUNED)},
+        )
+        # A value without its unit is in the setting's own unit, as pg_settings gives it.
+        return {str(name): str(setting) for name, setting in rows}
+
+
+def copied(name: str, source: str, target: ThrowawayPostgres) -> None:
+    """Database ``name`` of the server at ``source`` (a URL), copied onto ``target``."""
+    dump = subprocess.Popen(
+        [_postgres_bin("pg_dump"), "-Fc", "-d", source.rsplit("/", 1)[0] + f"/{name}"],
+        stdout=subprocess.PIPE,
+    )
+    subprocess.run(
+        [_postgres_bin("pg_restore"), "--create", "-d", target.url],
+        stdin=dump.stdout,
+        check=True,
+        capture_output=True,
+    )
+    if dump.wait() != 0:
+        raise RuntimeError(f"pg_dump of {name} failed")
+
+
+def transactions(url: str) -> int:
+    """Transactions committed in the database of ``url`` on its server so far."""
+
+    async def go() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+                )
+                or 0
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def measure_replica(
+    report: Report,
+    url: str,
+    headers: dict[str, str] | None,
+    sample: list[dict[str, str]],
+    work: Path,
+) -> None:
+    """Finds and searches served by a streaming replica, beside the same served by its
+    primary, in this run. The benchmark's server allows no replication connection (its
+    pg_hba.conf has no ``replication`` line, and the benchmark does not change a server's
+    configuration), so the database is copied (pg_dump, pg_restore) onto a private
+    primary with that server's tuned settings, and a replica of it is made (initdb,
+    pg_basebackup -R, on this machine, their own ports). The replica's figures fail
+    unless its own statistics show it served their requests. ``headers`` None: a
+    client is made in the copy (the source is only read)."""
+    name = str(make_url(url).database)
+    scale = report.scale
+    cases = {
+        "find by email": [find_call("email_address", r["email_address"].upper()) for r in sample],
+        "search, a full name": [
+            people_call(at_least=1, search=f"{r['first_name']} {r['last_name']}") for r in sample
+        ],
+    }
+    tuned = in_database(url, tuned_settings)
+    started = time.perf_counter()
+    with throwaway_postgres(tuned) as primary:
+        copied(name, url, primary)
+        with throwaway_replica(primary, tuned) as replica:
+            on_primary = primary.url.rsplit("/", 1)[0] + f"/{name}"
+            on_replica = replica.url.rsplit("/", 1)[0] + f"/{name}"
+            if headers is None:
+                headers = {"Authorization": f"ApiKey {in_database(on_primary, make_client)}"}
+            asked = headers
+            report.facts["replica"] = (
+                "a private primary and its streaming replica on this machine, "
+                f"{tuned or 'default settings'}, copied and started in "
+                f"{time.perf_counter() - started:.0f} s"
+            )
+
+            def timed(server: Server, served_by: str) -> list[Figure]:
+                return [
+                    measure(report, server, asked, f"{what}, {served_by}", calls, requests=n)
+                    for what, calls in cases.items()
+                ]
+
+            n = scale.sequential
+            with serve(on_primary, workers=2, log_dir=work) as server:
+                timed(server, "a private primary")
+            env = {"ROSTER_DATABASE_REPLICA_URLS": on_replica}
+            with serve(on_primary, workers=2, log_dir=work, **env) as server:
+                before = [transactions(on_primary), transactions(on_replica)]
+                figures = timed(server, "its replica")
+                time.sleep(1.0)  # the servers' statistics are flushed within a second
+                on_each = [transactions(on_primary), transactions(on_replica)]
+            primary_served, served = (after - b for after, b in zip(on_each, before, strict=True))
+            if served < len(figures) * n:
+                figures[0].failures[f"the replica served {served} transactions"] = 1
+            figures[-1].note += (
+                f"; transactions meanwhile: {served} on the replica, {primary_served} "
+                "on the primary (its polls and these counts)"
+            )
 
 
 def _fragment(last_name: str) -> str | None:

@@ -18,7 +18,11 @@ from roster.api.deps import Services
 from roster.api.docs import install_docs
 from roster.api.errors import install_error_handlers
 from roster.api.metrics import Metrics
-from roster.api.middleware import RequestContextMiddleware, RequestLimitsMiddleware
+from roster.api.middleware import (
+    ReplicaRetryMiddleware,
+    RequestContextMiddleware,
+    RequestLimitsMiddleware,
+)
 from roster.api.openapi import operation_id, without_fastapi_validation_errors
 from roster.api.ratelimit import AuthFailureLimiter, ClientRateLimiter, SharedWindows
 from roster.api.scim import bulk as scim_bulk  # noqa: F401  (its routes)
@@ -101,6 +105,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     install_docs(app)
     app.include_router(web.router)
+    if settings.database_replica_urls:
+        app.add_middleware(ReplicaRetryMiddleware)
     app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         # Inside the request context, so preflights get a request id and a log line too.

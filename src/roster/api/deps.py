@@ -7,6 +7,7 @@ core's and is the same for both.
 
 from __future__ import annotations
 
+import asyncio
 import email.message
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -17,14 +18,14 @@ from fastapi import Depends, Request, Security
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.api.metrics import Metrics
-from roster.api.middleware import request_id_of
+from roster.api.middleware import RETRY_ON_PRIMARY, request_id_of
 from roster.api.openapi import API_KEY, BEARER
 from roster.api.ratelimit import AuthFailureLimiter, Budget, ClientRateLimiter
 from roster.core.auth import Principal, authenticate
 from roster.core.events import Actor, act_as
 from roster.db.backends import DATABASE_ERRORS
 from roster.db.engine import database_unavailable, read_snapshot, unit_of_work
-from roster.db.replicas import ReplicaSet
+from roster.db.replicas import REPLICA_CONNECT_SECONDS, ReplicaSet
 from roster.errors import (
     CredentialError,
     ExpiredToken,
@@ -69,21 +70,34 @@ async def on_replica_or_primary(
     """A reading unit of work on a serving replica that has this client's writes, or on
     the primary (through ``primary``, when not the services' engine): a replica that
     cannot be reached is skipped (and marked down) before the request's first statement,
-    so it costs the request nothing."""
+    so it costs the request nothing, and so is one that does not give a connection
+    within ``REPLICA_CONNECT_SECONDS``."""
     shared = services(request)
     replica = await shared.replicas.for_reading(_credential(request))
     if replica is not None:
         stack = AsyncExitStack()
         try:
-            conn = await stack.enter_async_context(opened(replica.engine))
+            async with asyncio.timeout(REPLICA_CONNECT_SECONDS):
+                conn = await stack.enter_async_context(opened(replica.engine))
+        except TimeoutError:
+            # Its pool is busy, or a pooler in front holds the statement while its
+            # server is gone: the primary serves this one; the polls judge the replica.
+            await stack.aclose()
         except DATABASE_ERRORS as error:
             if not database_unavailable(error):
                 raise
             replica.mark_down()
         else:
             request.state.read_from = replica
-            async with stack:
-                yield conn
+            try:
+                async with stack:
+                    yield conn
+            except DATABASE_ERRORS as error:
+                if database_unavailable(error):
+                    # Gone under this read: ReplicaRetryMiddleware serves it again.
+                    replica.mark_down()
+                    setattr(request.state, RETRY_ON_PRIMARY, True)
+                raise
             return
     async with opened(primary or shared.engine) as conn:
         yield conn
@@ -273,6 +287,8 @@ async def charge(request: Request, client_id: str) -> None:
     """Count one request of this client against its budget (``RateLimited`` once spent);
     the answer carries the budget's headers, and the access log the client id."""
     shared = services(request)
+    if getattr(request.state, "rate_limit", None) is not None:
+        return  # served again after a replica failed under it: counted once
     request.state.client_id = client_id
     budget = await shared.limiter.spend(client_id)
     request.state.rate_limit = budget
