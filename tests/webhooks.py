@@ -73,7 +73,7 @@ class Receiver:
         got.append(Received(path, headers, body.decode(), time.time()))
         status = await self.answer(path, n)
         await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+        await send({"type": "http.response.body", "body": b""})
 
     async def wait_for(self, path: str, count: int, timeout: float = 15.0) -> list[Received]:
         deadline = time.monotonic() + timeout
