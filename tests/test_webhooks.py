@@ -43,7 +43,8 @@ async def test_a_webhook_is_registered_its_secret_shown_once(
     made = await register(
         client, admin, ACCOUNT, URL, types=["persona.*", "team.member_added"], description="CRM"
     )
-    assert made["secret"].startswith("whsec_") and len(made["secret"]) >= 38
+    assert made["secret"].startswith("whsec_")
+    assert len(made["secret"]) >= 38
     assert made["id"].startswith("wh_")
     shown = {k: v for k, v in made.items() if k not in ("id", "secret", "createdAt", "updatedAt")}
     assert shown == {

@@ -68,7 +68,7 @@ async def test_a_deliverer_killed_mid_delivery_loses_nothing_when_started_again(
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
         with roster_deliver(database_url, log) as second:
-            got = await receiver.wait_for("/hook", len(events) + 1, timeout=60)
+            got = await receiver.wait_for("/hook", len(events) + 1, within=60)
             await logged(client, admin, made, len(events))
             second.send_signal(signal.SIGTERM)
             assert second.wait(timeout=30) == 0, log.read_text()
@@ -90,13 +90,13 @@ async def test_two_deliver_processes_send_each_event_once_and_one_takes_over(
         made = await register(client, admin, ACCOUNT, receiver.url("/hook"))
         with roster_deliver(database_url, log) as one, roster_deliver(database_url, log):
             await change(client, admin, 6)
-            await receiver.wait_for("/hook", 6, timeout=60)
+            await receiver.wait_for("/hook", 6, within=60)
             await asyncio.sleep(1)
             # One of them is killed (the holder or not): the other delivers what follows.
             one.send_signal(signal.SIGKILL)
             one.wait(timeout=10)
             await change(client, admin, 2)
-            await receiver.wait_for("/hook", 8, timeout=60)
+            await receiver.wait_for("/hook", 8, within=60)
             await asyncio.sleep(1)
         events = [e["id"] for e in await feed(client, admin, made)]
     ids = [r.event["id"] for r in receiver.received["/hook"]]

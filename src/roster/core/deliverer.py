@@ -367,11 +367,13 @@ class Deliverer:
                 if not self.holding():
                     return
                 try:
-                    if moment >= look_at_webhooks_at:
-                        await self._start_tasks()
-                        look_at_webhooks_at = moment + self.recheck_seconds
                     async with unit_of_work(self.engine, write=False) as conn:
                         newest = int(await conn.scalar(select(func.max(events.c.id))) or 0)
+                    # New events, or a while since the last look: start the tasks of
+                    # webhooks registered since (they get these events at once).
+                    if newest != self._newest or moment >= look_at_webhooks_at:
+                        await self._start_tasks()
+                        look_at_webhooks_at = moment + self.recheck_seconds
                 except DATABASE_ERRORS as error:
                     log.warning("webhooks: the database cannot be read: %s", error)
                     await asyncio.sleep(1.0)

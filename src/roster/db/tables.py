@@ -348,9 +348,7 @@ webhooks = Table(
     "webhooks",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column(
-        "account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True
-    ),
+    Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("url", String(2048), nullable=False),
     # A JSON list of event types or ``resource.*`` (an empty list: every event).
     Column("types", Text, nullable=False),
