@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from roster.api.events import event_json
+from roster.core import deliverer as deliverer_module
 from roster.core.clock import now
 from roster.core.deliverer import Deliverer
 from roster.core.webhooks import RETRY_DELAYS
@@ -310,3 +311,29 @@ async def test_two_deliverers_one_delivers(
     ids = [r.headers["webhook-id"] for r in receiver.received["/hook"]]
     assert len(ids) == len(set(ids)) == count == len(got)
     assert holders in (["one"], ["two"])
+
+
+async def test_the_cursor_moves_past_many_events_of_other_types(
+    client: httpx.AsyncClient, admin: Client, directory: Directory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that a webhook of rare types does not read past the same events again and again;
+    an event of its types after them is still delivered."""
+    monkeypatch.setattr(deliverer_module, "SKIP_AHEAD", 3)
+    async with receiving() as receiver, delivering(directory):
+        made = await register(client, admin, ACCOUNT, receiver.url("/roles"), types=["role.*"])
+        await change(client, admin, 4)
+        newest = (await feed(client, admin, made))[-1]["id"]
+        start = made["deliveredThrough"]
+
+        async def skipped() -> bool:
+            """Moved by at least SKIP_AHEAD (in one step or more), never past the log."""
+            cursor = (await webhook(client, admin, made))["deliveredThrough"]
+            assert cursor <= newest
+            return bool(cursor >= start + 3)
+
+        await until(skipped)
+        role = {"accountId": ACCOUNT, "name": "Astronaut"}
+        assert (await send(client, admin, "POST", "/roles", role)).status_code == 201
+        [got] = await receiver.wait_for("/roles", 1)
+    assert got.event["type"] == "role.created"
+    assert got.event["id"] > newest

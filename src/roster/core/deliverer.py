@@ -71,6 +71,8 @@ POLL_SECONDS = 0.05
 RECHECK_SECONDS = 2.0
 #: Events one task reads at a time.
 PAGE = 100
+#: A webhook whose types match none of this many newer events moves its cursor past them.
+SKIP_AHEAD = 10_000
 
 Render = Callable[[StoredEvent], object]
 Clock = Callable[[], datetime]
@@ -188,6 +190,20 @@ async def record_attempt(
         .values(**after_failure(webhook, at))
     )
     return False
+
+
+async def skip_to(conn: AsyncConnection, webhook: Webhook, event_id: int) -> None:
+    """Move the cursor past events none of which are of the webhook's types (unless it
+    moved meanwhile)."""
+    await conn.execute(
+        update(webhooks)
+        .where(
+            webhooks.c.id == webhook.id,
+            webhooks.c.delivered_through == webhook.delivered_through,
+            webhooks.c.revision == webhook.revision,
+        )
+        .values(delivered_through=event_id)
+    )
 
 
 async def pending_events(conn: AsyncConnection, webhook: Webhook) -> list[StoredEvent]:
@@ -416,17 +432,25 @@ class Deliverer:
     async def _step(self, webhook_id: str) -> bool:
         """Send what is due now, or wait for it; whether the webhook is still served."""
         seen, arrived = self._newest, self._arrived
+        due_in = 0.0
+        page: list[StoredEvent] = []
         async with unit_of_work(self.engine, write=False) as conn:
             webhook = await find_webhook(conn, webhook_id)
             if webhook is None or webhook.state == "disabled":
                 return False
             if webhook.next_attempt_at is not None:
                 due_in = (webhook.next_attempt_at - self.clock()).total_seconds()
-                if due_in > 0:
-                    await asyncio.sleep(min(due_in, self.recheck_seconds))
-                    return True
-            page = await pending_events(conn, webhook)
+            if due_in <= 0:
+                page = await pending_events(conn, webhook)
+        if due_in > 0:  # a retry later: look again meanwhile (a re-enable, a replay)
+            await asyncio.sleep(min(due_in, self.recheck_seconds))
+            return True
         if not page:
+            if seen - webhook.delivered_through >= SKIP_AHEAD:
+                # Every event up to ``seen`` was committed before the read, which found
+                # none of the webhook's types: the next reads need not pass them again.
+                async with unit_of_work(self.engine, write=True) as conn:
+                    await skip_to(conn, webhook, seen)
             if self._newest == seen:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(arrived.wait(), self.recheck_seconds)
