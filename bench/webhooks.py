@@ -26,12 +26,8 @@ import httpx
 
 from bench.import_rate import scratch_postgres
 from bench.receiver import receiving
+from bench.same_person import prepare
 from bench.server import serve
-from roster.core.accounts import create_account
-from roster.core.auth import create_client
-from roster.db.engine import create_engine, unit_of_work
-from roster.db.migrate import upgrade
-from roster.settings import Settings
 
 ACCOUNT = "HOOKS1"
 #: The targets (bench/suite.py reports against them).
@@ -39,25 +35,12 @@ MEDIAN_TARGET_MS = 100
 P99_TARGET_MS = 1000
 
 
-async def _prepare(url: str) -> str:
-    """The migrated database's account, and an admin client's API key."""
-    engine = create_engine(Settings(_env_file=None, database_url=url))
-    try:
-        await upgrade(engine)
-        async with unit_of_work(engine, write=True) as conn:
-            await create_account(conn, ACCOUNT, "Webhooks")
-            made = await create_client(conn, "bench", ["read", "write", "admin"], [ACCOUNT])
-    finally:
-        await engine.dispose()
-    return made.api_key
-
-
 async def measure(
     url: str, changes: int, rate: float, workers: int, log_dir: Path
 ) -> dict[str, Any]:
     """Run the benchmark on the database at ``url``: the delays (seconds, sorted) and the
     problems found."""
-    api_key = await _prepare(url)
+    api_key = await prepare(url, ACCOUNT, "webhooks", ("read", "write", "admin"))
     headers = {"Authorization": f"ApiKey {api_key}"}
     problems: list[str] = []
     environment = {"ROSTER_WEBHOOK_ALLOW_PRIVATE": "true"}

@@ -2,7 +2,9 @@
 
 ``admin`` scope, the People API's credential contract and error shape. A client sees
 and changes only the webhooks of the accounts it reaches. The core (``core/webhooks.py``)
-does everything; deliveries are ``core/deliverer.py``'s.
+does everything; deliveries are ``core/deliverer.py``'s. Every route, reads included,
+works in the unit of work ``Admin`` authenticates on (a writing one): one connection a
+request.
 """
 
 from __future__ import annotations
@@ -10,18 +12,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Path, Query, Request, Response
+from fastapi import Path, Query, Request, Response
 from pydantic import Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from roster.api.deps import WriteConnection, authenticated, services
+from roster.api.deps import WriteConnection, services
 from roster.api.events import TypeFilter, event_json
 from roster.api.fields import STORABLE, AccountId, NotNull, Timestamp
 from roster.api.openapi import error_responses
-from roster.api.people.contract import PEOPLE_CREDENTIALS, QueryParameters, people_router
+from roster.api.people.contract import Admin, QueryParameters, people_router
 from roster.api.people.models import Body, CamelModel, timestamp
 from roster.core.accounts import require_account
-from roster.core.auth import Principal
 from roster.core.deliverer import Deliverer
 from roster.core.webhooks import (
     DEFAULT_GRACE,
@@ -43,9 +44,6 @@ from roster.core.webhooks import (
 from roster.settings import Settings
 
 router = people_router("Admin API: webhooks")
-#: The admin API's client: ``admin`` scope, on the request's writing unit of work (which
-#: every route here uses, reads included: one connection a request).
-Admin = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "admin"), scope="function")]
 WebhookId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64),
