@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.same_person import prepare
+from bench.server import serve
 from tests.commands import ROSTER
 from tests.factories import Client, Directory
 from tests.test_webhooks_delivery import change, feed, logged, settings  # noqa: F401
@@ -101,3 +103,34 @@ async def test_two_deliver_processes_send_each_event_once_and_one_takes_over(
         events = [e["id"] for e in await feed(client, admin, made)]
     ids = [r.event["id"] for r in receiver.received["/hook"]]
     assert ids == events  # each once, in order, whichever delivered
+
+
+async def test_roster_serve_with_workers_delivers_each_event_once(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    """Every worker of ``roster serve --workers 2`` is a candidate; one delivers."""
+    api_key = await prepare(fresh_database, ACCOUNT, "ops", ("read", "write", "admin"))
+    headers = {"Authorization": f"ApiKey {api_key}"}
+    environment = {"ROSTER_WEBHOOK_ALLOW_PRIVATE": "true"}
+    with serve(fresh_database, workers=2, log_dir=tmp_path, **environment) as server:
+        async with (
+            receiving() as receiver,
+            httpx.AsyncClient(base_url=server.base_url, headers=headers) as http,
+        ):
+            hook = {"accountId": ACCOUNT, "url": receiver.url("/hook")}
+            made = (await http.post("/webhooks", json=hook)).json()
+            for n in range(10):
+                body = {
+                    "accountId": ACCOUNT,
+                    "firstName": "A",
+                    "lastName": f"L{n}",
+                    "roleName": "User",
+                }
+                assert (await http.post("/people", json=body)).status_code == 201
+            await receiver.wait_for("/hook", 10, within=60)
+            await asyncio.sleep(1)
+            query = {"accountId": ACCOUNT, "after": made["deliveredThrough"]}
+            events = (await http.get("/events", params=query)).json()["events"]
+    got = receiver.received["/hook"]
+    assert [r.event for r in got] == events
+    assert all(r.verified_by(made["secret"]) for r in got)

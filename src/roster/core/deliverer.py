@@ -353,8 +353,9 @@ class Deliverer:
         finally:
             await self._stop_tasks()
             await self._client.aclose()
-            if self.holding():
-                await asyncio.shield(self._release())
+            if self.holding():  # bounded: a database that is down must not hold a shutdown
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._release(), 5.0)
 
     async def _release(self) -> None:
         try:
