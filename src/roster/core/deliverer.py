@@ -32,7 +32,7 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -149,24 +149,40 @@ def after_failure(webhook: Webhook, at: datetime) -> dict[str, Any]:
     }
 
 
-async def record_attempt(
-    conn: AsyncConnection, webhook: Webhook, event_id: int, outcome: Outcome, at: datetime
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt at one event, done."""
+
+    event_id: int
+    outcome: Outcome
+    at: datetime
+
+
+async def record_attempts(
+    conn: AsyncConnection, webhook: Webhook, attempts: Sequence[Attempt]
 ) -> bool:
-    """Log an attempt and move the webhook on: past the event when it was acknowledged
-    (unless a replay moved the cursor meanwhile), else to its next retry (unless an admin
-    changed the webhook meanwhile). Whether the caller's view of the webhook still holds."""
+    """Log attempts at consecutive events, every one acknowledged but perhaps the last,
+    and move the webhook on: past the acknowledged ones (unless a replay moved the cursor
+    meanwhile), then to the failed one's retry (unless an admin changed the webhook
+    meanwhile). Whether the caller's view of the webhook still holds."""
     await conn.execute(
-        webhook_deliveries.insert().values(
-            webhook_id=webhook.id,
-            event_id=event_id,
-            attempt=webhook.attempts + 1,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            duration_ms=outcome.duration_ms,
-            attempted_at=at,
-        )
+        webhook_deliveries.insert(),
+        [
+            {
+                "webhook_id": webhook.id,
+                "event_id": a.event_id,
+                # The first is the n-th attempt at its event; after an acknowledgement, 1.
+                "attempt": webhook.attempts + 1 if n == 0 else 1,
+                "status_code": a.outcome.status_code,
+                "error": a.outcome.error,
+                "duration_ms": a.outcome.duration_ms,
+                "attempted_at": a.at,
+            }
+            for n, a in enumerate(attempts)
+        ],
     )
-    if outcome.acknowledged:
+    acknowledged = [a for a in attempts if a.outcome.acknowledged]
+    if acknowledged:
         moved = await conn.execute(
             update(webhooks)
             .where(
@@ -174,7 +190,7 @@ async def record_attempt(
                 webhooks.c.delivered_through == webhook.delivered_through,
             )
             .values(
-                delivered_through=event_id,
+                delivered_through=acknowledged[-1].event_id,
                 attempts=0,
                 next_attempt_at=None,
                 failing_since=None,
@@ -183,13 +199,70 @@ async def record_attempt(
             .returning(webhooks.c.revision, webhooks.c.state)
         )
         found = moved.first()
-        return found is not None and found.revision == webhook.revision and found.state == "active"
+        holds = found is not None and found.revision == webhook.revision
+        if not (holds and found is not None and found.state == "active"):
+            return False
+        if len(acknowledged) == len(attempts):
+            return True
+        webhook = moved_past(webhook, acknowledged[-1].event_id)
     await conn.execute(
         update(webhooks)
         .where(webhooks.c.id == webhook.id, webhooks.c.revision == webhook.revision)
-        .values(**after_failure(webhook, at))
+        .values(**after_failure(webhook, attempts[-1].at))
     )
     return False
+
+
+def moved_past(webhook: Webhook, event_id: int) -> Webhook:
+    """The webhook as an acknowledgement of ``event_id`` leaves it."""
+    return replace(
+        webhook, delivered_through=event_id, attempts=0, next_attempt_at=None, failing_since=None
+    )
+
+
+class _Recorder:
+    """Writes one webhook's acknowledged attempts while the next events are sent: one
+    write at a time, each of every acknowledgement since the last. At least once still:
+    a crash loses only the acknowledgements not yet written, whose events are sent
+    again; a delivery costs a round trip to the receiver, not that and a transaction."""
+
+    def __init__(self, engine: AsyncEngine, webhook: Webhook) -> None:
+        self.engine = engine
+        #: The webhook as the writes so far leave it.
+        self.webhook = webhook
+        self.unwritten: list[Attempt] = []
+        self.writing: asyncio.Task[None] | None = None
+        #: The webhook changed meanwhile (a replay, a PATCH), or a write failed: reload.
+        self.stale = False
+
+    def add(self, attempt: Attempt) -> None:
+        self.unwritten.append(attempt)
+        self._next()
+
+    def _next(self) -> None:
+        if self.writing is None and self.unwritten and not self.stale:
+            batch, self.unwritten = self.unwritten, []
+            self.writing = asyncio.create_task(self._write(batch))
+
+    async def _write(self, batch: list[Attempt]) -> None:
+        try:
+            async with unit_of_work(self.engine, write=True) as conn:
+                holds = await record_attempts(conn, self.webhook, batch)
+        except DATABASE_ERRORS as error:
+            log.warning("webhook %s: deliveries not recorded: %s", self.webhook.id, error)
+            holds = False  # those events are sent again
+        if holds:
+            self.webhook = moved_past(self.webhook, batch[-1].event_id)
+        else:
+            self.stale = True
+        self.writing = None
+        self._next()
+
+    async def written(self) -> bool:
+        """Once every acknowledgement is written: whether the view of the webhook holds."""
+        while self.writing is not None:
+            await asyncio.shield(self.writing)
+        return not self.stale
 
 
 async def skip_to(conn: AsyncConnection, webhook: Webhook, event_id: int) -> None:
@@ -456,17 +529,21 @@ class Deliverer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(arrived.wait(), self.recheck_seconds)
             return True
+        recorder = _Recorder(self.engine, webhook)
         for event in page:
-            if not self.holding():
-                return False
+            if not self.holding() or recorder.stale:
+                break
             outcome = await self._send(webhook, event)
-            at = self.clock()
-            async with unit_of_work(self.engine, write=True) as conn:
-                still = await record_attempt(conn, webhook, event.id, outcome, at)
-            if not still:
-                return True
-            webhook = _moved_past(webhook, event.id)
-        return True
+            attempt = Attempt(event.id, outcome, self.clock())
+            if outcome.acknowledged:
+                recorder.add(attempt)
+                continue
+            if await recorder.written():
+                async with unit_of_work(self.engine, write=True) as conn:
+                    await record_attempts(conn, recorder.webhook, [attempt])
+            break
+        await recorder.written()
+        return self.holding()
 
     async def _send(self, webhook: Webhook, event: StoredEvent) -> Outcome:
         """POST one event, signed; what the receiver answered (its body is not read)."""
@@ -498,13 +575,3 @@ class Deliverer:
             error = f"{type(failed).__name__}: {failed}" if str(failed) else type(failed).__name__
         elapsed = round((time.monotonic() - started) * 1000)
         return Outcome(status, None if error is None else error[:256], elapsed)
-
-
-def _moved_past(webhook: Webhook, event_id: int) -> Webhook:
-    return replace(
-        webhook,
-        delivered_through=event_id,
-        attempts=0,
-        next_attempt_at=None,
-        failing_since=None,
-    )
