@@ -538,6 +538,12 @@ class Deliverer:
             if outcome.acknowledged:
                 recorder.add(attempt)
                 continue
+            log.info(
+                "webhook %s: event %d not acknowledged: %s",
+                webhook.id,
+                event.id,
+                outcome.error or f"status {outcome.status_code}",
+            )
             if await recorder.written():
                 async with unit_of_work(self.engine, write=True) as conn:
                     await record_attempts(conn, recorder.webhook, [attempt])
