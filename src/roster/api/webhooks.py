@@ -2,9 +2,9 @@
 
 ``admin`` scope, the People API's credential contract and error shape. A client sees
 and changes only the webhooks of the accounts it reaches. The core (``core/webhooks.py``)
-does everything; deliveries are ``core/deliverer.py``'s. Every route, reads included,
-works in the unit of work ``Admin`` authenticates on (a writing one): one connection a
-request.
+does everything; deliveries are ``core/deliverer.py``'s. The reads and removals work in
+the unit of work ``Admin`` authenticates on (a writing one: one connection a request);
+POST and PATCH resolve the URL's host before they open theirs.
 """
 
 from __future__ import annotations
@@ -12,26 +12,34 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Path, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 from pydantic import Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from roster.api.deps import WriteConnection, services
+from roster.api.deps import WriteConnection, authenticated_briefly, services
 from roster.api.events import TypeFilter, event_json
 from roster.api.fields import STORABLE, AccountId, NotNull, Timestamp
 from roster.api.openapi import error_responses
-from roster.api.people.contract import Admin, QueryParameters, people_router
+from roster.api.people.contract import (
+    PEOPLE_CREDENTIALS,
+    Admin,
+    QueryParameters,
+    people_router,
+)
 from roster.api.people.models import Body, CamelModel, timestamp
 from roster.core.accounts import require_account
+from roster.core.auth import Principal
 from roster.core.deliverer import Deliverer
 from roster.core.webhooks import (
     DEFAULT_GRACE,
     MAX_DESCRIPTION,
     MAX_GRACE,
     MAX_URL,
+    CheckedUrl,
     Delivery,
     Webhook,
     WithSecret,
+    checked_url,
     delete_webhook,
     get_webhook,
     list_deliveries,
@@ -41,6 +49,7 @@ from roster.core.webhooks import (
     rotate_secret,
     update_webhook,
 )
+from roster.db.engine import unit_of_work
 from roster.settings import Settings
 
 router = people_router("Admin API: webhooks")
@@ -206,25 +215,28 @@ def deliverer(settings: Settings, engine: AsyncEngine) -> Deliverer:
     )
 
 
-def _allow_private(request: Request) -> bool:
-    return services(request).settings.webhook_allow_private
+#: POST and PATCH's admin, authenticated on a connection given back at once: the URL's
+#: host is resolved before the unit of work that writes it opens (on SQLite, its write
+#: lock), not while it is held.
+BriefAdmin = Annotated[
+    Principal, Depends(authenticated_briefly(PEOPLE_CREDENTIALS, "admin"), scope="function")
+]
+
+
+async def _checked(request: Request, url: str) -> CheckedUrl:
+    return await checked_url(url, services(request).settings.webhook_allow_private)
 
 
 @router.post("/webhooks", status_code=201, response_model=WebhookWithSecret)
 async def add_webhook(
-    body: WebhookCreate, request: Request, conn: WriteConnection, principal: Admin
+    body: WebhookCreate, request: Request, principal: BriefAdmin
 ) -> dict[str, Any]:
     """Register an HTTPS endpoint for an account's events; the answer shows the signing
     secret, once. It receives the events that commit from now on."""
-    account_id = await require_account(conn, principal, body.account_id)
-    made = await register_webhook(
-        conn,
-        account_id,
-        body.url,
-        body.types,
-        body.description,
-        allow_private=_allow_private(request),
-    )
+    url = await _checked(request, body.url)
+    async with unit_of_work(services(request).engine, write=True) as conn:
+        account_id = await require_account(conn, principal, body.account_id)
+        made = await register_webhook(conn, account_id, url, body.types, body.description)
     return _with_secret(made)
 
 
@@ -253,15 +265,15 @@ async def change_webhook(
     webhook_id: WebhookId,
     body: WebhookUpdate,
     request: Request,
-    conn: WriteConnection,
-    principal: Admin,
+    principal: BriefAdmin,
 ) -> dict[str, Any]:
     """Change a webhook's URL, types, description, or state: `active` re-enables a failing
     or disabled webhook, and delivery resumes where it stopped."""
-    changes = {name: getattr(body, name) for name in body.model_fields_set}
-    changed = await update_webhook(
-        conn, webhook_id, principal.account_ids, changes, allow_private=_allow_private(request)
-    )
+    changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
+    if body.url is not None:
+        changes["url"] = await _checked(request, body.url)
+    async with unit_of_work(services(request).engine, write=True) as conn:
+        changed = await update_webhook(conn, webhook_id, principal.account_ids, changes)
     return webhook_json(changed)
 
 

@@ -217,7 +217,18 @@ async def public_addresses(host: str, port: int, allow_private: bool) -> list[st
     return [str(a) for a in dict.fromkeys(addresses)]
 
 
-async def _check_url(url: str, allow_private: bool) -> None:
+@dataclass(frozen=True)
+class CheckedUrl:
+    """A webhook URL checked (:func:`checked_url`): only such a URL is registered. Its
+    host is resolved before the unit of work that writes it opens, so no transaction
+    (on SQLite, the write lock) waits for a resolver."""
+
+    url: str
+
+
+async def checked_url(url: str, allow_private: bool) -> CheckedUrl:
+    """The URL, if Roster delivers there (its scheme, and every address its host
+    resolves to); ``invalid_request`` naming ``url`` otherwise."""
     if len(url) > MAX_URL:
         raise InvalidRequest.field("url", f"must be at most {MAX_URL} characters")
     try:
@@ -225,6 +236,7 @@ async def _check_url(url: str, allow_private: bool) -> None:
         await public_addresses(host, port, allow_private)
     except TargetRefused as refused:
         raise InvalidRequest.field("url", str(refused)) from None
+    return CheckedUrl(url)
 
 
 def _checked_types(types: Sequence[str]) -> list[str]:
@@ -246,15 +258,12 @@ def _checked_description(description: str | None) -> str | None:
 async def register_webhook(
     conn: AsyncConnection,
     account_id: str,
-    url: str,
+    url: CheckedUrl,
     types: Sequence[str],
     description: str | None,
-    *,
-    allow_private: bool,
 ) -> WithSecret:
     """A new webhook of the account (which the caller has checked), delivering the events
     that commit after it (``replay`` sends older ones); its secret, shown once."""
-    await _check_url(url, allow_private)
     wanted = _checked_types(types)
     at = now()
     secret = new_secret()
@@ -264,7 +273,7 @@ async def register_webhook(
         webhooks.insert().values(
             id=webhook_id,
             account_id=account_id,
-            url=url,
+            url=url.url,
             types=orjson.dumps(wanted).decode(),
             description=_checked_description(description),
             secret=secret,
@@ -326,17 +335,16 @@ async def update_webhook(
     webhook_id: str,
     account_ids: frozenset[str] | None,
     changes: Mapping[str, Any],
-    *,
-    allow_private: bool,
 ) -> Webhook:
-    """Change a webhook's ``url``, ``types``, ``description`` or ``state`` (the keys of
-    ``changes``). ``state: active`` re-enables a failing or disabled webhook: delivery
-    resumes at its cursor, the next event tried at once; ``disabled`` pauses it."""
+    """Change a webhook's ``url`` (a :class:`CheckedUrl`), ``types``, ``description`` or
+    ``state`` (the keys of ``changes``). ``state: active`` re-enables a failing or
+    disabled webhook: delivery resumes at its cursor, the next event tried at once;
+    ``disabled`` pauses it."""
     webhook = await get_webhook(conn, webhook_id, account_ids)
     values: dict[str, Any] = {}
     if "url" in changes:
-        await _check_url(changes["url"], allow_private)
-        values.update(url=changes["url"], **_RETRY_AT_ONCE)
+        url: CheckedUrl = changes["url"]
+        values.update(url=url.url, **_RETRY_AT_ONCE)
     if "types" in changes:
         values["types"] = orjson.dumps(_checked_types(changes["types"])).decode()
     if "description" in changes:
