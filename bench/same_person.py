@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
@@ -36,14 +37,16 @@ VALUES = {
 }
 
 
-async def _prepare(url: str) -> str:
+async def prepare(
+    url: str, account: str = ACCOUNT, name: str = "race", scopes: Sequence[str] = ("read", "write")
+) -> str:
     """Migrate, create the account and a client reaching it; the client's API key."""
     engine = create_engine(Settings(_env_file=None, database_url=url))
     try:
         await upgrade(engine)
         async with unit_of_work(engine, write=True) as conn:
-            await create_account(conn, ACCOUNT, "Race")
-            client = await create_client(conn, "race", ["read", "write"], [ACCOUNT])
+            await create_account(conn, account, name)
+            client = await create_client(conn, name, scopes, [account])
         return client.api_key
     finally:
         await engine.dispose()
@@ -83,7 +86,7 @@ async def _count_persons(url: str) -> int:
 
 async def main(writers: int, key: str) -> None:
     async with scratch_postgres() as url:
-        api_key = await _prepare(url)
+        api_key = await prepare(url)
         with serve(url, workers=2, log_dir=Path(tempfile.mkdtemp())) as server:
             answered, succeeded = await _race(server.base_url, api_key, writers, key)
         print(

@@ -782,6 +782,7 @@ def run(
     names = [f"{row['first_name']} {row['last_name']}" for row in sample]
     measure_browser(report, url, api_key, names, work, BIG)
     measure_load(report, url, headers, sample, work)
+    measure_webhooks(report, work)
     return written(report, out, f"{kind}{'-smoke' if smoke else ''}")
 
 
@@ -1359,6 +1360,34 @@ def big_page(report: Report, server: Server, headers: dict[str, str]) -> None:
             note=f"slowest of 3 runs {max(seconds):.2f} s; peak RSS growth {growth / MB:.0f} MB, "
             f"{len(server.workers())} server processes",
             failures=dict(failures),
+        )
+    )
+
+
+def measure_webhooks(report: Report, work: Path) -> None:
+    """Commit to webhook delivery at 50 changes a second (bench/webhooks.py), on a scratch
+    database of the run's kind: the delay does not depend on the directory's size."""
+    from bench import webhooks
+
+    changes = 100 if report.smoke else 500
+    got = webhooks.run(report.database == "sqlite", changes, 50.0, 2, work / "webhooks")
+    delays = got["delays"]
+    median = statistics.median(delays) * 1000 if delays else None
+    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))] * 1000 if delays else None
+    report.add(
+        Figure(
+            f"webhooks: commit to delivery, {changes} changes at 50/s",
+            f"median < {webhooks.MEDIAN_TARGET_MS} ms, p99 < {webhooks.P99_TARGET_MS} ms",
+            median,
+            p99,
+            met=median is not None
+            and p99 is not None
+            and median < webhooks.MEDIAN_TARGET_MS
+            and p99 < webhooks.P99_TARGET_MS,
+            note=f"{len(delays)} deliveries to a loopback receiver, every signature verified "
+            "(standardwebhooks), roster serve --workers 2",
+            tool="python asyncio",
+            failures=dict(Counter(got["problems"])),
         )
     )
 

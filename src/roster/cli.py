@@ -9,6 +9,7 @@ error is one line on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -725,6 +726,30 @@ def events_prune(
         emit_json({"removed": removed, "retention_days": kept})
     else:
         out.print(f"Removed {removed:,} events older than {kept} days.")
+
+
+@app.command()
+def deliver() -> None:
+    """Deliver webhooks until stopped (SIGTERM, Ctrl-C): a candidate in the election of
+    the one deliverer, like every roster serve process (docs/events.md)."""
+    import signal
+
+    from roster.api.webhooks import deliverer
+    from roster.logs import configure_logging
+
+    config = settings()
+    configure_logging(config.log_level)
+
+    async def candidate(engine: AsyncEngine) -> None:
+        running = asyncio.create_task(deliverer(config, engine).run())
+        loop = asyncio.get_running_loop()
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(stop, running.cancel)
+        err.print("Delivering webhooks when elected (Ctrl-C stops).")
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+    on_database(config, candidate)
 
 
 @persons_app.command("show")

@@ -80,3 +80,6 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(name).propagate = True
     # Uvicorn's own access log would repeat ours, without request or client ids.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs each request it makes at INFO: a line per webhook delivery (and per SCIM
+    # Bulk operation). The deliveries are in webhook_deliveries, failures logged by us.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     #: How long the change log keeps events (``roster events prune``; docs/events.md).
     event_retention_days: int = Field(default=90, ge=1, le=100 * 365)
+    #: Webhook targets on private, loopback and link-local addresses (and plain http://)
+    #: are refused unless this is true: for tests and closed networks (docs/events.md).
+    webhook_allow_private: bool = False
+    #: Whether ``roster serve`` is a candidate deliverer of webhooks (``roster deliver``
+    #: always is); one candidate across every process delivers (docs/events.md).
+    webhook_delivery: bool = True
+    #: The deliverer's lease: another candidate takes over this long after the holder
+    #: stopped renewing it (it renews every third of it).
+    webhook_lease_seconds: float = Field(default=15, ge=1, le=600)
     #: When set, ``GET /metrics`` needs ``Authorization: Bearer <this token>``.
     metrics_token: SecretStr | None = None
 

@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Body as BodyParameter
-from fastapi import Depends, Path, Query
+from fastapi import Path, Query
 from pydantic import Field
 
-from roster.api.deps import ReadConnection, WriteConnection, authenticated
+from roster.api.deps import ReadConnection, WriteConnection
 from roster.api.fields import AccountId, ClientId, NotNull, Rules, Timestamp
 from roster.api.openapi import error_responses
-from roster.api.people.contract import PEOPLE_CREDENTIALS, PageParameters, people_router
+from roster.api.people.contract import Admin, AdminReader, PageParameters, people_router
 from roster.api.people.models import Body, CamelModel, timestamp
 from roster.core.accounts import (
     Account,
@@ -32,7 +32,6 @@ from roster.core.auth import (
     SCOPES,
     ClientCredentials,
     ClientSummary,
-    Principal,
     clients_page,
     create_client,
     get_client,
@@ -44,13 +43,6 @@ from roster.core.people.paging import Page
 from roster.errors import Problem, Unprocessable
 
 router = people_router("Admin API: accounts and clients")
-#: The admin scope on the request's write unit of work (erasure, the admin API's writes).
-Admin = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "admin"), scope="function")]
-#: The admin scope on a reading unit of work (the admin API's reads).
-AdminReader = Annotated[
-    Principal,
-    Depends(authenticated(PEOPLE_CREDENTIALS, "admin", write=False), scope="function"),
-]
 AccountPath = Annotated[str, Path(alias="accountId"), Rules(ACCOUNT["id"])]
 ClientPath = Annotated[ClientId, Path(alias="clientId")]
 Scope = Literal[SCOPES]  # type: ignore[valid-type]

@@ -13,7 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from roster import __version__
-from roster.api import admin, erasure, events, health, oauth, people, persons, web
+from roster.api import admin, erasure, events, health, oauth, people, persons, web, webhooks
 from roster.api.deps import Services
 from roster.api.docs import install_docs
 from roster.api.errors import install_error_handlers
@@ -77,8 +77,16 @@ def create_app(settings: Settings) -> FastAPI:
         pruning = asyncio.create_task(
             events.prune_daily(services.engine, settings.event_retention_days)
         )
+        delivering = (
+            asyncio.create_task(webhooks.deliverer(settings, services.engine).run())
+            if settings.webhook_delivery
+            else None
+        )
         yield
         pruning.cancel()
+        if delivering is not None:
+            delivering.cancel()
+            await asyncio.gather(delivering, return_exceptions=True)
         await replicas.stop()
         await services.engine.dispose()
         await services.listing_engine.dispose()
@@ -101,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events.router)
     app.include_router(erasure.router)
     app.include_router(admin.router)
+    app.include_router(webhooks.router)
     app.include_router(scim.router)
     app.include_router(health.router)
     install_docs(app)

@@ -10,10 +10,9 @@ from typing import Annotated
 from fastapi import Path, Response
 from pydantic import StringConstraints
 
-from roster.api.admin import Admin
 from roster.api.deps import WriteConnection
 from roster.api.fields import STORABLE
-from roster.api.people.contract import people_router
+from roster.api.people.contract import Admin, people_router
 from roster.core.erasure import erase_person
 
 router = people_router("Admin API: erasure")

@@ -45,6 +45,7 @@ from roster.core.events import (
 )
 from roster.core.fields import PERSON, PERSONA
 from roster.core.people.persona_rows import PersonaRow
+from roster.core.webhooks import prune_deliveries
 from roster.db.backends import DATABASE_ERRORS
 from roster.db.engine import unit_of_work
 
@@ -200,14 +201,15 @@ PRUNE_RETRY_SECONDS = 3600.0
 
 
 async def prune_daily(engine: AsyncEngine, retention_days: int) -> None:
-    """Remove the events past retention once a day, while the server runs (each worker
-    does: a second prune finds nothing left to remove)."""
+    """Remove the events (and webhooks' delivery attempts) past retention once a day,
+    while the server runs (each worker does: a second prune finds nothing left to remove)."""
     wait = FIRST_PRUNE_SECONDS
     while True:
         await asyncio.sleep(wait)
         try:
             async with unit_of_work(engine, write=True) as conn:
                 removed = await prune_events(conn, retention_days)
+                await prune_deliveries(conn, retention_days)
         except DATABASE_ERRORS:
             log.warning("the change log could not be pruned; trying again in an hour")
             wait = PRUNE_RETRY_SECONDS

@@ -358,3 +358,57 @@ event_prunes = Table(
     Column("pruned_through", BigInteger, primary_key=True, autoincrement=False),
     Column("pruned_at", UtcDateTime(), nullable=False),
 )
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("url", String(2048), nullable=False),
+    # A JSON list of event types or ``resource.*`` (an empty list: every event).
+    Column("types", Text, nullable=False),
+    Column("description", String(256)),
+    # Signing secrets (``whsec_`` + base64): kept in clear, as HMAC needs them. During a
+    # rotation's grace period deliveries are signed with both (core/webhooks.py).
+    Column("secret", String(64), nullable=False),
+    Column("previous_secret", String(64)),
+    Column("previous_secret_expires_at", UtcDateTime()),
+    Column("state", String(16), nullable=False),
+    Column("failing_since", UtcDateTime()),
+    # The delivery cursor: the last event the receiver acknowledged (or skipped by the
+    # types filter); the deliverer sends the account's events after it, in id order.
+    Column("delivered_through", BigInteger, nullable=False),
+    # The failed attempts at the next event, and when to try it again (None: at once).
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime()),
+    # Raised by every change an admin makes (PATCH, replay, rotation): a delivery that
+    # began before one does not move the cursor it moved.
+    Column("revision", Integer, nullable=False),
+    *_timestamps(),
+    CheckConstraint("state IN ('active', 'failing', 'disabled')", name="state"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), Identity(), primary_key=True),
+    Column("webhook_id", ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    # The receiver's status, or why there was none (a timeout, a refused address).
+    Column("status_code", Integer),
+    Column("error", String(256)),
+    Column("duration_ms", Integer, nullable=False),
+    Column("attempted_at", UtcDateTime(), nullable=False, index=True),
+    Index(None, "webhook_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+#: One row per elected role (``webhooks``): who holds it, until when (core/deliverer.py).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)

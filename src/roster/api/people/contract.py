@@ -30,6 +30,13 @@ T = TypeVar("T")
 PEOPLE_CREDENTIALS = CredentialContract(missing=401, invalid=403, expired=401)
 Reader = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "read"), scope="function")]
 Writer = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "write"), scope="function")]
+#: The admin API's client (``admin`` scope), on the request's writing unit of work.
+Admin = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "admin"), scope="function")]
+#: The admin scope on a reading unit of work (the admin API's reads).
+AdminReader = Annotated[
+    Principal,
+    Depends(authenticated(PEOPLE_CREDENTIALS, "admin", write=False), scope="function"),
+]
 #: GET /people's reader, on the listing engine's connection (ListingConnection).
 Lister = Annotated[
     Principal,
