@@ -663,6 +663,56 @@ async def test_team_memberships_are_added_and_removed(
     assert "Choose a team" in error_beside(await page.post(f"{url}/teams", {"add": ""}, 400), "add")
 
 
+def changes_of(card: httpx.Response) -> list[str]:
+    """The lines of a card's "Recent changes", newest first, as read."""
+    listed = card.text.split('id="changes-heading"', 1)[1].split("</ol>", 1)[0]
+    return [
+        " ".join(html.unescape(re.sub(r"<[^>]+>", " ", item)).split())
+        for item in re.findall(r"<li>(.*?)</li>", listed, re.S)
+    ]
+
+
+async def test_the_card_shows_its_recent_changes_who_what_and_when(
+    page: Page, caller: Client, directory: Directory, client: httpx.AsyncClient
+) -> None:
+    people = await _people(directory)
+    editor = await directory.client([ACCOUNT, "OTHER"], name="Zoë the office manager")
+    await page.sign_in(editor)
+    card_url = f"/app/accounts/{ACCOUNT}/people/{people['cesar']}"
+    persona = await directory.persona(people["cesar"], ACCOUNT)
+    url = f"/app/accounts/{ACCOUNT}/personas/{persona}"
+    await page.get(card_url)
+    await page.post(url, {**DETAILS, "jobTitle": "Head buyer", "workNumber": "020 7946 0000"})
+    # Neither another person's change nor César's own on another account is his here.
+    ann = await directory.persona(people["ann"], ACCOUNT)
+    await page.post(f"/app/accounts/{ACCOUNT}/personas/{ann}", {**DETAILS, "jobTitle": "Chef"})
+    other = await directory.persona(people["cesar"], "OTHER")
+    await page.post(f"/app/accounts/OTHER/personas/{other}", {**DETAILS, "jobTitle": "Elsewhere"})
+    card = await page.get(card_url)
+    shown = changes_of(card)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d UTC Zoë the office manager changed them on this "
+        r"account: (job title, work number|work number, job title)",
+        shown[0],
+    ), shown
+    assert "created this person" in shown[-1]
+    assert not any("Chef" in line or "Elsewhere" in line for line in shown)
+    # The same events as the account's feed has about this person, newest first.
+    feed = [
+        event
+        for event in (await api(client, editor, "/events"))["events"]
+        if event["resource"]["id"] in (str(people["cesar"]), str(persona))
+    ]
+    assert len(shown) == len(feed) == 2
+    assert 'datetime="' + feed[-1]["occurredAt"] + '"' in card.text
+    # The newest ten, of many.
+    for n in range(11):
+        await page.post(url, {**DETAILS, "jobTitle": f"Buyer {n}"})
+    shown = changes_of(await page.get(card_url))
+    assert len(shown) == 10
+    assert all("changed them on this account: job title" in line for line in shown)
+
+
 async def test_a_client_without_write_scope_sees_no_form_and_cannot_post_one(
     page: Page, caller: Client, directory: Directory
 ) -> None:

@@ -29,6 +29,7 @@ from roster.api.deps import (
     services,
 )
 from roster.api.errors import validation_error
+from roster.api.events import event_json
 from roster.api.people.listing import PeopleParameters
 from roster.api.people.models import (
     PersonaUpdate,
@@ -66,6 +67,7 @@ from roster.api.web.session import (
 )
 from roster.core.accounts import Account, memberships_of, reachable_account, reachable_accounts
 from roster.core.auth import Principal, client_by_key, client_by_secret
+from roster.core.events import EventFilter, read_events
 from roster.core.fields import PERSONA, stored
 from roster.core.people.embeds import EMBEDS
 from roster.core.people.listing import PeopleQuery, list_people, search_page
@@ -90,6 +92,8 @@ SEARCHABLE_ACCOUNTS = 10
 FILTERS = ("search", "status", "teams", "roles")
 #: What a result row shows besides the person and persona.
 ROW_EMBEDS = frozenset(embed for embed in EMBEDS if embed.name in ("teams", "roles"))
+#: The changes a card shows, newest first.
+RECENT_CHANGES = 10
 #: The persona fields the card edits, by their People API names.
 DETAIL_FIELDS = ("status", "jobTitle", "emailAddress", "workNumber")
 
@@ -348,6 +352,12 @@ async def _card(
     if not rows:
         raise NotFound(f"There is no person {person_id} in account {account.id!r}.")
     person = rows[0]
+    changes = await read_events(
+        conn,
+        EventFilter(account.id, person_id=uuid.UUID(person["id"])),
+        RECENT_CHANGES,
+        newest_first=True,
+    )
     others = [
         m
         for m in await memberships_of(conn, visitor.principal, uuid.UUID(person["id"]))
@@ -358,6 +368,7 @@ async def _card(
         "account": account,
         "person": person,
         "others": others,
+        "changes": [event_json(event) for event in changes],
         "role_choices": [],
         "teams": [],
         "section": None,

@@ -7,6 +7,7 @@ carries a Content-Security-Policy that lets the page load nothing from elsewhere
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -52,6 +53,18 @@ STATUS_LABELS = {
     "invited": "Invited",
     "inviteExpired": "Invite expired",
 }
+#: What an event on a person's card says was done (spec/events.md's types).
+CHANGE_WORDS = {
+    "person.created": "created this person",
+    "person.updated": "changed the person",
+    "person.erased": "erased the person",
+    "persona.created": "added them to this account",
+    "persona.updated": "changed them on this account",
+    "persona.deleted": "removed them from this account",
+    "address.created": "added an address",
+    "address.updated": "changed an address",
+    "address.deleted": "removed an address",
+}
 _TITLES = {
     401: "Sign in",
     403: "Not allowed",
@@ -68,7 +81,7 @@ templates = Environment(
     lstrip_blocks=True,
     auto_reload=False,
 )
-templates.globals.update(static=static_url, status_labels=STATUS_LABELS)
+templates.globals.update(static=static_url, status_labels=STATUS_LABELS, change_words=CHANGE_WORDS)
 templates.filters["number"] = lambda n: f"{n:,}"
 
 
@@ -79,6 +92,8 @@ def _when(timestamp: str | None) -> str | None:
 
 templates.filters["when"] = _when
 templates.filters["sentence"] = lambda text: text[:1].upper() + text[1:]
+#: ``workNumber`` -> ``work number``: a People API name as words.
+templates.filters["spaced"] = lambda name: re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
 
 
 def from_script(request: Request) -> bool:
