@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from roster.api.app import create_app
+from roster.api.web.pages import CHOICES_LISTED
 from roster.core.auth import revoke_client
 from roster.db.engine import unit_of_work
 from roster.db.tables import personas, web_sessions
@@ -475,6 +476,57 @@ async def test_filters_by_status_team_and_role_as_the_people_api(
     assert f'<option value="{admin}">Admin</option>' in directory_page.text
     chosen = await page.get(f"{base}?status=invited")
     assert '<option value="invited" selected>' in chosen.text
+
+
+def choices_of(listed: httpx.Response) -> dict[str, str]:
+    """A filter's picker: each choice's name, and where it leads."""
+    found = re.findall(r'<li><a href="([^"]+)"[^>]*><span class="name">(.*?)</span>', listed.text)
+    return {html.unescape(name): html.unescape(url) for url, name in found}
+
+
+async def test_past_a_hundred_teams_a_team_is_chosen_on_a_searchable_page(
+    page: Page, caller: Client, directory: Directory
+) -> None:
+    people = await _people(directory)
+    cesar = await directory.persona(people["cesar"], ACCOUNT)
+    buyers = await directory.team(ACCOUNT, "Buyers", members=[cesar])
+    for n in range(CHOICES_LISTED):
+        await directory.team(ACCOUNT, f"Team {n:03d}")
+    await page.sign_in(caller)
+    base = f"/app/accounts/{ACCOUNT}/people"
+    shown = await page.get(f"{base}?search=ces&status=active")
+    assert '<select id="teams"' not in shown.text
+    assert "Team 000" not in shown.text  # no team is listed in the page
+    assert '<select id="roles"' in shown.text  # a few roles: still a list
+    found = re.search(r'<a id="teams" class="picker" href="([^"]+)"', shown.text)
+    assert found, shown.text
+    picker = html.unescape(found.group(1))
+    assert picker == f"/app/accounts/{ACCOUNT}/filters/teams?search=ces&status=active"
+    listed = await page.get(picker)
+    assert "101 teams: the first 100 are shown; search to narrow them" in words(listed)
+    assert len(choices_of(listed)) == 1 + CHOICES_LISTED
+    assert choices_of(listed)["Any team"] == f"{base}?search=ces&status=active"
+    # Searched as the People API searches: accents and case ignored.
+    narrowed = await page.get(f"{picker}&find=B%C3%9CYERS")
+    assert choices_of(narrowed) == {
+        "Any team": f"{base}?search=ces&status=active",
+        "Buyers": f"{base}?search=ces&status=active&teams={buyers}",
+    }
+    assert "1 team" in words(narrowed)
+    chosen = await page.get(choices_of(narrowed)["Buyers"])
+    assert names_of(chosen) == ["César Treutel"]
+    assert f'<input type="hidden" name="teams" value="{buyers}">' in chosen.text
+    assert re.search(r'<a id="teams" class="picker"[^>]*><span>Buyers</span>', chosen.text)
+    # As the page's script asks while typing: the list, and its count out of band.
+    fragment = await page.get(
+        f"{picker}&find=team+05", headers={"HX-Request": "true", "HX-Target": "choices"}
+    )
+    assert "<html" not in fragment.text
+    expected = [f"Team {n:03d}" for n in range(CHOICES_LISTED) if "05" in f"{n:03d}"]
+    assert list(choices_of(fragment))[1:] == expected
+    assert f'id="choices-count" hx-swap-oob="innerHTML">{len(expected)} teams<' in fragment.text
+    await page.get(f"/app/accounts/{ACCOUNT}/filters/budgets", 404)
+    await page.get("/app/accounts/HIDDEN/filters/teams", 404)
 
 
 async def test_a_bad_query_in_the_address_is_named_beside_its_field(

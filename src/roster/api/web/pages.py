@@ -69,6 +69,7 @@ from roster.core.accounts import Account, memberships_of, reachable_account, rea
 from roster.core.auth import Principal, client_by_key, client_by_secret
 from roster.core.events import EventFilter, read_events
 from roster.core.fields import PERSONA, stored
+from roster.core.matching import matching
 from roster.core.people.embeds import EMBEDS
 from roster.core.people.listing import PeopleQuery, list_people, search_page
 from roster.core.people.paging import Paging
@@ -90,6 +91,10 @@ ACCOUNTS_SHOWN = 100
 SEARCHABLE_ACCOUNTS = 10
 #: The query parameters of the directory: the People API's own names.
 FILTERS = ("search", "status", "teams", "roles")
+#: A filter of more choices than this is chosen on a searchable page of its own (a link
+#: beside the search) rather than in a <select>: an account of 1,000 teams would
+#: otherwise send 1,000 options with every page of its directory.
+CHOICES_LISTED = 100
 #: What a result row shows besides the person and persona.
 ROW_EMBEDS = frozenset(embed for embed in EMBEDS if embed.name in ("teams", "roles"))
 #: The changes a card shows, newest first.
@@ -138,10 +143,13 @@ def _text(form: FormData, name: str) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _people_url(account_id: str, **parameters: Any) -> str:
+def _url(path: str, parameters: dict[str, Any]) -> str:
     given = {name: value for name, value in parameters.items() if value not in (None, "", 0)}
-    query = f"?{urlencode(given, doseq=True)}" if given else ""
-    return f"/app/accounts/{account_id}/people{query}"
+    return f"{path}?{urlencode(given, doseq=True)}" if given else path
+
+
+def _people_url(account_id: str, **parameters: Any) -> str:
+    return _url(f"/app/accounts/{account_id}/people", parameters)
 
 
 def _card_url(account_id: str, person_id: object) -> str:
@@ -155,6 +163,39 @@ def _next_url(value: object) -> str:
         if not parts.scheme and not parts.netloc and parts.path.startswith("/app/"):
             return value
     return "/app/"
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """A filter of the directory whose values are the account's teams or roles."""
+
+    name: str  # the People API's parameter
+    label: str
+    noun: str
+    plural: str
+    load: Callable[[AsyncConnection, str], Awaitable[list[tuple[str, str]]]]
+
+    @property
+    def anything(self) -> str:
+        return f"Any {self.noun}"
+
+
+async def _teams(conn: AsyncConnection, account_id: str) -> list[tuple[str, str]]:
+    return [(str(team.id), team.name) for team in await team_names(conn, account_id)]
+
+
+async def _roles(conn: AsyncConnection, account_id: str) -> list[tuple[str, str]]:
+    roles = await list_roles(conn, account_id, Paging(limit=1000))
+    return [(str(role.id), role.name) for role in roles.rows]
+
+
+CHOICES = {
+    choice.name: choice
+    for choice in (
+        _Choice("teams", "Team", "team", "teams", _teams),
+        _Choice("roles", "Role", "role", "roles", _roles),
+    )
+}
 
 
 # -- signing in and out ------------------------------------------------------------------
@@ -250,6 +291,9 @@ async def accounts_page(
         "visitor": visitor,
         "accounts": found[:ACCOUNTS_SHOWN],
         "total": len(found),
+        "shown": min(len(found), ACCOUNTS_SHOWN),
+        "noun": "account",
+        "plural": "accounts",
         "search": search,
         "searchable": bool(search) or len(found) > SEARCHABLE_ACCOUNTS,
     }
@@ -321,14 +365,70 @@ async def people_page(
         return html(request, "_rows.html", context, status)
     if target == "results":
         return html(request, "_results.html", {**context, "fragment": True}, status)
-    roles = await list_roles(conn, account.id, Paging(limit=1000))
-    teams = await team_names(conn, account.id)
     context["choices"] = [
-        ("status", "Status", "Any status", list(STATUS_LABELS.items())),
-        ("teams", "Team", "Any team", [(str(t.id), t.name) for t in teams]),
-        ("roles", "Role", "Any role", [(str(r.id), r.name) for r in roles.rows]),
+        {
+            "name": "status",
+            "label": "Status",
+            "anything": "Any status",
+            "options": list(STATUS_LABELS.items()),
+        }
     ]
+    for choice in CHOICES.values():
+        options = await choice.load(conn, account.id)
+        listed = len(options) <= CHOICES_LISTED
+        context["choices"].append(
+            {
+                "name": choice.name,
+                "label": choice.label,
+                "anything": choice.anything,
+                "options": options if listed else None,
+                "chosen": dict(options).get(filters[choice.name]),
+                "picker_url": _url(f"/app/accounts/{account.id}/filters/{choice.name}", filters),
+            }
+        )
     return html(request, "people.html", context, status)
+
+
+@router.get("/app/accounts/{account_id}/filters/{name}")
+async def choice_page(
+    account_id: str,
+    name: str,
+    request: Request,
+    conn: PrimarySnapshotConnection,
+    visitor: Reading,
+) -> Response:
+    """A searchable list of an account's teams (or roles), each a link to the directory
+    filtered by it, the other filters of the directory kept: the filter's picker when
+    the account has too many for a <select>."""
+    account = await reachable_account(conn, visitor.principal, account_id)
+    choice = CHOICES.get(name)
+    if choice is None:
+        raise NotFound(f"There is no filter {name!r}.")
+    find = request.query_params.get("find", "")[:100]
+    filters = {n: request.query_params.get(n, "")[:100] for n in FILTERS}
+    found = matching(await choice.load(conn, account.id), find, lambda option: option[1])
+    kept = {**filters, choice.name: None}
+    context = {
+        "visitor": visitor,
+        "account": account,
+        "choice": choice,
+        "filters": filters,
+        "kept": {n: v for n, v in kept.items() if v},
+        "search": find,
+        "any_url": _people_url(account.id, **kept),
+        "back_url": _people_url(account.id, **filters),
+        "options": [
+            (_people_url(account.id, **{**kept, choice.name: value}), text, value)
+            for value, text in found[:CHOICES_LISTED]
+        ],
+        "total": len(found),
+        "shown": min(len(found), CHOICES_LISTED),
+        "noun": choice.noun,
+        "plural": choice.plural,
+    }
+    if target_of(request) == "choices":
+        return html(request, "_choices.html", {**context, "fragment": True})
+    return html(request, "choices.html", context)
 
 
 # -- a person's card -----------------------------------------------------------------------
