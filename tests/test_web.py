@@ -91,6 +91,14 @@ def count_of(page: httpx.Response) -> int:
     return int(found.group(1))
 
 
+async def counted(page: Page, url: str) -> int:
+    """The count the page's script asks for after a page loads (its ``#count``)."""
+    shown = await page.get(url, headers={"HX-Request": "true", "HX-Target": "count"})
+    assert "<" not in shown.text  # the count's words alone
+    found = re.fullmatch(r"([\d,]+) (?:people|person)", words(shown))
+    return int(found.group(1).replace(",", "")) if found else 0
+
+
 def names_of(page: httpx.Response) -> list[str]:
     return [
         " ".join(html.unescape(re.sub(r"<[^>]+>", " ", name)).split())
@@ -447,9 +455,12 @@ async def test_the_page_finds_what_the_people_api_finds(
     if not page.token:
         await _people(directory)
         await page.sign_in(caller)
-    shown = await page.get(f"/app/accounts/{ACCOUNT}/people?{httpx.QueryParams(search=search)}")
+    url = f"/app/accounts/{ACCOUNT}/people?{httpx.QueryParams(search=search)}"
+    shown = await page.get(url)
     by_api = await api(client, caller, "/people", search=search)
-    assert count_of(shown) == by_api["count"]
+    assert await counted(page, url) == by_api["count"]
+    if search.strip():
+        assert count_of(shown) == by_api["count"]
     assert names_of(shown) == [f"{r['firstName']} {r['lastName']}" for r in by_api["rows"]]
 
 
@@ -543,13 +554,25 @@ async def test_a_bad_query_in_the_address_is_named_beside_its_field(
 async def test_more_pages_through_the_whole_account_in_name_order(
     page: Page, caller: Client, directory: Directory, client: httpx.AsyncClient
 ) -> None:
+    url = f"/app/accounts/{ACCOUNT}/people"
     for n in range(120):
         await directory.person([ACCOUNT], first_name=f"P{n:03d}", last_name=f"L{n % 7}")
-    await page.sign_in(caller)
-    first = await page.get(f"/app/accounts/{ACCOUNT}/people")
+        if n == 49:  # exactly one page: no more
+            await page.sign_in(caller)
+            one = await page.get(url)
+            assert len(names_of(one)) == 50
+            assert 'id="more-row"' not in one.text
+            assert await counted(page, url) == 50
+    first = await page.get(url)
     names = names_of(first)
     assert len(names) == 50
-    assert count_of(first) == 120
+    # The whole account's first page is not counted before it is sent: the page's
+    # script asks for the count once the page is shown.
+    assert 'data-count="' not in first.text
+    asks = f'<p id="count" class="count" role="status" hx-get="{url}" hx-trigger="load"'
+    assert asks in first.text
+    assert "50 people shown, more below." in words(first)
+    assert await counted(page, url) == 120
     more = re.search(r'<tr id="more-row".*?hx-get="([^"]+)"', first.text, re.S)
     while more:
         following = await page.get(

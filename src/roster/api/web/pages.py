@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -71,7 +71,13 @@ from roster.core.events import EventFilter, read_events
 from roster.core.fields import PERSONA, stored
 from roster.core.matching import matching
 from roster.core.people.embeds import EMBEDS
-from roster.core.people.listing import PeopleQuery, list_people, search_page
+from roster.core.people.listing import (
+    PeopleQuery,
+    count_people,
+    list_people,
+    search_page,
+    uncounted_people,
+)
 from roster.core.people.paging import Paging
 from roster.core.people.persona_rows import persona_row
 from roster.core.people.personas import assign_role, update_persona
@@ -115,10 +121,14 @@ async def _people(
     page = await search_page(conn, account_id, query, item_key)
     if page is None:
         page = await list_people(conn, account_id, query, item_key)
+    return page.count, await _rows(page.chunks)
+
+
+async def _rows(chunks: AsyncIterator[list[Any]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    async for chunk in page.chunks:
+    async for chunk in chunks:
         rows.extend(_shown(row) for row in chunk)
-    return page.count, rows
+    return rows
 
 
 def _problems(model: type[BaseModel], values: dict[str, Any]) -> list[Problem]:
@@ -335,6 +345,7 @@ async def people_page(
         "problems": {},
     }
     status = 200
+    target = target_of(request)
     try:
         parameters = PeopleParameters.model_validate(
             {
@@ -350,17 +361,29 @@ async def people_page(
         context["problems"] = {p.field: p.problem for p in problems}
         status = 400
     else:
-        count, rows = await _people(conn, account.id, parameters.core_query())
-        following = parameters.offset + len(rows)
+        query = parameters.core_query()
+        if target == "count":
+            context["count"] = await count_people(conn, account.id, query)
+            return html(request, "_count.html", context)
+        if target is None and query.whole_account and not query.offset:
+            # A page's first load: its rows at once, their count (all of a large
+            # account's people) asked by the page's script after it has loaded.
+            more = replace(query, limit=PAGE_SIZE + 1)
+            rows = await _rows(uncounted_people(conn, account.id, more, item_key))
+            count: int | None = None
+            following = PAGE_SIZE if len(rows) > PAGE_SIZE else 0
+            rows = rows[:PAGE_SIZE]
+        else:
+            count, rows = await _people(conn, account.id, query)
+            following = parameters.offset + len(rows)
+            following = following if following < count else 0
         context.update(
             count=count,
             rows=rows,
             offset=parameters.offset,
-            more_url=_people_url(account.id, **filters, offset=following)
-            if following < count
-            else None,
+            more_url=_people_url(account.id, **filters, offset=following) if following else None,
+            count_url=_people_url(account.id, **filters),
         )
-    target = target_of(request)
     if target == "more-row":
         return html(request, "_rows.html", context, status)
     if target == "results":
