@@ -92,8 +92,22 @@ def _when(timestamp: str | None) -> str | None:
 
 templates.filters["when"] = _when
 templates.filters["sentence"] = lambda text: text[:1].upper() + text[1:]
-#: ``workNumber`` -> ``work number``: a People API name as words.
-templates.filters["spaced"] = lambda name: re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
+#: A changed field, by its People API name, as the card labels it; any other name as words
+#: (``jobTitle`` -> ``job title``).
+FIELD_WORDS = {
+    "emailAddress": "work email",
+    "primaryEmailAddress": "email",
+    "primaryMobileNumber": "mobile",
+    "roleId": "role",
+    "dob": "date of birth",
+}
+
+
+def _field_words(name: str) -> str:
+    return FIELD_WORDS.get(name) or re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
+
+
+templates.filters["field_words"] = _field_words
 
 
 def from_script(request: Request) -> bool:
