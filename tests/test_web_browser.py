@@ -507,6 +507,7 @@ def test_sign_out_and_a_revoked_keys_session(visit: Visit) -> None:
 
     visit.sign_in(visit.site.revocable)
     visit.go(f"/app/accounts/{ACME}/people")
+    expect(page.locator("#count")).to_have_text(f"{PEOPLE:,} people")  # its last request
     succeeds(visit.site.database_url, "clients", "revoke", visit.site.revocable.client_id)
     page.get_by_label("Search people").press_sequentially("lee")
     page.get_by_text("Your session has ended: sign in again.").wait_for()
