@@ -549,6 +549,12 @@ async def test_a_bad_query_in_the_address_is_named_beside_its_field(
     assert "'nope' is not a UUID" in error_beside(shown, "teams")
     too_long = await page.get(f"/app/accounts/{ACCOUNT}/people?search={'x' * 101}", 400)
     assert "at most 100 characters" in error_beside(too_long, "search")
+    count = await page.get(
+        f"/app/accounts/{ACCOUNT}/people?status=bogus",
+        400,
+        headers={"HX-Request": "true", "HX-Target": "count"},
+    )
+    assert count.text == "Check the search above."
 
 
 async def test_more_pages_through_the_whole_account_in_name_order(

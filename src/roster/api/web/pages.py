@@ -362,7 +362,7 @@ async def people_page(
         status = 400
     else:
         query = parameters.core_query()
-        if target == "count":
+        if target == "count":  # the page's script, once the page is shown
             context["count"] = await count_people(conn, account.id, query)
             return html(request, "_count.html", context)
         if target is None and query.whole_account and not query.offset:
@@ -384,6 +384,8 @@ async def people_page(
             more_url=_people_url(account.id, **filters, offset=following) if following else None,
             count_url=_people_url(account.id, **filters),
         )
+    if target == "count":  # what is wrong is beside the field the page shows
+        return html(request, "_count.html", context, status)
     if target == "more-row":
         return html(request, "_rows.html", context, status)
     if target == "results":
