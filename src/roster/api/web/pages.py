@@ -183,19 +183,24 @@ class _Choice:
     label: str
     noun: str
     plural: str
-    load: Callable[[AsyncConnection, str], Awaitable[list[tuple[str, str]]]]
+    #: The account's choices (the first ``limit``, given one): (id, name).
+    load: Callable[[AsyncConnection, str, int | None], Awaitable[list[tuple[str, str]]]]
 
     @property
     def anything(self) -> str:
         return f"Any {self.noun}"
 
 
-async def _teams(conn: AsyncConnection, account_id: str) -> list[tuple[str, str]]:
-    return [(str(team.id), team.name) for team in await team_names(conn, account_id)]
+async def _teams(
+    conn: AsyncConnection, account_id: str, limit: int | None = None
+) -> list[tuple[str, str]]:
+    return [(str(team.id), team.name) for team in await team_names(conn, account_id, limit)]
 
 
-async def _roles(conn: AsyncConnection, account_id: str) -> list[tuple[str, str]]:
-    roles = await list_roles(conn, account_id, Paging(limit=1000))
+async def _roles(
+    conn: AsyncConnection, account_id: str, limit: int | None = None
+) -> list[tuple[str, str]]:
+    roles = await list_roles(conn, account_id, Paging(limit=limit or 1000))
     return [(str(role.id), role.name) for role in roles.rows]
 
 
@@ -399,8 +404,10 @@ async def people_page(
         }
     ]
     for choice in CHOICES.values():
-        options = await choice.load(conn, account.id)
+        options = await choice.load(conn, account.id, CHOICES_LISTED + 1)
         listed = len(options) <= CHOICES_LISTED
+        if not listed and filters[choice.name]:  # the name of the one chosen, among all
+            options = await choice.load(conn, account.id, None)
         context["choices"].append(
             {
                 "name": choice.name,
@@ -431,7 +438,7 @@ async def choice_page(
         raise NotFound(f"There is no filter {name!r}.")
     find = request.query_params.get("find", "")[:100]
     filters = {n: request.query_params.get(n, "")[:100] for n in FILTERS}
-    found = matching(await choice.load(conn, account.id), find, lambda option: option[1])
+    found = matching(await choice.load(conn, account.id, None), find, lambda option: option[1])
     kept = {**filters, choice.name: None}
     context = {
         "visitor": visitor,
