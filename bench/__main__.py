@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.suite import Report, run
+from bench.suite import Report, run, run_scim_only
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +29,35 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="exit 0 when a target is missed (to explore); error answers still fail the run",
     )
+    parser.add_argument(
+        "--only-scim",
+        action="store_true",
+        help="with --reuse: measure the SCIM rows alone on the last run's data",
+    )
+    parser.add_argument(
+        "--replica-only",
+        action="store_true",
+        help="with --reuse: only the rows of a streaming replica and its primary",
+    )
     # Sends this key instead of the bench client's: proves that errors fail the run.
     parser.add_argument("--api-key", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    report = run(args.db, args.smoke, args.work / args.db, args.out, args.reuse, args.api_key)
+    if args.only_scim:
+        if not args.reuse:
+            parser.error("--only-scim measures the data of an earlier run: give --reuse")
+        report = run_scim_only(args.db, args.smoke, args.work / args.db, args.out)
+        return finish(report, fail_on_miss=not args.no_fail_on_miss)
+    if args.replica_only and not args.reuse:
+        parser.error("--replica-only measures the last run's data: give --reuse too")
+    report = run(
+        args.db,
+        args.smoke,
+        args.work / args.db,
+        args.out,
+        args.reuse,
+        args.api_key,
+        replica_only=args.replica_only,
+    )
     return finish(report, fail_on_miss=not args.no_fail_on_miss)
 
 

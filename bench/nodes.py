@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import os
 import random
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,6 +31,7 @@ import asyncpg
 from bench.load import Call, run_concurrent
 from bench.server import Server, serve
 from bench.suite import (
+    copied,
     database_name,
     find_call,
     in_database,
@@ -41,7 +41,6 @@ from bench.suite import (
 )
 from tests.servers import (
     ThrowawayPostgres,
-    _postgres_bin,
     throwaway_pgbouncer,
     throwaway_postgres,
     throwaway_replica,
@@ -147,22 +146,6 @@ def measured(
     answers = max(got.requests, 1)
     cpu = {column: t.seconds * 1000 / answers for column, t in trackers.items()}
     return Row(what, got.rate, cpu, errors=sum(got.failures.values()))
-
-
-def copied(name: str, source: str, target: ThrowawayPostgres) -> None:
-    """Database ``name`` of the server at ``source`` (a URL), copied onto ``target``."""
-    dump = subprocess.Popen(
-        [_postgres_bin("pg_dump"), "-Fc", "-d", source.rsplit("/", 1)[0] + f"/{name}"],
-        stdout=subprocess.PIPE,
-    )
-    subprocess.run(
-        [_postgres_bin("pg_restore"), "--create", "-d", target.url],
-        stdin=dump.stdout,
-        check=True,
-        capture_output=True,
-    )
-    if dump.wait() != 0:
-        raise RuntimeError(f"pg_dump of {name} failed")
 
 
 def sample(url: str, count: int) -> list[tuple[str, str, str]]:

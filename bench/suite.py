@@ -34,10 +34,10 @@ from urllib.parse import urlencode
 
 import asyncpg
 import httpx
-from sqlalchemy import make_url, select, text, update
+from sqlalchemy import func, make_url, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench import data
+from bench import data, scim
 from bench.answers import floor_differs, people_page, person_found
 from bench.browser import measure_browser
 from bench.load import (
@@ -64,6 +64,7 @@ from roster.db.tables import (
     teams,
 )
 from roster.settings import Settings
+from tests.servers import ThrowawayPostgres, _postgres_bin, throwaway_postgres, throwaway_replica
 
 ROSTER = str(Path(sys.executable).with_name("roster"))
 BIG = "BIG"
@@ -735,9 +736,11 @@ def run(
     out: Path,
     reuse: bool = False,
     api_key: str | None = None,
+    replica_only: bool = False,
 ) -> Report:
     """Build (unless ``reuse``), serve, measure. ``api_key`` replaces the bench client's
-    key: a wrong one proves that a run whose answers are errors fails."""
+    key: a wrong one proves that a run whose answers are errors fails. ``replica_only``
+    (with ``reuse``): only the replica's rows, on the last run's data."""
     scale = SCALES["smoke" if smoke else kind]
     report = Report(kind, scale, smoke)
     report.facts.update(
@@ -749,7 +752,8 @@ def run(
     name = database_name(smoke)
     url = reused_database(kind, work, name) if reuse else fresh_database(kind, work, name)
     print(f"# {kind}: {scale.personas:,} personas ({'smoke' if smoke else 'full'})", flush=True)
-    roster(url, "migrate")
+    if not replica_only:
+        roster(url, "migrate")
     if kind == "postgres":
         report.facts["postgres"] = in_database(url, server_settings)
     if not reuse:
@@ -764,20 +768,31 @@ def run(
         report.facts["enrichment"] = in_database(url, lambda engine: enrich(engine, BIG))
         if kind == "postgres":
             vacuum(url)
+    if replica_only:  # the last run's database is only read: the copy gets a client
+        measure_replica(report, url, None, sample, work)
+        return written(report, out, f"{kind}{'-smoke' if smoke else ''}-replica")
     api_key = api_key or in_database(url, make_client)
     team_list = in_database(url, lambda engine: team_ids(engine, BIG, 30))
     headers = {"Authorization": f"ApiKey {api_key}"}
     measure_http(report, url, headers, sample, team_list, work)
+    scim_groups = in_database(url, lambda engine: scim.prepare_groups(engine, BIG, scale.big))
+    measure_scim(report, url, headers, sample, scim_groups, work)
+    if kind == "postgres":
+        measure_replica(report, url, headers, sample, work)
     names = [f"{row['first_name']} {row['last_name']}" for row in sample]
     measure_browser(report, url, api_key, names, work, BIG)
     measure_load(report, url, headers, sample, work)
+    return written(report, out, f"{kind}{'-smoke' if smoke else ''}")
+
+
+def written(report: Report, out: Path, name: str) -> Report:
+    """The report, written to ``out``/``name``.json and .md."""
     out.mkdir(parents=True, exist_ok=True)
-    name = f"{kind}{'-smoke' if smoke else ''}"
     (out / f"{name}.json").write_text(
         json.dumps(
             {
-                "database": kind,
-                "scale": asdict(scale),
+                "database": report.database,
+                "scale": asdict(report.scale),
                 "facts": report.facts,
                 "figures": [asdict(f) for f in report.figures],
             },
@@ -785,6 +800,45 @@ def run(
         )
     )
     (out / f"{name}.md").write_text(report.markdown() + "\n")
+    return report
+
+
+async def sample_of(engine: AsyncEngine, account: str, size: int = 400) -> list[dict[str, str]]:
+    """About ``size`` of the account's people, spread over it, as sample rows (emails and
+    last names): what ``write_files`` samples, read back from reused data."""
+    async with unit_of_work(engine, write=False) as conn:
+        count = await conn.scalar(
+            select(func.count()).select_from(personas).where(personas.c.account_id == account)
+        )
+        step = max(1, (count or 0) // size)
+        rows = await conn.execute(
+            select(persons.c.email_address, persons.c.first_name, persons.c.last_name)
+            .join(personas, personas.c.person_id == persons.c.id)
+            .where(
+                personas.c.account_id == account,
+                personas.c.seq % step == 0,
+                persons.c.email_address.is_not(None),
+            )
+            .limit(size)
+        )
+        return [dict(row._mapping) for row in rows]
+
+
+def run_scim_only(kind: str, smoke: bool, work: Path, out: Path) -> Report:
+    """The SCIM rows alone, on the data of an earlier run (``--reuse --only-scim``):
+    migrated to this version, the Groups made if missing."""
+    scale = SCALES["smoke" if smoke else kind]
+    report = Report(kind, scale, smoke)
+    url = reused_database(kind, work, database_name(smoke))
+    print(f"# {kind}: the SCIM rows on reused data ({'smoke' if smoke else 'full'})", flush=True)
+    roster(url, "migrate")
+    groups = in_database(url, lambda engine: scim.prepare_groups(engine, BIG, scale.big))
+    sample = in_database(url, lambda engine: sample_of(engine, BIG))
+    api_key = in_database(url, make_client)
+    work.mkdir(parents=True, exist_ok=True)
+    measure_scim(report, url, {"Authorization": f"ApiKey {api_key}"}, sample, groups, work)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{kind}{'-smoke' if smoke else ''}-scim.md").write_text(report.markdown() + "\n")
     return report
 
 
@@ -938,6 +992,146 @@ def measure_http(
         big_page(report, server, headers)
 
 
+#: Issue 14's SCIM targets: a userName or email filter within 1.5x of a Persons API find
+#: by email measured in the same run; name.familyName sw, and a PATCH adding one member
+#: to a 100,000-member Group, median within 20 ms (the PATCH no slower than for 10).
+SCIM_FIND_RATIO = 1.5
+SCIM_MEDIAN_MS = 20.0
+
+
+def scim_list(filter_: str, at_least: int = 1) -> Call:
+    """GET /Users on BIG with a filter; its answer a SCIM list of at least ``at_least``."""
+    path = f"/scim/v2/{BIG}/Users?" + urlencode({"filter": filter_})
+
+    def check(body: Any) -> str | None:
+        found = body.get("totalResults") if isinstance(body, dict) else None
+        if not isinstance(found, int) or found < at_least:
+            return f"{found} Users, not at least {at_least}"
+        if len(body.get("Resources") or []) != min(found, 100):
+            return "a page that is not the first 100"
+        return None
+
+    return Call("GET", path, expect=check)
+
+
+def scim_adds(
+    base_url: str, headers: dict[str, str], group_id: str, users: Sequence[str]
+) -> Measured:
+    """Sequential PATCHes, each adding the next of ``users`` to the Group (so each is a
+    new member: a load tool repeating calls would re-add members), the first few not
+    timed (warm-up). Each answer must be 204 No Content."""
+    warm = min(10, len(users) // 4)
+    took: list[float] = []
+    failures: Counter[str] = Counter()
+    with httpx.Client(base_url=base_url, headers=headers, timeout=60) as http:
+        for n, user in enumerate(users):
+            body = {
+                "schemas": [scim.PATCH],
+                "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}],
+            }
+            started = time.perf_counter()
+            answer = http.patch(f"/scim/v2/{BIG}/Groups/{group_id}", json=body)
+            if n >= warm:
+                took.append((time.perf_counter() - started) * 1000)
+            if answer.status_code != 204:
+                failures[f"{answer.status_code} {answer.text[:80]}"] += 1
+    took.sort()
+    p99 = took[min(len(took) - 1, int(len(took) * 0.99))] if took else math.nan
+    seconds = sum(took) / 1000
+    return Measured(
+        statistics.median(took) if took else math.nan,
+        p99,
+        len(took) / seconds if seconds else 0.0,
+        len(took),
+        "python",
+        dict(failures),
+    )
+
+
+def measure_scim(
+    report: Report,
+    url: str,
+    headers: dict[str, str],
+    sample: list[dict[str, str]],
+    groups: dict[str, Any],
+    work: Path,
+) -> None:
+    """The SCIM rows: filters against a Persons API find by email measured beside them,
+    a name filter, and PATCHes adding one member to a small and a large Group (each a
+    User added once: the spare Users, in turn)."""
+    scale = report.scale
+    postgres = report.database == "postgres"
+    emails = [r["email_address"] for r in sample]
+    families = [r["last_name"][:4] for r in sample if len(r["last_name"]) >= 4]
+    with serve(url, workers=2, log_dir=work) as server:
+        find = measure(
+            report,
+            server,
+            headers,
+            "SCIM: Persons API find by email (the reference)",
+            [find_call("email_address", e.upper()) for e in emails],
+            requests=scale.sequential,
+        )
+        for what, filters in (
+            ("userName eq", [f'userName eq "{e.upper()}"' for e in emails]),
+            ("emails[value eq]", [f'emails[value eq "{e.upper()}"]' for e in emails]),
+        ):
+            figure = measure(
+                report,
+                server,
+                headers,
+                f"SCIM: {what}",
+                [scim_list(f) for f in filters],
+                requests=scale.sequential,
+                target=f"median <= {SCIM_FIND_RATIO}x the find by email",
+            )
+            if figure.median_ms is not None and find.median_ms:
+                ratio = figure.median_ms / find.median_ms
+                if postgres and not report.smoke:
+                    figure.met = ratio <= SCIM_FIND_RATIO
+                figure.note += f"; {ratio:.2f}x the find by email ({find.median_ms:.2f} ms)"
+                print(f"    {ratio:.2f}x the find by email", flush=True)
+        measure(
+            report,
+            server,
+            headers,
+            "SCIM: name.familyName sw (4 letters)",
+            [scim_list(f'name.familyName sw "{f}"') for f in families],
+            requests=scale.sequential,
+            median_target=SCIM_MEDIAN_MS if postgres else None,
+            target=f"median <= {SCIM_MEDIAN_MS:.0f} ms" if postgres else "",
+        )
+        spare = groups["spare"]
+        count = min(scale.sequential, len(spare) // 2)
+        medians: dict[str, float] = {}
+        for n, (label, group_id) in enumerate(groups["groups"].items()):
+            got = scim_adds(server.base_url, headers, group_id, spare[n::2][:count])
+            medians[label] = got.median_ms
+            met = got.median_ms <= SCIM_MEDIAN_MS if postgres else None
+            target = f"median <= {SCIM_MEDIAN_MS:.0f} ms" if postgres else ""
+            note = f"n={got.requests}, each adding a new member"
+            if len(medians) == 2:
+                small, large = medians.values()
+                note += f"; {large / small:.2f}x the {next(iter(medians))} Group's"
+                target += " and no slower than the small Group's"
+                if met is not None:
+                    # No slower, within one machine's noise: 10% or 1 ms.
+                    met = met and large <= max(small * 1.1, small + 1.0)
+            report.add(
+                Figure(
+                    f"SCIM: PATCH adding 1 member, {label} Group",
+                    target,
+                    got.median_ms,
+                    got.p99_ms,
+                    got.rate,
+                    met,
+                    note,
+                    got.tool,
+                    got.failures,
+                )
+            )
+
+
 #: Issue 17's targets against the floor (bench/floor.py), judged in full runs: a find's
 #: median within 1.2x of the floor's, its throughput at 16 connections at least 0.85x,
 #: a search's median (full name, fragment) within 1.3x.
@@ -955,6 +1149,132 @@ def floor_of(url: str, work: Path, postgres: bool) -> Iterator[FloorTarget | Non
         return
     with serve_floor(url, workers=2, log_dir=work) as server:
         yield FloorTarget(server)
+
+
+# -- a streaming replica -------------------------------------------------------------------
+
+#: The settings of the benchmark's server a private primary and replica are given too,
+#: so that their rows compare with its own.
+TUNED = (
+    "shared_buffers",
+    "work_mem",
+    "effective_cache_size",
+    "random_page_cost",
+    "effective_io_concurrency",
+    "jit",
+    "max_parallel_workers_per_gather",
+)
+
+
+async def tuned_settings(engine: AsyncEngine) -> dict[str, str]:
+    """Those of :data:`TUNED` the server's configuration sets, as ``-c`` values."""
+    async with unit_of_work(engine, write=False) as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT name, setting FROM pg_settings "
+                "WHERE name = ANY(:names) AND source <> 'default'"
+            ),
+            {"names": list(TUNED)},
+        )
+        # A value without its unit is in the setting's own unit, as pg_settings gives it.
+        return {str(name): str(setting) for name, setting in rows}
+
+
+def copied(name: str, source: str, target: ThrowawayPostgres) -> None:
+    """Database ``name`` of the server at ``source`` (a URL), copied onto ``target``."""
+    dump = subprocess.Popen(
+        [_postgres_bin("pg_dump"), "-Fc", "-d", source.rsplit("/", 1)[0] + f"/{name}"],
+        stdout=subprocess.PIPE,
+    )
+    subprocess.run(
+        [_postgres_bin("pg_restore"), "--create", "-d", target.url],
+        stdin=dump.stdout,
+        check=True,
+        capture_output=True,
+    )
+    if dump.wait() != 0:
+        raise RuntimeError(f"pg_dump of {name} failed")
+
+
+def transactions(url: str) -> int:
+    """Transactions committed in the database of ``url`` on its server so far."""
+
+    async def go() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+                )
+                or 0
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def measure_replica(
+    report: Report,
+    url: str,
+    headers: dict[str, str] | None,
+    sample: list[dict[str, str]],
+    work: Path,
+) -> None:
+    """Finds and searches served by a streaming replica, beside the same served by its
+    primary, in this run. The benchmark's server allows no replication connection (its
+    pg_hba.conf has no ``replication`` line, and the benchmark does not change a server's
+    configuration), so the database is copied (pg_dump, pg_restore) onto a private
+    primary with that server's tuned settings, and a replica of it is made (initdb,
+    pg_basebackup -R, on this machine, their own ports). The replica's figures fail
+    unless its own statistics show it served their requests. ``headers`` None: a
+    client is made in the copy (the source is only read)."""
+    name = str(make_url(url).database)
+    scale = report.scale
+    cases = {
+        "find by email": [find_call("email_address", r["email_address"].upper()) for r in sample],
+        "search, a full name": [
+            people_call(at_least=1, search=f"{r['first_name']} {r['last_name']}") for r in sample
+        ],
+    }
+    tuned = in_database(url, tuned_settings)
+    started = time.perf_counter()
+    with throwaway_postgres(tuned) as primary:
+        copied(name, url, primary)
+        with throwaway_replica(primary, tuned) as replica:
+            on_primary = primary.url.rsplit("/", 1)[0] + f"/{name}"
+            on_replica = replica.url.rsplit("/", 1)[0] + f"/{name}"
+            if headers is None:
+                headers = {"Authorization": f"ApiKey {in_database(on_primary, make_client)}"}
+            asked = headers
+            report.facts["replica"] = (
+                "a private primary and its streaming replica on this machine, "
+                f"{tuned or 'default settings'}, copied and started in "
+                f"{time.perf_counter() - started:.0f} s"
+            )
+
+            def timed(server: Server, served_by: str) -> list[Figure]:
+                return [
+                    measure(report, server, asked, f"{what}, {served_by}", calls, requests=n)
+                    for what, calls in cases.items()
+                ]
+
+            n = scale.sequential
+            with serve(on_primary, workers=2, log_dir=work) as server:
+                timed(server, "a private primary")
+            env = {"ROSTER_DATABASE_REPLICA_URLS": on_replica}
+            with serve(on_primary, workers=2, log_dir=work, **env) as server:
+                before = [transactions(on_primary), transactions(on_replica)]
+                figures = timed(server, "its replica")
+                time.sleep(1.0)  # the servers' statistics are flushed within a second
+                on_each = [transactions(on_primary), transactions(on_replica)]
+            primary_served, served = (after - b for after, b in zip(on_each, before, strict=True))
+            if served < len(figures) * n:
+                figures[0].failures[f"the replica served {served} transactions"] = 1
+            figures[-1].note += (
+                f"; transactions meanwhile: {served} on the replica, {primary_served} "
+                "on the primary (its polls and these counts)"
+            )
 
 
 def _fragment(last_name: str) -> str | None:

@@ -195,3 +195,65 @@ def upsert_people_once(http: httpx.Client, headers: dict[str, str], n: int) -> s
     [entry] = _ok(http.post("/persons/multiple/", json=body, headers=headers))["persons"]
     assert entry["success"] is True, entry
     return str(entry["identifier"])
+
+
+# -- one request at a time, for the deployment tests (replicas, nodes) ---------------------
+
+
+def replica_state(base_url: str) -> str:
+    """The first replica's state as a node's /readyz reports it."""
+    ready = httpx.get(base_url + "/readyz", timeout=5).json()
+    return str(ready["replicas"][0]["state"])
+
+
+def find_email(base_url: str, who: Operator, email: str) -> httpx.Response:
+    """POST /persons/find/ by one email, as ``who``."""
+    return httpx.post(
+        base_url + "/persons/find/",
+        json={"email_address": email},
+        headers=who.headers,
+        timeout=10,
+    )
+
+
+def found(answer: httpx.Response) -> bool:
+    """Whether a find found someone (200) or no one (404); anything else fails."""
+    assert answer.status_code in (200, 404), answer.text
+    return answer.status_code == 200
+
+
+def upsert_email(base_url: str, who: Operator, email: str) -> None:
+    """Ann Lee with this email in the first account, by POST /persons/multiple/ as ``who``."""
+    item = {"first_name": "Ann", "last_name": "Lee", "email_address": email}
+    _ok(
+        httpx.post(
+            base_url + "/persons/multiple/",
+            json={"persons": [item | {"group_ids": [ACCOUNTS[0]]}]},
+            headers=who.headers,
+            timeout=10,
+        )
+    )
+
+
+def spends_one_budget(base_urls: list[str], who: Operator, budget: int) -> None:
+    """``who``'s requests, spread over the nodes at ``base_urls`` (from several threads),
+    spend one budget of ``budget`` requests: exactly that many are answered, each with
+    one fewer remaining, and then every node refuses (429, rate_limited, Retry-After)."""
+    params = {"accountId": ACCOUNTS[0], "limit": "1"}
+
+    def one(n: int) -> httpx.Response:
+        url = base_urls[n % len(base_urls)] + "/people"
+        return httpx.get(url, params=params, headers=who.headers, timeout=30)
+
+    with ThreadPoolExecutor(4 if budget > 100 else 1) as pool:
+        answered = list(pool.map(one, range(budget)))
+    refused = [one(n) for n in range(2 * len(base_urls))]
+    assert [a.status_code for a in answered] == [200] * budget, [
+        a.text for a in answered if a.status_code != 200
+    ][:3]
+    remaining = sorted(int(a.headers["RateLimit-Remaining"]) for a in answered)
+    assert remaining == list(range(budget))  # each answer spent one of the same budget
+    assert [r.status_code for r in refused] == [429] * len(refused)
+    assert [r.headers["RateLimit-Remaining"] for r in refused] == ["0"] * len(refused)
+    assert refused[-1].json()["error"]["type"] == "rate_limited"
+    assert int(refused[-1].headers["Retry-After"]) > 0

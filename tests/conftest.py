@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -133,11 +134,12 @@ def directory(app: object, settings: Settings) -> Directory:
     return Directory(app.state.services.engine, settings)  # type: ignore[attr-defined]
 
 
-def emptied(database_url: str) -> str:
-    """A test database with its tables emptied (as after a fresh migration)."""
+def emptied(database_url: str, **settings: Any) -> str:
+    """A test database with its tables emptied (as after a fresh migration); ``settings``:
+    how to reach it (``database_pooler="transaction"`` through PgBouncer)."""
 
     async def reset() -> None:
-        engine = create_engine(Settings(_env_file=None, database_url=database_url))
+        engine = create_engine(Settings(_env_file=None, database_url=database_url, **settings))
         try:
             await reset_database(engine)
         finally:

@@ -6,6 +6,7 @@ ports, in temporary directories, and are removed afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
@@ -18,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
+
+import asyncpg
 
 
 class _Stoppable(Protocol):
@@ -43,6 +46,29 @@ def wait_for_port(port: int, *, up: bool, timeout: float = 20.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"port {port} did not go {'up' if up else 'down'} in {timeout}s")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
+    """Returns once ``condition()`` holds (asked every 0.1 s); TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.1)
+
+
+def fetchval(url: str, statement: str) -> object:
+    """The first value of one statement, on its own connection (no prepared statement
+    kept: ``url`` may be a PgBouncer's)."""
+
+    async def run() -> object:
+        conn = await asyncpg.connect(url, statement_cache_size=0)
+        try:
+            return await conn.fetchval(statement)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
 
 
 def _postgres_bin(name: str) -> str:
@@ -88,7 +114,8 @@ class ThrowawayPostgres:
         self._made_by(
             _postgres_bin("pg_basebackup"),
             *("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
-            *("-D", str(self.data), "-R", "-X", "stream", "--no-sync"),
+            # A fast checkpoint: a spread one waits for minutes after a large restore.
+            *("-D", str(self.data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast"),
         )
 
     def _made_by(self, *command: str) -> None:
@@ -101,6 +128,10 @@ class ThrowawayPostgres:
 
     def log(self) -> str:
         return (self.root / "log").read_text(errors="replace")
+
+    def fetchval(self, statement: str) -> object:
+        """One statement's first value, on this server directly."""
+        return fetchval(self.url, statement)
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
@@ -209,6 +240,17 @@ class ThrowawayRedis(_OwnProcess):
         wait_for_port(self.port, up=True)
 
 
+@contextmanager
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    """A private Redis, started, and stopped afterwards."""
+    server = ThrowawayRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 PGBOUNCER = "/usr/sbin/pgbouncer"
 
 
@@ -221,6 +263,9 @@ class ThrowawayPgBouncer(_OwnProcess):
     root: Path
     server_port: int
     server_pool_size: int = 2
+    #: Seconds a statement may wait for a server connection before PgBouncer fails it
+    #: (its default is 120).
+    query_wait_timeout: int = 120
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -244,6 +289,10 @@ class ThrowawayPgBouncer(_OwnProcess):
             # one: a client whose statement depended on its previous server fails at once.
             "server_round_robin = 1\n"
             f"default_pool_size = {self.server_pool_size}\n"
+            # A server that was down is tried again after a second, not the default 15:
+            # a replica that returns serves reads through its PgBouncer at once.
+            "server_login_retry = 1\n"
+            f"query_wait_timeout = {self.query_wait_timeout}\n"
             "max_client_conn = 500\n"
             f"logfile = {self.root / 'pgbouncer.log'}\n"
         )
@@ -280,10 +329,10 @@ class ThrowawayPgBouncer(_OwnProcess):
 
 @contextmanager
 def throwaway_pgbouncer(
-    server_port: int, server_pool_size: int = 2
+    server_port: int, server_pool_size: int = 2, query_wait_timeout: int = 120
 ) -> Iterator[ThrowawayPgBouncer]:
     """PgBouncer (transaction mode) in front of the PostgreSQL on ``server_port``, stopped
     and removed afterwards."""
     root = Path(tempfile.mkdtemp(prefix="roster-pgbouncer-"))
-    bouncer = ThrowawayPgBouncer(root, server_port, server_pool_size)
+    bouncer = ThrowawayPgBouncer(root, server_port, server_pool_size, query_wait_timeout)
     yield from _running(bouncer, bouncer.start, root)

@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
-from bench import browser, data
+from bench import browser, data, scim
 from bench.__main__ import finish
 from bench.answers import floor_differs, people_page, person_found
 from bench.browser import CHROMIUM, in_ci, measure_browser
@@ -39,6 +39,8 @@ from bench.suite import (
     measure_import,
     naive_search,
     people_call,
+    scim_adds,
+    scim_list,
 )
 from tests.factories import Directory
 
@@ -409,3 +411,30 @@ class _AnotherPage(Call):
         if str(http.base_url).rstrip("/") == self.floor:
             path = path.replace("limit=3", "limit=4")
         return http.request(self.method, path, headers=headers)
+
+
+async def test_the_scim_rows_check_every_answer_and_add_new_members(
+    served: tuple[Server, dict[str, str]], directory: Directory
+) -> None:
+    """The SCIM rows (bench/suite.py's measure_scim): a filter's answer must find the
+    User asked for; each PATCH adds a member not yet in the Group, and must be 204."""
+    server, headers = served
+    report = Report("sqlite", tiny(), smoke=True)
+    found = [scim_list(f'userName eq "{row["email_address"].upper()}"') for row in SAMPLE]
+    assert measure(report, server, headers, "userName eq", found, requests=5).failures == {}
+    nobody = measure(
+        report, server, headers, "nobody", [scim_list('userName eq "no@x"')], requests=2
+    )
+    assert set(nobody.failures) == {"200 but 0 Users, not at least 1"}
+    made = await scim.prepare_groups(directory.engine, BIG, len(SAMPLE))
+    # Five people: both Groups hold them all, no User is spare.
+    assert set(made["groups"]) == {"10-member", "100-member"}
+    assert made["spare"] == []
+    group = made["groups"]["10-member"]
+    extra = [await directory.person([BIG], first_name="X", last_name=f"Y{n}") for n in range(8)]
+    ids = [str(await directory.persona(p, BIG)) for p in extra]
+    added = scim_adds(server.base_url, headers, group, ids)
+    assert added.failures == {}
+    assert added.requests == 6
+    again = scim_adds(server.base_url, headers, "5171a35d-8207-4e06-8ce2-000000000000", ids)
+    assert sum(again.failures.values()) == 8

@@ -7,13 +7,14 @@ or a bad value retried forever would never succeed, so none of them is ever a 50
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from roster.db.backends import Outage, outage
@@ -91,6 +92,63 @@ async def test_a_statement_past_its_timeout_is_an_outage(
             holder.close()
             await engine.dispose()
     assert outage(error) is Outage.BUSY
+
+
+async def test_a_deadlock_or_a_serialization_failure_is_an_outage(
+    directory: Directory, backend: str
+) -> None:
+    """PostgreSQL breaks a deadlock by failing one of the transactions, and a serializable
+    one may fail to serialize: both succeed when retried, so the client is told 503 and
+    Retry-After, not 500 (they were 500 before). SQLite has one writer and neither."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has one writer: no deadlock between two of its transactions")
+    engine = directory.engine
+    first_holds, second_holds = asyncio.Event(), asyncio.Event()
+
+    async def locker(mine: int, theirs: int, held: asyncio.Event, other: asyncio.Event) -> None:
+        async with unit_of_work(engine, write=True) as conn:
+            await conn.execute(text("SET LOCAL deadlock_timeout = '50ms'"))
+            await conn.execute(text(f"SELECT pg_advisory_xact_lock({mine})"))
+            held.set()
+            await other.wait()
+            await conn.execute(text(f"SELECT pg_advisory_xact_lock({theirs})"))
+
+    results = await asyncio.gather(
+        locker(71, 72, first_holds, second_holds),
+        locker(72, 71, second_holds, first_holds),
+        return_exceptions=True,
+    )
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1, results  # PostgreSQL chose one victim; the other committed
+    assert getattr(_cause_with_sqlstate(failed[0]), "sqlstate", None) == "40P01"
+    assert outage(failed[0]) is Outage.BUSY
+
+    async with engine.connect() as reader, engine.connect() as writer:
+        await reader.execute(text("BEGIN ISOLATION LEVEL SERIALIZABLE"))
+        await writer.execute(text("BEGIN ISOLATION LEVEL SERIALIZABLE"))
+        await reader.execute(text("SELECT count(*) FROM accounts"))
+        await writer.execute(text("SELECT count(*) FROM accounts"))
+        await writer.execute(
+            text("INSERT INTO accounts (id, name, created_at) VALUES ('S1', 'S', now())")
+        )
+        await writer.execute(text("COMMIT"))
+
+        async def second_commits() -> None:
+            insert = "INSERT INTO accounts (id, name, created_at) VALUES ('S2', 'S', now())"
+            await reader.execute(text(insert))
+            await reader.execute(text("COMMIT"))
+
+        with pytest.raises(DBAPIError) as refused:  # two serializable writers cannot both commit
+            await second_commits()
+        assert getattr(_cause_with_sqlstate(refused.value), "sqlstate", None) == "40001"
+        assert outage(refused.value) is Outage.BUSY
+
+
+def _cause_with_sqlstate(error: BaseException) -> BaseException | None:
+    seen: BaseException | None = error
+    while seen is not None and getattr(seen, "sqlstate", None) is None:
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return seen
 
 
 async def test_a_database_that_cannot_be_reached_is_an_outage(backend: str, tmp_path: Path) -> None:

@@ -78,6 +78,7 @@ async def test_the_feed_shows_each_change_as_the_people_api_renders_it(
             "scopes": ["read", "write"],
             "allAccounts": False,
             "createdAt": client_created["data"]["createdAt"],
+            "rotatedAt": None,
             "revokedAt": None,
         },
     )

@@ -4,7 +4,6 @@ budget."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +18,11 @@ from tests.acceptance import (
     Operator,
     add_admin,
     bearer,
+    make_client,
     make_directory,
+    spends_one_budget,
     upsert_people,
 )
-from tests.commands import succeeds
 from tests.conftest import emptied
 from tests.servers import ThrowawayRedis
 
@@ -105,17 +105,5 @@ def test_two_nodes_give_the_same_answers(nodes: Nodes) -> None:
 
 
 def test_two_nodes_spend_one_budget(nodes: Nodes) -> None:
-    created = ("clients", "create", "--name", "spender", "--account", ACCOUNTS[0], "--json")
-    made = json.loads(succeeds(nodes.database_url, *created))
-    headers = {"Authorization": f"ApiKey {made['api_key']}"}
-    params = {"accountId": ACCOUNTS[0], "limit": "1"}
-    answered = [
-        httpx.get(server.base_url + "/people", params=params, headers=headers, timeout=10)
-        for server in [nodes.first, nodes.second] * ((BUDGET + 4) // 2)
-    ]
-    assert [a.status_code for a in answered] == [200] * BUDGET + [429] * 4
-    remaining = [int(a.headers["RateLimit-Remaining"]) for a in answered]
-    assert remaining == [*range(BUDGET - 1, -1, -1), 0, 0, 0, 0]
-    refused = answered[-1]
-    assert refused.json()["error"]["type"] == "rate_limited"
-    assert int(refused.headers["Retry-After"]) > 0
+    spender = make_client(nodes.database_url)
+    spends_one_budget([nodes.first.base_url, nodes.second.base_url], spender, BUDGET)

@@ -777,13 +777,19 @@ async def test_embeds_the_database_writes_are_the_embeds_python_writes(
     caller: Client,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """On PostgreSQL the embeds are JSON the database writes; they must parse to what the
-    portable path (objects loaded per chunk, as on SQLite) writes, order included."""
+    """On PostgreSQL the embeds are JSON the database writes, as columns of a page's rows
+    or, for a large page, a chunk at a time; both must parse to what the portable path
+    (objects loaded per chunk, as on SQLite) writes, order included."""
     await generate_demo(directory.engine, directory.settings, ACCOUNT, 40, seed=3)
     first = (await people(client, caller, limit=1))["rows"][0]["persona"]["id"]
     for n in range(4):  # several addresses: their order is by creation, not by id
         await directory.address(ACCOUNT, uuid.UUID(first), address_line1=f"{n} Mill Lane")
     written = await people(client, caller, limit=1000, include=EVERY_EMBED)
+    monkeypatch.setattr(listing, "EMBED_COLUMNS_UP_TO", 10)  # as a large page is
+    monkeypatch.setattr(listing, "CHUNK_SIZE", 7)  # chunks read while the rows stream
+    assert await people(client, caller, limit=1000, include=EVERY_EMBED) == written
+    small = await people(client, caller, limit=5, include=EVERY_EMBED)  # columns again
+    assert small["rows"] == written["rows"][:5]
     for backend in {PostgresBackend, SqliteBackend}:
         monkeypatch.setattr(backend, "renders_json", False)
     loaded = await people(client, caller, limit=1000, include=EVERY_EMBED)

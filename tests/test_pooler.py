@@ -30,13 +30,18 @@ POOLED = {"ROSTER_DATABASE_POOLER": "transaction"}
 NAMES = ("jit", "max_parallel_workers_per_gather", "statement_timeout")
 
 
-@pytest.fixture(scope="module")
-def bouncer(postgresql_url: str) -> Iterator[ThrowawayPgBouncer]:
+def pgbouncer_or_skip() -> None:
+    """Skips the test without PgBouncer installed; fails it under CI=true."""
     if not os.path.exists(PGBOUNCER):
         reason = f"PgBouncer is not installed ({PGBOUNCER}; apt-get install pgbouncer)"
         if _in_ci():
-            pytest.fail(f"{reason} (CI=true: the pooler test is required)")
+            pytest.fail(f"{reason} (CI=true: the pooler tests are required)")
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def bouncer(postgresql_url: str) -> Iterator[ThrowawayPgBouncer]:
+    pgbouncer_or_skip()
     with throwaway_pgbouncer(make_url(postgresql_url).port or 5432) as server:
         yield server
 

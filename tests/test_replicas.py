@@ -7,25 +7,24 @@ find's parameters are logged with it.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from bench.server import Server, serve
 from roster.db.replicas import WritePositions
-from tests.acceptance import ACCOUNTS, Operator, make_client, make_directory
+from tests import acceptance
+from tests.acceptance import ACCOUNTS, Operator, found, make_client, make_directory
 from tests.servers import (
     ThrowawayPostgres,
     ThrowawayRedis,
     throwaway_postgres,
     throwaway_replica,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -70,54 +69,20 @@ def node(cluster: Cluster, tmp_path: Path, max_lag: float) -> Iterator[Server]:
         yield server
 
 
-def replica_state(server: Server) -> str:
-    ready = httpx.get(server.base_url + "/readyz", timeout=5).json()
-    return str(ready["replicas"][0]["state"])
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.1)
-
-
 def on_replica(cluster: Cluster, statement: str) -> object:
-    async def run() -> object:
-        conn = await asyncpg.connect(cluster.replica.url)
-        try:
-            return await conn.fetchval(statement)
-        finally:
-            await conn.close()
+    return cluster.replica.fetchval(statement)
 
-    return asyncio.run(run())
+
+def replica_state(server: Server) -> str:
+    return acceptance.replica_state(server.base_url)
 
 
 def find(server: Server, who: Operator, email: str) -> httpx.Response:
-    return httpx.post(
-        server.base_url + "/persons/find/",
-        json={"email_address": email},
-        headers=who.headers,
-        timeout=10,
-    )
+    return acceptance.find_email(server.base_url, who, email)
 
 
 def upsert(server: Server, who: Operator, email: str) -> None:
-    item = {"first_name": "Ann", "last_name": "Lee", "email_address": email}
-    answer = httpx.post(
-        server.base_url + "/persons/multiple/",
-        json={"persons": [item | {"group_ids": [ACCOUNTS[0]]}]},
-        headers=who.headers,
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["persons"][0]["success"] is True, answer.text
-
-
-def found(answer: httpx.Response) -> bool:
-    assert answer.status_code in (200, 404), answer.text
-    return answer.status_code == 200
+    acceptance.upsert_email(server.base_url, who, email)
 
 
 def test_reads_reach_the_replica_and_writes_the_primary(cluster: Cluster, tmp_path: Path) -> None:

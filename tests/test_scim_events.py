@@ -94,6 +94,7 @@ async def test_scim_writes_are_logged_with_the_scim_client_as_actor(
         ("team.deleted", []),
     ]
     assert logged[0]["data"]["name"] == "Senior pilots"
-    assert logged[1]["data"]["memberPersonaIds"] == []
+    assert logged[1]["data"]["personaIds"] == [user["id"]]  # who left; not the members
+    assert "memberPersonaIds" not in logged[1]["data"]
     assert logged[2]["data"] is None
     assert {e["resource"]["id"] for e in logged} == {group["id"]}

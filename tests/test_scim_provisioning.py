@@ -75,6 +75,31 @@ async def test_entra_id_user_provisioning(scim: Scim) -> None:
     ]
     unmanaged = await scim.patch(f"/Users/{user_id}", {"op": "Remove", "path": MANAGER_PATH})
     assert "manager" not in unmanaged.get(ENTERPRISE, {})
+    # A manager Roster does not know (yet) is kept as sent, without a displayName, and
+    # gains one when it names a User of the account.
+    unknown = "5171a35d-8207-4e06-8ce2-00000000abcd"
+    pending = await scim.patch(
+        f"/Users/{user_id}", {"op": "Add", "path": MANAGER_PATH, "value": {"value": unknown}}
+    )
+    assert pending[ENTERPRISE]["manager"] == {"value": unknown}
+    read = await scim("GET", f"/Users/{user_id}")
+    assert read[ENTERPRISE]["manager"] == {"value": unknown}
+    assert [u["id"] for u in await found(scim, f'{MANAGER_PATH}.value eq "{unknown}"')] == [user_id]
+    # A manager deleted later stays as written, without its name.
+    await scim.patch(
+        f"/Users/{user_id}", {"op": "Replace", "path": MANAGER_PATH, "value": manager["id"]}
+    )
+    await scim("DELETE", f"/Users/{manager['id']}", expect=204)
+    orphaned = await scim("GET", f"/Users/{user_id}")
+    assert orphaned[ENTERPRISE]["manager"] == {"value": manager["id"]}
+    # A User cannot manage itself; a manager that is no id at all is refused.
+    await scim.patch(
+        f"/Users/{user_id}", {"op": "Add", "path": MANAGER_PATH, "value": user_id}, expect=400
+    )
+    await scim.patch(
+        f"/Users/{user_id}", {"op": "Add", "path": MANAGER_PATH, "value": "boss"}, expect=400
+    )
+    await scim.patch(f"/Users/{user_id}", {"op": "Remove", "path": MANAGER_PATH})
     # Disable: Entra sends the boolean as a string.
     disabled = await scim.patch(
         f"/Users/{user_id}", {"op": "Replace", "path": "active", "value": "False"}
@@ -420,3 +445,45 @@ async def test_members_are_checked_in_slices(scim: Scim, monkeypatch: pytest.Mon
         "POST", "/Groups", {"displayName": "x", "members": [{"value": i} for i in stranger]}, 400
     )
     assert GROUP_ID_NOBODY in refused["detail"]
+
+
+async def test_the_people_api_cannot_give_a_persona_another_users_user_name(
+    scim: Scim, client: httpx.AsyncClient, caller: Client, directory: Directory
+) -> None:
+    """A persona reads its work email, else its person's, as its SCIM userName: the People
+    API cannot create or change one to read a userName another User of the account has
+    (409 duplicate_value naming the email, nothing written); in another account it can."""
+    await scim.create(userName="boss@example.com", emails=[{"value": "b@x.com", "type": "work"}])
+    body = {
+        "accountId": ACCOUNT,
+        "firstName": "Ann",
+        "lastName": "Lee",
+        "roleName": "Admin",
+        "emailAddress": "BOSS@example.com",
+    }
+    taken = await client.post("/people", json=body, headers=caller.headers)
+    assert taken.status_code == 409, taken.text
+    assert taken.json()["error"]["type"] == "duplicate_value"
+    assert taken.json()["error"]["details"][0]["field"] == "emailAddress"
+    assert (await scim("GET", "/Users"))["totalResults"] == 1
+    added = await client.post(
+        "/people", json={**body, "emailAddress": "ann@example.com"}, headers=caller.headers
+    )
+    assert added.status_code == 201, added.text
+    persona = added.json()["persona"]
+    changed = await client.patch(
+        f"/personas/{persona['id']}?accountId={ACCOUNT}",
+        json={"emailAddress": "Boss@Example.com"},
+        headers=caller.headers,
+    )
+    assert changed.status_code == 409, changed.text
+    assert [u["userName"] for u in await found(scim, 'userName eq "boss@example.com"')] == [
+        "boss@example.com"
+    ]
+    # Another account has no such User.
+    await directory.account("OTHER2")
+    elsewhere = await directory.client(["OTHER2"])
+    other = await client.post(
+        "/people", json={**body, "accountId": "OTHER2"}, headers=elsewhere.headers
+    )
+    assert other.status_code == 201, other.text

@@ -329,3 +329,170 @@ async def test_hostile_pages_and_cursors_are_refused_or_empty_never_500(scim: Sc
         await scim("GET", f"/Groups?cursor={cursor}", expect=400)
     await scim("GET", "/Users?filter=userName%20eq%20%22a%00b%22", expect=400)
     await scim("GET", "/Groups?filter=displayName%20eq%20%22a%00b%22", expect=400)
+
+
+async def test_a_whole_middle_name_is_kept(scim: Scim, client: httpx.AsyncClient) -> None:
+    """name.middleName is a person's middle name(s), up to 256 characters as the other
+    names (not initials only): what an IdP sends reads back, through SCIM and People."""
+    middle = "Maria-Josefa Anunciación Carolina Dolores de la Santísima Trinidad"
+    assert len(middle) > 36
+    user = await scim.create(
+        **ann(name={"givenName": "Ann", "familyName": "Lee", "middleName": middle})
+    )
+    assert user["name"]["middleName"] == middle
+    assert user["name"]["formatted"] == f"Ann {middle} Lee"
+    read = await scim("GET", f"/Users/{user['id']}")
+    assert read["name"]["middleName"] == middle
+    too_long = await scim.patch(
+        f"/Users/{user['id']}",
+        {"op": "replace", "path": "name.middleName", "value": "x" * 257},
+        expect=400,
+    )
+    assert too_long["scimType"] == "invalidValue"
+    assert "name.middleName" in too_long["detail"]
+    assert (await scim("GET", f"/Users/{user['id']}"))["name"]["middleName"] == middle
+
+
+async def test_formatted_names_and_users_without_emails_or_phones(scim: Scim) -> None:
+    """name.formatted is kept as sent, else built (and a built one sent back is not
+    frozen); a User left without any email or phone number has none, its person's too."""
+    user = await scim.create(**ann(phoneNumbers=[{"value": "+44 20 7946 0000", "type": "mobile"}]))
+    assert user["name"]["formatted"] == "Ann Lee"
+    assert user["phoneNumbers"] == [{"value": "+44 20 7946 0000", "type": "mobile"}]
+    # Read and sent back whole: the built name stays built.
+    resource = {k: v for k, v in user.items() if k not in ("id", "meta", "groups")}
+    await scim("PUT", f"/Users/{user['id']}", resource)
+    renamed = await scim.patch(
+        f"/Users/{user['id']}", {"op": "replace", "path": "name.familyName", "value": "Kim"}
+    )
+    assert renamed["name"]["formatted"] == "Ann Kim"
+    # Sent: kept as sent, whatever the parts.
+    styled = await scim.patch(
+        f"/Users/{user['id']}", {"op": "replace", "path": "name.formatted", "value": "Dr Ann K."}
+    )
+    assert styled["name"] == {"givenName": "Ann", "familyName": "Kim", "formatted": "Dr Ann K."}
+    # Every email and phone number removed: none is left, the person's neither.
+    emptied = await scim.patch(
+        f"/Users/{user['id']}",
+        {"op": "remove", "path": "emails"},
+        {"op": "remove", "path": "phoneNumbers"},
+    )
+    assert "emails" not in emptied
+    assert "phoneNumbers" not in emptied
+    assert await scim("GET", '/Users?filter=emails co "ann.lee"') == {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": 0,
+        "startIndex": 1,
+        "itemsPerPage": 0,
+        "Resources": [],
+    }
+    # Every User has an active state and a role: the schema says so.
+    schema = await scim("GET", f"/Schemas/{USER}")
+    required = {a["name"] for a in schema["attributes"] if a["required"]}
+    assert required == {"userName", "active", "roles"}
+
+
+WORK_ADDRESS = {
+    "type": "work",
+    "streetAddress": "1 Main Street\nFloor 3",
+    "locality": "London",
+    "postalCode": "EC1A 1BB",
+    "country": "gb",
+    "primary": True,
+    "formatted": "ignored",
+}
+
+
+async def test_addresses_are_the_personas_addresses(scim: Scim) -> None:
+    """addresses (type, streetAddress as one to three lines, locality, region, postalCode,
+    country) are the persona's addresses, written by POST, PUT and PATCH (value-filtered
+    paths too); an address Roster cannot keep is 400 naming what it lacks, nothing changed."""
+    home = {
+        "type": "home",
+        "streetAddress": "9 Elm Road",
+        "locality": "Leeds",
+        "region": "West Yorkshire",
+        "postalCode": "LS1 4AP",
+        "country": "GB",
+    }
+    user = await scim.create(**ann(addresses=[WORK_ADDRESS, home]))
+    work = {k: v for k, v in WORK_ADDRESS.items() if k not in ("primary", "formatted")}
+    assert user["addresses"] == [{**work, "country": "GB"}, home]
+    user_id = user["id"]
+    assert (await scim("GET", f"/Users/{user_id}"))["addresses"] == user["addresses"]
+    # Entra's value-filtered paths, several sub-attributes in one request.
+    moved = await scim.patch(
+        f"/Users/{user_id}",
+        {"op": "replace", "path": 'addresses[type eq "work"].streetAddress', "value": "2 Side St"},
+        {"op": "replace", "path": 'addresses[type eq "work"].locality', "value": "Bristol"},
+    )
+    assert moved["addresses"][1] == {
+        **work,
+        "country": "GB",
+        "streetAddress": "2 Side St",
+        "locality": "Bristol",
+    }
+    assert moved["meta"]["version"] != user["meta"]["version"]
+    # A new address given one sub-attribute at a time lacks the others: refused, named.
+    partial = await scim.patch(
+        f"/Users/{user_id}",
+        {"op": "add", "path": 'addresses[type eq "other"].streetAddress', "value": "3 Lane"},
+        expect=400,
+    )
+    assert partial["scimType"] == "invalidValue"
+    assert "addresses.locality is required" in partial["detail"]
+    for bad, named in (
+        ({**home, "country": "Narnia"}, "addresses.country"),
+        ({**home, "type": "Registered"}, "addresses.type"),
+        ({**home, "streetAddress": "a\nb\nc\nd"}, "addresses.streetAddress"),
+        ({**home, "streetAddress": " \n "}, "addresses.streetAddress"),
+        ({**home, "locality": "  "}, "addresses.locality"),
+        ({**home, "postalCode": 12}, "addresses.postalCode"),
+        ({k: v for k, v in home.items() if k != "postalCode"}, "addresses.postalCode"),
+    ):
+        refused = await scim("PUT", f"/Users/{user_id}", ann(addresses=[bad]), expect=400)
+        assert named in refused["detail"]
+    assert (await scim("GET", f"/Users/{user_id}"))["addresses"] == moved["addresses"]
+    # Untyped: other. A replace leaving them out removes them.
+    replaced = await scim("PUT", f"/Users/{user_id}", ann(addresses=[{**home, "type": None}]))
+    assert replaced["addresses"] == [{**home, "type": "other"}]
+    cleared = await scim.patch(f"/Users/{user_id}", {"op": "remove", "path": "addresses"})
+    assert "addresses" not in cleared
+    schema = await scim("GET", f"/Schemas/{USER}")
+    (addresses,) = [a for a in schema["attributes"] if a["name"] == "addresses"]
+    assert {a["name"]: a["required"] for a in addresses["subAttributes"]} == {
+        "streetAddress": True,
+        "locality": True,
+        "region": False,
+        "postalCode": True,
+        "country": True,
+        "type": False,
+    }
+
+
+async def test_racing_writers_with_one_version_give_one_change_and_412s(scim: Scim) -> None:
+    """If-Match is compared while the User's (and the Group's) writers take turns: of
+    writers sending the same version at once, one changes it and the others get 412."""
+    user = await scim.create(**ann())
+    group = await scim("POST", "/Groups", {"displayName": "Racers"}, expect=201)
+
+    async def patch(path: str, version: str, op: dict[str, Any]) -> int:
+        response = await scim.http.patch(
+            BASE + path,
+            json={"schemas": [PATCH], "Operations": [op]},
+            headers={**scim.headers, "If-Match": version},
+        )
+        return response.status_code
+
+    for path, version, attribute in (
+        (f"/Users/{user['id']}", user["meta"]["version"], "title"),
+        (f"/Groups/{group['id']}", group["meta"]["version"], "displayName"),
+    ):
+        statuses = await asyncio.gather(
+            *(
+                patch(path, version, {"op": "replace", "path": attribute, "value": f"v{n}"})
+                for n in range(4)
+            )
+        )
+        assert sorted(statuses)[1:] == [412, 412, 412], statuses
+        assert sorted(statuses)[0] in (200, 204)

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, TypeVar
 from urllib.parse import quote
@@ -426,7 +426,39 @@ def accounts_list(as_json: JsonOption = False) -> None:
     _print_listing(("id", "name", "external ref", "created"), rows, "No accounts yet.")
 
 
+@accounts_app.command("update")
+def accounts_update(
+    account_id: Annotated[str, typer.Argument(metavar="ID", help="The account id.")],
+    name: Annotated[str | None, typer.Option(help="A new display name.")] = None,
+    external_ref: Annotated[
+        str | None, typer.Option(help="A new external ref (an empty one clears it).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change an account's name or external ref (its id never changes)."""
+    changes: dict[str, str | None] = {}
+    if name is not None:
+        changes["name"] = name
+    if external_ref is not None:
+        changes["external_ref"] = external_ref or None
+    if not changes:
+        raise CommandError("give --name or --external-ref")
+    updated = run_in(True, lambda conn: account_core.update_account(conn, account_id, changes))
+    if as_json:
+        emit_json(asdict(updated))
+    else:
+        ref = f", external ref {updated.external_ref}" if updated.external_ref else ""
+        out.print(f"Account {updated.id}: {updated.name}{ref}.")
+
+
 # -- clients -----------------------------------------------------------------------------
+
+
+def _print_credentials(made: auth.ClientCredentials) -> None:
+    out.print("Keep these now; they cannot be shown again:")
+    out.print(f"  client_id:     {made.client_id}")
+    out.print(f"  client_secret: {made.client_secret}")
+    out.print(f"  api_key:       {made.api_key}")
 
 
 @clients_app.command("create")
@@ -455,10 +487,7 @@ def clients_create(
         emit_json(asdict(made))
         return
     out.print(f"Created client {made.client_id} ({name}), scopes: {' '.join(scopes)}.")
-    out.print("Keep these now; they cannot be shown again:")
-    out.print(f"  client_id:     {made.client_id}")
-    out.print(f"  client_secret: {made.client_secret}")
-    out.print(f"  api_key:       {made.api_key}")
+    _print_credentials(made)
 
 
 @clients_app.command("list")
@@ -494,6 +523,40 @@ def clients_revoke(
         emit_json({"client_id": client_id, "revoked_at": at})
     else:
         out.print(f"Revoked {client_id} (at {at.isoformat(timespec='seconds')}).")
+
+
+@clients_app.command("rotate")
+def clients_rotate(
+    client_id: Annotated[str, typer.Argument(metavar="CLIENT_ID")],
+    grace: Annotated[
+        int,
+        typer.Option(
+            "--grace",
+            metavar="SECONDS",
+            help="How long the old secret and key keep working (0: they stop now; at most 7 days).",
+        ),
+    ] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Give a client a new secret and key, printed once; the old ones stop now or after --grace."""
+    done = run_in(True, lambda conn: auth.rotate_client(conn, client_id, timedelta(seconds=grace)))
+    if as_json:
+        emit_json(
+            {
+                **asdict(done.credentials),
+                "rotated_at": done.rotated_at,
+                "previous_expire_at": done.previous_expire_at,
+            }
+        )
+        return
+    made = done.credentials
+    stop = (
+        "now"
+        if done.previous_expire_at == done.rotated_at
+        else f"at {done.previous_expire_at.isoformat(timespec='seconds')}"
+    )
+    out.print(f"Rotated {made.client_id}; its old secret and key stop {stop}.")
+    _print_credentials(made)
 
 
 # -- import, export, demo ----------------------------------------------------------------

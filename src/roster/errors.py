@@ -160,6 +160,15 @@ class InsufficientScope(RosterError):
         return cls(f"This call needs the '{scope}' scope, which your API client does not have.")
 
 
+class OutOfReach(RosterError):
+    """An admin client asking for more than it reaches itself: a client of every account,
+    or a new account (the admin API)."""
+
+    status = 403
+    type = "insufficient_reach"
+    default_message = "Your API client does not reach every account this call needs."
+
+
 class NotFound(RosterError):
     status = 404
     type = "not_found"

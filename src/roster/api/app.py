@@ -13,12 +13,16 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from roster import __version__
-from roster.api import erasure, events, health, oauth, people, persons, web
+from roster.api import admin, erasure, events, health, oauth, people, persons, web
 from roster.api.deps import Services
 from roster.api.docs import install_docs
 from roster.api.errors import install_error_handlers
 from roster.api.metrics import Metrics
-from roster.api.middleware import RequestContextMiddleware, RequestLimitsMiddleware
+from roster.api.middleware import (
+    ReplicaRetryMiddleware,
+    RequestContextMiddleware,
+    RequestLimitsMiddleware,
+)
 from roster.api.openapi import operation_id, without_fastapi_validation_errors
 from roster.api.ratelimit import AuthFailureLimiter, ClientRateLimiter, SharedWindows
 from roster.api.scim import bulk as scim_bulk  # noqa: F401  (its routes)
@@ -96,10 +100,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(people.router)
     app.include_router(events.router)
     app.include_router(erasure.router)
+    app.include_router(admin.router)
     app.include_router(scim.router)
     app.include_router(health.router)
     install_docs(app)
     app.include_router(web.router)
+    if settings.database_replica_urls:
+        app.add_middleware(ReplicaRetryMiddleware)
     app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         # Inside the request context, so preflights get a request id and a log line too.

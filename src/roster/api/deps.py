@@ -7,6 +7,7 @@ core's and is the same for both.
 
 from __future__ import annotations
 
+import asyncio
 import email.message
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -17,14 +18,14 @@ from fastapi import Depends, Request, Security
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.api.metrics import Metrics
-from roster.api.middleware import request_id_of
+from roster.api.middleware import RETRY_ON_PRIMARY, request_id_of
 from roster.api.openapi import API_KEY, BEARER
 from roster.api.ratelimit import AuthFailureLimiter, Budget, ClientRateLimiter
 from roster.core.auth import Principal, authenticate
 from roster.core.events import Actor, act_as
 from roster.db.backends import DATABASE_ERRORS
 from roster.db.engine import database_unavailable, read_snapshot, unit_of_work
-from roster.db.replicas import ReplicaSet
+from roster.db.replicas import REPLICA_CONNECT_SECONDS, ReplicaSet
 from roster.errors import (
     CredentialError,
     ExpiredToken,
@@ -69,21 +70,34 @@ async def on_replica_or_primary(
     """A reading unit of work on a serving replica that has this client's writes, or on
     the primary (through ``primary``, when not the services' engine): a replica that
     cannot be reached is skipped (and marked down) before the request's first statement,
-    so it costs the request nothing."""
+    so it costs the request nothing, and so is one that does not give a connection
+    within ``REPLICA_CONNECT_SECONDS``."""
     shared = services(request)
     replica = await shared.replicas.for_reading(_credential(request))
     if replica is not None:
         stack = AsyncExitStack()
         try:
-            conn = await stack.enter_async_context(opened(replica.engine))
+            async with asyncio.timeout(REPLICA_CONNECT_SECONDS):
+                conn = await stack.enter_async_context(opened(replica.engine))
+        except TimeoutError:
+            # Its pool is busy, or a pooler in front holds the statement while its
+            # server is gone: the primary serves this one; the polls judge the replica.
+            await stack.aclose()
         except DATABASE_ERRORS as error:
             if not database_unavailable(error):
                 raise
             replica.mark_down()
         else:
             request.state.read_from = replica
-            async with stack:
-                yield conn
+            try:
+                async with stack:
+                    yield conn
+            except DATABASE_ERRORS as error:
+                if database_unavailable(error):
+                    # Gone under this read: ReplicaRetryMiddleware serves it again.
+                    replica.mark_down()
+                    setattr(request.state, RETRY_ON_PRIMARY, True)
+                raise
             return
     async with opened(primary or shared.engine) as conn:
         yield conn
@@ -182,14 +196,20 @@ def too_many_failures(budget: Budget) -> RateLimited:
 
 
 def authenticated(
-    contract: CredentialContract, scope: str, *, listing: bool = False
+    contract: CredentialContract,
+    scope: str,
+    *,
+    listing: bool = False,
+    write: bool | None = None,
 ) -> PrincipalDependency:
     """A dependency giving the authenticated client, which must hold ``scope``.
 
-    It shares the request's unit of work (read for ``read``, write otherwise, the
-    listing engine's with ``listing``), so authenticating costs no extra connection.
+    It shares the request's unit of work (``write``: by default read for ``read`` and
+    write otherwise; the listing engine's with ``listing``), so authenticating costs no
+    extra connection.
     """
-    connection = _read_connection if scope == "read" else _write_connection
+    writes = scope != "read" if write is None else write
+    connection = _write_connection if writes else _read_connection
     if listing:
         connection = _listing_connection
 
@@ -267,6 +287,8 @@ async def charge(request: Request, client_id: str) -> None:
     """Count one request of this client against its budget (``RateLimited`` once spent);
     the answer carries the budget's headers, and the access log the client id."""
     shared = services(request)
+    if getattr(request.state, "rate_limit", None) is not None:
+        return  # served again after a replica failed under it: counted once
     request.state.client_id = client_id
     budget = await shared.limiter.spend(client_id)
     request.state.rate_limit = budget
@@ -277,11 +299,19 @@ async def charge(request: Request, client_id: str) -> None:
         )
 
 
+def _has_body(request: Request) -> bool:
+    headers = request.headers
+    return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+
+
 async def require_json_body(request: Request) -> None:
     """415 unless a request that carries a body says it is JSON."""
     route = request.scope.get("route")
-    if getattr(route, "body_field", None) is None:
+    body_field = getattr(route, "body_field", None)
+    if body_field is None:
         return
+    if not body_field.field_info.is_required() and not _has_body(request):
+        return  # an optional body left out (POST /clients/{id}/rotate)
     content_type = request.headers.get("content-type")
     if content_type:
         parsed = email.message.Message()

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Response
+from fastapi import Path, Response
 from pydantic import StringConstraints
 
-from roster.api.deps import WriteConnection, authenticated
+from roster.api.admin import Admin
+from roster.api.deps import WriteConnection
 from roster.api.fields import STORABLE
-from roster.api.people.contract import PEOPLE_CREDENTIALS, people_router
-from roster.core.auth import Principal
+from roster.api.people.contract import people_router
 from roster.core.erasure import erase_person
 
 router = people_router("Admin API: erasure")
-Admin = Annotated[Principal, Depends(authenticated(PEOPLE_CREDENTIALS, "admin"), scope="function")]
 Identifier = Annotated[
     str,
     StringConstraints(min_length=1, max_length=320),

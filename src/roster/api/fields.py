@@ -179,6 +179,8 @@ STORABLE = Storable()
 Criterion = Annotated[str, StringConstraints(max_length=320), STORABLE]
 GroupName = Annotated[str, StringConstraints(min_length=1, max_length=255), STORABLE]
 AccountId = Annotated[str, Rules(ACCOUNT["id"])]
+#: An API client's id (``cl_`` and 20 hex digits when Roster made it).
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64), STORABLE]
 
 _CURSOR = re.compile(r"[0-9]{1,40}")
 #: The largest cursor number stored (a BIGINT); a larger after-id is past every person.

@@ -202,3 +202,55 @@ class RequestLimitsMiddleware:
         if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEADER_BYTES:
             return headers_too_large()
         return None
+
+
+#: Set in a request's state when a read met a replica's outage (the replica died under
+#: it): :class:`ReplicaRetryMiddleware` serves it again on the primary.
+RETRY_ON_PRIMARY = "retry_on_primary"
+
+
+class ReplicaRetryMiddleware:
+    """A read that met a replica's outage after it began (the replica stopped under its
+    statements, ``deps.on_replica_or_primary`` marks it down) is served once more, on
+    the primary or another replica, before anything of its answer is sent: the body
+    the route read is replayed and the 503 it would have had is never sent. A read is
+    safe to run twice; a write never reads a replica. Installed only when replicas are
+    configured. An answer already streaming (a long GET /people) cannot be taken back:
+    it ends short, as it would on the primary."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received: list[Message] = []
+        held = False
+
+        async def recording() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                received.append(message)
+            return message
+
+        async def holding(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start":
+                held = bool(scope.get("state", {}).get(RETRY_ON_PRIMARY))
+            if not held:
+                await send(message)
+
+        await self.app(scope, recording, holding)
+        if not held:
+            return
+        state = scope["state"]
+        state[RETRY_ON_PRIMARY] = False
+        state.pop("read_from", None)
+        log.warning("read retried after a replica failed under it")
+        replay = iter(received)
+
+        async def replaying() -> Message:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, replaying, send)

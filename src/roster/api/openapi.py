@@ -34,8 +34,9 @@ _MEANING = {
     400: "Malformed request (invalid_request), or a missing credential on the Persons API",
     401: "Missing, expired or invalid credentials (see the API's credential contract)",
     403: (
-        "Invalid credentials (People API), a missing scope (insufficient_scope), or a change "
-        "to a person shared with accounts the client cannot reach (shared_person)"
+        "Invalid credentials (People API), a missing scope (insufficient_scope), a change "
+        "to a person shared with accounts the client cannot reach (shared_person), or an "
+        "admin call needing a client of every account (insufficient_reach)"
     ),
     404: "Not found (not_found, group_not_found, account_not_found)",
     405: "Method not allowed on this path; the Allow header lists the right ones",
@@ -105,6 +106,15 @@ OPERATION_IDS = {
     ("GET", "/budgets"): "listBudgets",
     ("POST", "/budgets"): "createBudget",
     ("POST", "/addresses"): "createAddress",
+    ("GET", "/accounts"): "listAccounts",
+    ("POST", "/accounts"): "createAccount",
+    ("GET", "/accounts/{accountId}"): "getAccount",
+    ("PATCH", "/accounts/{accountId}"): "updateAccount",
+    ("GET", "/clients"): "listClients",
+    ("POST", "/clients"): "createClient",
+    ("GET", "/clients/{clientId}"): "getClient",
+    ("POST", "/clients/{clientId}/revoke"): "revokeClient",
+    ("POST", "/clients/{clientId}/rotate"): "rotateClient",
     ("GET", "/healthz"): "checkHealth",
     ("GET", "/readyz"): "checkReadiness",
     ("GET", "/metrics"): "getMetrics",

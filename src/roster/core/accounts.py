@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.auth import Principal
 from roster.core.clock import now
-from roster.core.events import append_events, created_event
+from roster.core.events import Event, append_events, created_event
 from roster.core.fields import ACCOUNT, storable
 from roster.core.matching import matching
+from roster.core.people.paging import Page, Paging
 from roster.db.backends import backend_for
 from roster.db.tables import CORE_ROLES, accounts, personas, roles
 from roster.errors import (
@@ -23,6 +25,7 @@ from roster.errors import (
     Conflict,
     GroupNotFound,
     InvalidRequest,
+    OutOfReach,
     Problem,
 )
 
@@ -35,24 +38,43 @@ class Account:
     created_at: datetime
 
 
+#: The fields of an account that change (its id never does).
+UPDATABLE = ("name", "external_ref")
+
+
 async def create_account(
-    conn: AsyncConnection, account_id: str, name: str, external_ref: str | None = None
+    conn: AsyncConnection,
+    account_id: str,
+    name: str,
+    external_ref: str | None = None,
+    *,
+    by: Principal | None = None,
 ) -> Account:
-    """Create an account with its six core roles."""
+    """Create an account with its six core roles. ``by``: the admin client asking (None:
+    the operator); only a client of every account creates accounts."""
+    if by is not None and by.account_ids is not None:
+        raise OutOfReach(
+            "Only a client of every account may create accounts: a new account would be "
+            "outside your client's reach."
+        )
     for field, value in (("id", account_id), ("name", name), ("external_ref", external_ref)):
         if value is not None:
             ACCOUNT[field].check(value)
     same = accounts.c.id == account_id
     if external_ref is not None:
         same = same | (accounts.c.external_ref == external_ref)
+    taken = Conflict(f"An account with id {account_id!r} or that external ref already exists.")
     if await conn.scalar(select(func.count()).select_from(accounts).where(same)):
-        raise Conflict(f"An account with id {account_id!r} or that external ref already exists.")
+        raise taken
     created = now()
-    await conn.execute(
-        insert(accounts).values(
-            id=account_id, name=name, external_ref=external_ref, created_at=created
+    try:
+        await conn.execute(
+            insert(accounts).values(
+                id=account_id, name=name, external_ref=external_ref, created_at=created
+            )
         )
-    )
+    except IntegrityError:  # another transaction took it since
+        raise taken from None
     await conn.execute(
         insert(roles),
         [
@@ -82,6 +104,77 @@ _ACCOUNT_BY_ID = _ACCOUNT.where(accounts.c.id == bindparam("account_id"))
 async def list_accounts(conn: AsyncConnection) -> list[Account]:
     """Every account, by id."""
     return [Account(*row) for row in await conn.execute(_ACCOUNT.order_by(accounts.c.id))]
+
+
+async def accounts_page(
+    conn: AsyncConnection, principal: Principal, paging: Paging
+) -> Page[Account]:
+    """One page of the accounts a client reaches, by id, and how many it reaches."""
+    statement = _ACCOUNT
+    counted = select(func.count()).select_from(accounts)
+    if principal.account_ids is not None:
+        mine = accounts.c.id.in_(sorted(principal.account_ids))
+        statement, counted = statement.where(mine), counted.where(mine)
+    found = await conn.execute(
+        statement.order_by(accounts.c.id).offset(paging.offset).limit(paging.limit)
+    )
+    rows = [Account(*row) for row in found]
+    return Page(await conn.scalar(counted) or 0, paging.limit, paging.offset, rows)
+
+
+async def update_account(
+    conn: AsyncConnection,
+    account_id: str,
+    changes: Mapping[str, str | None],
+    *,
+    by: Principal | None = None,
+) -> Account:
+    """Change an account's name or external ref (``changes`` by core name; a null external
+    ref clears it); ``account.updated`` names what changed. ``by``: the admin client asking,
+    which must reach the account (None: the operator)."""
+    for field, value in changes.items():
+        if field not in UPDATABLE:
+            raise InvalidRequest.field(field, f"cannot be changed; give {' or '.join(UPDATABLE)}")
+        if value is None and not ACCOUNT[field].nullable:
+            raise InvalidRequest.field(field, "must not be null")
+        if value is not None:
+            ACCOUNT[field].check(value)
+    row = None
+    if by is None or by.can_reach(account_id):  # an account out of reach is not even locked
+        locked = _ACCOUNT.where(accounts.c.id == account_id).with_for_update(of=accounts)
+        row = (await conn.execute(locked)).one_or_none()
+    if row is None:
+        raise AccountNotFound(
+            f"There is no account {account_id!r}" + (" that you can reach." if by else ".")
+        )
+    before = Account(*row)
+    changed = {f: v for f, v in changes.items() if getattr(before, f) != v}
+    ref = changed.get("external_ref")
+    taken = Conflict.saying(
+        lambda name: f"Another account already has that {name('external_ref')}.",
+        ["external_ref"],
+        "is taken",
+    )
+    if ref is not None and await conn.scalar(
+        select(func.count()).select_from(accounts).where(accounts.c.external_ref == ref)
+    ):
+        raise taken
+    if not changed:
+        return before
+    try:
+        await conn.execute(update(accounts).where(accounts.c.id == account_id).values(**changed))
+    except IntegrityError:  # another transaction took it since
+        raise taken from None
+    after = replace(before, **changed)  # type: ignore[arg-type]  # checked above
+    await append_events(
+        conn,
+        [
+            Event(
+                account_id, "account.updated", "account", account_id, tuple(changed), asdict(after)
+            )
+        ],
+    )
+    return after
 
 
 async def reachable_accounts(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import unicodedata
 import uuid
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -405,8 +406,11 @@ class _Demo:
                 [{"team_id": t, "persona_id": p} for t, p in sorted(members, key=str)],
             )
         new = [row["id"] for row in team_rows]
-        joined = sorted((t, p) for t, p in members if t not in set(new))
-        added = [(team_id, "member_added") for team_id, _ in joined]
+        joined: defaultdict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        for team_id, persona_id in sorted(members, key=str):
+            if team_id not in set(new):
+                joined[team_id].append(persona_id)
+        added = [(team_id, "member_added", ids) for team_id, ids in joined.items()]
         await TEAMS.log(self.conn, self.account_id, Team.of, created=new, changed=added)
         return len(team_rows)
 

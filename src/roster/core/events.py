@@ -76,6 +76,7 @@ EVENT_TYPES = (
     "account.updated",
     "client.created",
     "client.revoked",
+    "client.rotated",
 )
 RESOURCE_TYPES = tuple(dict.fromkeys(t.split(".")[0] for t in EVENT_TYPES))
 

@@ -74,6 +74,7 @@ class Owner(StrEnum):
     TEAM = "team"
     BUDGET = "budget"
     ADDRESS = "address"
+    CLIENT = "client"
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,6 +222,11 @@ ACCOUNT = _declared(
     Field(Owner.ACCOUNT, "name", max_length=256, nullable=False),
 )
 
+#: What an operator writes of an API client (the command line, the admin API).
+CLIENT = _declared(
+    Field(Owner.CLIENT, "name", max_length=256, nullable=False),
+)
+
 ROLE = _declared(
     Field(Owner.ROLE, "name", max_length=64, nullable=False, people_api="name"),
 )
@@ -282,7 +288,7 @@ PERSON = _declared(
         scim="name.familyName",
     ),
     _person("title", max_length=64, people_api="title", scim="name.honorificPrefix"),
-    _person("middle_initials", max_length=32, people_api="middleInitials", scim="name.middleName"),
+    _person("middle_initials", max_length=256, people_api="middleInitials", scim="name.middleName"),
     _person("dob", kind=Kind.DATE, people_api="dob"),
     _person("gender", max_length=64, people_api="gender"),
     _person("nationality", max_length=64, people_api="nationality"),
@@ -381,6 +387,9 @@ PERSONA = _declared(
     # derive from their email addresses.
     _persona("user_name", max_length=256, scim="userName"),
     _persona("scim_external_id", max_length=255, scim="externalId", scim_case_exact=True),
+    # name.formatted: stored as sent when given (RFC 7643 makes it readWrite); read as
+    # built from the name's parts when not.
+    _persona("formatted_name", max_length=1024, scim="name.formatted"),
     _persona("nick_name", max_length=256, scim="nickName"),
     _persona("preferred_language", max_length=64, scim="preferredLanguage"),
     _persona("locale", max_length=64, scim="locale"),
@@ -419,7 +428,7 @@ ADDRESS = _declared(
     _address("city", max_length=128, nullable=False, people_api="city", people_required=True),
     _address("region", max_length=128, people_api="region"),
     _address(
-        "postcode", max_length=32, nullable=False, people_api="postcode", people_required=True
+        "postcode", max_length=64, nullable=False, people_api="postcode", people_required=True
     ),
     _address(
         "country_code",

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from roster.core.auth import Principal, client_with_reach, digest, principal_of
+from roster.core.auth import Principal, client_with_reach, digest, ends_by, principal_of
 from roster.core.clock import now
 from roster.db.tables import api_clients, web_sessions
 from roster.errors import InvalidCredentials
@@ -45,10 +45,12 @@ _SESSION_CLIENT = client_with_reach(
 async def start_session(
     conn: AsyncConnection, principal: Principal, ttl_seconds: int
 ) -> NewSession:
-    """A new session for an authenticated client; ended sessions are swept away meanwhile."""
+    """A new session for an authenticated client (ending by the end of the credential it
+    signed in with); ended sessions are swept away meanwhile."""
     started = now()
     await conn.execute(delete(web_sessions).where(web_sessions.c.expires_at <= started))
-    session = NewSession(secrets.token_urlsafe(32), started + timedelta(seconds=ttl_seconds))
+    ends = ends_by(principal, started + timedelta(seconds=ttl_seconds))
+    session = NewSession(secrets.token_urlsafe(32), ends)
     await conn.execute(
         insert(web_sessions).values(
             id_digest=digest(session.session_id),

@@ -185,6 +185,13 @@ class Backend(Protocol):
         ``renders_json``)."""
         ...
 
+    def json_aggregate(
+        self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]
+    ) -> ColumnElement[str]:
+        """The text of a JSON array of ``item`` over a group's rows, in ``order`` (an
+        aggregate, where ``renders_json``)."""
+        ...
+
     def insert(self, table: Table) -> UpsertingInsert:
         """An INSERT that supports ``on_conflict_do_nothing`` and ``on_conflict_do_update``."""
         ...
@@ -316,8 +323,10 @@ def _unnamed() -> str:
 #: PostgreSQL's error codes (SQLSTATE) of a server that cannot serve now: shutting down
 #: (57P01 admin, 57P02 crash), starting up (57P03), out of connection slots (53300).
 _PG_UNREACHABLE = {"57P01", "57P02", "57P03", "53300"}
-#: A statement cancelled by statement_timeout (or by an operator's pg_cancel_backend).
-_PG_BUSY = {"57014"}
+#: A statement cancelled by statement_timeout (or by an operator's pg_cancel_backend),
+#: a transaction PostgreSQL failed to break a deadlock, one that could not serialize:
+#: each succeeds when retried, so the client is told to retry (503, Retry-After).
+_PG_BUSY = {"57014", "40P01", "40001"}
 
 
 def _causes(error: BaseException) -> list[BaseException]:
@@ -559,9 +568,13 @@ class PostgresBackend:
         order: Sequence[ColumnElement[Any]],
         source: FromClause,
     ) -> ColumnElement[str]:
-        aggregated = func.json_agg(aggregate_order_by(item, *order) if order else item)
-        array = func.coalesce(cast(aggregated, Text), "[]")
+        array = func.coalesce(self.json_aggregate(item, order), "[]")
         return select(array).select_from(source).scalar_subquery()
+
+    def json_aggregate(
+        self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]
+    ) -> ColumnElement[str]:
+        return cast(func.json_agg(aggregate_order_by(item, *order) if order else item), Text)
 
     def json_item(self, item: ColumnElement[Any], source: FromClause) -> ColumnElement[str]:
         found = select(cast(item, Text)).select_from(source).scalar_subquery()
@@ -783,6 +796,11 @@ class SqliteBackend:
         raise NotImplementedError
 
     def json_item(self, item: ColumnElement[Any], source: FromClause) -> ColumnElement[str]:
+        raise NotImplementedError
+
+    def json_aggregate(
+        self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]
+    ) -> ColumnElement[str]:
         raise NotImplementedError
 
     def insert(self, table: Table) -> UpsertingInsert:

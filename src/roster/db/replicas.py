@@ -36,6 +36,11 @@ log = logging.getLogger("roster.replicas")
 POLL_SECONDS = 0.5
 #: How long one poll may take before the replica counts as down.
 POLL_TIMEOUT_SECONDS = 1.0
+#: How long a request waits for a replica's connection (the pool, its ping, the
+#: transaction's setup) before it reads the primary instead. A pooler in front of a
+#: replica that is gone may hold a statement for as long as it waits for a server
+#: (PgBouncer's query_wait_timeout: 120 s by default) rather than fail it.
+REPLICA_CONNECT_SECONDS = 1.0
 
 # WAL positions as numbers of bytes (pg_lsn minus 0/0), comparable across servers.
 _PRIMARY_POSITION = text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")

@@ -39,6 +39,7 @@ from roster.core.fields import (
     ACCOUNT,
     ADDRESS,
     BUDGET,
+    CLIENT,
     PERSON,
     PERSONA,
     ROLE,
@@ -257,7 +258,7 @@ api_clients = Table(
     "api_clients",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("name", String(256), nullable=False),
+    _column(CLIENT["name"]),
     # SHA-256 digests of the random secret and key; the clear values exist only in
     # the one answer that created the client.
     Column("secret_hash", String(64), nullable=False),
@@ -266,6 +267,30 @@ api_clients = Table(
     Column("all_accounts", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime()),
+    # When its secret and key were last replaced (POST /clients/{id}/rotate).
+    Column("rotated_at", UtcDateTime()),
+)
+
+
+def _client_reference() -> Column[str]:
+    """The API client a credential or session belongs to (gone with the client)."""
+    return Column(
+        "client_id",
+        ForeignKey("api_clients.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
+
+
+retired_credentials = Table(
+    "retired_credentials",
+    metadata,
+    # The SHA-256 digest of a secret or key a rotation replaced, kept only for its grace
+    # period: it still proves the client until ``expires_at`` (core/auth.py).
+    Column("digest", String(64), primary_key=True),
+    _client_reference(),
+    Column("kind", String(16), nullable=False),  # "secret" or "api_key"
+    Column("expires_at", UtcDateTime(), nullable=False),
 )
 
 api_client_accounts = Table(
@@ -282,12 +307,7 @@ access_tokens = Table(
     # The SHA-256 digest of a random 256-bit bearer token; the clear token exists only in
     # the answer of the token endpoint that issued it.
     Column("token_hash", String(64), primary_key=True),
-    Column(
-        "client_id",
-        ForeignKey("api_clients.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _client_reference(),
     Column("issued_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )
@@ -298,12 +318,7 @@ web_sessions = Table(
     # The SHA-256 digest of the session id the browser's cookie holds; the id itself is
     # never stored (core/sessions.py).
     Column("id_digest", String(64), primary_key=True),
-    Column(
-        "client_id",
-        ForeignKey("api_clients.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _client_reference(),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )

@@ -95,9 +95,18 @@ class AccountScope(QueryParameters):
     account_id: AccountId = Field(description="The ID of the account to work with.")
 
 
-class AccountPage(AccountScope):
+class PageParameters(QueryParameters):
+    """An offset page of a smaller list (roles, teams, budgets, accounts, clients)."""
+
     limit: int = Field(100, ge=1, le=1000, description="The maximum number of items to return.")
     offset: int = Field(0, ge=0, le=INT32_MAX, description="The number of items to skip.")
+
+    def paging(self) -> Paging:
+        return Paging(self.limit, self.offset)
+
+
+class AccountPage(PageParameters, AccountScope):
+    pass
 
 
 def people_router(tag: str) -> APIRouter:
@@ -126,6 +135,6 @@ async def account_page(
 ) -> dict[str, Any]:
     """One page of one of the account's lists, rendered."""
     account_id = await require_account(conn, principal, listing.account_id)
-    page = await lister(conn, account_id, Paging(listing.limit, listing.offset))
+    page = await lister(conn, account_id, listing.paging())
     rows = [render(row) for row in page.rows]
     return {"count": page.count, "limit": page.limit, "offset": page.offset, "rows": rows}

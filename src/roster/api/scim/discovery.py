@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from roster.api.scim.resources import ENTERPRISE_SCHEMA, SIMPLE, USER_SCHEMA
+from roster.api.scim.resources import (
+    ADDRESS_PARTS,
+    ADDRESS_REQUIRED,
+    ENTERPRISE_SCHEMA,
+    SIMPLE,
+    USER_SCHEMA,
+)
+from roster.core.countries import COUNTRY_CODES
 from roster.core.fields import TEAM, Field
 
 #: Page sizes: the default and the most a page holds (``count`` above it is cut to it).
@@ -78,6 +85,25 @@ def _typed_values(kinds: list[str], what: str) -> list[dict[str, Any]]:
     ]
 
 
+def _address_parts() -> list[dict[str, Any]]:
+    """An address's sub-attributes: those a Roster address needs are required."""
+    described = {
+        "streetAddress": "One to three lines, joined by line breaks.",
+        "country": "An ISO 3166-1 alpha-2 code.",
+        "type": "Any type but registered; other when not given.",
+    }
+    canonical = {"country": sorted(COUNTRY_CODES), "type": ["work", "home", "other"]}
+    return [
+        _attribute(
+            name,
+            required=name in ADDRESS_REQUIRED,
+            description=described.get(name, f"Roster's address field {core}."),
+            canonical=canonical.get(name),
+        )
+        for name, core in ADDRESS_PARTS.items()
+    ]
+
+
 def user_schema(role_names: list[str]) -> dict[str, Any]:
     attributes = [_attribute("id", mutability="readOnly", returned="always", case_exact=True)]
     name_parts = []
@@ -89,20 +115,34 @@ def user_schema(role_names: list[str]) -> dict[str, Any]:
             name_parts.append(_declared(field, field.scim.removeprefix("name.")))
         else:
             attributes.append(_declared(field, field.scim))
-    formatted = _attribute("formatted", mutability="readOnly", description="Built from the parts.")
     attributes += [
-        _attribute("name", "complex", sub=[*name_parts, formatted]),
-        _attribute("active", "boolean", description="The persona's status is active."),
+        _attribute("name", "complex", sub=name_parts),
+        _attribute(
+            "active",
+            "boolean",
+            required=True,
+            description="The persona's status is active. Every User has it: true when a "
+            "create leaves it out, kept when a replace leaves it out.",
+        ),
         _attribute("emails", "complex", multi=True, sub=_typed_values(["work", "other"], "email")),
         _attribute(
             "phoneNumbers", "complex", multi=True, sub=_typed_values(["work", "mobile"], "number")
         ),
         _attribute(
+            "addresses",
+            "complex",
+            multi=True,
+            sub=_address_parts(),
+            description="The persona's postal addresses. formatted and primary are not kept.",
+        ),
+        _attribute(
             "roles",
             "complex",
             multi=True,
+            required=True,
             sub=[_attribute("value", description="A role's name", canonical=role_names)],
-            description="The persona's one role, by name.",
+            description="The persona's one role, by name. Every User has one: the "
+            "account's User role when a create leaves it out, kept when a replace does.",
         ),
         _attribute(
             "groups",

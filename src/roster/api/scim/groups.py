@@ -51,6 +51,7 @@ from roster.api.scim.routes import (
 )
 from roster.core.auth import Principal
 from roster.core.fields import TEAM
+from roster.core.people.personas import lock_unique_values
 from roster.core.people.team_rows import (
     TeamRow,
     add_team,
@@ -60,7 +61,6 @@ from roster.core.people.team_rows import (
     team_page,
     team_row,
 )
-from roster.core.people.user_rows import lock_unique_values
 from roster.db.backends import backend_for
 from roster.errors import NotFound
 
@@ -364,6 +364,9 @@ async def _matching_team(
 ) -> tuple[str, uuid.UUID]:
     account = await account_of(conn, principal, account_id)
     team_id = resource_id(group_id, "Group")
+    # The Group's writers take turns from here: its version is compared to the Group as
+    # the writer before left it.
+    await lock_unique_values(conn, account, {"team": str(team_id)})
     check_if_match(request, group_version(await team_row(conn, account, team_id, members=False)))
     return account, team_id
 

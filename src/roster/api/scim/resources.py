@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from roster.api.scim.errors import ScimInvalid
-from roster.core.fields import PERSON, PERSONA, Field
+from roster.core.fields import ADDRESS, PERSON, PERSONA, Field
 from roster.core.matching import email_key
+from roster.core.people.addresses import RESERVED_TYPE
+from roster.core.people.embeds import Address
 from roster.core.people.persona_rows import PERSON_AT
 from roster.core.people.user_rows import UserRow
 from roster.errors import Naming
@@ -32,8 +34,25 @@ SIMPLE: tuple[Field, ...] = tuple(f for f in (*PERSON.values(), *PERSONA.values(
 #: The sub-attributes of ``name`` (the core schema's only complex simple attribute).
 NAME_PARTS = tuple(f for f in SIMPLE if f.scim and f.scim.startswith("name."))
 
+#: A SCIM address's sub-attributes and the address fields they are (``streetAddress`` is
+#: the address's lines, one to three, joined by line breaks).
+ADDRESS_PARTS = {
+    "streetAddress": "address_line1",
+    "locality": "city",
+    "region": "region",
+    "postalCode": "postcode",
+    "country": "country_code",
+    "type": "type",
+}
+#: What a Roster address needs (``type`` is ``other`` when not given).
+ADDRESS_REQUIRED = ("streetAddress", "locality", "postalCode", "country")
+_LINES = ("address_line1", "address_line2", "address_line3")
+
 #: SCIM's name for each core field a SCIM error may blame.
 _SCIM_NAMES = {
+    **{core: f"addresses.{scim}" for scim, core in ADDRESS_PARTS.items()},
+    "address_line2": "addresses.streetAddress",
+    "address_line3": "addresses.streetAddress",
     **{f.name: f.scim for f in SIMPLE if f.scim},
     "email_address": "emails",
     "phone_number": "phoneNumbers",
@@ -86,13 +105,30 @@ def last_modified(user: UserRow) -> datetime:
 
 
 def version(user: UserRow) -> str:
-    """The weak ETag: a digest of when the persona and its person last changed."""
+    """The weak ETag: a digest of when the persona and its person last changed, and of
+    its addresses (an address changed is a new one, with a new id)."""
     moments = f"{user.row.persona[-1].isoformat()}|{user.row.person[-1].isoformat()}"
+    moments += "".join(f"|{a.id}" for a in user.addresses)
     return 'W/"' + hashlib.sha256(moments.encode()).hexdigest()[:20] + '"'
 
 
-def render_user(user: UserRow, base_url: str) -> dict[str, Any]:
-    """The User resource of a persona."""
+#: The parts ``name.formatted`` is built of, in order, and the field of each.
+_FORMATTED_ORDER = ("honorificPrefix", "givenName", "middleName", "familyName")
+_NAME_FIELDS = {f.scim.removeprefix("name."): f.name for f in NAME_PARTS if f.scim}
+
+
+def built_formatted(part: Callable[[str], Any], core: bool = False) -> str:
+    """``name.formatted`` as built from the name's parts (``part`` of a SCIM name, or of
+    a core field name when ``core``): a persona whose formatted name was not sent reads
+    this, and a sent one equal to it is not kept (a client that reads a User and sends
+    it back must not freeze the built name)."""
+    parts = (part(_NAME_FIELDS[s] if core else s) for s in _FORMATTED_ORDER)
+    return " ".join(p for p in parts if p)
+
+
+def render_user(user: UserRow, base_url: str, *, built: bool = True) -> dict[str, Any]:
+    """The User resource of a persona; without a ``name.formatted`` it was not sent
+    unless ``built`` (PATCH applies its operations to the User as stored)."""
     persona_id = str(user.row.persona_id)
     resource: dict[str, Any] = {"schemas": [USER_SCHEMA], "id": persona_id}
     enterprise: dict[str, Any] = {}
@@ -110,9 +146,9 @@ def render_user(user: UserRow, base_url: str) -> dict[str, Any]:
             resource[declared.scim] = value
     resource["userName"] = user_name(user)
     if name:
-        parts = (name.get("honorificPrefix"), name.get("givenName"), name.get("middleName"))
-        formatted = " ".join(p for p in (*parts, name.get("familyName")) if p)
-        resource["name"] = {**name, "formatted": formatted}
+        if built:
+            name.setdefault("formatted", built_formatted(name.get))
+        resource["name"] = name
     resource["active"] = _persona(user, "status") == "active"
     work, own = _persona(user, "email_address"), _person(user, "email_address")
     emails = []
@@ -129,6 +165,8 @@ def render_user(user: UserRow, base_url: str) -> dict[str, Any]:
         phones.append({"value": mobile, "type": "mobile"})
     if phones:
         resource["phoneNumbers"] = phones
+    if user.addresses:
+        resource["addresses"] = [render_address(a) for a in user.addresses]
     resource["roles"] = [{"value": user.role_name}]
     if user.teams:
         resource["groups"] = [
@@ -151,6 +189,14 @@ def render_user(user: UserRow, base_url: str) -> dict[str, Any]:
         "version": version(user),
     }
     return resource
+
+
+def render_address(address: Address) -> dict[str, Any]:
+    """A persona's address as a SCIM address (its lines one ``streetAddress``)."""
+    values = {**{f: getattr(address, f) for f in ADDRESS_PARTS.values()}}
+    lines = (getattr(address, f) for f in _LINES)
+    values["address_line1"] = "\n".join(line for line in lines if line)
+    return {scim: values[core] for scim, core in ADDRESS_PARTS.items() if values[core]}
 
 
 # -- what a client sends ------------------------------------------------------------------
@@ -223,11 +269,49 @@ def _item_value(item: dict[str, Any] | None, declared: Field) -> Any:
 @dataclass
 class UserWrite:
     """What a User resource sets: person and persona fields (absent ones cleared, but the
-    person's email and phone, which change only when given), and its manager."""
+    person's email and phone, which change only when given or when the User has no
+    email, or no phone number, at all), and its manager."""
 
     person: dict[str, Any] = field(default_factory=dict)
     persona: dict[str, Any] = field(default_factory=dict)
     manager: uuid.UUID | None = None
+    #: Its addresses (each its fields): the persona's addresses become exactly these.
+    addresses: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _address(sent: Mapping[str, Any]) -> dict[str, Any]:
+    """A SCIM address (keys folded) as a Roster address's fields; ``ScimInvalid`` naming
+    the first sub-attribute a Roster address needs and this one lacks, or one its field's
+    rules refuse. ``formatted`` and ``primary`` are not kept (docs/scim.md)."""
+    for name in ADDRESS_REQUIRED:
+        if sent.get(name.lower()) in (None, ""):
+            raise invalid(
+                f"addresses.{name} is required: a Roster address has a street address, "
+                "a locality, a postal code and a country."
+            )
+    values: dict[str, Any] = {}
+    for scim, core in ADDRESS_PARTS.items():
+        value = sent.get(scim.lower())
+        if scim == "streetAddress":
+            if not isinstance(value, str):
+                raise invalid("addresses.streetAddress must be a string.")
+            lines = [line.strip() for line in value.splitlines() if line.strip()]
+            if not lines:
+                raise invalid("addresses.streetAddress must have a line that is not blank.")
+            if len(lines) > len(_LINES):
+                raise invalid(
+                    f"addresses.streetAddress has {len(lines)} lines: "
+                    f"a Roster address has at most {len(_LINES)}."
+                )
+            for line_field, line in zip(_LINES, lines, strict=False):
+                values[line_field] = _text(ADDRESS[line_field], line)
+            continue
+        if scim == "type" and value in (None, ""):
+            value = "other"
+        if scim == "type" and str(value).strip().casefold() == RESERVED_TYPE:
+            raise invalid(f"addresses.type cannot be {RESERVED_TYPE!r}: that type is reserved.")
+        values[core] = _text(ADDRESS[core], value)
+    return values
 
 
 def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
@@ -260,6 +344,8 @@ def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
             value = sent.get(key)
         target = written.person if declared.name in PERSON else written.persona
         target[declared.name] = _text(declared, value)
+    if written.persona["formatted_name"] == built_formatted(written.person.get, core=True):
+        written.persona["formatted_name"] = None
     if not written.persona["user_name"]:
         raise invalid("userName is required.")
     if "active" in sent and sent["active"] is not None:
@@ -271,11 +357,16 @@ def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
     if own or (creating and work):
         # A new User joins the person holding its email (its own, else its work one).
         written.person["email_address"] = own or work
+    elif not emails and not creating:
+        # A User sent without any email has none: its person's email goes too (under
+        # the shared-person rule, as every change of a person's own field).
+        written.person["email_address"] = None
     phones = _multi(sent, "phonenumbers")
     written.persona["work_number"] = _item_value(_typed(phones, "work"), PERSONA["work_number"])
     mobile = _item_value(_others(phones, "work"), PERSON["phone_number"])
-    if mobile:
+    if mobile or (not phones and not creating):
         written.person["phone_number"] = mobile
+    written.addresses = [_address(a) for a in _multi(sent, "addresses")]
     roles = _multi(sent, "roles")
     if roles:
         # One role: the primary, else the last given (a PATCH ``add`` appends the new one).

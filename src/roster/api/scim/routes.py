@@ -47,16 +47,16 @@ from roster.core.accounts import require_account
 from roster.core.auth import Principal
 from roster.core.fields import storable
 from roster.core.matching import name_key
+from roster.core.people.addresses import set_addresses
 from roster.core.people.personas import (
     add_person,
     change_persona,
+    lock_unique_values,
     remove_persona,
-    require_personas,
 )
 from roster.core.people.roles import role_names
 from roster.core.people.user_rows import (
     UserRow,
-    lock_unique_values,
     user_name_holder,
     user_page,
     user_row,
@@ -455,6 +455,9 @@ async def _matching_user(
     """The account, the User's id and the User a change names, if ``If-Match`` allows."""
     account = await account_of(conn, principal, account_id)
     persona_id = resource_id(user_id)
+    # The User's writers take turns from here: its version is compared, and a PATCH
+    # applied, to the User as the writer before left it (docs/scim.md, "ETag").
+    await lock_unique_values(conn, account, {"user": str(persona_id)})
     user = await user_row(conn, account, persona_id)
     check_if_match(request, version(user))
     return account, persona_id, user
@@ -463,8 +466,8 @@ async def _matching_user(
 async def _check_write(
     conn: Any, account_id: str, written: UserWrite, other_than: uuid.UUID | None
 ) -> None:
-    """409 uniqueness for a userName or externalId another User holds; 400 for a manager
-    that is not a User of the account."""
+    """409 uniqueness for a userName or externalId another User holds; 400 for a User
+    named as its own manager."""
     user_name = written.persona.get("user_name")
     external_id = written.persona.get("scim_external_id")
     await lock_unique_values(
@@ -473,13 +476,10 @@ async def _check_write(
     taken = await user_name_holder(conn, account_id, user_name, external_id, other_than)
     if taken is not None:
         raise Uniqueness(f"Another User of this account has this {scim_name(taken)}.")
-    if written.manager is not None:
-        if written.manager == other_than:
-            raise ScimInvalid("A User cannot be its own manager.")
-        try:
-            await require_personas(conn, account_id, [written.manager])
-        except NotFound:
-            raise ScimInvalid(f"manager {written.manager} is not a User of this account.") from None
+    # A manager is kept as written even when no User of the account has that id (yet):
+    # IdPs send managers they have not provisioned (docs/scim.md, "manager").
+    if written.manager is not None and written.manager == other_than:
+        raise ScimInvalid("A User cannot be its own manager.")
 
 
 @router.post("/Users", status_code=201)
@@ -504,6 +504,7 @@ async def create_user(
         )
     except PersonaExists as exists:
         raise Uniqueness(exists.message_in(SCIM_NAMING)) from None
+    await set_addresses(conn, account, row.persona_id, written.addresses)
     user = await user_row(conn, account, row.persona_id)
     return _user_response(request, user, 201, located=True)
 
@@ -533,6 +534,7 @@ async def _replace(
         _region(request),
         principal.account_ids,
     )
+    await set_addresses(conn, account, persona_id, written.addresses)
     return _user_response(request, await user_row(conn, account, persona_id))
 
 
@@ -553,7 +555,7 @@ async def patch_user(
     """Change a User by PATCH operations, applied in one transaction or not at all."""
     account, persona_id, user = await _matching_user(request, conn, principal, account_id, user_id)
     operations = operations_of(await json_body(request))
-    current = render_user(user, base_url(request, account))
+    current = render_user(user, base_url(request, account), built=False)
     patched = apply_patch(current, operations, USER_MULTI_VALUED)
     written = parse_user(patched, creating=False)
     return await _replace(request, conn, principal, account, persona_id, written, user)

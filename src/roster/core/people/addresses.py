@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import asdict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, fields
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
-from roster.core.events import append_events, created_event
+from roster.core.events import Event, append_events, created_event
 from roster.core.people.embeds import Address
 from roster.core.people.personas import require_personas
 from roster.db.tables import addresses, personas
@@ -43,3 +43,57 @@ async def add_address(
     event = created_event(account_id, "address", created, person_id, persona_id=persona_id)
     await append_events(conn, [event])
     return created
+
+
+#: An address's own values (all but its id), as ``set_addresses`` compares them.
+_VALUES = tuple(f.name for f in fields(Address) if f.name != "id")
+
+
+def _values(address: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(address.get(name) for name in _VALUES)
+
+
+async def addresses_of(
+    conn: AsyncConnection, persona_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[Address]]:
+    """These personas' addresses, each persona's in the order they were given."""
+    found: dict[uuid.UUID, list[Address]] = {}
+    if not persona_ids:
+        return found
+    rows = await conn.execute(
+        select(addresses.c.persona_id, *(addresses.c[f] for f in ("id", *_VALUES)))
+        .where(addresses.c.persona_id.in_(list(persona_ids)))
+        .order_by(addresses.c.created_at, addresses.c.id)
+    )
+    for persona_id, *values in rows:
+        found.setdefault(persona_id, []).append(Address(*values))
+    return found
+
+
+async def set_addresses(
+    conn: AsyncConnection,
+    account_id: str,
+    persona_id: uuid.UUID,
+    wanted: Sequence[Mapping[str, Any]],
+) -> bool:
+    """Make a persona's addresses exactly ``wanted`` (each its values, without an id), as
+    a resource that lists them all (a SCIM User) replaces them: an address equal in every
+    value to one wanted stays as it is (its id too), the others are deleted, and the rest
+    are added (``add_address``'s rules). Whether anything changed."""
+    current = (await addresses_of(conn, [persona_id])).get(persona_id, [])
+    missing = [_values(w) for w in wanted]
+    gone: list[Address] = []
+    for address in current:
+        values = _values(asdict(address))
+        if values in missing:
+            missing.remove(values)
+        else:
+            gone.append(address)
+    if gone:
+        await conn.execute(delete(addresses).where(addresses.c.id.in_([a.id for a in gone])))
+        await append_events(
+            conn, [Event(account_id, "address.deleted", "address", a.id) for a in gone]
+        )
+    for values in missing:
+        await add_address(conn, account_id, persona_id, dict(zip(_VALUES, values, strict=True)))
+    return bool(gone or missing)

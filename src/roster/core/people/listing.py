@@ -17,7 +17,13 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.matching import name_key, search_terms
-from roster.core.people.embeds import Embed, embed_columns, included, load_embeds
+from roster.core.people.embeds import (
+    Embed,
+    embed_columns,
+    included,
+    load_embeds,
+    render_embeds,
+)
 from roster.core.people.persona_rows import ROW_COLUMNS, PersonaRow, rows_select
 from roster.db.backends import Backend, backend_for
 from roster.db.tables import budget_members, budgets, personas, persons, roles, team_members
@@ -28,6 +34,11 @@ CHUNK_SIZE = 1000
 #: Up to this many matching rows, a page gathers and sorts them rather than walking the
 #: account's ordered index (see page_statement).
 GATHER_FIRST = 20_000
+#: A page of up to this many rows has the database write its embeds as columns of the
+#: page's own statement (a correlated subquery per row and embed: the fewest round trips);
+#: a larger one has them written a chunk at a time, one statement per embed, set-based
+#: (render_embeds): at 100,000 rows the correlated subqueries were most of the time.
+EMBED_COLUMNS_UP_TO = CHUNK_SIZE
 #: A search's page of up to this many rows is read by one statement (search_page), all
 #: at once; a larger one is streamed (list_people).
 SEARCH_PAGE_LIMIT = CHUNK_SIZE
@@ -363,7 +374,8 @@ async def _chunks(
     time (the caller gives the event loop a turn now and then while it renders)."""
     include = included(query.include)
     backend = backend_for(conn)
-    in_rows = bool(include) and backend.renders_json
+    written = bool(include) and backend.renders_json
+    in_rows = written and query.limit <= EMBED_COLUMNS_UP_TO
     if in_rows:  # the embeds come as JSON columns of the rows
         statement = statement.add_columns(*embed_columns(backend, include, json_keys))
     result = await conn.stream(statement, parameters)
@@ -373,7 +385,10 @@ async def _chunks(
         if in_rows:
             return [_with_rendered(row, include) for row in fetched]
         rows = [PersonaRow.of(row) for row in fetched]
-        await load_embeds(conn, rows, include)
+        if written:
+            await render_embeds(conn, rows, include, json_keys)
+        else:
+            await load_embeds(conn, rows, include)
         return rows
 
     ahead = asyncio.ensure_future(read())

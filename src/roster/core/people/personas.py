@@ -6,16 +6,19 @@ change a persona's role, leave an account. Each is one item of the writer
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+import zlib
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.fields import PERSONA
+from roster.core.matching import name_key
 from roster.core.people.embeds import RoleRef
 from roster.core.people.persona_rows import PersonaRow, persona_not_found, persona_row
 from roster.core.writer import (
+    DuplicateValue,
     Joining,
     PersonaById,
     PersonById,
@@ -23,6 +26,7 @@ from roster.core.writer import (
     Written,
     write_persons,
 )
+from roster.db.backends import backend_for
 from roster.db.tables import personas, roles
 
 #: The persona fields ``update_persona`` may change.
@@ -59,13 +63,76 @@ async def require_personas(
         raise persona_not_found(account_id, missing[0])
 
 
+async def lock_unique_values(
+    conn: AsyncConnection,
+    account_id: str,
+    values: Mapping[str, str | None] | Iterable[tuple[str, str | None]],
+) -> None:
+    """Hold, until the transaction ends, the writers' locks of these values of the
+    account (by name: ``user_name``, ``scim_external_id``, ``team_external_id``; or
+    ``user``, ``team``: a persona's or a team's id), so that two writers of one value take
+    turns between checking it (or a resource's version) and writing it. They are
+    advisory locks taken before the writer's own (PostgreSQL; SQLite has one writer):
+    a row lock taken this early would come before the writer's key locks, in the
+    opposite order to every other writer, and could deadlock with them."""
+    keys = sorted(
+        zlib.crc32(f"{name}:{account_id}:{value}".encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
+        for name, value in (values.items() if isinstance(values, Mapping) else values)
+        if value
+    )
+    if keys:
+        await backend_for(conn).lock_for_writing(conn, keys)
+
+
+def _user_name_taken(value: str) -> DuplicateValue:
+    return DuplicateValue.saying(
+        lambda n: f"The {n('email_address')} {value!r} is another user's user name here.",
+        ["email_address"],
+        "is another user's user name in this account",
+    )
+
+
 async def _write_one(
     conn: AsyncConnection, item: PersonWrite, region: str, reach: Collection[str] | None
 ) -> Written:
-    """Write one item; its error raised."""
+    """Write one item (of one account); its error raised. A persona it leaves reading
+    another persona's user name (SCIM's userName: its own, else its work email, else its
+    person's email; ``derived_columns``) is ``DuplicateValue``, whichever door writes:
+    checked after the write, under the lock of each user name it could take, which a
+    SCIM writer of that user name holds too (``lock_unique_values``)."""
+    [account_id] = item.account_ids
+    given = (
+        item.persona.get("user_name"),
+        item.persona.get("email_address"),
+        item.person.get("email_address"),
+    )
+    keys = sorted({key for value in given if (key := name_key(value))})
+    await lock_unique_values(conn, account_id, [("user_name", key) for key in keys])
     [written] = await write_persons(conn, [item], region=region, reach=reach)
     if written.error is not None:
         raise written.error
+    for persona in written.personas:
+        renamed = "email_address" in written.fields or {"user_name", "email_address"} & set(
+            persona.fields
+        )
+        if persona.account_id != account_id or persona.change == "deleted":
+            continue
+        if not (persona.change == "created" or renamed):
+            continue
+        mine = personas.alias("mine")
+        held = await conn.scalar(
+            select(mine.c.user_name_key)
+            .join(
+                personas,
+                (personas.c.account_id == mine.c.account_id)
+                & (personas.c.user_name_key == mine.c.user_name_key)
+                & (personas.c.id != mine.c.id),
+            )
+            .where(mine.c.id == persona.persona_id)
+            .limit(1)
+        )
+        if held is not None:
+            raise _user_name_taken(held)
     return written
 
 

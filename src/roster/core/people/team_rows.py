@@ -169,34 +169,33 @@ async def change_team(
     await TEAMS.require(conn, account_id, team_id)
     adding = list(dict.fromkeys(added))
     await require_personas(conn, account_id, adding)
-    left = 0
+    left: list[uuid.UUID] = []
     if all_removed:
         everyone = delete(team_members).where(team_members.c.team_id == team_id)
-        left = (await conn.execute(everyone)).rowcount
+        left = list((await conn.execute(everyone.returning(team_members.c.persona_id))).scalars())
     else:
         leaving = list(dict.fromkeys(removed))
         for start in range(0, len(leaving), _CHUNK):  # under the limit on bound parameters
-            left += (
-                await conn.execute(
-                    delete(team_members).where(
-                        team_members.c.team_id == team_id,
-                        team_members.c.persona_id.in_(leaving[start : start + _CHUNK]),
-                    )
-                )
-            ).rowcount
-    joined = len(adding) - await _members_among(conn, team_id, adding)
-    if adding:
+            some = delete(team_members).where(
+                team_members.c.team_id == team_id,
+                team_members.c.persona_id.in_(leaving[start : start + _CHUNK]),
+            )
+            left += (await conn.execute(some.returning(team_members.c.persona_id))).scalars()
+    already = await _members_among(conn, team_id, adding)
+    joined = [persona_id for persona_id in adding if persona_id not in already]
+    if joined:
         await conn.execute(
             backend_for(conn).insert(team_members).on_conflict_do_nothing(),
-            [{"team_id": team_id, "persona_id": persona_id} for persona_id in adding],
+            [{"team_id": team_id, "persona_id": persona_id} for persona_id in joined],
         )
     await conn.execute(
         update(teams).where(teams.c.id == team_id).values(**values, updated_at=now())
     )
     # The change log: a new name is team.updated (the external id is the provider's
-    # bookkeeping, not the team's); members that really joined or left, one event each way.
-    changes = [(team_id, "member_added")] if joined else []
-    changes += [(team_id, "member_removed")] if left else []
+    # bookkeeping, not the team's); members that really joined or left, one event each
+    # way, naming only them (never the whole member list: see TEAMS.log).
+    changes = [(team_id, "member_added", joined)] if joined else []
+    changes += [(team_id, "member_removed", left)] if left else []
     renamed = {team_id: ["name"]} if "name" in values else {}
     await TEAMS.log(conn, account_id, Team.of, changed=changes, updated=renamed)
 
@@ -207,18 +206,18 @@ _CHUNK = 10_000
 
 async def _members_among(
     conn: AsyncConnection, team_id: uuid.UUID, persona_ids: Sequence[uuid.UUID]
-) -> int:
-    """How many of ``persona_ids`` are members of the team already."""
-    found = 0
+) -> set[uuid.UUID]:
+    """Those of ``persona_ids`` who are members of the team already."""
+    found: set[uuid.UUID] = set()
     for start in range(0, len(persona_ids), _CHUNK):
         chunk = persona_ids[start : start + _CHUNK]
-        found += (
-            await conn.execute(
-                select(func.count())
-                .select_from(team_members)
-                .where(team_members.c.team_id == team_id, team_members.c.persona_id.in_(chunk))
+        found.update(
+            await conn.scalars(
+                select(team_members.c.persona_id).where(
+                    team_members.c.team_id == team_id, team_members.c.persona_id.in_(chunk)
+                )
             )
-        ).scalar_one()
+        )
     return found
 
 

@@ -51,6 +51,12 @@ class Budget(Team):
         )
 
 
+def _without_members(data: dict[str, Any], persona_ids: Sequence[uuid.UUID]) -> dict[str, Any]:
+    """A set's event data naming ``persona_ids`` (who joined or left) instead of its members."""
+    data.pop("member_persona_ids")
+    return {**data, "persona_ids": list(persona_ids)}
+
+
 #: Sets read at once when their events are logged.
 _CHUNK = 500
 
@@ -84,7 +90,7 @@ class _Kind:
         build: Callable[[Any, list[uuid.UUID]], Team],
     ) -> None:
         """Add a persona to a set, or take it out; ``<noun>.member_added`` or
-        ``member_removed`` with the set as it is after, when that changed anything."""
+        ``member_removed`` naming it, when that changed anything."""
         await self.require(conn, account_id, set_id)
         await require_personas(conn, account_id, [persona_id])
         member = {self.key: set_id, "persona_id": persona_id}
@@ -98,7 +104,7 @@ class _Kind:
             )
         if (await conn.execute(statement)).rowcount:
             change = "member_added" if add else "member_removed"
-            await self.log(conn, account_id, build, changed=[(set_id, change)])
+            await self.log(conn, account_id, build, changed=[(set_id, change, [persona_id])])
 
     async def log(
         self,
@@ -106,22 +112,25 @@ class _Kind:
         account_id: str,
         build: Callable[[Any, list[uuid.UUID]], Team],
         created: Sequence[uuid.UUID] = (),
-        changed: Sequence[tuple[uuid.UUID, str]] = (),
+        changed: Sequence[tuple[uuid.UUID, str, Sequence[uuid.UUID]]] = (),
         updated: Mapping[uuid.UUID, Sequence[str]] | None = None,
     ) -> None:
-        """Log ``<noun>.created`` for each set created, ``<noun>.updated`` for each set
-        whose own fields changed (``updated``: the fields, by core names), and
-        ``<noun>.<change>`` (``member_added``, ``member_removed``) for each set and change,
-        each with the set as it is now (read in chunks, within SQLite's limit on bound
-        parameters)."""
+        """Log ``<noun>.created`` for each set created and ``<noun>.updated`` for each set
+        whose own fields changed (``updated``: the fields, by core names), each with the
+        set as it is now, members included; and ``<noun>.<change>`` (``member_added``,
+        ``member_removed``) for each set, change and the personas it concerns
+        (``changed``), with the set's own fields and only those personas (``persona_ids``):
+        a member joining a set of 100,000 neither reads nor logs the other 99,999. Sets
+        are read in chunks, within SQLite's limit on bound parameters."""
         updated = updated or {}
-        wanted = list(dict.fromkeys([*created, *updated, *(set_id for set_id, _ in changed)]))
+        whole = list(dict.fromkeys([*created, *updated]))
+        wanted = list(dict.fromkeys([*whole, *(set_id for set_id, _, _ in changed)]))
         as_now: dict[uuid.UUID, Team] = {}
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
-            held = await self.members_of(conn, chunk)
+            held = await self.members_of(conn, [set_id for set_id in chunk if set_id in whole])
             for row in await conn.execute(select(self.table).where(self.table.c.id.in_(chunk))):
-                as_now[row.id] = build(row, held[row.id])
+                as_now[row.id] = build(row, held.get(row.id, []))
         found = [created_event(account_id, self.noun, as_now[set_id]) for set_id in created]
         found.extend(
             Event(
@@ -141,9 +150,9 @@ class _Kind:
                 self.noun,
                 set_id,
                 ("member_persona_ids",),
-                resource_data(as_now[set_id]),
+                _without_members(resource_data(as_now[set_id]), persona_ids),
             )
-            for set_id, change in changed
+            for set_id, change, persona_ids in changed
         )
         await append_events(conn, found)
 

@@ -5,8 +5,7 @@ and its teams, found by a condition a door built over the persona and person tab
 from __future__ import annotations
 
 import uuid
-import zlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +13,9 @@ from sqlalchemy import ColumnElement, Select, and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.matching import name_key
+from roster.core.people.addresses import addresses_of
+from roster.core.people.embeds import Address
 from roster.core.people.persona_rows import ROW_COLUMNS, PersonaRow, persona_not_found
-from roster.db.backends import backend_for
 from roster.db.tables import personas, persons, roles, team_members, teams
 
 _manager = personas.alias("manager")
@@ -28,13 +28,16 @@ class UserRow:
 
     row: PersonaRow
     role_name: str
-    #: Its manager, when that persona is still in the account: id and name to show.
+    #: Its manager's id as written (the manager may not be a persona of the account yet,
+    #: or any more), and the manager's name when it is one.
     manager_id: uuid.UUID | None
     manager_name: str | None
     #: Its place in the account's list (a cursor's position).
     position: int = 0
     #: Its teams: (id, name), by name.
     teams: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    #: Its postal addresses, in the order they were given.
+    addresses: list[Address] = field(default_factory=list)
 
 
 def _users_select() -> Select[Any]:
@@ -42,7 +45,7 @@ def _users_select() -> Select[Any]:
         *ROW_COLUMNS,
         personas.c.seq,
         roles.c.name,
-        _manager.c.id,
+        personas.c.manager_persona_id,
         func.coalesce(
             _manager.c.display_name,
             func.trim(
@@ -66,6 +69,7 @@ def _users_select() -> Select[Any]:
 
 
 async def _with_teams(conn: AsyncConnection, found: Sequence[Sequence[Any]]) -> list[UserRow]:
+    """The users of these rows, with their teams and addresses."""
     width = len(ROW_COLUMNS)
     users = [
         UserRow(PersonaRow.of(row), row[width + 1], row[width + 2], row[width + 3], row[width])
@@ -80,6 +84,8 @@ async def _with_teams(conn: AsyncConnection, found: Sequence[Sequence[Any]]) -> 
             .order_by(teams.c.name, teams.c.id)
         ):
             by_persona[persona_id].teams.append((team_id, name))
+        for persona_id, held in (await addresses_of(conn, list(by_persona))).items():
+            by_persona[persona_id].addresses.extend(held)
     return users
 
 
@@ -97,17 +103,21 @@ async def user_page(
     ``after``), in ``order`` and then the order they were created."""
     where = and_(personas.c.account_id == account_id, true() if condition is None else condition)
     rest = where if after is None else and_(where, personas.c.seq > after)
-    total = await conn.scalar(
-        select(func.count())
-        .select_from(personas.join(persons, persons.c.id == personas.c.person_id))
-        .where(where)
-    )
     rows: list[Sequence[Any]] = []
     if limit > 0:
         statement = (
             _users_select().where(rest).order_by(*order, personas.c.seq).offset(offset).limit(limit)
         )
         rows = list(await conn.execute(statement))
+    if after is None and len(rows) < limit and (rows or offset == 0):
+        # A page that is not full ends the matches, so they number its offset and rows:
+        # no count (an eq filter's one User costs one index probe, not two).
+        return offset + len(rows), await _with_teams(conn, rows)
+    total = await conn.scalar(
+        select(func.count())
+        .select_from(personas.join(persons, persons.c.id == personas.c.person_id))
+        .where(where)
+    )
     return total or 0, await _with_teams(conn, rows)
 
 
@@ -129,21 +139,6 @@ async def user_row(conn: AsyncConnection, account_id: str, persona_id: uuid.UUID
     if not found:
         raise persona_not_found(account_id, persona_id)
     return found[0]
-
-
-async def lock_unique_values(
-    conn: AsyncConnection, account_id: str, values: Mapping[str, str | None]
-) -> None:
-    """Hold, until the transaction ends, the writers' locks of these values of the
-    account (by name: ``user_name``, ``scim_external_id``, ``team_external_id``), so
-    that two writers of one value take turns between checking it and writing it."""
-    keys = sorted(
-        zlib.crc32(f"{name}:{account_id}:{value}".encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
-        for name, value in values.items()
-        if value
-    )
-    if keys:
-        await backend_for(conn).lock_for_writing(conn, keys)
 
 
 async def user_name_holder(
