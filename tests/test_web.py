@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from roster.api.app import create_app
+from roster.api.web.pages import CHOICES_LISTED
 from roster.core.auth import revoke_client
 from roster.db.engine import unit_of_work
 from roster.db.tables import personas, web_sessions
@@ -88,6 +89,14 @@ def count_of(page: httpx.Response) -> int:
     found = re.search(r'id="results"[^>]*data-count="(\d+)"', page.text)
     assert found, page.text[:2000]
     return int(found.group(1))
+
+
+async def counted(page: Page, url: str) -> int:
+    """The count the page's script asks for after a page loads (its ``#count``)."""
+    shown = await page.get(url, headers={"HX-Request": "true", "HX-Target": "count"})
+    assert "<" not in shown.text  # the count's words alone
+    found = re.fullmatch(r"([\d,]+) (?:people|person)", words(shown))
+    return int(found.group(1).replace(",", "")) if found else 0
 
 
 def names_of(page: httpx.Response) -> list[str]:
@@ -446,9 +455,12 @@ async def test_the_page_finds_what_the_people_api_finds(
     if not page.token:
         await _people(directory)
         await page.sign_in(caller)
-    shown = await page.get(f"/app/accounts/{ACCOUNT}/people?{httpx.QueryParams(search=search)}")
+    url = f"/app/accounts/{ACCOUNT}/people?{httpx.QueryParams(search=search)}"
+    shown = await page.get(url)
     by_api = await api(client, caller, "/people", search=search)
-    assert count_of(shown) == by_api["count"]
+    assert await counted(page, url) == by_api["count"]
+    if search.strip():
+        assert count_of(shown) == by_api["count"]
     assert names_of(shown) == [f"{r['firstName']} {r['lastName']}" for r in by_api["rows"]]
 
 
@@ -477,6 +489,57 @@ async def test_filters_by_status_team_and_role_as_the_people_api(
     assert '<option value="invited" selected>' in chosen.text
 
 
+def choices_of(listed: httpx.Response) -> dict[str, str]:
+    """A filter's picker: each choice's name, and where it leads."""
+    found = re.findall(r'<li><a href="([^"]+)"[^>]*><span class="name">(.*?)</span>', listed.text)
+    return {html.unescape(name): html.unescape(url) for url, name in found}
+
+
+async def test_past_a_hundred_teams_a_team_is_chosen_on_a_searchable_page(
+    page: Page, caller: Client, directory: Directory
+) -> None:
+    people = await _people(directory)
+    cesar = await directory.persona(people["cesar"], ACCOUNT)
+    buyers = await directory.team(ACCOUNT, "Buyers", members=[cesar])
+    for n in range(CHOICES_LISTED):
+        await directory.team(ACCOUNT, f"Team {n:03d}")
+    await page.sign_in(caller)
+    base = f"/app/accounts/{ACCOUNT}/people"
+    shown = await page.get(f"{base}?search=ces&status=active")
+    assert '<select id="teams"' not in shown.text
+    assert "Team 000" not in shown.text  # no team is listed in the page
+    assert '<select id="roles"' in shown.text  # a few roles: still a list
+    found = re.search(r'<a id="teams" class="picker" href="([^"]+)"', shown.text)
+    assert found, shown.text
+    picker = html.unescape(found.group(1))
+    assert picker == f"/app/accounts/{ACCOUNT}/filters/teams?search=ces&status=active"
+    listed = await page.get(picker)
+    assert "101 teams: the first 100 are shown; search to narrow them" in words(listed)
+    assert len(choices_of(listed)) == 1 + CHOICES_LISTED
+    assert choices_of(listed)["Any team"] == f"{base}?search=ces&status=active"
+    # Searched as the People API searches: accents and case ignored.
+    narrowed = await page.get(f"{picker}&find=B%C3%9CYERS")
+    assert choices_of(narrowed) == {
+        "Any team": f"{base}?search=ces&status=active",
+        "Buyers": f"{base}?search=ces&status=active&teams={buyers}",
+    }
+    assert "1 team" in words(narrowed)
+    chosen = await page.get(choices_of(narrowed)["Buyers"])
+    assert names_of(chosen) == ["César Treutel"]
+    assert f'<input type="hidden" name="teams" value="{buyers}">' in chosen.text
+    assert re.search(r'<a id="teams" class="picker"[^>]*><span>Buyers</span>', chosen.text)
+    # As the page's script asks while typing: the list, and its count out of band.
+    fragment = await page.get(
+        f"{picker}&find=team+05", headers={"HX-Request": "true", "HX-Target": "choices"}
+    )
+    assert "<html" not in fragment.text
+    expected = [f"Team {n:03d}" for n in range(CHOICES_LISTED) if "05" in f"{n:03d}"]
+    assert list(choices_of(fragment))[1:] == expected
+    assert f'id="choices-count" hx-swap-oob="innerHTML">{len(expected)} teams<' in fragment.text
+    await page.get(f"/app/accounts/{ACCOUNT}/filters/budgets", 404)
+    await page.get("/app/accounts/HIDDEN/filters/teams", 404)
+
+
 async def test_a_bad_query_in_the_address_is_named_beside_its_field(
     page: Page, caller: Client
 ) -> None:
@@ -486,18 +549,36 @@ async def test_a_bad_query_in_the_address_is_named_beside_its_field(
     assert "'nope' is not a UUID" in error_beside(shown, "teams")
     too_long = await page.get(f"/app/accounts/{ACCOUNT}/people?search={'x' * 101}", 400)
     assert "at most 100 characters" in error_beside(too_long, "search")
+    count = await page.get(
+        f"/app/accounts/{ACCOUNT}/people?status=bogus",
+        400,
+        headers={"HX-Request": "true", "HX-Target": "count"},
+    )
+    assert count.text == "Check the search above."
 
 
 async def test_more_pages_through_the_whole_account_in_name_order(
     page: Page, caller: Client, directory: Directory, client: httpx.AsyncClient
 ) -> None:
+    url = f"/app/accounts/{ACCOUNT}/people"
     for n in range(120):
         await directory.person([ACCOUNT], first_name=f"P{n:03d}", last_name=f"L{n % 7}")
-    await page.sign_in(caller)
-    first = await page.get(f"/app/accounts/{ACCOUNT}/people")
+        if n == 49:  # exactly one page: no more
+            await page.sign_in(caller)
+            one = await page.get(url)
+            assert len(names_of(one)) == 50
+            assert 'id="more-row"' not in one.text
+            assert await counted(page, url) == 50
+    first = await page.get(url)
     names = names_of(first)
     assert len(names) == 50
-    assert count_of(first) == 120
+    # The whole account's first page is not counted before it is sent: the page's
+    # script asks for the count once the page is shown.
+    assert 'data-count="' not in first.text
+    asks = f'<p id="count" class="count" role="status" hx-get="{url}" hx-trigger="load"'
+    assert asks in first.text
+    assert "50 people shown, more below." in words(first)
+    assert await counted(page, url) == 120
     more = re.search(r'<tr id="more-row".*?hx-get="([^"]+)"', first.text, re.S)
     while more:
         following = await page.get(
@@ -661,6 +742,56 @@ async def test_team_memberships_are_added_and_removed(
     missing = await page.post(f"{url}/teams", {"add": str(uuid.uuid4())}, 404)
     assert "There is no team" in error_beside(missing, "add")
     assert "Choose a team" in error_beside(await page.post(f"{url}/teams", {"add": ""}, 400), "add")
+
+
+def changes_of(card: httpx.Response) -> list[str]:
+    """The lines of a card's "Recent changes", newest first, as read."""
+    listed = card.text.split('id="changes-heading"', 1)[1].split("</ol>", 1)[0]
+    return [
+        " ".join(html.unescape(re.sub(r"<[^>]+>", " ", item)).split())
+        for item in re.findall(r"<li>(.*?)</li>", listed, re.S)
+    ]
+
+
+async def test_the_card_shows_its_recent_changes_who_what_and_when(
+    page: Page, caller: Client, directory: Directory, client: httpx.AsyncClient
+) -> None:
+    people = await _people(directory)
+    editor = await directory.client([ACCOUNT, "OTHER"], name="Zoë the office manager")
+    await page.sign_in(editor)
+    card_url = f"/app/accounts/{ACCOUNT}/people/{people['cesar']}"
+    persona = await directory.persona(people["cesar"], ACCOUNT)
+    url = f"/app/accounts/{ACCOUNT}/personas/{persona}"
+    await page.get(card_url)
+    await page.post(url, {**DETAILS, "jobTitle": "Head buyer", "workNumber": "020 7946 0000"})
+    # Neither another person's change nor César's own on another account is his here.
+    ann = await directory.persona(people["ann"], ACCOUNT)
+    await page.post(f"/app/accounts/{ACCOUNT}/personas/{ann}", {**DETAILS, "jobTitle": "Chef"})
+    other = await directory.persona(people["cesar"], "OTHER")
+    await page.post(f"/app/accounts/OTHER/personas/{other}", {**DETAILS, "jobTitle": "Elsewhere"})
+    card = await page.get(card_url)
+    shown = changes_of(card)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d UTC Zoë the office manager changed them on this "
+        r"account: (job title, work number|work number, job title)",
+        shown[0],
+    ), shown
+    assert "created this person" in shown[-1]
+    assert not any("Chef" in line or "Elsewhere" in line for line in shown)
+    # The same events as the account's feed has about this person, newest first.
+    feed = [
+        event
+        for event in (await api(client, editor, "/events"))["events"]
+        if event["resource"]["id"] in (str(people["cesar"]), str(persona))
+    ]
+    assert len(shown) == len(feed) == 2
+    assert 'datetime="' + feed[-1]["occurredAt"] + '"' in card.text
+    # The newest ten, of many.
+    for n in range(11):
+        await page.post(url, {**DETAILS, "jobTitle": f"Buyer {n}"})
+    shown = changes_of(await page.get(card_url))
+    assert len(shown) == 10
+    assert all("changed them on this account: job title" in line for line in shown)
 
 
 async def test_a_client_without_write_scope_sees_no_form_and_cannot_post_one(

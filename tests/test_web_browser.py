@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench import data
 from bench.browser import in_ci, sign_in
 from bench.server import serve
+from roster.api.web.pages import CHOICES_LISTED
 from roster.core.accounts import create_account
 from roster.core.auth import ClientCredentials, create_client
 from roster.core.people.addresses import add_address
@@ -152,6 +153,8 @@ async def _build(engine: AsyncEngine) -> dict[str, Any]:
             persona_of[person] = found
         buyers = await create_team(conn, ACME, "Buyers", None, [persona_of[cesar]])
         await create_team(conn, ACME, "Support", persona_of[cesar], [])
+        for n in range(CHOICES_LISTED):  # more than the team filter lists: a picker
+            await create_team(conn, ACME, f"Team {n:03d}", None, [])
         await create_budget(conn, ACME, "Travel of César", "individual", persona_of[cesar], [])
         address = {
             "type": "work",
@@ -314,7 +317,7 @@ def test_sign_in_choose_an_account_search_with_accents_and_filter(visit: Visit) 
     expect(page.locator("#accounts-count")).to_have_text("1 account")
     page.locator("#accounts a").filter(has_text="Acme Ltd").click()
     page.wait_for_url(f"**/app/accounts/{ACME}/people")
-    assert page.locator("#count").inner_text() == f"{PEOPLE:,} people"
+    expect(page.locator("#count")).to_have_text(f"{PEOPLE:,} people")  # asked after loading
     visit.screen("people")
 
     entries = page.evaluate("() => history.length")
@@ -348,10 +351,34 @@ def test_sign_in_choose_an_account_search_with_accents_and_filter(visit: Visit) 
     assert page.locator("#count").inner_text() == "No one matches “zzqq”."
     visit.screen("no-match")
 
+    # A team, of more than the filter lists: chosen on a searchable page of the account's
+    # teams, the search typed so far kept.
+    search.fill("treu")
+    assert visit.results("treu") == ["César Treutel"]
+    page.get_by_label("Team").click()
+    page.wait_for_url(f"**/app/accounts/{ACME}/filters/teams?search=treu")
+    expect(page.locator("#choices-count")).to_contain_text(
+        f"{CHOICES_LISTED + 2} teams: the first {CHOICES_LISTED} are shown"
+    )
+    visit.screen("choose-team")
+    page.get_by_label("Search teams").press_sequentially("BÜY")  # accents and case ignored
+    expect(page.locator("#choices-count")).to_have_text("1 team")
+    page.locator("#choices a").filter(has_text="Buyers").click()
+    page.wait_for_url(f"**/people?search=treu&teams={visit.site.buyers}")
+    assert visit.results("treu") == ["César Treutel"]
+    expect(page.get_by_label("Team")).to_contain_text("Buyers")
+    by_api = visit.site.api("/people", search="treu", teams=str(visit.site.buyers))
+    assert [r["lastName"] for r in by_api["rows"]] == ["Treutel"]
+    visit.screen("team-chosen")
+    page.get_by_label("Team").click()
+    page.locator("#choices a").filter(has_text="Any team").click()
+    page.wait_for_url("**/people?search=treu")
+    assert visit.results("treu") == ["César Treutel"]
+
     # A bookmarked query: the address alone gives the same page.
     visit.go(f"/app/accounts/{ACME}/people?search=TREUTEL&teams={visit.site.buyers}")
     assert visit.results("TREUTEL") == ["César Treutel"]
-    assert page.get_by_label("Team").input_value() == str(visit.site.buyers)
+    expect(page.get_by_label("Team")).to_contain_text("Buyers")
 
 
 def test_more_pages_to_the_end_of_an_account_of_several_thousand(visit: Visit) -> None:
@@ -402,6 +429,14 @@ def test_a_card_and_an_edit_with_the_error_beside_the_field(visit: Visit) -> Non
     page.reload()
     assert page.get_by_label("Work email").input_value() == "cesar.treutel@work.example"
     assert "Head buyer" in page.locator(".summary").inner_text()
+    # The card's recent changes: who (the signed-in client), what, when; newest first.
+    newest = page.locator("ol.changes > li").first.inner_text()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d UTC Office manager changed them on this account: "
+        r"(job title, work email|work email, job title)",
+        " ".join(newest.split()),
+    ), newest
+    visit.screen("card-changes")
 
     page.get_by_label("Add to team").select_option(label="Support")
     page.get_by_role("button", name="Add", exact=True).click()
@@ -472,6 +507,7 @@ def test_sign_out_and_a_revoked_keys_session(visit: Visit) -> None:
 
     visit.sign_in(visit.site.revocable)
     visit.go(f"/app/accounts/{ACME}/people")
+    expect(page.locator("#count")).to_have_text(f"{PEOPLE:,} people")  # its last request
     succeeds(visit.site.database_url, "clients", "revoke", visit.site.revocable.client_id)
     page.get_by_label("Search people").press_sequentially("lee")
     page.get_by_text("Your session has ended: sign in again.").wait_for()

@@ -15,7 +15,7 @@ from roster.core.auth import Principal
 from roster.core.clock import now
 from roster.core.events import Event, append_events, created_event
 from roster.core.fields import ACCOUNT, storable
-from roster.core.matching import search_fold, search_terms
+from roster.core.matching import matching
 from roster.core.people.paging import Page, Paging
 from roster.db.backends import backend_for
 from roster.db.tables import CORE_ROLES, accounts, personas, roles
@@ -186,12 +186,7 @@ async def reachable_accounts(
     if principal.account_ids is not None:
         statement = statement.where(accounts.c.id.in_(sorted(principal.account_ids)))
     found = [Account(*row) for row in await conn.execute(statement)]
-    terms = search_terms(search)
-    return [
-        account
-        for account in found
-        if all(term in search_fold(f"{account.id} {account.name}") for term in terms)
-    ]
+    return matching(found, search, lambda account: f"{account.id} {account.name}")
 
 
 @dataclass(frozen=True)

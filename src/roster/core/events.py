@@ -289,7 +289,8 @@ async def person_events(conn: AsyncConnection, written: Sequence[Written]) -> li
 @dataclass(frozen=True)
 class EventFilter:
     """Which events of an account to read: those after an id, of some types (exact, or
-    ``resource.*``), about one resource, by one actor."""
+    ``resource.*``), about one resource, by one actor, carrying one person's data (the
+    person, its persona and its addresses)."""
 
     account_id: str
     after: int | None = None
@@ -297,6 +298,7 @@ class EventFilter:
     resource_id: str | None = None
     actor_id: str | None = None
     since: datetime | None = None
+    person_id: uuid.UUID | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = [events.c.account_id == self.account_id]
@@ -317,6 +319,8 @@ class EventFilter:
             found.append(events.c.actor_id == self.actor_id)
         if self.since is not None:
             found.append(events.c.occurred_at >= self.since)
+        if self.person_id is not None:
+            found.append(events.c.person_id == self.person_id)
         return found
 
 
@@ -373,9 +377,10 @@ async def pruned_through(conn: AsyncConnection) -> int:
 
 
 async def read_events(
-    conn: AsyncConnection, wanted: EventFilter, limit: int = MAX_PAGE
+    conn: AsyncConnection, wanted: EventFilter, limit: int = MAX_PAGE, *, newest_first: bool = False
 ) -> list[StoredEvent]:
-    """The account's events after ``wanted.after``, oldest first, at most ``limit``.
+    """The account's events after ``wanted.after``, oldest first (or the newest ``limit``
+    of them, newest first), at most ``limit``.
 
     ``EventsExpired`` when events after that id were pruned: the consumer has missed
     some and must read the directory again.
@@ -386,7 +391,10 @@ async def read_events(
             "read the directory again, then follow the log from its newest event."
         )
     found = await conn.execute(
-        select(*_READ).where(*wanted.conditions()).order_by(events.c.id).limit(limit)
+        select(*_READ)
+        .where(*wanted.conditions())
+        .order_by(events.c.id.desc() if newest_first else events.c.id)
+        .limit(limit)
     )
     return [StoredEvent(**row._asdict()) for row in found]
 

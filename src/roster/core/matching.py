@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from typing import TypeVar
 
 import phonenumbers
 
@@ -92,6 +93,19 @@ def search_terms(search: str | None) -> list[str]:
             if term and term not in terms:
                 terms.append(term)
     return terms
+
+
+_T = TypeVar("_T")
+
+
+def matching(items: Iterable[_T], search: str | None, text: Callable[[_T], str]) -> list[_T]:
+    """The items whose ``text`` holds every term of ``search``, accents and case ignored
+    as in the People API's search (every item, for no search): a short list searched by
+    name in memory, such as an account's teams or a client's accounts."""
+    terms = search_terms(search)
+    if not terms:
+        return list(items)
+    return [item for item in items if all(term in search_fold(text(item)) for term in terms)]
 
 
 def search_text(texts: Iterable[str | None], phones: Iterable[str | None], region: str) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -29,6 +29,7 @@ from roster.api.deps import (
     services,
 )
 from roster.api.errors import validation_error
+from roster.api.events import event_json
 from roster.api.people.listing import PeopleParameters
 from roster.api.people.models import (
     PersonaUpdate,
@@ -66,9 +67,17 @@ from roster.api.web.session import (
 )
 from roster.core.accounts import Account, memberships_of, reachable_account, reachable_accounts
 from roster.core.auth import Principal, client_by_key, client_by_secret
+from roster.core.events import EventFilter, read_events
 from roster.core.fields import PERSONA, stored
+from roster.core.matching import matching
 from roster.core.people.embeds import EMBEDS
-from roster.core.people.listing import PeopleQuery, list_people, search_page
+from roster.core.people.listing import (
+    PeopleQuery,
+    count_people,
+    list_people,
+    search_page,
+    uncounted_people,
+)
 from roster.core.people.paging import Paging
 from roster.core.people.persona_rows import persona_row
 from roster.core.people.personas import assign_role, update_persona
@@ -88,8 +97,14 @@ ACCOUNTS_SHOWN = 100
 SEARCHABLE_ACCOUNTS = 10
 #: The query parameters of the directory: the People API's own names.
 FILTERS = ("search", "status", "teams", "roles")
+#: A filter of more choices than this is chosen on a searchable page of its own (a link
+#: beside the search) rather than in a <select>: an account of 1,000 teams would
+#: otherwise send 1,000 options with every page of its directory.
+CHOICES_LISTED = 100
 #: What a result row shows besides the person and persona.
 ROW_EMBEDS = frozenset(embed for embed in EMBEDS if embed.name in ("teams", "roles"))
+#: The changes a card shows, newest first.
+RECENT_CHANGES = 10
 #: The persona fields the card edits, by their People API names.
 DETAIL_FIELDS = ("status", "jobTitle", "emailAddress", "workNumber")
 
@@ -106,10 +121,14 @@ async def _people(
     page = await search_page(conn, account_id, query, item_key)
     if page is None:
         page = await list_people(conn, account_id, query, item_key)
+    return page.count, await _rows(page.chunks)
+
+
+async def _rows(chunks: AsyncIterator[list[Any]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    async for chunk in page.chunks:
+    async for chunk in chunks:
         rows.extend(_shown(row) for row in chunk)
-    return page.count, rows
+    return rows
 
 
 def _problems(model: type[BaseModel], values: dict[str, Any]) -> list[Problem]:
@@ -134,10 +153,13 @@ def _text(form: FormData, name: str) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _people_url(account_id: str, **parameters: Any) -> str:
+def _url(path: str, parameters: dict[str, Any]) -> str:
     given = {name: value for name, value in parameters.items() if value not in (None, "", 0)}
-    query = f"?{urlencode(given, doseq=True)}" if given else ""
-    return f"/app/accounts/{account_id}/people{query}"
+    return f"{path}?{urlencode(given, doseq=True)}" if given else path
+
+
+def _people_url(account_id: str, **parameters: Any) -> str:
+    return _url(f"/app/accounts/{account_id}/people", parameters)
 
 
 def _card_url(account_id: str, person_id: object) -> str:
@@ -151,6 +173,44 @@ def _next_url(value: object) -> str:
         if not parts.scheme and not parts.netloc and parts.path.startswith("/app/"):
             return value
     return "/app/"
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """A filter of the directory whose values are the account's teams or roles."""
+
+    name: str  # the People API's parameter
+    label: str
+    noun: str
+    plural: str
+    #: The account's choices (the first ``limit``, given one): (id, name).
+    load: Callable[[AsyncConnection, str, int | None], Awaitable[list[tuple[str, str]]]]
+
+    @property
+    def anything(self) -> str:
+        return f"Any {self.noun}"
+
+
+async def _teams(
+    conn: AsyncConnection, account_id: str, limit: int | None = None
+) -> list[tuple[str, str]]:
+    return [(str(team.id), team.name) for team in await team_names(conn, account_id, limit)]
+
+
+async def _roles(
+    conn: AsyncConnection, account_id: str, limit: int | None = None
+) -> list[tuple[str, str]]:
+    roles = await list_roles(conn, account_id, Paging(limit=limit or 1000))
+    return [(str(role.id), role.name) for role in roles.rows]
+
+
+CHOICES = {
+    choice.name: choice
+    for choice in (
+        _Choice("teams", "Team", "team", "teams", _teams),
+        _Choice("roles", "Role", "role", "roles", _roles),
+    )
+}
 
 
 # -- signing in and out ------------------------------------------------------------------
@@ -246,6 +306,9 @@ async def accounts_page(
         "visitor": visitor,
         "accounts": found[:ACCOUNTS_SHOWN],
         "total": len(found),
+        "shown": min(len(found), ACCOUNTS_SHOWN),
+        "noun": "account",
+        "plural": "accounts",
         "search": search,
         "searchable": bool(search) or len(found) > SEARCHABLE_ACCOUNTS,
     }
@@ -287,6 +350,7 @@ async def people_page(
         "problems": {},
     }
     status = 200
+    target = target_of(request)
     try:
         parameters = PeopleParameters.model_validate(
             {
@@ -302,29 +366,101 @@ async def people_page(
         context["problems"] = {p.field: p.problem for p in problems}
         status = 400
     else:
-        count, rows = await _people(conn, account.id, parameters.core_query())
-        following = parameters.offset + len(rows)
+        query = parameters.core_query()
+        if target == "count":  # the page's script, once the page is shown
+            context["count"] = await count_people(conn, account.id, query)
+            return html(request, "_count.html", context)
+        if target is None and query.whole_account and not query.offset:
+            # A page's first load: its rows at once, their count (all of a large
+            # account's people) asked by the page's script after it has loaded.
+            more = replace(query, limit=PAGE_SIZE + 1)
+            rows = await _rows(uncounted_people(conn, account.id, more, item_key))
+            count: int | None = None
+            following = PAGE_SIZE if len(rows) > PAGE_SIZE else 0
+            rows = rows[:PAGE_SIZE]
+        else:
+            count, rows = await _people(conn, account.id, query)
+            following = parameters.offset + len(rows)
+            following = following if following < count else 0
         context.update(
             count=count,
             rows=rows,
             offset=parameters.offset,
-            more_url=_people_url(account.id, **filters, offset=following)
-            if following < count
-            else None,
+            more_url=_people_url(account.id, **filters, offset=following) if following else None,
+            count_url=_people_url(account.id, **filters),
         )
-    target = target_of(request)
+    if target == "count":  # what is wrong is beside the field the page shows
+        return html(request, "_count.html", context, status)
     if target == "more-row":
         return html(request, "_rows.html", context, status)
     if target == "results":
         return html(request, "_results.html", {**context, "fragment": True}, status)
-    roles = await list_roles(conn, account.id, Paging(limit=1000))
-    teams = await team_names(conn, account.id)
     context["choices"] = [
-        ("status", "Status", "Any status", list(STATUS_LABELS.items())),
-        ("teams", "Team", "Any team", [(str(t.id), t.name) for t in teams]),
-        ("roles", "Role", "Any role", [(str(r.id), r.name) for r in roles.rows]),
+        {
+            "name": "status",
+            "label": "Status",
+            "anything": "Any status",
+            "options": list(STATUS_LABELS.items()),
+        }
     ]
+    for choice in CHOICES.values():
+        options = await choice.load(conn, account.id, CHOICES_LISTED + 1)
+        listed = len(options) <= CHOICES_LISTED
+        if not listed and filters[choice.name]:  # the name of the one chosen, among all
+            options = await choice.load(conn, account.id, None)
+        context["choices"].append(
+            {
+                "name": choice.name,
+                "label": choice.label,
+                "anything": choice.anything,
+                "options": options if listed else None,
+                "chosen": dict(options).get(filters[choice.name]),
+                "picker_url": _url(f"/app/accounts/{account.id}/filters/{choice.name}", filters),
+            }
+        )
     return html(request, "people.html", context, status)
+
+
+@router.get("/app/accounts/{account_id}/filters/{name}")
+async def choice_page(
+    account_id: str,
+    name: str,
+    request: Request,
+    conn: PrimarySnapshotConnection,
+    visitor: Reading,
+) -> Response:
+    """A searchable list of an account's teams (or roles), each a link to the directory
+    filtered by it, the other filters of the directory kept: the filter's picker when
+    the account has too many for a <select>."""
+    account = await reachable_account(conn, visitor.principal, account_id)
+    choice = CHOICES.get(name)
+    if choice is None:
+        raise NotFound(f"There is no filter {name!r}.")
+    find = request.query_params.get("find", "")[:100]
+    filters = {n: request.query_params.get(n, "")[:100] for n in FILTERS}
+    found = matching(await choice.load(conn, account.id, None), find, lambda option: option[1])
+    kept = {**filters, choice.name: None}
+    context = {
+        "visitor": visitor,
+        "account": account,
+        "choice": choice,
+        "filters": filters,
+        "kept": {n: v for n, v in kept.items() if v},
+        "search": find,
+        "any_url": _people_url(account.id, **kept),
+        "back_url": _people_url(account.id, **filters),
+        "options": [
+            (_people_url(account.id, **{**kept, choice.name: value}), text, value)
+            for value, text in found[:CHOICES_LISTED]
+        ],
+        "total": len(found),
+        "shown": min(len(found), CHOICES_LISTED),
+        "noun": choice.noun,
+        "plural": choice.plural,
+    }
+    if target_of(request) == "choices":
+        return html(request, "_choices.html", {**context, "fragment": True})
+    return html(request, "choices.html", context)
 
 
 # -- a person's card -----------------------------------------------------------------------
@@ -348,6 +484,12 @@ async def _card(
     if not rows:
         raise NotFound(f"There is no person {person_id} in account {account.id!r}.")
     person = rows[0]
+    changes = await read_events(
+        conn,
+        EventFilter(account.id, person_id=uuid.UUID(person["id"])),
+        RECENT_CHANGES,
+        newest_first=True,
+    )
     others = [
         m
         for m in await memberships_of(conn, visitor.principal, uuid.UUID(person["id"]))
@@ -358,6 +500,7 @@ async def _card(
         "account": account,
         "person": person,
         "others": others,
+        "changes": [event_json(event) for event in changes],
         "role_choices": [],
         "teams": [],
         "section": None,

@@ -7,6 +7,7 @@ carries a Content-Security-Policy that lets the page load nothing from elsewhere
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -52,6 +53,18 @@ STATUS_LABELS = {
     "invited": "Invited",
     "inviteExpired": "Invite expired",
 }
+#: What an event on a person's card says was done (spec/events.md's types).
+CHANGE_WORDS = {
+    "person.created": "created this person",
+    "person.updated": "changed the person",
+    "person.erased": "erased the person",
+    "persona.created": "added them to this account",
+    "persona.updated": "changed them on this account",
+    "persona.deleted": "removed them from this account",
+    "address.created": "added an address",
+    "address.updated": "changed an address",
+    "address.deleted": "removed an address",
+}
 _TITLES = {
     401: "Sign in",
     403: "Not allowed",
@@ -68,7 +81,7 @@ templates = Environment(
     lstrip_blocks=True,
     auto_reload=False,
 )
-templates.globals.update(static=static_url, status_labels=STATUS_LABELS)
+templates.globals.update(static=static_url, status_labels=STATUS_LABELS, change_words=CHANGE_WORDS)
 templates.filters["number"] = lambda n: f"{n:,}"
 
 
@@ -79,6 +92,22 @@ def _when(timestamp: str | None) -> str | None:
 
 templates.filters["when"] = _when
 templates.filters["sentence"] = lambda text: text[:1].upper() + text[1:]
+#: A changed field, by its People API name, as the card labels it; any other name as words
+#: (``jobTitle`` -> ``job title``).
+FIELD_WORDS = {
+    "emailAddress": "work email",
+    "primaryEmailAddress": "email",
+    "primaryMobileNumber": "mobile",
+    "roleId": "role",
+    "dob": "date of birth",
+}
+
+
+def _field_words(name: str) -> str:
+    return FIELD_WORDS.get(name) or re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
+
+
+templates.filters["field_words"] = _field_words
 
 
 def from_script(request: Request) -> bool:

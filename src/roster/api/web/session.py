@@ -25,7 +25,9 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.api.deps import PrimarySnapshotConnection, WriteConnection, charge, services
+from roster.api.middleware import request_id_of
 from roster.core.auth import Principal
+from roster.core.events import Actor, act_as
 from roster.core.sessions import session_client
 from roster.errors import CredentialError, RosterError
 
@@ -170,6 +172,8 @@ async def _signed_in(request: Request, conn: AsyncConnection) -> Visitor:
     if visitor is None:
         raise SignedOut()
     await charge(request, visitor.principal.client_id)
+    # What this unit of work changes is logged as the signed-in client's doing.
+    await act_as(conn, Actor.client(visitor.principal, request_id_of(request.scope)))
     return visitor
 
 

@@ -68,6 +68,11 @@ class PeopleQuery:
     without_individual_budget: bool = False
     budget_ids: frozenset[uuid.UUID] = frozenset()
 
+    @property
+    def whole_account(self) -> bool:
+        """No search and no filter: the account's people, all of them."""
+        return self == PeopleQuery(self.limit, self.offset, include=self.include)
+
 
 @dataclass(frozen=True)
 class PeoplePage:
@@ -209,12 +214,36 @@ async def list_people(
     writes as JSON name their items' keys with ``json_keys``. A search is answered
     sooner by :func:`search_page` (on any connection) when it matches few rows.
     """
-    named_roles = await _named_roles(conn, account_id, query.role_names)
-    conditions = conditions_of(backend_for(conn), account_id, query, named_roles)
-    count = await conn.scalar(count_statement(conditions))
-    total = count or 0
+    conditions = await _conditions(conn, account_id, query)
+    total = await conn.scalar(count_statement(conditions)) or 0
     page = page_statement(conditions, query, total)
     return PeoplePage(total, _chunks(conn, page, query, json_keys))
+
+
+async def _conditions(
+    conn: AsyncConnection, account_id: str, query: PeopleQuery
+) -> list[ColumnElement[bool]]:
+    named_roles = await _named_roles(conn, account_id, query.role_names)
+    return conditions_of(backend_for(conn), account_id, query, named_roles)
+
+
+async def count_people(conn: AsyncConnection, account_id: str, query: PeopleQuery) -> int:
+    """How many people of the account match ``query`` (its paging aside)."""
+    return await conn.scalar(count_statement(await _conditions(conn, account_id, query))) or 0
+
+
+def uncounted_people(
+    conn: AsyncConnection, account_id: str, query: PeopleQuery, json_keys: Naming = as_is
+) -> AsyncIterator[list[PersonaRow]]:
+    """The rows of a page of the whole account (``query`` neither searches nor filters),
+    without counting the account first: the walk of its ordered index that stops after
+    the page, the plan the count would choose for a large account and as quick for a
+    small one. For a page that shows its rows before their count (the web page's first).
+    """
+    if not query.whole_account:
+        raise ValueError("only a page of the whole account is read uncounted")
+    conditions = conditions_of(backend_for(conn), account_id, query, [])
+    return _chunks(conn, page_statement(conditions, query, GATHER_FIRST + 1), query, json_keys)
 
 
 async def search_page(

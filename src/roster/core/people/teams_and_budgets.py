@@ -226,12 +226,16 @@ async def list_teams(conn: AsyncConnection, account_id: str, paging: Paging) -> 
     return await TEAMS.page(conn, account_id, paging, Team.of)
 
 
-async def team_names(conn: AsyncConnection, account_id: str) -> list[TeamRef]:
-    """Every team of the account, by name as in :func:`list_teams`, without its members."""
+async def team_names(
+    conn: AsyncConnection, account_id: str, limit: int | None = None
+) -> list[TeamRef]:
+    """Every team of the account (or the first ``limit``), by name as in
+    :func:`list_teams`, without its members."""
     rows = await conn.execute(
         select(teams.c.id, teams.c.name)
         .where(teams.c.account_id == account_id)
         .order_by(backend_for(conn).byte_order(teams.c.name), teams.c.id)
+        .limit(limit)
     )
     return [TeamRef(*row) for row in rows]
 

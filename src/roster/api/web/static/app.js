@@ -4,8 +4,8 @@
 (function () {
   "use strict";
 
-  var LINKS = "#rows a.person, #accounts a";
-  var SEARCHES = "#search, #account-search";
+  var LINKS = "#rows a.person, #accounts a, #choices a";
+  var SEARCHES = "#search, #account-search, #choice-search";
 
   function links() {
     return Array.prototype.slice.call(document.querySelectorAll(LINKS));
@@ -77,6 +77,15 @@
   });
 
   document.addEventListener("click", function (event) {
+    // A filter's picker takes the search as typed so far (the link has the page's).
+    var picker = event.target.closest("a[data-finder]");
+    if (picker) {
+      var query = new URLSearchParams();
+      new FormData(document.getElementById(picker.dataset.finder)).forEach(function (value, name) {
+        if (value !== "") query.append(name, value);
+      });
+      picker.search = query.toString();
+    }
     if (event.target.matches("[data-dismiss]")) {
       document.getElementById("notice").textContent = "";
     }
