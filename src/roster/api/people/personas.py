@@ -82,7 +82,12 @@ async def change_person(
     return row_json(row)
 
 
-@router.patch("/personas/{personaId}", response_model=PersonRow, response_model_exclude_unset=True)
+@router.patch(
+    "/personas/{personaId}",
+    response_model=PersonRow,
+    response_model_exclude_unset=True,
+    responses=error_responses(409),
+)
 async def change_persona(
     persona_id: PersonaId,
     scope: Scope,
