@@ -8,7 +8,7 @@ else; what it creates never reaches further than it does (docs/admin-api.md).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Body as BodyParameter
@@ -19,7 +19,7 @@ from roster.api.deps import ReadConnection, WriteConnection
 from roster.api.fields import AccountId, ClientId, NotNull, Rules, Timestamp
 from roster.api.openapi import error_responses
 from roster.api.people.contract import Admin, AdminReader, PageParameters, people_router
-from roster.api.people.models import Body, CamelModel, timestamp
+from roster.api.people.models import Body, CamelModel, optional_timestamp, timestamp
 from roster.core.accounts import (
     Account,
     accounts_page,
@@ -181,10 +181,6 @@ class ClientsPage(CamelModel):
     rows: list[ClientOut]
 
 
-def _at(at: datetime | None) -> str | None:
-    return None if at is None else timestamp(at)
-
-
 def _client(client: ClientSummary) -> dict[str, Any]:
     return {
         "id": client.client_id,
@@ -193,8 +189,8 @@ def _client(client: ClientSummary) -> dict[str, Any]:
         "allAccounts": client.account_ids is None,
         "accountIds": None if client.account_ids is None else list(client.account_ids),
         "createdAt": timestamp(client.created_at),
-        "rotatedAt": _at(client.rotated_at),
-        "revokedAt": _at(client.revoked_at),
+        "rotatedAt": optional_timestamp(client.rotated_at),
+        "revokedAt": optional_timestamp(client.revoked_at),
     }
 
 

@@ -16,17 +16,18 @@ from fastapi import Depends, Path, Query, Request, Response
 from pydantic import Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from roster.api.deps import WriteConnection, authenticated_briefly, services
+from roster.api.deps import ReadConnection, WriteConnection, authenticated_briefly, services
 from roster.api.events import TypeFilter, event_json
 from roster.api.fields import STORABLE, AccountId, NotNull, Timestamp
 from roster.api.openapi import error_responses
 from roster.api.people.contract import (
     PEOPLE_CREDENTIALS,
     Admin,
+    AdminReader,
     QueryParameters,
     people_router,
 )
-from roster.api.people.models import Body, CamelModel, timestamp
+from roster.api.people.models import Body, CamelModel, optional_timestamp, timestamp
 from roster.core.accounts import require_account
 from roster.core.auth import Principal
 from roster.core.deliverer import Deliverer
@@ -165,10 +166,6 @@ class ReplayParameters(QueryParameters):
     )
 
 
-def _at(value: Any) -> str | None:
-    return None if value is None else timestamp(value)
-
-
 def webhook_json(webhook: Webhook) -> dict[str, Any]:
     return {
         "id": webhook.id,
@@ -177,11 +174,11 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "types": list(webhook.types),
         "description": webhook.description,
         "state": webhook.state,
-        "failingSince": _at(webhook.failing_since),
+        "failingSince": optional_timestamp(webhook.failing_since),
         "deliveredThrough": webhook.delivered_through,
         "attempts": webhook.attempts,
-        "nextAttemptAt": _at(webhook.next_attempt_at),
-        "previousSecretExpiresAt": _at(webhook.previous_secret_expires_at),
+        "nextAttemptAt": optional_timestamp(webhook.next_attempt_at),
+        "previousSecretExpiresAt": optional_timestamp(webhook.previous_secret_expires_at),
         "createdAt": timestamp(webhook.created_at),
         "updatedAt": timestamp(webhook.updated_at),
     }
@@ -242,7 +239,7 @@ async def add_webhook(
 
 @router.get("/webhooks", response_model=WebhookList)
 async def webhooks_of_accounts(
-    wanted: Annotated[WebhookFilter, Query()], conn: WriteConnection, principal: Admin
+    wanted: Annotated[WebhookFilter, Query()], conn: ReadConnection, principal: AdminReader
 ) -> dict[str, Any]:
     """The webhooks of the accounts the client reaches (or of one of them), oldest first."""
     account_id = None
@@ -254,7 +251,7 @@ async def webhooks_of_accounts(
 
 @router.get("/webhooks/{webhookId}", response_model=WebhookOut)
 async def one_webhook(
-    webhook_id: WebhookId, conn: WriteConnection, principal: Admin
+    webhook_id: WebhookId, conn: ReadConnection, principal: AdminReader
 ) -> dict[str, Any]:
     """One webhook, with its state and where its delivery stands."""
     return webhook_json(await get_webhook(conn, webhook_id, principal.account_ids))
@@ -303,8 +300,8 @@ async def new_secret(
 async def deliveries_of_webhook(
     webhook_id: WebhookId,
     parameters: Annotated[DeliveryParameters, Query()],
-    conn: WriteConnection,
-    principal: Admin,
+    conn: ReadConnection,
+    principal: AdminReader,
 ) -> dict[str, Any]:
     """The webhook's delivery attempts, newest first: the event, the attempt's number, the
     receiver's status (or the error), how long it took, when."""

@@ -99,6 +99,11 @@ def timestamp(at: datetime) -> str:
     return text[:23] + "Z" if at.microsecond else text[:19] + ".000Z"
 
 
+def optional_timestamp(at: datetime | None) -> str | None:
+    """:func:`timestamp`, or None for no time."""
+    return None if at is None else timestamp(at)
+
+
 class CamelModel(BaseModel):
     """Fields in snake_case, JSON in camelCase."""
 
