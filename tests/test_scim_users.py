@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -183,6 +184,61 @@ async def test_filters_and_pages(scim: Scim) -> None:
     assert "name" not in less
     assert "emails" not in less
     assert less["userName"] == "ann"
+
+
+#: Users for the combined filters below: (givenName, familyName, work email).
+COMBINED_USERS = (
+    ("Ann", "Lee", "ann@example.com"),
+    ("Bob", "Leeds", "bob@example.org"),
+    ("Cy", "Moss", "cy@example.com"),
+    ("Dana", "Mosley", "dana@sample.net"),
+    ("Eve", "Greenlee", "eve@example.com"),
+)
+#: Filters of one comparison each, and which of COMBINED_USERS each finds.
+ATOMS: dict[str, Callable[[tuple[str, str, str]], bool]] = {
+    'name.familyName co "lee"': lambda u: "lee" in u[1].lower(),
+    'name.familyName sw "mos"': lambda u: u[1].lower().startswith("mos"),
+    'name.familyName ew "ds"': lambda u: u[1].endswith("ds"),
+    'name.givenName co "an"': lambda u: "an" in u[0].lower(),
+    'emails co "example.com"': lambda u: u[2].endswith("example.com"),
+    'name.givenName eq "EVE"': lambda u: u[0] == "Eve",
+    'name.familyName co "zz"': lambda u: False,
+}
+
+
+async def test_combined_filters_find_what_each_part_finds(scim: Scim) -> None:
+    """Any two comparisons joined by ``and`` or ``or`` (or one negated) find what the
+    parts find: each comparison's values are its own, however many search the same
+    (trigram) text in one statement."""
+    made = {}
+    for given, family, email in COMBINED_USERS:
+        user = await scim.create(
+            userName=email,
+            name={"givenName": given, "familyName": family},
+            emails=[{"value": email, "type": "work"}],
+        )
+        made[(given, family, email)] = user["id"]
+
+    async def ids(filter_text: str) -> set[str]:
+        found = await scim("POST", "/Users/.search", {"filter": filter_text})
+        assert found["totalResults"] == len(found["Resources"]), filter_text
+        return {r["id"] for r in found["Resources"]}
+
+    def found_by(rule: Callable[[tuple[str, str, str]], bool]) -> set[str]:
+        return {i for u, i in made.items() if rule(u)}
+
+    for one, rule in ATOMS.items():
+        assert await ids(one) == found_by(rule), one
+    for one, a in ATOMS.items():
+        for two, b in ATOMS.items():
+            both, either, second_only = (
+                found_by(a) & found_by(b),
+                found_by(a) | found_by(b),
+                found_by(b) - found_by(a),
+            )
+            assert await ids(f"({one}) and ({two})") == both
+            assert await ids(f"({one}) or ({two})") == either
+            assert await ids(f"not ({one}) and ({two})") == second_only
 
 
 async def test_put_patch_etags_and_delete(scim: Scim) -> None:

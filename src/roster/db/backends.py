@@ -122,9 +122,10 @@ class Backend(Protocol):
         """Why the database cannot serve now, if ``error`` (the driver's own) says so."""
         ...
 
-    def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
+    def search_condition(self, terms: Sequence[str], prefix: str = "search") -> ColumnElement[bool]:
         """True for personas whose search text holds every (folded) term. Its values are
-        bound parameters named as in :meth:`search_parameters`, so a statement built for
+        bound parameters named as in :meth:`search_parameters` (each name starts with
+        ``prefix``: two conditions of one statement need two), so a statement built for
         some terms runs for any others of the same :meth:`search_shape` with theirs."""
         ...
 
@@ -132,7 +133,7 @@ class Backend(Protocol):
         """What the search condition's SQL depends on: terms of one shape share it."""
         ...
 
-    def search_parameters(self, terms: Sequence[str]) -> dict[str, Any]:
+    def search_parameters(self, terms: Sequence[str], prefix: str = "search") -> dict[str, Any]:
         """The values of the search condition's parameters for these terms."""
         ...
 
@@ -482,20 +483,20 @@ class PostgresBackend:
             return Outage.BUSY
         return None
 
-    def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
+    def search_condition(self, terms: Sequence[str], prefix: str = "search") -> ColumnElement[bool]:
         return and_(
             true(),
             *(
                 personas.c.search_text.like(bindparam(name, pattern), escape="\\")
-                for name, pattern in self.search_parameters(terms).items()
+                for name, pattern in self.search_parameters(terms, prefix).items()
             ),
         )
 
     def search_shape(self, terms: Sequence[str]) -> Hashable:
         return len(terms)
 
-    def search_parameters(self, terms: Sequence[str]) -> dict[str, Any]:
-        return {f"search_{n}": like_pattern(term) for n, term in enumerate(terms)}
+    def search_parameters(self, terms: Sequence[str], prefix: str = "search") -> dict[str, Any]:
+        return {f"{prefix}_{n}": like_pattern(term) for n, term in enumerate(terms)}
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         # One array parameter: the statement stays the same whatever the number of
@@ -723,10 +724,10 @@ class SqliteBackend:
             return Outage.UNREACHABLE
         return None
 
-    def search_condition(self, terms: Sequence[str]) -> ColumnElement[bool]:
+    def search_condition(self, terms: Sequence[str], prefix: str = "search") -> ColumnElement[bool]:
         conditions: list[ColumnElement[bool]] = []
-        for name, value in self.search_parameters(terms).items():
-            if name == "search_phrase":
+        for name, value in self.search_parameters(terms, prefix).items():
+            if name == f"{prefix}_phrase":
                 phrase = literal_column(_FTS.name).match(bindparam(name, value))
                 matching = select(_FTS.c.rowid).where(phrase)
                 conditions.append(personas.c.seq.in_(matching))
@@ -737,13 +738,13 @@ class SqliteBackend:
     def search_shape(self, terms: Sequence[str]) -> Hashable:
         return tuple(len(term) >= TRIGRAM for term in terms)
 
-    def search_parameters(self, terms: Sequence[str]) -> dict[str, Any]:
+    def search_parameters(self, terms: Sequence[str], prefix: str = "search") -> dict[str, Any]:
         indexed = [term for term in terms if len(term) >= TRIGRAM]
         scanned = [term for term in terms if len(term) < TRIGRAM]
         # A quoted FTS5 phrase over trigrams is an exact substring match.
         phrase = " ".join('"' + term.replace('"', '""') + '"' for term in indexed)
-        found: dict[str, Any] = {"search_phrase": phrase} if indexed else {}
-        return found | {f"search_{n}": term for n, term in enumerate(scanned)}
+        found: dict[str, Any] = {f"{prefix}_phrase": phrase} if indexed else {}
+        return found | {f"{prefix}_{n}": term for n, term in enumerate(scanned)}
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         return column.in_(bindparam(name, expanding=True))

@@ -135,6 +135,8 @@ class _Filter:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        #: Search conditions so far: each binds its terms under names of its own.
+        self.searches = 0
 
     def condition(self, node: FilterNode) -> ColumnElement[bool]:
         if isinstance(node, LogicalExpr):
@@ -165,7 +167,9 @@ class _Filter:
         terms = search_terms(value)
         if op in ("co", "sw", "ew") and searched and not case_exact and terms:
             # The trigram index finds the candidates; the comparison decides.
-            return and_(self.backend.search_condition(terms), compared)
+            self.searches += 1
+            found = self.backend.search_condition(terms, f"search{self.searches}")
+            return and_(found, compared)
         return compared
 
     def _meta(

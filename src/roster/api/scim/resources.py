@@ -170,8 +170,7 @@ def render_user(user: UserRow, base_url: str, *, built: bool = True) -> dict[str
     resource["roles"] = [{"value": user.role_name}]
     if user.teams:
         resource["groups"] = [
-            {"value": str(team_id), "display": team_name, "type": "direct"}
-            for team_id, team_name in user.teams
+            {"value": str(team.id), "display": team.name, "type": "direct"} for team in user.teams
         ]
     if user.manager_id is not None:
         manager = {"value": str(user.manager_id)}

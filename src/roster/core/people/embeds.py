@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import ColumnElement, FromClause, Select, Text, cast, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -298,6 +299,29 @@ async def render_embeds(
             row.rendered[embed.name] = found.get(row.persona_value(embed.on), none)
     for row in rows:
         row.included = embeds
+
+
+@cache
+def _id_keys(embed: Embed) -> frozenset[str]:
+    """The item's fields that hold ids (written as text in JSON)."""
+    return frozenset(f.name for f in fields(embed.item) if str(f.type).startswith("uuid.UUID"))
+
+
+def embedded_items(embed: Embed, written: str) -> Any:
+    """An embed's items (or item, or None) from the JSON of its column (:func:`embed_columns`
+    with the fields' own names), for a door that renders them itself."""
+    found = orjson.loads(written)
+    ids = _id_keys(embed)
+
+    def item(values: dict[str, Any]) -> Any:
+        for key in ids & values.keys():
+            if values[key] is not None:
+                values[key] = uuid.UUID(values[key])
+        return embed.item(**values)
+
+    if not embed.many:
+        return None if found is None else item(found)
+    return [item(values) for values in found]
 
 
 def embed_columns(
