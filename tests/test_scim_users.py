@@ -241,6 +241,28 @@ async def test_combined_filters_find_what_each_part_finds(scim: Scim) -> None:
             assert await ids(f"not ({one}) and ({two})") == second_only
 
 
+FAMILIES = ("Straße", "Strauss", "Ström", "O'Neil", "Zoë", "zoe", "Zo", "\ud7ffx", "\U0010ffff")
+
+
+async def test_family_name_sw_compares_keys_by_prefix(scim: Scim) -> None:
+    """``name.familyName sw`` finds the Users whose name's key (NFC, case-folded, as
+    ``eq`` compares) starts with the value's key: every prefix of every name, in any case,
+    finds exactly those (a range of the key's index on both backends)."""
+    made = {}
+    for n, family in enumerate(FAMILIES):
+        user = await scim.create(userName=f"u{n}", name={"familyName": family})
+        made[family] = user["id"]
+    prefixes = {family[:end] for family in FAMILIES for end in range(1, len(family) + 1)}
+    for prefix in sorted(prefixes):
+        for sent in {prefix, prefix.upper(), prefix.lower()}:
+            escaped = sent.replace("\\", "\\\\").replace('"', '\\"')
+            found = await scim(
+                "POST", "/Users/.search", {"filter": f'name.familyName sw "{escaped}"'}
+            )
+            wanted = {made[f] for f in FAMILIES if f.casefold().startswith(sent.strip().casefold())}
+            assert {r["id"] for r in found["Resources"]} == wanted, sent
+
+
 async def test_put_patch_etags_and_delete(scim: Scim) -> None:
     user = await scim.create(**ann())
     at = f"/Users/{user['id']}"

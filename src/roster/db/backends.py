@@ -137,6 +137,12 @@ class Backend(Protocol):
         """The values of the search condition's parameters for these terms."""
         ...
 
+    def starts_with(self, column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+        """``column`` starts with ``prefix`` (code point for code point), as a range of
+        the column's index: every text from ``prefix`` up to the first one after all
+        that start with it."""
+        ...
+
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         """``column`` equals one of the values of the list bound as ``name``, however many."""
 
@@ -251,6 +257,18 @@ def _asyncpg_sql(
     this is too."""
     compiled = statement.compile(dialect=dialect)
     return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The first text after every text that starts with ``prefix`` (its last character
+    that can be is moved up by one, skipping the surrogates UTF-8 cannot hold); ``None``
+    if there is none (nothing ever sorts after it)."""
+    for at in range(len(prefix) - 1, -1, -1):
+        code = ord(prefix[at]) + 1
+        if code > 0x10FFFF:
+            continue
+        return prefix[:at] + chr(0xE000 if 0xD800 <= code < 0xE000 else code)
+    return None
 
 
 def like_pattern(term: str, op: str = "co") -> str:
@@ -497,6 +515,17 @@ class PostgresBackend:
 
     def search_parameters(self, terms: Sequence[str], prefix: str = "search") -> dict[str, Any]:
         return {f"{prefix}_{n}": like_pattern(term) for n, term in enumerate(terms)}
+
+    def starts_with(self, column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+        # The pattern operators compare bytes, as the index's text_pattern_ops (a LIKE
+        # with a bound pattern could use no index in a generic plan).
+        after = _after_prefix(prefix)
+        starting = column.op("~>=~", is_comparison=True)(prefix)
+        return (
+            starting
+            if after is None
+            else and_(starting, column.op("~<~", is_comparison=True)(after))
+        )
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         # One array parameter: the statement stays the same whatever the number of
@@ -745,6 +774,10 @@ class SqliteBackend:
         phrase = " ".join('"' + term.replace('"', '""') + '"' for term in indexed)
         found: dict[str, Any] = {f"{prefix}_phrase": phrase} if indexed else {}
         return found | {f"{prefix}_{n}": term for n, term in enumerate(scanned)}
+
+    def starts_with(self, column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+        after = _after_prefix(prefix)  # BINARY collation: bytes, so code points
+        return column >= prefix if after is None else and_(column >= prefix, column < after)
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         return column.in_(bindparam(name, expanding=True))

@@ -146,8 +146,15 @@ persons = Table(
     *_timestamps(),
     Column("email_key", String(_length(PERSON["email_address"])), unique=True),
     Column("phone_key", String(_length(PERSON["phone_number"])), index=True),
-    Column("first_name_key", String(_length(PERSON["first_name"])), index=True),
-    Column("last_name_key", String(_length(PERSON["last_name"])), index=True),
+    Column("first_name_key", String(_length(PERSON["first_name"]))),
+    Column("last_name_key", String(_length(PERSON["last_name"]))),
+    # Equality and prefixes (SCIM's ``sw`` on names, Backend.starts_with): PostgreSQL's
+    # pattern operator class orders by bytes, whatever the database's collation;
+    # SQLite's default (BINARY) does already.
+    *(
+        Index(None, key, postgresql_ops={key: "text_pattern_ops"})
+        for key in ("first_name_key", "last_name_key")
+    ),
     sqlite_autoincrement=True,
 )
 

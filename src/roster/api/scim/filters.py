@@ -3,7 +3,8 @@ becomes one condition over ``personas`` and ``persons`` that the database evalua
 filter is evaluated in Python over a table). Text comparisons go through the backend seam
 (``Backend.text_compare``); ``co``, ``sw`` and ``ew`` on searched fields are narrowed
 first by the trigram index of People search; ``eq`` on userName, names and the person's
-email compare keys (indexed), as the rest of Roster does.
+email compare keys (indexed), as the rest of Roster does, and so does ``sw`` on names (a
+range of the key's index).
 
 The same grammar selects values of one resource's multi-valued attribute in a PATCH path
 (``emails[type eq "work"]``): :func:`matches` evaluates it on those few values.
@@ -277,9 +278,16 @@ class UserFilter(_Filter):
         if declared is None:
             raise InvalidFilter(f"{_shown(attr, sub)} is not an attribute this server filters.")
         column = _column(declared)
-        if op == "eq" and declared.name in _KEYED and isinstance(value, str):
+        if op in ("eq", "sw") and declared.name in _KEYED and isinstance(value, str):
+            # Names compare by their keys, as Roster's matching does: eq one index probe,
+            # sw a range of the same index.
             key_column, key_of = _KEYED[declared.name]
-            return key_column == key_of(value)
+            folded = key_of(value)
+            if op == "eq":
+                return key_column == folded
+            if folded is None:
+                return _filled(column)
+            return self.backend.starts_with(key_column, folded)
         return self._text(column, op, value, declared.scim_case_exact, declared.searched)
 
     def _slot(self, slot: _Slot, node: FilterNode) -> ColumnElement[bool]:
