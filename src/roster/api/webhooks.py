@@ -224,6 +224,15 @@ async def _checked(request: Request, url: str) -> CheckedUrl:
     return await checked_url(url, services(request).settings.webhook_allow_private)
 
 
+def _webhooks_changed(request: Request) -> None:
+    """Once a registration or change has committed: this process's deliverer, if it
+    holds the lease, serves it at once (another process's sees it within its next look
+    at the webhooks, docs/events.md)."""
+    found = services(request).deliverer
+    if found is not None:
+        found.webhooks_changed()
+
+
 @router.post("/webhooks", status_code=201, response_model=WebhookWithSecret)
 async def add_webhook(
     body: WebhookCreate, request: Request, principal: BriefAdmin
@@ -234,6 +243,7 @@ async def add_webhook(
     async with unit_of_work(services(request).engine, write=True) as conn:
         account_id = await require_account(conn, principal, body.account_id)
         made = await register_webhook(conn, account_id, url, body.types, body.description)
+    _webhooks_changed(request)
     return _with_secret(made)
 
 
@@ -271,6 +281,7 @@ async def change_webhook(
         changes["url"] = await _checked(request, body.url)
     async with unit_of_work(services(request).engine, write=True) as conn:
         changed = await update_webhook(conn, webhook_id, principal.account_ids, changes)
+    _webhooks_changed(request)
     return webhook_json(changed)
 
 
