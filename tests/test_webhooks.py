@@ -9,8 +9,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from roster.core.webhooks import CheckedUrl, checked_url, register_webhook, update_webhook
 from roster.db.engine import unit_of_work
 from roster.db.tables import events, webhooks
+from roster.errors import InvalidRequest
 from tests.factories import Client, Directory
 from tests.webhooks import register, send
 
@@ -138,7 +140,10 @@ async def test_webhooks_need_the_admin_scope_and_credentials(
         ({"url": 5}, "url"),
         ({"types": ["persona.renamed"]}, "types"),
         ({"types": "persona.*"}, "types"),
+        ({"url": "https://93.184.215.14/a\tb"}, "url"),  # the declared field's rules
         ({"description": "x" * 257}, "description"),
+        ({"description": " "}, "description"),
+        ({"description": "CRM\x07"}, "description"),
         ({"secret": "whsec_mine"}, "secret"),
         ({"accountId": None}, "accountId"),
     ],
@@ -153,6 +158,28 @@ async def test_bad_registrations_are_refused_naming_the_field(
     assert error["type"] == "invalid_request"
     assert [d["field"].split("[")[0] for d in error["details"]][:1] == [field], error
     assert await count_webhooks(directory) == 0
+
+
+async def test_core_checks_a_webhook_by_its_declared_fields(
+    admin: Client, directory: Directory
+) -> None:
+    """Whichever door calls it, core refuses what the declarations (core/fields.py)
+    refuse, naming the field: a URL too long, a blank description."""
+
+    def blamed(refused: pytest.ExceptionInfo[InvalidRequest]) -> list[str]:
+        return [d.field for d in refused.value.details]
+
+    with pytest.raises(InvalidRequest) as too_long:
+        await checked_url("https://93.184.215.14/" + "a" * 2048, allow_private=False)
+    assert blamed(too_long) == ["url"]
+    async with unit_of_work(directory.engine, write=True) as conn:
+        with pytest.raises(InvalidRequest) as blank:
+            await register_webhook(conn, ACCOUNT, CheckedUrl(URL), [], " ")
+        assert blamed(blank) == ["description"]
+        made = await register_webhook(conn, ACCOUNT, CheckedUrl(URL), [], "CRM")
+        with pytest.raises(InvalidRequest) as too_long:
+            await update_webhook(conn, made.webhook.id, None, {"description": "x" * 257})
+        assert blamed(too_long) == ["description"]
 
 
 async def test_a_webhook_is_changed_and_re_enabled(

@@ -5,19 +5,23 @@ re-enabled where they stopped, one slow receiver delaying no other, one delivere
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import re
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from roster.api.events import event_json
 from roster.core import deliverer as deliverer_module
 from roster.core.clock import now
-from roster.core.deliverer import Deliverer
+from roster.core.deliverer import POLL_SECONDS, RECHECK_SECONDS, Deliverer
 from roster.core.webhooks import RETRY_DELAYS
 from roster.db.engine import unit_of_work
 from roster.db.tables import leases
@@ -61,10 +65,8 @@ async def delivering(
         event_json,
         allow_private=allow_private,
         lease_seconds=3,
-        poll_seconds=0.02,
-        recheck_seconds=0.1,
         clock=clock or Clock(),
-        **more,
+        **{"poll_seconds": 0.02, "recheck_seconds": 0.1, **more},
     )
     running = asyncio.create_task(deliverer.run())
     try:
@@ -337,3 +339,76 @@ async def test_the_cursor_moves_past_many_events_of_other_types(
         [got] = await receiver.wait_for("/roles", 1)
     assert got.event["type"] == "role.created"
     assert got.event["id"] > newest
+
+
+_READS = re.compile(r"\bFROM (events|webhooks)\b", re.IGNORECASE)
+
+
+@contextmanager
+def reads_of_tables(engine: AsyncEngine) -> Iterator[Counter[str]]:
+    """How many statements sent to the database read ``events`` and ``webhooks`` (the
+    statements themselves, as SQLAlchemy sends them), while the block runs."""
+    counted: Counter[str] = Counter()
+
+    def count(*sent: Any) -> None:
+        counted.update(found.group(1) for found in _READS.finditer(sent[2]))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield counted
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+
+
+async def leading(deliverer: Deliverer) -> None:
+    """Once the deliverer holds the lease and has had its first look at the webhooks."""
+    async with asyncio.timeout(10):
+        while not deliverer.holding():  # noqa: ASYNC110 (a flag the deliverer sets)
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+
+
+async def test_an_idle_deliverer_looks_at_the_webhooks_not_at_the_events(
+    client: httpx.AsyncClient, admin: Client, directory: Directory, app: Any
+) -> None:
+    """With no webhook, the holder reads the webhooks every 2 s and never the events
+    (not 20 times a second, forever); a webhook another process registers is served at
+    its next look, and from then on the events are polled every 50 ms."""
+    async with (
+        receiving() as receiver,
+        delivering(
+            directory, poll_seconds=POLL_SECONDS, recheck_seconds=RECHECK_SECONDS
+        ) as deliverer,
+    ):
+        await leading(deliverer)
+        with reads_of_tables(directory.engine) as idle:
+            await asyncio.sleep(3.0)
+        assert idle["events"] == 0, idle
+        assert 1 <= idle["webhooks"] <= 2, idle  # every 2 s
+        # The app's requests do not tell this deliverer: as from another process.
+        assert app.state.services.deliverer is not deliverer
+        await register(client, admin, ACCOUNT, receiver.url("/hook"))
+        await change(client, admin, 1)
+        await receiver.wait_for("/hook", 1, within=RECHECK_SECONDS + 2.0)
+        with reads_of_tables(directory.engine) as serving:
+            await asyncio.sleep(1.0)
+        assert serving["events"] >= 5, serving  # polled again: 20 a second while served
+
+
+async def test_a_webhook_registered_in_the_same_process_is_served_at_once(
+    client: httpx.AsyncClient, admin: Client, directory: Directory, app: Any
+) -> None:
+    """The API tells its process's deliverer (as ``roster serve`` wires it): an idle
+    holder whose next look at the webhooks is 30 s away serves a new webhook at once,
+    its first delivery within a poll of the change's commit."""
+    async with (
+        receiving() as receiver,
+        delivering(directory, poll_seconds=POLL_SECONDS, recheck_seconds=30.0) as deliverer,
+    ):
+        app.state.services.deliverer = deliverer
+        await leading(deliverer)
+        await register(client, admin, ACCOUNT, receiver.url("/hook"))
+        await change(client, admin, 1)
+        committed = time.monotonic()
+        await receiver.wait_for("/hook", 1, within=5.0)
+        assert time.monotonic() - committed < 1.0

@@ -69,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
         limiter=ClientRateLimiter(settings.rate_limit, shared),
         auth_failures=AuthFailureLimiter(settings.auth_failure_limit, shared),
         metrics=Metrics(engine, replicas),
+        deliverer=webhooks.deliverer(settings, engine) if settings.webhook_delivery else None,
     )
 
     @asynccontextmanager
@@ -78,8 +79,8 @@ def create_app(settings: Settings) -> FastAPI:
             events.prune_daily(services.engine, settings.event_retention_days)
         )
         delivering = (
-            asyncio.create_task(webhooks.deliverer(settings, services.engine).run())
-            if settings.webhook_delivery
+            asyncio.create_task(services.deliverer.run())
+            if services.deliverer is not None
             else None
         )
         yield

@@ -22,6 +22,7 @@ from roster.api.middleware import RETRY_ON_PRIMARY, request_id_of
 from roster.api.openapi import API_KEY, BEARER
 from roster.api.ratelimit import AuthFailureLimiter, Budget, ClientRateLimiter
 from roster.core.auth import Principal, authenticate
+from roster.core.deliverer import Deliverer
 from roster.core.events import Actor, act_as
 from roster.db.backends import DATABASE_ERRORS
 from roster.db.engine import database_unavailable, read_snapshot, unit_of_work
@@ -50,6 +51,9 @@ class Services:
     limiter: ClientRateLimiter
     auth_failures: AuthFailureLimiter
     metrics: Metrics
+    #: This process's candidate deliverer of webhooks (None: ``webhook_delivery`` off),
+    #: told when a request registers or changes a webhook.
+    deliverer: Deliverer | None = None
 
 
 def services(request: Request) -> Services:

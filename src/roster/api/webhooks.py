@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from roster.api.deps import ReadConnection, WriteConnection, authenticated_briefly, services
 from roster.api.events import TypeFilter, event_json
-from roster.api.fields import STORABLE, AccountId, NotNull, Timestamp
+from roster.api.fields import STORABLE, AccountId, NotNull, Rules, Timestamp
 from roster.api.openapi import error_responses
 from roster.api.people.contract import (
     PEOPLE_CREDENTIALS,
@@ -31,11 +31,10 @@ from roster.api.people.models import Body, CamelModel, optional_timestamp, times
 from roster.core.accounts import require_account
 from roster.core.auth import Principal
 from roster.core.deliverer import Deliverer
+from roster.core.fields import WEBHOOK
 from roster.core.webhooks import (
     DEFAULT_GRACE,
-    MAX_DESCRIPTION,
     MAX_GRACE,
-    MAX_URL,
     CheckedUrl,
     Delivery,
     Webhook,
@@ -54,19 +53,20 @@ from roster.db.engine import unit_of_work
 from roster.settings import Settings
 
 router = people_router("Admin API: webhooks")
+#: A webhook named in a path: any storable text of an id's length (one that is no
+#: webhook's is not found).
 WebhookId = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=64),
+    StringConstraints(min_length=1, max_length=WEBHOOK["id"].max_length),
     STORABLE,
     Path(alias="webhookId", description="The webhook's id (`wh_...`)."),
 ]
 Url = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_URL),
-    STORABLE,
+    Rules(WEBHOOK["url"]),
     Field(description="Where to POST the events: an https:// URL on a public address."),
 ]
-Description = Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION), STORABLE]
+Description = Annotated[str, Rules(WEBHOOK["description"])]
 Types = Annotated[
     list[TypeFilter],
     Field(
@@ -224,6 +224,15 @@ async def _checked(request: Request, url: str) -> CheckedUrl:
     return await checked_url(url, services(request).settings.webhook_allow_private)
 
 
+def _webhooks_changed(request: Request) -> None:
+    """Once a registration or change has committed: this process's deliverer, if it
+    holds the lease, serves it at once (another process's sees it within its next look
+    at the webhooks, docs/events.md)."""
+    found = services(request).deliverer
+    if found is not None:
+        found.webhooks_changed()
+
+
 @router.post("/webhooks", status_code=201, response_model=WebhookWithSecret)
 async def add_webhook(
     body: WebhookCreate, request: Request, principal: BriefAdmin
@@ -234,6 +243,7 @@ async def add_webhook(
     async with unit_of_work(services(request).engine, write=True) as conn:
         account_id = await require_account(conn, principal, body.account_id)
         made = await register_webhook(conn, account_id, url, body.types, body.description)
+    _webhooks_changed(request)
     return _with_secret(made)
 
 
@@ -271,6 +281,7 @@ async def change_webhook(
         changes["url"] = await _checked(request, body.url)
     async with unit_of_work(services(request).engine, write=True) as conn:
         changed = await update_webhook(conn, webhook_id, principal.account_ids, changes)
+    _webhooks_changed(request)
     return webhook_json(changed)
 
 

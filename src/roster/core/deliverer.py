@@ -9,8 +9,12 @@ their machines agree to within the lease's margin.
 
 While it holds the lease, the deliverer:
 
-- looks at the newest event id every 50 ms (one indexed query) and wakes the webhooks'
-  tasks when it grows: a change reaches its receivers within a poll of its commit;
+- looks at the webhooks every 2 s, or at once when this process registers or changes
+  one (:meth:`Deliverer.webhooks_changed`); while none is to be served it does nothing
+  else, so an idle deliverer costs a query every 2 s, not a poll of the events;
+- while at least one webhook is served, looks at the newest event id every 50 ms (one
+  indexed query) and wakes the webhooks' tasks when it grows: a change reaches its
+  receivers within a poll of its commit;
 - runs one task per webhook that is not disabled, so a slow or dead receiver delays no
   other; each sends its account's events after its cursor, in id order, one at a time,
   and moves the cursor only after a 2xx within 10 s (at least once: a crash between the
@@ -65,9 +69,10 @@ log = logging.getLogger("roster.webhooks")
 LEASE = "webhooks"
 #: A receiver acknowledges with a 2xx within this long (spec).
 TIMEOUT_SECONDS = 10.0
-#: How often the holder looks for new events.
+#: How often the holder looks for new events, while it serves at least one webhook.
 POLL_SECONDS = 0.05
-#: How often the holder looks for new webhooks, and a task at its webhook's changes.
+#: How often the holder looks for new webhooks (registered by another process: this
+#: one's wake it at once), and a task at its webhook's changes.
 RECHECK_SECONDS = 2.0
 #: Events one task reads at a time.
 PAGE = 100
@@ -393,8 +398,19 @@ class Deliverer:
         self._valid_until = 0.0
         self._newest = 0
         self._arrived = asyncio.Event()
+        #: Set when this process registered or changed a webhook: look at them now.
+        self._changed = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._client: httpx.AsyncClient | None = None
+
+    def webhooks_changed(self) -> None:
+        """A webhook was registered or changed in this process (its transaction has
+        committed): the holder looks at the webhooks at once, not at its next look."""
+        self._changed.set()
+
+    def serving(self) -> bool:
+        """Whether a webhook's task is running (some webhook is not disabled)."""
+        return any(not task.done() for task in self._tasks.values())
 
     # the election
 
@@ -445,7 +461,8 @@ class Deliverer:
 
     async def _lead(self) -> None:
         """Deliver while the lease holds: renew it, start a task per webhook, wake them
-        when new events commit."""
+        when new events commit. With no webhook to serve, only look at the webhooks
+        (every ``recheck_seconds``, or when this process changed one)."""
         renew_at = look_at_webhooks_at = 0.0
         try:
             while True:
@@ -457,11 +474,18 @@ class Deliverer:
                 if not self.holding():
                     return
                 try:
+                    if self._changed.is_set() or moment >= look_at_webhooks_at:
+                        self._changed.clear()
+                        await self._start_tasks()
+                        look_at_webhooks_at = moment + self.recheck_seconds
+                    if not self.serving():
+                        await self._idle(min(look_at_webhooks_at, renew_at) - moment)
+                        continue
                     async with unit_of_work(self.engine, write=False) as conn:
                         newest = int(await conn.scalar(select(func.max(events.c.id))) or 0)
-                    # New events, or a while since the last look: start the tasks of
-                    # webhooks registered since (they get these events at once).
-                    if newest != self._newest or moment >= look_at_webhooks_at:
+                    # New events: start the tasks of webhooks registered since (they get
+                    # these events at once).
+                    if newest != self._newest:
                         await self._start_tasks()
                         look_at_webhooks_at = moment + self.recheck_seconds
                 except DATABASE_ERRORS as error:
@@ -475,6 +499,12 @@ class Deliverer:
                 await asyncio.sleep(self.poll_seconds)
         finally:
             await self._stop_tasks()
+
+    async def _idle(self, seconds: float) -> None:
+        """No webhook to serve: wait for the next look, or for this process to register
+        or change one."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), max(seconds, 0.0))
 
     async def _start_tasks(self) -> None:
         async with unit_of_work(self.engine, write=False) as conn:

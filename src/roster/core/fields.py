@@ -75,6 +75,7 @@ class Owner(StrEnum):
     BUDGET = "budget"
     ADDRESS = "address"
     CLIENT = "client"
+    WEBHOOK = "webhook"
 
 
 @dataclass(frozen=True, eq=False)
@@ -225,6 +226,14 @@ ACCOUNT = _declared(
 #: What an operator writes of an API client (the command line, the admin API).
 CLIENT = _declared(
     Field(Owner.CLIENT, "name", max_length=256, nullable=False),
+)
+
+#: What an admin writes of a webhook (the admin API's /webhooks, docs/events.md). Its id
+#: is Roster's (``wh_`` and 24 hex digits); a client only names it, bounded by its length.
+WEBHOOK = _declared(
+    Field(Owner.WEBHOOK, "id", max_length=64, nullable=False),
+    Field(Owner.WEBHOOK, "url", max_length=2048, nullable=False),
+    Field(Owner.WEBHOOK, "description", max_length=256),
 )
 
 ROLE = _declared(

@@ -31,6 +31,7 @@ from standardwebhooks import Webhook as StandardWebhook
 
 from roster.core.clock import now
 from roster.core.events import EventsExpired, check_types, pruned_through
+from roster.core.fields import WEBHOOK
 from roster.db.tables import events, webhook_deliveries, webhooks
 from roster.errors import InvalidRequest, NotFound
 
@@ -48,8 +49,6 @@ DISABLE_AFTER = timedelta(days=5)
 #: A rotated secret still signs (beside the new one) this long, unless the request says.
 DEFAULT_GRACE = timedelta(hours=24)
 MAX_GRACE = timedelta(days=7)
-MAX_URL = 2048
-MAX_DESCRIPTION = 256
 
 
 class TargetRefused(Exception):
@@ -228,9 +227,9 @@ class CheckedUrl:
 
 async def checked_url(url: str, allow_private: bool) -> CheckedUrl:
     """The URL, if Roster delivers there (its scheme, and every address its host
-    resolves to); ``invalid_request`` naming ``url`` otherwise."""
-    if len(url) > MAX_URL:
-        raise InvalidRequest.field("url", f"must be at most {MAX_URL} characters")
+    resolves to), and its field's rules (core/fields.py); ``invalid_request`` naming
+    ``url`` otherwise."""
+    url = WEBHOOK["url"].check(url)
     try:
         host, port = target_of(url, allow_private)
         await public_addresses(host, port, allow_private)
@@ -247,9 +246,8 @@ def _checked_types(types: Sequence[str]) -> list[str]:
 
 
 def _checked_description(description: str | None) -> str | None:
-    if description is not None and len(description) > MAX_DESCRIPTION:
-        raise InvalidRequest.field("description", f"must be at most {MAX_DESCRIPTION} characters")
-    return description
+    """The description by its field's rules (core/fields.py); null clears it."""
+    return None if description is None else WEBHOOK["description"].check(description)
 
 
 # -- registering and changing ------------------------------------------------------------------
@@ -313,7 +311,8 @@ async def get_webhook(
     (the same answer: no client learns of another account's webhooks)."""
     found = await find_webhook(conn, webhook_id)
     if found is None or (account_ids is not None and found.account_id not in account_ids):
-        raise NotFound(f"There is no webhook {webhook_id[:64]!r} that you can reach.")
+        shown = webhook_id[: WEBHOOK["id"].max_length]
+        raise NotFound(f"There is no webhook {shown!r} that you can reach.")
     return found
 
 

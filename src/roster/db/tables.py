@@ -44,6 +44,7 @@ from roster.core.fields import (
     PERSONA,
     ROLE,
     TEAM,
+    WEBHOOK,
     Field,
     Kind,
     stored,
@@ -369,12 +370,12 @@ event_prunes = Table(
 webhooks = Table(
     "webhooks",
     metadata,
-    Column("id", String(64), primary_key=True),
+    _column(WEBHOOK["id"], primary_key=True),
     Column("account_id", ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("url", String(2048), nullable=False),
+    _column(WEBHOOK["url"]),
     # A JSON list of event types or ``resource.*`` (an empty list: every event).
     Column("types", Text, nullable=False),
-    Column("description", String(256)),
+    _column(WEBHOOK["description"]),
     # Signing secrets (``whsec_`` + base64): kept in clear, as HMAC needs them. During a
     # rotation's grace period deliveries are signed with both (core/webhooks.py).
     Column("secret", String(64), nullable=False),
