@@ -4,6 +4,7 @@ parse SCIM, call the core (the one writer, the persona rows), render SCIM."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -312,14 +313,18 @@ async def user_results(
     """How many Users the query's filter finds, ``count`` of them from ``offset`` (or
     after the cursor position ``after``), and their cursor positions."""
     filter_text = query.get("filter")
-    condition = user_condition(filter_text, backend_for(conn)) if filter_text else None
+    backend = backend_for(conn)
+    compiled = user_condition(filter_text, backend) if filter_text else None
     position = None
     if after is not None:
         if len(after) != 1 or not isinstance(after[0], int) or not 0 <= after[0] < 2**63:
             raise InvalidCursor("The cursor is not one this server gave for Users.")
         position = after[0]
     order = user_sort(query.get("sortBy"), query.get("sortOrder"))
-    total, users = await user_page(conn, account_id, condition, offset, count, position, order)
+    condition = None if compiled is None else compiled.condition
+    planned = compiled is not None and compiled.planned_by_values
+    async with backend.custom_plans(conn) if planned else contextlib.nullcontext():
+        total, users = await user_page(conn, account_id, condition, offset, count, position, order)
     url = base_url(request, account_id)
     attributes, excluded = query.get("attributes"), query.get("excludedAttributes")
     shown = [project(render_user(user, url), attributes, excluded) for user in users]
