@@ -151,9 +151,10 @@ persons = Table(
     Column("last_name_key", String(_length(PERSON["last_name"]))),
     # Equality and prefixes (SCIM's ``sw`` on names, Backend.starts_with): PostgreSQL's
     # pattern operator class orders by bytes, whatever the database's collation;
-    # SQLite's default (BINARY) does already.
+    # SQLite's default (BINARY) does already. The person's id is in the index, so a
+    # prefix's persons are read from it alone (no row of a person is visited).
     *(
-        Index(None, key, postgresql_ops={key: "text_pattern_ops"})
+        Index(None, key, postgresql_ops={key: "text_pattern_ops"}, postgresql_include=["id"])
         for key in ("first_name_key", "last_name_key")
     ),
     sqlite_autoincrement=True,

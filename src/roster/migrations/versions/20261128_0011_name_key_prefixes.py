@@ -1,7 +1,10 @@
 """Name keys searchable by prefix (docs/scim.md, "Filters"): on PostgreSQL the indexes of
 ``persons.first_name_key`` and ``last_name_key`` are rebuilt with ``text_pattern_ops``, which
 serves equality as before and also a prefix (SCIM's ``name.familyName sw``) as a range of
-the index, whatever the database's collation. SQLite's indexes compare bytes already.
+the index, whatever the database's collation, and they hold the person's id, so a
+prefix's persons are read from the index alone (at a million persons a four-letter prefix
+of a common name has ~3,000, and visiting each person's row was 18 of a page's 51 ms).
+SQLite's indexes compare bytes already.
 
 The rebuild holds a lock on ``persons`` while it runs (about 2 s a million persons here).
 
