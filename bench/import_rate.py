@@ -55,7 +55,7 @@ def bench_csv(rows: int) -> Path:
 def event_log_off() -> Iterator[None]:
     """The writer appends no events (a measuring device only: Roster has no such switch)."""
 
-    async def record_nothing(conn: object, written: object) -> None:
+    async def record_nothing(conn: object, written: object, known: object = None) -> None:
         return None
 
     kept = writer.record_changes

@@ -226,16 +226,26 @@ async def _rows_of_persons(
     return {(row.id, row.persona_value("account_id")): row for row in rows}
 
 
-async def person_events(conn: AsyncConnection, written: Sequence[Written]) -> list[Event]:
+async def person_events(
+    conn: AsyncConnection,
+    written: Sequence[Written],
+    known: Mapping[tuple[uuid.UUID, str], PersonaRow] | None = None,
+) -> list[Event]:
     """The events of what the writer did: a new person is ``person.created`` in each
     account it joins; a change to a person's own fields is ``person.updated`` in every
     account where it has a persona; a persona of a known person created, changed or
     removed is ``persona.*`` in its account (with ``budget.deleted`` for the individual
-    budgets it owned). Their data is the ROW as the writer's batch left it."""
+    budgets it owned). Their data is the ROW as the writer's batch left it.
+
+    ``known``: ROWs the writer already holds whole, by person and account (every ROW
+    of each person there: the persons it created), which are not read back."""
     changed = [w for w in written if w.person_id is not None and (w.fields or w.personas)]
     if not changed:
         return []
-    rows = await _rows_of_persons(conn, {w.person_id for w in changed if w.person_id})
+    known = known or {}
+    held = {person_id for person_id, _ in known}
+    unknown = {w.person_id for w in changed if w.person_id and w.person_id not in held}
+    rows = {**known, **(await _rows_of_persons(conn, unknown) if unknown else {})}
     found: list[Event] = []
     for w in changed:
         assert w.person_id is not None

@@ -42,7 +42,12 @@ from roster.core.derived_columns import person_keys, persona_derived, refresh_pe
 from roster.core.events import append_events, person_events
 from roster.core.fields import PERSON_FIELDS, PERSONA_FIELDS, SHARED_PERSON_FIELDS
 from roster.core.matching import email_key, name_key, phone_key
-from roster.core.people.persona_rows import persona_not_found
+from roster.core.people.persona_rows import (
+    PERSON_COLUMNS,
+    PERSONA_COLUMNS,
+    PersonaRow,
+    persona_not_found,
+)
 from roster.db.backends import Backend, backend_for, update_many
 from roster.db.tables import budgets, personas, persons, roles
 from roster.errors import Conflict, NotFound, RosterError, Unprocessable
@@ -280,11 +285,16 @@ async def write_persons(
     return written
 
 
-async def record_changes(conn: AsyncConnection, written: Sequence[Written]) -> None:
+async def record_changes(
+    conn: AsyncConnection,
+    written: Sequence[Written],
+    known: Mapping[tuple[uuid.UUID, str], PersonaRow] | None = None,
+) -> None:
     """Every change the writer makes passes here, in its transaction, right after the
     rows are written (and in the same savepoint): change events (spec/events.md) are
-    appended here, so a change commits with its events or not at all."""
-    await append_events(conn, await person_events(conn, written))
+    appended here, so a change commits with its events or not at all. ``known``: the
+    ROWs of the persons the write created, which need not be read back."""
+    await append_events(conn, await person_events(conn, written, known))
 
 
 # -- locks ---------------------------------------------------------------------------------
@@ -385,7 +395,8 @@ async def write_planned(conn: AsyncConnection, planned: PlannedWrites) -> list[W
 async def _write(conn: AsyncConnection, planned: PlannedWrites) -> list[Written]:
     async with conn.begin_nested():
         await planned.plan.write(conn)
-        await record_changes(conn, [w for w in planned.written if w.error is None])
+        written = [w for w in planned.written if w.error is None]
+        await record_changes(conn, written, planned.plan.created_rows)
     return planned.written
 
 
@@ -476,6 +487,9 @@ class _Plan:
         self.owned: dict[uuid.UUID, list[uuid.UUID]] = {}  # individual budgets by owner
         self.removed: list[PersonaWritten] = []
         self.at: datetime = now()
+        #: The ROWs of the persons this plan creates, by person and account, as written:
+        #: their events' data, which is then not read back (a new person has no others).
+        self.created_rows: dict[tuple[uuid.UUID, str], PersonaRow] = {}
 
     async def load(self, conn: AsyncConnection, items: Sequence[PersonWrite]) -> None:
         live = [item for item in items if item.error is None]
@@ -753,6 +767,12 @@ class _Plan:
             row = {"id": person.id, **person.values, **person_keys(person.values, self.region)}
             if person.new:
                 new_persons.append({**row, "created_at": at, "updated_at": at})
+                person_row = (person.id, *(person.values[c] for c in PERSON_COLUMNS), at, at)
+                for account_id, persona in person.personas.items():
+                    values = (*(persona.values[c] for c in PERSONA_COLUMNS), at, at)
+                    self.created_rows[(person.id, account_id)] = PersonaRow(
+                        person_row, (persona.id, account_id, *values)
+                    )
             elif person.dirty:
                 changed_persons.append({**row, "updated_at": at})
                 refresh.add(person.id)
