@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -55,8 +56,11 @@ def bench_csv(rows: int) -> Path:
 def event_log_off() -> Iterator[None]:
     """The writer appends no events (a measuring device only: Roster has no such switch)."""
 
-    async def record_nothing(conn: object, written: object, known: object = None) -> None:
-        return None
+    async def record_nothing(
+        conn: object, written: object, plan: object = None, *, alongside: Any = None
+    ) -> None:
+        if alongside is not None:
+            await alongside
 
     kept = writer.record_changes
     writer.record_changes = record_nothing
