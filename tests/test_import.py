@@ -133,9 +133,10 @@ async def test_every_column_is_imported(bulk: Bulk) -> None:
     assert "+442079460000" in person["search_text"]
 
 
-async def test_a_created_persons_events_hold_its_row_exactly_as_stored(bulk: Bulk) -> None:
+async def test_the_events_of_an_import_hold_each_row_exactly_as_stored(bulk: Bulk) -> None:
     """The writer gives the events of the persons it creates the ROWs it wrote, without
-    reading them back: they must be what reading them back gives, value for value."""
+    reading them back (and reads back the others, in a batch that has both): the last
+    event of each persona must hold what reading it back gives, value for value."""
     directory, _, tmp_path = bulk
     other = await directory.account("F50092")
     values: tuple[str, ...] = ("Ann", "Lee", "Ann.Lee@Example.COM", "+44 1234 567890", "ann")
@@ -143,19 +144,25 @@ async def test_a_created_persons_events_hold_its_row_exactly_as_stored(bulk: Bul
     values += ("Accountant", "E-1", "Auditor", "020 7946 0000", "Ann Lee (Audit)")
     path = write_csv(tmp_path / "all.csv", IMPORT_COLUMNS, [values])
     assert (await run(directory, path)).created == 1
-    more = write_csv(tmp_path / "more.csv", HEADER, [("Bo", "Ek", "bo@x.io", "", "")])
-    await import_rows(directory.engine, directory.settings, other, more)
+    # One batch: a new person, and Ann (known) joining this account with a new title.
+    more = write_csv(
+        tmp_path / "more.csv",
+        (*HEADER, "title"),
+        [("Bo", "Ek", "bo@x.io", "", "", ""), ("Ann", "Lee", "", "", "ann", "Prof")],
+    )
+    summary = await import_rows(directory.engine, directory.settings, other, more)
+    assert summary.created == 2, summary.failures
     async with unit_of_work(directory.engine, write=False) as conn:
-        logged = list(
-            await conn.execute(
-                select(events.c.person_id, events.c.data).where(events.c.person_id.is_not(None))
-            )
+        found = await conn.execute(
+            select(events.c.person_id, events.c.account_id, events.c.data)
+            .where(events.c.person_id.is_not(None))
+            .order_by(events.c.id)
         )
-        stored = await events_module._rows_of_persons(conn, {p for p, _ in logged if p})
-    assert len(logged) == 2
-    for person_id, data in logged:
-        [row] = [row for (p, _), row in stored.items() if p == person_id]
-        assert json.loads(data) == json.loads(events_module._json(row_data(row)))
+        last = {(person_id, account_id): data for person_id, account_id, data in found}
+        stored = await events_module._rows_of_persons(conn, {p for p, _ in last})
+    assert sorted(account for _, account in last) == ["F50091", "F50092", "F50092"]
+    for key, data in last.items():
+        assert json.loads(data) == json.loads(events_module._json(row_data(stored[key])))
 
 
 async def test_existing_people_are_matched_and_empty_cells_leave_values_alone(bulk: Bulk) -> None:
