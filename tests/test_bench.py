@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
-from bench import browser, data, scim
+from bench import browser, data, import_rate, scim
 from bench.__main__ import finish
 from bench.answers import floor_differs, people_page, person_found
 from bench.browser import CHROMIUM, in_ci, measure_browser
@@ -438,3 +438,15 @@ async def test_the_scim_rows_check_every_answer_and_add_new_members(
     assert added.requests == 6
     again = scim_adds(server.base_url, headers, "5171a35d-8207-4e06-8ce2-000000000000", ids)
     assert sum(again.failures.values()) == 8
+
+
+async def test_the_import_floor_copies_exactly_the_rows_roster_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "people.csv"
+    data.write_csv(path, data.people(import_rate.ACCOUNT, 3, data.name_pools()))
+    rate = await import_rate._with_postgres(path, 2, rerun=False, floor=True)
+    said = capsys.readouterr().out
+    assert rate > 0
+    assert "(events 3, persons 3, personas 3)" in said, said
+    assert re.search(r"Roster / floor: \d+\.\d\dx \(run order: Roster, then the floor", said)

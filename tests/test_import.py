@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from roster.core import events as events_module
+from roster.core.events import row_data
 from roster.core.importing import (
     IMPORT_COLUMNS,
     ImportFileError,
@@ -17,6 +20,7 @@ from roster.core.importing import (
     import_rows,
 )
 from roster.db.engine import unit_of_work
+from roster.db.tables import events
 from roster.errors import AccountNotFound
 from tests.bulk import counts, leave_empty, people_state, write_csv, write_jsonl
 from tests.factories import Directory, reset_database
@@ -127,6 +131,38 @@ async def test_every_column_is_imported(bulk: Bulk) -> None:
     assert person["phone_key"] == "+441234567890"
     assert "ann" in person["search_text"]
     assert "+442079460000" in person["search_text"]
+
+
+async def test_the_events_of_an_import_hold_each_row_exactly_as_stored(bulk: Bulk) -> None:
+    """The writer gives the events of the persons it creates the ROWs it wrote, without
+    reading them back (and reads back the others, in a batch that has both): the last
+    event of each persona must hold what reading it back gives, value for value."""
+    directory, _, tmp_path = bulk
+    other = await directory.account("F50092")
+    values: tuple[str, ...] = ("Ann", "Lee", "Ann.Lee@Example.COM", "+44 1234 567890", "ann")
+    values += ("Dr", "J", "1990-01-31", "female", "British", "GB", "deactivated")
+    values += ("Accountant", "E-1", "Auditor", "020 7946 0000", "Ann Lee (Audit)")
+    path = write_csv(tmp_path / "all.csv", IMPORT_COLUMNS, [values])
+    assert (await run(directory, path)).created == 1
+    # One batch: a new person, and Ann (known) joining this account with a new title.
+    more = write_csv(
+        tmp_path / "more.csv",
+        (*HEADER, "title"),
+        [("Bo", "Ek", "bo@x.io", "", "", ""), ("Ann", "Lee", "", "", "ann", "Prof")],
+    )
+    summary = await import_rows(directory.engine, directory.settings, other, more)
+    assert summary.created == 2, summary.failures
+    async with unit_of_work(directory.engine, write=False) as conn:
+        found = await conn.execute(
+            select(events.c.person_id, events.c.account_id, events.c.data)
+            .where(events.c.person_id.is_not(None))
+            .order_by(events.c.id)
+        )
+        last = {(person_id, account_id): data for person_id, account_id, data in found}
+        stored = await events_module._rows_of_persons(conn, {p for p, _ in last})
+    assert sorted(account for _, account in last) == ["F50091", "F50092", "F50092"]
+    for key, data in last.items():
+        assert json.loads(data) == json.loads(events_module._json(row_data(stored[key])))
 
 
 async def test_existing_people_are_matched_and_empty_cells_leave_values_alone(bulk: Bulk) -> None:

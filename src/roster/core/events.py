@@ -153,11 +153,25 @@ async def append_events(conn: AsyncConnection, appended: Sequence[Event]) -> Non
     ids are assigned in commit order."""
     if not appended:
         return
-    backend = backend_for(conn)
-    await backend.lock_event_log(conn)
-    actor = actor_of(conn)
-    at = now()
-    rows = [
+    await backend_for(conn).lock_event_log(conn)
+    await _insert_events(conn, event_rows(appended, actor_of(conn), now()))
+
+
+async def append_event_rows(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append rows :func:`event_rows` built, as :func:`append_events` does."""
+    if rows:
+        await backend_for(conn).lock_event_log(conn)
+        await _insert_events(conn, rows)
+
+
+async def _insert_events(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    await backend_for(conn).insert_many(conn, events, rows)
+
+
+def event_rows(appended: Sequence[Event], actor: Actor, at: datetime) -> list[dict[str, Any]]:
+    """The log's rows of these events, their JSON encoded. Plain Python, touching no
+    connection: a bulk writer builds them in a thread while its rows are written."""
+    return [
         {
             "account_id": event.account_id,
             "type": event.type,
@@ -174,7 +188,6 @@ async def append_events(conn: AsyncConnection, appended: Sequence[Event]) -> Non
         }
         for event in appended
     ]
-    await backend.insert_many(conn, events, rows)
 
 
 def resource_data(resource: DataclassInstance, **more: Any) -> dict[str, Any]:
@@ -226,16 +239,44 @@ async def _rows_of_persons(
     return {(row.id, row.persona_value("account_id")): row for row in rows}
 
 
-async def person_events(conn: AsyncConnection, written: Sequence[Written]) -> list[Event]:
+async def person_events(
+    conn: AsyncConnection,
+    written: Sequence[Written],
+    known: Mapping[tuple[uuid.UUID, str], PersonaRow] | None = None,
+) -> list[Event]:
     """The events of what the writer did: a new person is ``person.created`` in each
     account it joins; a change to a person's own fields is ``person.updated`` in every
     account where it has a persona; a persona of a known person created, changed or
     removed is ``persona.*`` in its account (with ``budget.deleted`` for the individual
-    budgets it owned). Their data is the ROW as the writer's batch left it."""
-    changed = [w for w in written if w.person_id is not None and (w.fields or w.personas)]
-    if not changed:
-        return []
-    rows = await _rows_of_persons(conn, {w.person_id for w in changed if w.person_id})
+    budgets it owned). Their data is the ROW as the writer's batch left it.
+
+    ``known``: ROWs the writer already holds whole, by person and account (every ROW
+    of each person there: the persons it created), which are not read back."""
+    known = known or {}
+    held = {person_id for person_id, _ in known}
+    unknown = {p for w in _changed(written) if (p := w.person_id) and p not in held}
+    rows = {**known, **(await _rows_of_persons(conn, unknown) if unknown else {})}
+    return events_of_persons(written, rows)
+
+
+def _changed(written: Sequence[Written]) -> list[Written]:
+    return [w for w in written if w.person_id is not None and (w.fields or w.personas)]
+
+
+def holds_every_person(
+    written: Sequence[Written], rows: Mapping[tuple[uuid.UUID, str], PersonaRow]
+) -> bool:
+    """Whether ``rows`` hold a ROW of every person these writes changed."""
+    persons_held = {person_id for person_id, _ in rows}
+    return all(w.person_id in persons_held for w in _changed(written))
+
+
+def events_of_persons(
+    written: Sequence[Written], rows: Mapping[tuple[uuid.UUID, str], PersonaRow]
+) -> list[Event]:
+    """:func:`person_events` from the ROWs of the persons written, by person and account
+    (every ROW of each of them). Plain Python, touching no connection."""
+    changed = _changed(written)
     found: list[Event] = []
     for w in changed:
         assert w.person_id is not None

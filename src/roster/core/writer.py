@@ -15,7 +15,9 @@ written in bulk:
    of the items before it exactly as if they had run one by one; an item that breaks a
    rule fails and changes nothing;
 4. the surviving changes are written with the backend's bulk paths (COPY on
-   PostgreSQL), and handed to :func:`record_changes` in the same savepoint.
+   PostgreSQL), and handed to :func:`record_changes` in the same savepoint; when the
+   call created every person it wrote (a first import), their events are built from
+   the rows as planned, in a thread, while the database writes those rows.
 
 If the write meets a uniqueness violation all the same, each item is planned again
 alone, against what the database now holds, and written in a savepoint of its own
@@ -24,10 +26,11 @@ alone, against what the database now holds, and written in a savepoint of its ow
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 import zlib
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -39,10 +42,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
 from roster.core.derived_columns import person_keys, persona_derived, refresh_personas
-from roster.core.events import append_events, person_events
+from roster.core.events import (
+    Actor,
+    actor_of,
+    append_event_rows,
+    append_events,
+    event_rows,
+    events_of_persons,
+    holds_every_person,
+    person_events,
+)
 from roster.core.fields import PERSON_FIELDS, PERSONA_FIELDS, SHARED_PERSON_FIELDS
 from roster.core.matching import email_key, name_key, phone_key
-from roster.core.people.persona_rows import persona_not_found
+from roster.core.people.persona_rows import (
+    PERSON_COLUMNS,
+    PERSONA_COLUMNS,
+    PersonaRow,
+    persona_not_found,
+)
 from roster.db.backends import Backend, backend_for, update_many
 from roster.db.tables import budgets, personas, persons, roles
 from roster.errors import Conflict, NotFound, RosterError, Unprocessable
@@ -280,11 +297,47 @@ async def write_persons(
     return written
 
 
-async def record_changes(conn: AsyncConnection, written: Sequence[Written]) -> None:
+async def record_changes(
+    conn: AsyncConnection,
+    written: Sequence[Written],
+    plan: _Plan | None = None,
+    *,
+    alongside: Awaitable[None] | None = None,
+) -> None:
     """Every change the writer makes passes here, in its transaction, right after the
     rows are written (and in the same savepoint): change events (spec/events.md) are
-    appended here, so a change commits with its events or not at all."""
-    await append_events(conn, await person_events(conn, written))
+    appended here, so a change commits with its events or not at all.
+
+    ``alongside``: the write of the rows, awaited here. When ``plan`` created every
+    person written (a first import), the events' ROWs are the ones it wrote, so they are
+    built and encoded in a thread while the database writes the rows, instead of being
+    read back afterwards.
+    """
+    building = None
+    if plan is not None and alongside is not None:
+        actor, at = actor_of(conn), now()
+        building = asyncio.ensure_future(asyncio.to_thread(_event_rows, plan, written, actor, at))
+    try:
+        if alongside is not None:
+            await alongside
+    finally:
+        rows = None if building is None else await building
+    if rows is not None:
+        await append_event_rows(conn, rows)
+        return
+    known = plan.created_rows() if plan is not None else None
+    await append_events(conn, await person_events(conn, written, known))
+
+
+def _event_rows(
+    plan: _Plan, written: Sequence[Written], actor: Actor, at: datetime
+) -> list[dict[str, Any]] | None:
+    """The log's rows of the writes' events, if ``plan`` holds the ROW of every person
+    they changed (it created them all); None otherwise."""
+    rows = plan.created_rows()
+    if not holds_every_person(written, rows):
+        return None
+    return event_rows(events_of_persons(written, rows), actor, at)
 
 
 # -- locks ---------------------------------------------------------------------------------
@@ -384,8 +437,9 @@ async def write_planned(conn: AsyncConnection, planned: PlannedWrites) -> list[W
 
 async def _write(conn: AsyncConnection, planned: PlannedWrites) -> list[Written]:
     async with conn.begin_nested():
-        await planned.plan.write(conn)
-        await record_changes(conn, [w for w in planned.written if w.error is None])
+        written = [w for w in planned.written if w.error is None]
+        plan = planned.plan
+        await record_changes(conn, written, plan, alongside=plan.write(conn))
     return planned.written
 
 
@@ -739,6 +793,23 @@ class _Plan:
         if not persona.new:
             self.removed.append(removed)
         return removed
+
+    def created_rows(self) -> dict[tuple[uuid.UUID, str], PersonaRow]:
+        """The ROWs of the persons this plan creates, by person and account, as it writes
+        them (a new person has no others). Reads the plan only: safe in a thread while
+        :meth:`write` runs."""
+        at = self.at
+        rows: dict[tuple[uuid.UUID, str], PersonaRow] = {}
+        for person in self.persons.values():
+            if not person.new:
+                continue
+            person_row = (person.id, *(person.values[c] for c in PERSON_COLUMNS), at, at)
+            for account_id, persona in person.personas.items():
+                values = (*(persona.values[c] for c in PERSONA_COLUMNS), at, at)
+                rows[(person.id, account_id)] = PersonaRow(
+                    person_row, (persona.id, account_id, *values)
+                )
+        return rows
 
     async def write(self, conn: AsyncConnection) -> None:
         """Write the planned changes with the backend's bulk paths."""
