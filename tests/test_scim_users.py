@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from roster.core.people import user_rows
 from tests.factories import Client, Directory
 from tests.scim import ACCOUNT, BASE, ENTERPRISE, ERROR, PATCH, USER, Scim
 
@@ -364,6 +365,42 @@ async def test_cursor_pages_walk_users_and_groups(scim: Scim) -> None:
     assert [g["id"] for g in rest["Resources"]] == teams[2:]
     assert "nextCursor" not in rest
     await scim("GET", f"/Groups?cursor={first['nextCursor'][:-3]}", expect=400)
+
+
+@pytest.mark.parametrize("gather_first", [1000, 3])
+async def test_pages_of_a_prefix_or_search_filter(
+    scim: Scim, monkeypatch: pytest.MonkeyPatch, gather_first: int
+) -> None:
+    """A filter answered by its index (a name prefix, a trigram search) reads its matches
+    first and pages them in the order of creation, with offsets and cursors; with more
+    matches than GATHER_FIRST (3 here) the ordered walk answers the same."""
+    monkeypatch.setattr(user_rows, "GATHER_FIRST", gather_first)
+    made = [
+        (await scim.create(userName=f"p{n}", name={"familyName": f"Page{n}"}))["id"]
+        for n in range(5)
+    ]
+    await scim.create(userName="other", name={"familyName": "Other"})
+    for text in ('name.familyName sw "PAGE"', 'name.familyName co "age"'):
+        for start in range(1, 8):
+            page = await scim(
+                "POST", "/Users/.search", {"filter": text, "startIndex": start, "count": 2}
+            )
+            assert page["totalResults"] == 5, text
+            assert [r["id"] for r in page["Resources"]] == made[start - 1 : start + 1], text
+        seen: list[str] = []
+        cursor = ""
+        while True:
+            page = await scim(
+                "POST", "/Users/.search", {"filter": text, "cursor": cursor, "count": 2}
+            )
+            assert page["totalResults"] == 5, text
+            seen += [r["id"] for r in page["Resources"]]
+            if "nextCursor" not in page:
+                break
+            cursor = page["nextCursor"]
+        assert seen == made, text
+    none = await scim("POST", "/Users/.search", {"filter": 'name.familyName sw "zz"'})
+    assert (none["totalResults"], none["Resources"]) == (0, [])
 
 
 async def test_sort_by_simple_attributes(scim: Scim) -> None:

@@ -324,7 +324,9 @@ async def user_results(
     condition = None if compiled is None else compiled.condition
     planned = compiled is not None and compiled.planned_by_values
     async with backend.custom_plans(conn) if planned else contextlib.nullcontext():
-        total, users = await user_page(conn, account_id, condition, offset, count, position, order)
+        total, users = await user_page(
+            conn, account_id, condition, offset, count, position, order, gather=planned
+        )
     url = base_url(request, account_id)
     attributes, excluded = query.get("attributes"), query.get("excludedAttributes")
     shown = [project(render_user(user, url), attributes, excluded) for user in users]

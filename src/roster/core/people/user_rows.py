@@ -29,6 +29,7 @@ from roster.core.people.embeds import (
     embedded_items,
     load_embeds,
 )
+from roster.core.people.listing import GATHER_FIRST
 from roster.core.people.persona_rows import ROW_COLUMNS, PersonaRow, persona_not_found
 from roster.db.backends import Backend, backend_for
 from roster.db.tables import personas, persons, roles
@@ -124,11 +125,21 @@ async def user_page(
     limit: int,
     after: int | None = None,
     order: Sequence[ColumnElement[Any]] = (),
+    *,
+    gather: bool = False,
 ) -> tuple[int, list[UserRow]]:
     """How many of the account's personas meet ``condition`` (over ``personas`` and
     ``persons``), and ``limit`` of them from ``offset`` (or after the ``position``
-    ``after``), in ``order`` and then the order they were created."""
+    ``after``), in ``order`` and then the order they were created.
+
+    ``gather``: the condition is one its index answers best (a prefix, a trigram search),
+    whose matches are read first, counted and the page taken from them, in one statement
+    (:func:`_gathered_page`), unless there are more than GATHER_FIRST."""
     where = and_(personas.c.account_id == account_id, true() if condition is None else condition)
+    if gather and not order and limit > 0:
+        found = await _gathered_page(conn, where, offset, limit, after)
+        if found is not None:
+            return found
     rest = where if after is None else and_(where, personas.c.seq > after)
     rows: list[Sequence[Any]] = []
     if limit > 0:
@@ -150,6 +161,52 @@ async def user_page(
         .where(where)
     )
     return total or 0, await _users(conn, rows)
+
+
+async def _gathered_page(
+    conn: AsyncConnection,
+    where: ColumnElement[bool],
+    offset: int,
+    limit: int,
+    after: int | None,
+) -> tuple[int, list[UserRow]] | None:
+    """:func:`user_page` in the order of creation, by reading the matches first (at most
+    GATHER_FIRST + 1, materialized), then counting them and joining the page's to their
+    rows; None if there are more (the ordered walk of :func:`user_page` serves them).
+
+    A planner that expects many matches walks the account in the page's order, hoping to
+    find the first hundred soon: for a name prefix of 361 Users spread over the
+    account of 500,000 it read 142,719 personas (720 ms); gathered, it reads the index's
+    matches only."""
+    matched = (
+        select(personas.c.id, personas.c.seq)
+        .select_from(personas.join(persons, persons.c.id == personas.c.person_id))
+        .where(where)
+        .limit(GATHER_FIRST + 1)
+        .cte("matched")
+        .prefix_with("MATERIALIZED")
+    )
+    total = select(func.count()).select_from(matched).scalar_subquery()
+    page = select(matched.c.id).order_by(matched.c.seq).offset(offset).limit(limit)
+    if after is not None:
+        page = page.where(matched.c.seq > after)
+    listed = page.subquery("page")
+    statement = (
+        _users_select(backend_for(conn))
+        .add_columns(total.label("total"))
+        .join(listed, listed.c.id == personas.c.id)
+        .order_by(personas.c.seq)
+    )
+    rows = list(await conn.execute(statement))
+    if rows:
+        count: int = rows[0][-1]
+    elif offset == 0 and after is None:
+        count = 0
+    else:  # past the last match: no row carries the count
+        count = await conn.scalar(select(func.count()).select_from(matched)) or 0
+    if count > GATHER_FIRST:
+        return None
+    return count, await _users(conn, [row[:-1] for row in rows])
 
 
 async def user_rows(
