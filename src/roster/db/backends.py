@@ -259,6 +259,13 @@ def _asyncpg_sql(
     return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
 
 
+def code_point_prefix(column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+    """``column``, one that sorts by code point on both backends (SQLite's ``BINARY``,
+    ``COLLATE "C"`` on PostgreSQL), starts with ``prefix``: a range of its own index."""
+    after = _after_prefix(prefix)
+    return column >= prefix if after is None else and_(column >= prefix, column < after)
+
+
 def _after_prefix(prefix: str) -> str | None:
     """The first text after every text that starts with ``prefix`` (its last character
     that can be is moved up by one, skipping the surrogates UTF-8 cannot hold); ``None``
@@ -776,8 +783,7 @@ class SqliteBackend:
         return found | {f"{prefix}_{n}": term for n, term in enumerate(scanned)}
 
     def starts_with(self, column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
-        after = _after_prefix(prefix)  # BINARY collation: bytes, so code points
-        return column >= prefix if after is None else and_(column >= prefix, column < after)
+        return code_point_prefix(column, prefix)  # BINARY collation: bytes, so code points
 
     def one_of(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
         return column.in_(bindparam(name, expanding=True))

@@ -49,7 +49,7 @@ from roster.api.scim.errors import InvalidFilter, ScimInvalid
 from roster.api.scim.resources import ENTERPRISE_SCHEMA, SIMPLE, USER_SCHEMA
 from roster.core.fields import PERSON, TEAM, Field
 from roster.core.matching import email_key, name_key, search_terms
-from roster.db.backends import Backend, compare_ordered
+from roster.db.backends import Backend, code_point_prefix, compare_ordered
 from roster.db.tables import personas, persons, roles, team_members, teams
 
 _TEXT_OPS = ("eq", "co", "sw", "ew", "gt", "ge", "lt", "le")
@@ -59,6 +59,12 @@ _KEYED: dict[str, tuple[ColumnElement[Any], Callable[[str], str | None]]] = {
     "first_name": (persons.c.first_name_key, name_key),
     "last_name": (persons.c.last_name_key, name_key),
 }
+
+
+#: Name keys a persona also keeps, in code-point order, indexed within its account (the
+#: listing's sort column): a prefix is a range of the account's own index, which reads
+#: only the account's matches (the persons' key index holds every account's).
+_SORTED: dict[str, ColumnElement[Any]] = {"last_name": personas.c.sort_last}
 
 
 def parse_filter(text: str) -> FilterNode:
@@ -291,6 +297,8 @@ class UserFilter(_Filter):
             if folded is None:
                 return _filled(column)
             self.planned_by_values = True
+            if declared.name in _SORTED:
+                return code_point_prefix(_SORTED[declared.name], folded)
             return self.backend.starts_with(key_column, folded)
         return self._text(column, op, value, declared.scim_case_exact, declared.searched)
 

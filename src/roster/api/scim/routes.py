@@ -4,7 +4,6 @@ parse SCIM, call the core (the one writer, the persona rows), render SCIM."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -323,10 +322,9 @@ async def user_results(
     order = user_sort(query.get("sortBy"), query.get("sortOrder"))
     condition = None if compiled is None else compiled.condition
     planned = compiled is not None and compiled.planned_by_values
-    async with backend.custom_plans(conn) if planned else contextlib.nullcontext():
-        total, users = await user_page(
-            conn, account_id, condition, offset, count, position, order, gather=planned
-        )
+    total, users = await user_page(
+        conn, account_id, condition, offset, count, position, order, planned_by_values=planned
+    )
     url = base_url(request, account_id)
     attributes, excluded = query.get("attributes"), query.get("excludedAttributes")
     shown = [project(render_user(user, url), attributes, excluded) for user in users]
