@@ -245,23 +245,26 @@ async def test_combined_filters_find_what_each_part_finds(scim: Scim) -> None:
 FAMILIES = ("Straße", "Strauss", "Ström", "O'Neil", "Zoë", "zoe", "Zo", "\ud7ffx", "\U0010ffff")
 
 
-async def test_family_name_sw_compares_keys_by_prefix(scim: Scim) -> None:
-    """``name.familyName sw`` finds the Users whose name's key (NFC, case-folded, as
-    ``eq`` compares) starts with the value's key: every prefix of every name, in any case,
-    finds exactly those (a range of the key's index on both backends)."""
+async def test_name_sw_compares_keys_by_prefix(scim: Scim) -> None:
+    """``name.familyName sw`` and ``name.givenName sw`` find the Users whose name's key
+    (NFC, case-folded, as ``eq`` compares) starts with the value's key: every prefix of
+    every name, in any case, finds exactly those (familyName a range of the account's
+    sort_last index, givenName of the persons' key index: both ways, on both backends)."""
     made = {}
-    for n, family in enumerate(FAMILIES):
-        user = await scim.create(userName=f"u{n}", name={"familyName": family})
-        made[family] = user["id"]
-    prefixes = {family[:end] for family in FAMILIES for end in range(1, len(family) + 1)}
-    for prefix in sorted(prefixes):
-        for sent in {prefix, prefix.upper(), prefix.lower()}:
-            escaped = sent.replace("\\", "\\\\").replace('"', '\\"')
-            found = await scim(
-                "POST", "/Users/.search", {"filter": f'name.familyName sw "{escaped}"'}
-            )
-            wanted = {made[f] for f in FAMILIES if f.casefold().startswith(sent.strip().casefold())}
-            assert {r["id"] for r in found["Resources"]} == wanted, sent
+    for n, name in enumerate(FAMILIES):
+        user = await scim.create(userName=f"u{n}", name={"familyName": name, "givenName": name})
+        made[name] = user["id"]
+    prefixes = {name[:end] for name in FAMILIES for end in range(1, len(name) + 1)}
+    for attribute in ("name.familyName", "name.givenName"):
+        for prefix in sorted(prefixes):
+            for sent in {prefix, prefix.upper(), prefix.lower()}:
+                escaped = sent.replace("\\", "\\\\").replace('"', '\\"')
+                found = await scim(
+                    "POST", "/Users/.search", {"filter": f'{attribute} sw "{escaped}"'}
+                )
+                key = sent.strip().casefold()
+                wanted = {made[n] for n in FAMILIES if n.casefold().startswith(key)}
+                assert {r["id"] for r in found["Resources"]} == wanted, (attribute, sent)
 
 
 async def test_put_patch_etags_and_delete(scim: Scim) -> None:
