@@ -45,8 +45,10 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.schema import Table
 
+from roster.db.shapes import Build, shaped_sql
 from roster.db.tables import personas
 
 UpsertingInsert = postgresql.Insert | sqlite.Insert
@@ -162,6 +164,18 @@ class Backend(Protocol):
         bound with :meth:`one_of`). Build the statement once and keep it: its SQL is
         kept by the statement. A parameter not in ``parameters`` has the value it was
         built with."""
+
+    async def fetch_shaped(
+        self,
+        conn: AsyncConnection,
+        build: Build,
+        parts: Sequence[ClauseElement],
+        parameters: Mapping[str, Any],
+    ) -> Sequence[Sequence[Any]]:
+        """The rows of ``build(backend, *parts)``, as :meth:`fetch_plain` reads them,
+        compiled once for the parts' shape (db/shapes.py): for a large statement around a
+        small condition. ``build`` names its other values ``bindparam`` for
+        ``parameters``."""
 
     def custom_plans(self, conn: AsyncConnection) -> AbstractAsyncContextManager[None]:
         """While the block runs, each statement is planned for its values, never with a
@@ -558,6 +572,23 @@ class PostgresBackend:
         # statement, as much as the rest of a find's work in the database layer.
         sql, names, built = _asyncpg_sql(statement, conn.dialect)
         values = [parameters[name] if name in parameters else built[name] for name in names]
+        return await self._fetch(conn, sql, values)
+
+    async def fetch_shaped(
+        self,
+        conn: AsyncConnection,
+        build: Build,
+        parts: Sequence[ClauseElement],
+        parameters: Mapping[str, Any],
+    ) -> Sequence[Sequence[Any]]:
+        shaped = shaped_sql(conn.dialect, self, build, parts, parameters)
+        if shaped is None:
+            return (await conn.execute(build(self, *parts), parameters)).all()
+        return await self._fetch(conn, *shaped)
+
+    async def _fetch(
+        self, conn: AsyncConnection, sql: str, values: Sequence[Any]
+    ) -> Sequence[Sequence[Any]]:
         pooled = await conn.get_raw_connection()
         try:
             rows: Sequence[Sequence[Any]] = await pooled.driver_connection.fetch(  # type: ignore[union-attr]
@@ -813,6 +844,17 @@ class SqliteBackend:
     ) -> Sequence[Sequence[Any]]:
         rows: Sequence[Sequence[Any]] = (await conn.execute(statement, parameters)).all()
         return rows
+
+    async def fetch_shaped(
+        self,
+        conn: AsyncConnection,
+        build: Build,
+        parts: Sequence[ClauseElement],
+        parameters: Mapping[str, Any],
+    ) -> Sequence[Sequence[Any]]:
+        # Built anew and run through SQLAlchemy: the large pages this serves are
+        # PostgreSQL's to serve fast.
+        return await self.fetch_plain(conn, build(self, *parts), parameters)
 
     @asynccontextmanager
     async def custom_plans(self, conn: AsyncConnection) -> AsyncIterator[None]:

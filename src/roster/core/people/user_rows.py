@@ -18,8 +18,20 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, true
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import ClauseList
 from sqlalchemy.sql.util import find_tables
 
 from roster.core.matching import name_key
@@ -137,7 +149,12 @@ async def user_page(
     ``planned_by_values``: the condition is one its index answers best (a prefix, a
     trigram search), planned for its values (``Backend.custom_plans``), whose matches
     are read first, counted and the page taken from them (:func:`_gathered_page`),
-    unless there are more than GATHER_FIRST."""
+    unless there are more than GATHER_FIRST.
+
+    Each statement is compiled once for its shape (``Backend.fetch_shaped``): building
+    the page's statement and its cache key anew cost more than an ``eq`` filter's
+    answer."""
+    backend = backend_for(conn)
     where = and_(personas.c.account_id == account_id, true() if condition is None else condition)
     if planned_by_values and not order and limit > 0:
         found = await _gathered_page(conn, where, offset, limit, after)
@@ -147,31 +164,90 @@ async def user_page(
     # filter) or a value-planned filter is planned for its own (a generic plan for an
     # offset in an account of 500,000 took 6 s once).
     walks = planned_by_values or condition is None
-    async with backend_for(conn).custom_plans(conn) if walks else nullcontext():
+    async with backend.custom_plans(conn) if walks else nullcontext():
         rest = where if after is None else and_(where, personas.c.seq > after)
-        rows: list[Sequence[Any]] = []
+        rows: Sequence[Sequence[Any]] = []
         if limit > 0:
-            statement = (
-                _users_select(backend_for(conn))
-                .where(rest)
-                .order_by(*order, personas.c.seq)
-                .offset(offset)
-                .limit(limit)
+            rows = await backend.fetch_shaped(
+                conn, _page, (rest, ClauseList(*order)), {"offset": offset, "limit": limit}
             )
-            rows = list(await conn.execute(statement))
         if after is None and len(rows) < limit and (rows or offset == 0):
             # A page that is not full ends the matches, so they number its offset and
             # rows: no count (an eq filter's one User costs one index probe, not two).
             return offset + len(rows), await _users(conn, rows)
     # The count reads every match: planned for this account (a plan made for any account
     # expects a thousandth of the personas, and probed each of BIG's 500,000: 2.3 s).
-    async with backend_for(conn).custom_plans(conn):
-        total = await conn.scalar(
-            select(func.count())
-            .select_from(personas.join(persons, persons.c.id == personas.c.person_id))
-            .where(where)
-        )
-    return total or 0, await _users(conn, rows)
+    async with backend.custom_plans(conn):
+        total = await backend.fetch_shaped(conn, _count, (where,), {})
+    return total[0][0], await _users(conn, rows)
+
+
+_OFFSET = bindparam("offset", type_=Integer)
+_LIMIT = bindparam("limit", type_=Integer)
+#: A gathered page starts after this position (0: at the first; positions start at 2).
+_AFTER = bindparam("after", type_=BigInteger)
+
+
+def _page(backend: Backend, where: ColumnElement[bool], order: ClauseList) -> Select[Any]:
+    """The users meeting ``where``, in ``order`` then by creation, from ``:offset``."""
+    return (
+        _users_select(backend)
+        .where(where)
+        .order_by(*order, personas.c.seq)
+        .offset(_OFFSET)
+        .limit(_LIMIT)
+    )
+
+
+def _count(backend: Backend, where: ColumnElement[bool]) -> Select[Any]:
+    """How many personas meet ``where``."""
+    return (
+        select(func.count())
+        .select_from(personas.join(persons, persons.c.id == personas.c.person_id))
+        .where(where)
+    )
+
+
+def _matched(where: ColumnElement[bool]) -> CTE:
+    """The ids and positions of the personas meeting ``where``, at most GATHER_FIRST + 1,
+    read first (materialized)."""
+    # Joined to persons only when the condition reads them (a join PostgreSQL keeps).
+    joined = persons in find_tables(where, check_columns=True)
+    source = personas.join(persons, persons.c.id == personas.c.person_id) if joined else personas
+    return (
+        select(personas.c.id, personas.c.seq)
+        .select_from(source)
+        .where(where)
+        .limit(GATHER_FIRST + 1)
+        .cte("matched")
+        .prefix_with("MATERIALIZED")
+    )
+
+
+def _gathered(backend: Backend, where: ColumnElement[bool]) -> Select[Any]:
+    """The page of the matches after ``:after`` from ``:offset``, with their users'
+    columns and how many matched (``total``, the last)."""
+    matched = _matched(where)
+    total = select(func.count()).select_from(matched).scalar_subquery()
+    listed = (
+        select(matched.c.id)
+        .where(matched.c.seq > _AFTER)
+        .order_by(matched.c.seq)
+        .offset(_OFFSET)
+        .limit(_LIMIT)
+        .subquery("page")
+    )
+    return (
+        _users_select(backend)
+        .add_columns(total.label("total"))
+        .join(listed, listed.c.id == personas.c.id)
+        .order_by(personas.c.seq)
+    )
+
+
+def _gathered_count(backend: Backend, where: ColumnElement[bool]) -> Select[Any]:
+    """How many matched, as :func:`_gathered` counts them."""
+    return select(func.count()).select_from(_matched(where))
 
 
 async def _gathered_page(
@@ -190,36 +266,16 @@ async def _gathered_page(
     find the first hundred soon: for a name prefix of 361 Users spread over the
     account of 500,000 it read 142,719 personas (720 ms); gathered, it reads the index's
     matches only."""
-    # Joined to persons only when the condition reads them (a join PostgreSQL keeps).
-    joined = persons in find_tables(where, check_columns=True)
-    source = personas.join(persons, persons.c.id == personas.c.person_id) if joined else personas
-    matched = (
-        select(personas.c.id, personas.c.seq)
-        .select_from(source)
-        .where(where)
-        .limit(GATHER_FIRST + 1)
-        .cte("matched")
-        .prefix_with("MATERIALIZED")
-    )
-    total = select(func.count()).select_from(matched).scalar_subquery()
-    page = select(matched.c.id).order_by(matched.c.seq).offset(offset).limit(limit)
-    if after is not None:
-        page = page.where(matched.c.seq > after)
-    listed = page.subquery("page")
-    statement = (
-        _users_select(backend_for(conn))
-        .add_columns(total.label("total"))
-        .join(listed, listed.c.id == personas.c.id)
-        .order_by(personas.c.seq)
-    )
-    async with backend_for(conn).custom_plans(conn):
-        rows = list(await conn.execute(statement))
+    backend = backend_for(conn)
+    paged = {"offset": offset, "limit": limit, "after": after or 0}
+    async with backend.custom_plans(conn):
+        rows = await backend.fetch_shaped(conn, _gathered, (where,), paged)
         if rows:
             count: int = rows[0][-1]
         elif offset == 0 and after is None:
             count = 0
         else:  # past the last match: no row carries the count
-            count = await conn.scalar(select(func.count()).select_from(matched)) or 0
+            count = (await backend.fetch_shaped(conn, _gathered_count, (where,), {}))[0][0]
     if count > GATHER_FIRST:
         return None
     return count, await _users(conn, [row[:-1] for row in rows])
