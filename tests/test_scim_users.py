@@ -60,6 +60,48 @@ async def test_discovery_states_what_is_served(scim: Scim) -> None:
     await scim("GET", "/Schemas/urn:nope", expect=404)
 
 
+async def test_a_list_of_an_account_not_found_is_a_404_whatever_else_is_wrong(
+    client: httpx.AsyncClient, scim: Scim, directory: Directory
+) -> None:
+    # A list reads its account only when its answer is empty or an error
+    # (api/scim/routes.listed); every answer here must still be the account's 404.
+    await scim.create(**ann())
+    everywhere = Scim(client, await directory.client(None)).headers
+    bo = {**ann(), "userName": "bo@example.com", "externalId": "ext-bo", "emails": []}
+    made = await client.post("/scim/v2/OTHER/Users", json=bo, headers=everywhere)
+    assert made.status_code == 201, made.text
+    asked = [
+        ("GET", "Users", {"filter": 'userName eq "ann.lee@example.com"'}, None),
+        ("GET", "Users", {"filter": 'userName eq "bo@example.com"'}, None),
+        ("GET", "Users", {}, None),
+        ("GET", "Users", {"filter": "userName eq ((("}, None),
+        ("GET", "Users", {"cursor": "not-a-cursor"}, None),
+        ("GET", "Users", {"count": "many"}, None),
+        ("GET", "Groups", {"filter": 'displayName eq "x"'}, None),
+        ("POST", "Users/.search", {}, b"not json"),
+        ("POST", "Groups/.search", {}, b"[]"),
+    ]
+    for method, path, params, body in asked:
+        for account, headers in (("NOWHERE", everywhere), ("OTHER", scim.headers)):
+            answer = await client.request(
+                method,
+                f"/scim/v2/{account}/{path}",
+                params=params,
+                content=body,
+                headers={**headers, "Content-Type": "application/scim+json"},
+            )
+            assert answer.status_code == 404, (account, path, params, answer.text)
+            assert answer.json()["schemas"] == [ERROR]
+            assert "ann" not in answer.text and "bo@" not in answer.text
+    # The account that exists answers each as itself.
+    found = await scim("GET", '/Users?filter=userName eq "ann.lee@example.com"')
+    assert [user["userName"] for user in found["Resources"]] == ["ann.lee@example.com"]
+    assert (await scim("GET", '/Users?filter=userName eq "nobody"'))["totalResults"] == 0
+    bad = await scim("GET", "/Users?filter=userName eq (((", expect=400)
+    assert bad["scimType"] == "invalidFilter"
+    await scim("GET", "/Users?cursor=not-a-cursor", expect=400)
+
+
 async def test_errors_are_scim_errors_including_auth(
     client: httpx.AsyncClient, scim: Scim, directory: Directory
 ) -> None:
