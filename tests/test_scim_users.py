@@ -206,6 +206,10 @@ async def test_filters_and_pages(scim: Scim) -> None:
     assert await ids('userName eq "ann" or userName eq "cy"') == of("Ann", "Cy")
     assert await ids('urn:ietf:params:scim:schemas:core:2.0:User:UserName Eq "bob"') == of("Bob")
     assert await ids('meta.created gt "2000-01-01T00:00:00Z"') == of("Ann", "Bob", "Cy")
+    # Without an offset a moment is UTC's (it was a 500).
+    assert await ids('meta.created gt "2000-01-01T00:00:00"') == of("Ann", "Bob", "Cy")
+    assert await ids('meta.created lt "2000-01-01T00:00:00"') == []
+    assert await ids('meta.lastModified lt "2999-01-01T00:00:00+05:00"') == of("Ann", "Bob", "Cy")
     assert await ids(f'id eq "{made["Bob"]}"') == of("Bob")
     assert await ids("title pr") == []
     bad = await scim("GET", "/Users?filter=userName%20eq", expect=400)

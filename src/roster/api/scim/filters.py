@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from scim2_models import InvalidFilterException, InvalidPathException, Path, ScimFilter
@@ -122,11 +122,14 @@ _MULTI = {"emails": _EMAILS, "phonenumbers": _PHONES}
 
 
 def _datetime(value: object) -> datetime:
+    """A moment of a filter; one without an offset is UTC's (Roster keeps UTC)."""
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             pass
+        else:
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     raise InvalidFilter(f"{value!r} is not a date and time (xsd:dateTime).")
 
 
