@@ -232,6 +232,16 @@ async def test_filters_and_pages(scim: Scim) -> None:
     assert "emails" not in less
     assert less["userName"] == "ann"
 
+    # No name equals "": a User without one has none, not an empty one (RFC 7644's eq
+    # is "identical"); every name starts with "".
+    nameless = await scim.create(userName="nameless", externalId="x-nameless")
+    made["Nameless"] = nameless["id"]
+    assert await ids('name.familyName eq ""') == []
+    assert await ids('name.givenName eq " "') == []
+    assert await ids('emails[type eq "work" and value eq ""]') == []
+    assert await ids('name.familyName sw ""') == of("Ann", "Bob", "Cy")
+    assert await ids("not (name.familyName pr)") == of("Nameless")
+
 
 #: Users for the combined filters below: (givenName, familyName, work email).
 COMBINED_USERS = (

@@ -295,10 +295,10 @@ class UserFilter(_Filter):
             # sw a range of the same index.
             key_column, key_of = _KEYED[declared.name]
             folded = key_of(value)
+            if folded is None:  # "" (or blanks): no name equals it, every name starts so
+                return _filled(column) if op == "sw" else false()
             if op == "eq":
                 return key_column == folded
-            if folded is None:
-                return _filled(column)
             self.planned_by_values = True
             if declared.name in _SORTED:
                 return code_point_prefix(_SORTED[declared.name], folded)
@@ -329,7 +329,8 @@ class UserFilter(_Filter):
         if sub in (None, "value"):
             if op == "eq" and slot.key is not None and isinstance(value, str):
                 key_column, key_of = slot.key
-                return key_column == key_of(value)
+                key = key_of(value)
+                return false() if key is None else key_column == key
             return self._text(slot.value, op, value, case_exact=False, searched=slot.searched)
         if sub == "type":
             if not isinstance(value, str) or op not in _TEXT_OPS:
