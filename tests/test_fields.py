@@ -13,7 +13,7 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 
 from roster.core.countries import COUNTRY_CODES
 from roster.core.importing import ImportSummary, import_rows
@@ -172,7 +172,8 @@ async def test_core_names_a_field_by_its_core_name_and_the_people_api_by_its_own
 
 async def test_the_tables_are_the_tables_the_migrations_create(directory: Directory) -> None:
     """The columns derived from the declarations (lengths, nullability, uniqueness) are
-    exactly the migrated schema's, on both backends."""
+    exactly the migrated schema's, on both backends, and so are the indexes' INCLUDE
+    columns and operator classes on PostgreSQL."""
 
     def differences(conn: Connection) -> list[Any]:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -185,6 +186,27 @@ async def test_the_tables_are_the_tables_the_migrations_create(directory: Direct
 
     async with directory.engine.connect() as conn:
         assert await conn.run_sync(differences) == []
+        if conn.dialect.name != "postgresql":
+            return
+        # Alembic compares neither an index's INCLUDE nor its operator classes.
+        declared = [
+            (index, index.dialect_options["postgresql"])
+            for table in metadata.tables.values()
+            for index in table.indexes
+            if index.dialect_options["postgresql"]["include"]
+            or index.dialect_options["postgresql"]["ops"]
+        ]
+        assert len(declared) == 3
+        for index, options in declared:
+            migrated = await conn.scalar(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"),
+                {"name": index.name},
+            )
+            assert migrated is not None, index.name
+            included = ", ".join(options["include"])
+            assert migrated.endswith(f" INCLUDE ({included})" if included else ")"), migrated
+            for column, ops in options["ops"].items():
+                assert f"{column} {ops}" in migrated, migrated
 
 
 async def test_the_openapi_document_states_the_rules(client: httpx.AsyncClient) -> None:

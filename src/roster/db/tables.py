@@ -204,7 +204,16 @@ personas = Table(
     Index(None, "account_id", "user_name_key"),
     Index(None, "account_id", "scim_external_id", unique=True),
     CheckConstraint(_in("status", PERSONA_STATUSES), name="status"),
-    Index(None, "account_id", "sort_last", "sort_first", "person_id"),
+    # The listing's order; on PostgreSQL it holds each persona's id and position too, so a
+    # range of names (SCIM's familyName sw) is read from the index alone (migration 0012).
+    Index(
+        None,
+        "account_id",
+        "sort_last",
+        "sort_first",
+        "person_id",
+        postgresql_include=["id", "seq"],
+    ),
     Index(None, "account_id", "status"),
 )
 

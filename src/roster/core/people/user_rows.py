@@ -155,9 +155,10 @@ async def user_page(
     the page's statement and its cache key anew cost more than an ``eq`` filter's
     answer."""
     backend = backend_for(conn)
-    where = and_(personas.c.account_id == account_id, true() if condition is None else condition)
+    where = true() if condition is None else condition
+    own = {"account_id": account_id}
     if planned_by_values and not order and limit > 0:
-        found = await _gathered_page(conn, where, offset, limit, after)
+        found = await _gathered_page(conn, account_id, where, offset, limit, after)
         if found is not None:
             return found
     # A filter's probes keep a plan made for any values; a walk of the whole account (no
@@ -168,9 +169,8 @@ async def user_page(
         rest = where if after is None else and_(where, personas.c.seq > after)
         rows: Sequence[Sequence[Any]] = []
         if limit > 0:
-            rows = await backend.fetch_shaped(
-                conn, _page, (rest, ClauseList(*order)), {"offset": offset, "limit": limit}
-            )
+            paged = {**own, "offset": offset, "limit": limit}
+            rows = await backend.fetch_shaped(conn, _page, (rest, ClauseList(*order)), paged)
         if after is None and len(rows) < limit and (rows or offset == 0):
             # A page that is not full ends the matches, so they number its offset and
             # rows: no count (an eq filter's one User costs one index probe, not two).
@@ -178,10 +178,13 @@ async def user_page(
     # The count reads every match: planned for this account (a plan made for any account
     # expects a thousandth of the personas, and probed each of BIG's 500,000: 2.3 s).
     async with backend.custom_plans(conn):
-        total = await backend.fetch_shaped(conn, _count, (where,), {})
+        total = await backend.fetch_shaped(conn, _count, (where,), own)
     return total[0][0], await _users(conn, rows)
 
 
+#: Each statement's account, and its page: bound by name, not built into each statement.
+_ACCOUNT = bindparam("account_id", type_=personas.c.account_id.type)
+_OWN = personas.c.account_id == _ACCOUNT
 _OFFSET = bindparam("offset", type_=Integer)
 _LIMIT = bindparam("limit", type_=Integer)
 #: A gathered page starts after this position (0: at the first; positions start at 2).
@@ -189,10 +192,11 @@ _AFTER = bindparam("after", type_=BigInteger)
 
 
 def _page(backend: Backend, where: ColumnElement[bool], order: ClauseList) -> Select[Any]:
-    """The users meeting ``where``, in ``order`` then by creation, from ``:offset``."""
+    """The account's users meeting ``where``, in ``order`` then by creation, from
+    ``:offset``."""
     return (
         _users_select(backend)
-        .where(where)
+        .where(_OWN, where)
         .order_by(*order, personas.c.seq)
         .offset(_OFFSET)
         .limit(_LIMIT)
@@ -200,24 +204,24 @@ def _page(backend: Backend, where: ColumnElement[bool], order: ClauseList) -> Se
 
 
 def _count(backend: Backend, where: ColumnElement[bool]) -> Select[Any]:
-    """How many personas meet ``where``."""
+    """How many of the account's personas meet ``where``."""
     return (
         select(func.count())
         .select_from(personas.join(persons, persons.c.id == personas.c.person_id))
-        .where(where)
+        .where(_OWN, where)
     )
 
 
 def _matched(where: ColumnElement[bool]) -> CTE:
-    """The ids and positions of the personas meeting ``where``, at most GATHER_FIRST + 1,
-    read first (materialized)."""
+    """The ids and positions of the account's personas meeting ``where``, at most
+    GATHER_FIRST + 1, read first (materialized)."""
     # Joined to persons only when the condition reads them (a join PostgreSQL keeps).
     joined = persons in find_tables(where, check_columns=True)
     source = personas.join(persons, persons.c.id == personas.c.person_id) if joined else personas
     return (
         select(personas.c.id, personas.c.seq)
         .select_from(source)
-        .where(where)
+        .where(_OWN, where)
         .limit(GATHER_FIRST + 1)
         .cte("matched")
         .prefix_with("MATERIALIZED")
@@ -252,6 +256,7 @@ def _gathered_count(backend: Backend, where: ColumnElement[bool]) -> Select[Any]
 
 async def _gathered_page(
     conn: AsyncConnection,
+    account_id: str,
     where: ColumnElement[bool],
     offset: int,
     limit: int,
@@ -267,7 +272,7 @@ async def _gathered_page(
     account of 500,000 it read 142,719 personas (720 ms); gathered, it reads the index's
     matches only."""
     backend = backend_for(conn)
-    paged = {"offset": offset, "limit": limit, "after": after or 0}
+    paged = {"account_id": account_id, "offset": offset, "limit": limit, "after": after or 0}
     async with backend.custom_plans(conn):
         rows = await backend.fetch_shaped(conn, _gathered, (where,), paged)
         if rows:
@@ -275,7 +280,8 @@ async def _gathered_page(
         elif offset == 0 and after is None:
             count = 0
         else:  # past the last match: no row carries the count
-            count = (await backend.fetch_shaped(conn, _gathered_count, (where,), {}))[0][0]
+            own = {"account_id": account_id}
+            count = (await backend.fetch_shaped(conn, _gathered_count, (where,), own))[0][0]
     if count > GATHER_FIRST:
         return None
     return count, await _users(conn, [row[:-1] for row in rows])
