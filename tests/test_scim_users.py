@@ -92,7 +92,8 @@ async def test_a_list_of_an_account_not_found_is_a_404_whatever_else_is_wrong(
             )
             assert answer.status_code == 404, (account, path, params, answer.text)
             assert answer.json()["schemas"] == [ERROR]
-            assert "ann" not in answer.text and "bo@" not in answer.text
+            assert "ann" not in answer.text
+            assert "bo@" not in answer.text
     # The account that exists answers each as itself.
     found = await scim("GET", '/Users?filter=userName eq "ann.lee@example.com"')
     assert [user["userName"] for user in found["Resources"]] == ["ann.lee@example.com"]

@@ -38,12 +38,13 @@ async def test_each_statement_of_a_shape_answers_with_its_own_values(
     async with unit_of_work(directory.engine, write=False) as conn:
         backend = backend_for(conn)
         conditions: list[tuple[ColumnElement[bool], ClauseList]] = []
-        for name in NAMES + ["nobody"]:
+        for name in [*NAMES, "nobody"]:
             conditions.append((persons.c.last_name == name, ClauseList()))
             conditions.append(
                 (persons.c.last_name.startswith(name[:2]), ClauseList(persons.c.last_name.desc()))
             )
-        for moment in (since, since + timedelta(days=1), since.astimezone(timezone(timedelta(hours=-5)))):
+        elsewhere = since.astimezone(timezone(timedelta(hours=-5)))
+        for moment in (since, since + timedelta(days=1), elsewhere):
             conditions.append((personas.c.created_at > moment, ClauseList()))
         kept = known_shapes()
         answers = set()
