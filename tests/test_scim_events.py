@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.factories import Client, Directory
-from tests.scim import ACCOUNT, USER, Scim
+from tests.scim import ACCOUNT, BASE, USER, Scim
 
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
@@ -98,3 +98,44 @@ async def test_scim_writes_are_logged_with_the_scim_client_as_actor(
     assert "memberPersonaIds" not in logged[1]["data"]
     assert logged[2]["data"] is None
     assert {e["resource"]["id"] for e in logged} == {group["id"]}
+
+
+async def test_a_member_added_again_is_not_logged_and_a_failed_patch_changes_nothing(
+    client: httpx.AsyncClient, caller: Client
+) -> None:
+    scim = Scim(client, caller)
+    ann = await scim.create(userName="ann@example.com")
+    bob = await scim.create(userName="bob@example.com")
+    group = await scim(
+        "POST",
+        "/Groups",
+        {"schemas": [GROUP], "displayName": "Crew", "members": [{"value": ann["id"]}]},
+        expect=201,
+    )
+    after = (await events_after(client, caller, 0))[-1]["id"]
+    add = {"op": "add", "path": "members", "value": [{"value": ann["id"]}, {"value": bob["id"]}]}
+    path = f"{BASE}/Groups/{group['id']}"
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [add]}
+    patched = await client.patch(path, json=body, headers=caller.headers)
+    assert patched.status_code == 204, patched.text
+    logged = await events_after(client, caller, after)
+    # Ann was a member already: the one event names Bob alone.
+    assert [(e["type"], e["data"]["personaIds"]) for e in logged] == [
+        ("team.member_added", [bob["id"]])
+    ]
+    # The 204's version is the Group's as read next.
+    read = await client.get(path, headers=caller.headers)
+    assert read.headers["ETag"] == patched.headers["ETag"] == read.json()["meta"]["version"]
+
+    # A member who is no User of the account: 400, and nothing changed, not even the
+    # Group's version.
+    stranger = "00000000-0000-4000-8000-000000000001"
+    add = {"op": "add", "path": "members", "value": [{"value": stranger}]}
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [add]}
+    refused = await client.patch(path, json=body, headers=caller.headers)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["scimType"] == "invalidValue"
+    again = await client.get(path, headers=caller.headers)
+    assert again.headers["ETag"] == read.headers["ETag"]
+    assert len(again.json()["members"]) == 2
+    assert await events_after(client, caller, logged[-1]["id"]) == []

@@ -228,9 +228,9 @@ async def _check(
         raise Uniqueness("Another Group of this account has this externalId.")
 
 
-async def _apply(conn: Any, account: str, team_id: uuid.UUID, change: GroupChange) -> None:
+async def _apply(conn: Any, account: str, team_id: uuid.UUID, change: GroupChange) -> TeamRow:
     try:
-        await change_team(
+        return await change_team(
             conn,
             account,
             team_id,
@@ -393,10 +393,9 @@ async def patch_group_route(
     account, team_id = await _matching_team(request, conn, principal, account_id, group_id)
     change = patch_group(operations_of(await json_body(request)))
     await _check(conn, account, change, team_id)
-    await _apply(conn, account, team_id, change)
+    team = await _apply(conn, account, team_id, change)
     query = request.query_params
     if "attributes" not in query and "excludedAttributes" not in query:
-        team = await team_row(conn, account, team_id, members=False)
         return Response(status_code=204, headers={"ETag": group_version(team)})
     wanted = _wants_members(query)
     return _group_response(request, account, await team_row(conn, account, team_id, members=wanted))

@@ -162,11 +162,25 @@ async def change_team(
     added: Collection[uuid.UUID] = (),
     removed: Collection[uuid.UUID] = (),
     all_removed: bool = False,
-) -> None:
+) -> TeamRow:
     """Change a team's fields and members: remove every member (``all_removed``) or
     these, then add these (each a persona of the account, else ``NotFound``). Only the
-    rows of the members named are touched; the team's ``updated_at`` moves."""
-    await TEAMS.require(conn, account_id, team_id)
+    rows of the members named are touched; the team's ``updated_at`` moves. The team as
+    it is now, without its members.
+
+    Each step is one statement (a one-member change was 16 round trips): the team's row
+    is updated first and returned (its existence, the events' data and the answer's
+    version at once), and members join by an insert that returns who really joined."""
+    changed = (
+        await conn.execute(
+            update(teams)
+            .where(teams.c.id == team_id, teams.c.account_id == account_id)
+            .values(**values, updated_at=now())
+            .returning(*teams.c)
+        )
+    ).first()
+    if changed is None:
+        raise TEAMS.not_found(account_id, team_id)
     adding = list(dict.fromkeys(added))
     await require_personas(conn, account_id, adding)
     left: list[uuid.UUID] = []
@@ -181,44 +195,40 @@ async def change_team(
                 team_members.c.persona_id.in_(leaving[start : start + _CHUNK]),
             )
             left += (await conn.execute(some.returning(team_members.c.persona_id))).scalars()
-    already = await _members_among(conn, team_id, adding)
-    joined = [persona_id for persona_id in adding if persona_id not in already]
-    if joined:
-        await conn.execute(
-            backend_for(conn).insert(team_members).on_conflict_do_nothing(),
-            [{"team_id": team_id, "persona_id": persona_id} for persona_id in joined],
-        )
-    await conn.execute(
-        update(teams).where(teams.c.id == team_id).values(**values, updated_at=now())
-    )
+    joined = await _joined(conn, team_id, adding)
     # The change log: a new name is team.updated (the external id is the provider's
     # bookkeeping, not the team's); members that really joined or left, one event each
     # way, naming only them (never the whole member list: see TEAMS.log).
     changes = [(team_id, "member_added", joined)] if joined else []
     changes += [(team_id, "member_removed", left)] if left else []
     renamed = {team_id: ["name"]} if "name" in values else {}
-    await TEAMS.log(conn, account_id, Team.of, changed=changes, updated=renamed)
+    await TEAMS.log(
+        conn, account_id, Team.of, changed=changes, updated=renamed, rows={team_id: changed}
+    )
+    return TeamRow(*(changed._mapping[column] for column in _TEAM_COLUMNS))
 
 
 #: Personas named in one statement: under SQLite's limit on bound parameters.
 _CHUNK = 10_000
 
 
-async def _members_among(
+async def _joined(
     conn: AsyncConnection, team_id: uuid.UUID, persona_ids: Sequence[uuid.UUID]
-) -> set[uuid.UUID]:
-    """Those of ``persona_ids`` who are members of the team already."""
-    found: set[uuid.UUID] = set()
+) -> list[uuid.UUID]:
+    """Add these personas to the team; those that were not members already, in order."""
+    if not persona_ids:
+        return []
+    new: set[uuid.UUID] = set()
+    statement = (
+        backend_for(conn)
+        .insert(team_members)
+        .on_conflict_do_nothing()
+        .returning(team_members.c.persona_id)
+    )
     for start in range(0, len(persona_ids), _CHUNK):
-        chunk = persona_ids[start : start + _CHUNK]
-        found.update(
-            await conn.scalars(
-                select(team_members.c.persona_id).where(
-                    team_members.c.team_id == team_id, team_members.c.persona_id.in_(chunk)
-                )
-            )
-        )
-    return found
+        rows = [{"team_id": team_id, "persona_id": p} for p in persona_ids[start : start + _CHUNK]]
+        new.update((await conn.execute(statement, rows)).scalars())
+    return [persona_id for persona_id in persona_ids if persona_id in new]
 
 
 async def remove_team(conn: AsyncConnection, account_id: str, team_id: uuid.UUID) -> None:

@@ -77,7 +77,11 @@ class _Kind:
             )
         )
         if found is None:
-            raise NotFound(f"There is no {self.noun} {set_id} in account {account_id!r}.")
+            raise self.not_found(account_id, set_id)
+
+    def not_found(self, account_id: str, set_id: uuid.UUID) -> NotFound:
+        """The error of a set the account does not have."""
+        return NotFound(f"There is no {self.noun} {set_id} in account {account_id!r}.")
 
     async def change_members(
         self,
@@ -114,6 +118,7 @@ class _Kind:
         created: Sequence[uuid.UUID] = (),
         changed: Sequence[tuple[uuid.UUID, str, Sequence[uuid.UUID]]] = (),
         updated: Mapping[uuid.UUID, Sequence[str]] | None = None,
+        rows: Mapping[uuid.UUID, Any] | None = None,
     ) -> None:
         """Log ``<noun>.created`` for each set created and ``<noun>.updated`` for each set
         whose own fields changed (``updated``: the fields, by core names), each with the
@@ -121,15 +126,22 @@ class _Kind:
         ``member_removed``) for each set, change and the personas it concerns
         (``changed``), with the set's own fields and only those personas (``persona_ids``):
         a member joining a set of 100,000 neither reads nor logs the other 99,999. Sets
-        are read in chunks, within SQLite's limit on bound parameters."""
+        are read in chunks, within SQLite's limit on bound parameters, unless ``rows``
+        holds them (their rows as the writer just left them: read again, they cost a
+        round trip of a one-member change)."""
         updated = updated or {}
+        rows = rows or {}
         whole = list(dict.fromkeys([*created, *updated]))
         wanted = list(dict.fromkeys([*whole, *(set_id for set_id, _, _ in changed)]))
         as_now: dict[uuid.UUID, Team] = {}
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
             held = await self.members_of(conn, [set_id for set_id in chunk if set_id in whole])
-            for row in await conn.execute(select(self.table).where(self.table.c.id.in_(chunk))):
+            known = [rows[set_id] for set_id in chunk if set_id in rows]
+            unread = [set_id for set_id in chunk if set_id not in rows]
+            if unread:
+                known += await conn.execute(select(self.table).where(self.table.c.id.in_(unread)))
+            for row in known:
                 as_now[row.id] = build(row, held.get(row.id, []))
         found = [created_event(account_id, self.noun, as_now[set_id]) for set_id in created]
         found.extend(
