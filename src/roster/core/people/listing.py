@@ -10,7 +10,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, true
@@ -308,7 +307,11 @@ async def _one_chunk(rows: list[PersonaRow]) -> AsyncIterator[list[PersonaRow]]:
         yield rows
 
 
-@lru_cache(maxsize=256)
+#: Searches' statements by shape (see _search_statement), the most recently built last.
+_SEARCH_STATEMENTS: OrderedDict[Hashable, Select[Any]] = OrderedDict()
+SEARCH_SHAPES_KEPT = 256
+
+
 def _search_statement(
     backend: Backend,
     shape: Hashable,
@@ -316,10 +319,19 @@ def _search_statement(
     include: tuple[Embed, ...],
     json_keys: Naming,
 ) -> Select[Any]:
-    """The statement of a search without filters, for every search of this ``shape``
-    (built with the first one's ``terms``, whose values are bound parameters)."""
-    conditions = conditions_of(backend, "", PeopleQuery(search=" ".join(terms)), [])
-    return _gathered(backend, conditions, include, json_keys)
+    """The statement of a search without filters, for every search of this ``shape``:
+    built with the first one's ``terms``, whose values are bound parameters that each
+    search binds anew (``Backend.search_parameters``), then kept. Kept by its terms too
+    (an ``lru_cache`` of every argument), it was built and compiled again for each new
+    term: 0.9 ms of CPU, a fifth of a search's."""
+    key = (backend, shape, include, json_keys)
+    statement = _SEARCH_STATEMENTS.get(key)
+    if statement is None:
+        conditions = conditions_of(backend, "", PeopleQuery(search=" ".join(terms)), [])
+        statement = _SEARCH_STATEMENTS[key] = _gathered(backend, conditions, include, json_keys)
+        while len(_SEARCH_STATEMENTS) > SEARCH_SHAPES_KEPT:
+            _SEARCH_STATEMENTS.popitem(last=False)
+    return statement
 
 
 def _gathered(
