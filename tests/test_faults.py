@@ -362,7 +362,9 @@ async def test_a_statement_past_its_timeout_is_503_at_every_door(
 async def test_sqlites_write_lock_held_past_the_busy_timeout_is_503(tmp_path: Path) -> None:
     path = tmp_path / "busy.db"
     await _migrate(f"sqlite:///{path}")
-    async with open_doors(f"sqlite:///{path}", database_statement_timeout_seconds=0.3) as opened:
+    # Served, each door's four requests at once queue for SQLite's one write lock: the
+    # timeout must outlast three writes ahead on a loaded machine (0.3 s did not, once).
+    async with open_doors(f"sqlite:///{path}", database_statement_timeout_seconds=1.0) as opened:
         await all_served(opened)
 
         holder = sqlite3.connect(path, isolation_level=None)
