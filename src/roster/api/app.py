@@ -104,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     without_fastapi_validation_errors(app)
+    app.include_router(scim.router)  # first: it turns every other path away at once
     app.include_router(oauth.router)
     app.include_router(persons.router)
     app.include_router(people.router)
@@ -111,7 +112,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(erasure.router)
     app.include_router(admin.router)
     app.include_router(webhooks.router)
-    app.include_router(scim.router)
     app.include_router(health.router)
     install_docs(app)
     app.include_router(web.router)

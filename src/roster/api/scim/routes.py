@@ -10,6 +10,9 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
+from starlette._utils import get_route_path  # how Starlette's own routes read the path
+from starlette.routing import Match
+from starlette.types import Scope
 
 from roster.api.deps import (
     CredentialContract,
@@ -70,8 +73,26 @@ SCIM_CREDENTIALS = CredentialContract(missing=401, invalid=401, expired=401)
 Reader = Annotated[Principal, Depends(authenticated(SCIM_CREDENTIALS, "read"), scope="function")]
 Writer = Annotated[Principal, Depends(authenticated(SCIM_CREDENTIALS, "write"), scope="function")]
 
-router = APIRouter(
-    prefix="/scim/v2/{account_id}",
+#: Where every SCIM path starts.
+SCIM_ROOT = "/scim/v2/"
+
+
+class ScimRouter(APIRouter):
+    """SCIM's routes, which say "not mine" at once to a path outside ``/scim/v2/``.
+
+    The app includes them first: the other APIs then pay one prefix test each, and a SCIM
+    request no longer tries the 45 routes before it (61 µs on FastAPI 0.165, more than a
+    filter's parse; docs/scim.md).
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if not get_route_path(scope).startswith(SCIM_ROOT):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+router = ScimRouter(
+    prefix=SCIM_ROOT + "{account_id}",
     include_in_schema=False,  # SCIM's own discovery documents describe it
     dependencies=[Depends(require_json_body)],
     route_class=naming_route(SCIM_NAMING),
@@ -320,10 +341,16 @@ async def user_results(
             raise InvalidCursor("The cursor is not one this server gave for Users.")
         position = after[0]
     order = user_sort(query.get("sortBy"), query.get("sortOrder"))
-    condition = None if compiled is None else compiled.condition
-    planned = compiled is not None and compiled.planned_by_values
     total, users = await user_page(
-        conn, account_id, condition, offset, count, position, order, planned_by_values=planned
+        conn,
+        account_id,
+        None if compiled is None else compiled.condition,
+        offset,
+        count,
+        position,
+        order,
+        planned_by_values=compiled is not None and compiled.planned_by_values,
+        parameters={} if compiled is None else compiled.parameters,
     )
     url = base_url(request, account_id)
     attributes, excluded = query.get("attributes"), query.get("excludedAttributes")
