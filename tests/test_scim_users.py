@@ -261,6 +261,9 @@ ATOMS: dict[str, Callable[[tuple[str, str, str]], bool]] = {
     'emails co "example.com"': lambda u: u[2].endswith("example.com"),
     'name.givenName eq "EVE"': lambda u: u[0] == "Eve",
     'name.familyName co "zz"': lambda u: False,
+    # Each email probe binds its key under a name of its own.
+    'emails[value eq "BOB@example.org"]': lambda u: u[2] == "bob@example.org",
+    'emails.value eq "cy@example.com"': lambda u: u[2] == "cy@example.com",
 }
 
 

@@ -12,10 +12,13 @@ The same grammar selects values of one resource's multi-valued attribute in a PA
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from scim2_models import InvalidFilterException, InvalidPathException, Path, ScimFilter
@@ -33,6 +36,7 @@ from scim2_models.path.expressions import (
 from sqlalchemy import (
     ColumnElement,
     and_,
+    bindparam,
     case,
     exists,
     false,
@@ -67,8 +71,31 @@ _KEYED: dict[str, tuple[ColumnElement[Any], Callable[[str], str | None]]] = {
 _SORTED: dict[str, ColumnElement[Any]] = {"last_name": personas.c.sort_last}
 
 
+#: A string literal of the filter grammar: scim2-models' ``STRING`` (JSON's rules).
+_LITERAL = re.compile(r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9A-Fa-f]{4})*"')
+
+
 def parse_filter(text: str) -> FilterNode:
-    """The filter's tree; ``InvalidFilter`` if it is not one."""
+    """The filter's tree; ``InvalidFilter`` if it is not one.
+
+    An identity provider's filters differ in their strings, not their shape (``userName
+    eq "..."``, a new name each time), so the shape is parsed: each string literal
+    replaced by its place (``userName eq "0"``), a text scim2-models parses once and
+    keeps. The strings are then put back in the tree. Parsing each text anew cost 0.1 ms
+    of a 1 ms ``eq`` request. A shape that does not parse (a quote outside any literal
+    never does) is not a filter: the text itself is parsed, for its error."""
+    literals = _LITERAL.findall(text)
+    if not literals:
+        return _parsed(text)
+    places = iter(range(len(literals)))
+    try:
+        shape = _parsed(_LITERAL.sub(lambda _: f'"{next(places)}"', text))
+    except InvalidFilter:
+        return _parsed(text)
+    return _with_strings(shape, [json.loads(literal) for literal in literals])
+
+
+def _parsed(text: str) -> FilterNode:
     try:
         parsed = ScimFilter(text).ast
     except (InvalidFilterException, ValueError) as error:
@@ -76,6 +103,22 @@ def parse_filter(text: str) -> FilterNode:
     if parsed is None:
         raise InvalidFilter("The filter is empty.")
     return parsed
+
+
+def _with_strings(node: FilterNode, strings: list[str]) -> FilterNode:
+    """The tree of a filter's shape with its strings put back: each string value of a
+    comparison is the place of one."""
+    if isinstance(node, Comparison):
+        if isinstance(node.value, str):
+            return replace(node, value=strings[int(node.value)])
+        return node
+    if isinstance(node, LogicalExpr):
+        return replace(node, terms=tuple(_with_strings(term, strings) for term in node.terms))
+    if isinstance(node, Not):
+        return replace(node, expr=_with_strings(node.expr, strings))
+    if isinstance(node, ValuePath):
+        return replace(node, val_filter=_with_strings(node.val_filter, strings))
+    return node  # Present: no value
 
 
 def _attribute(path: AttrPath) -> tuple[str, str | None]:
@@ -149,6 +192,8 @@ class _Filter:
         self.searches = 0
         #: Whether the condition's best plan depends on its values (see Compiled).
         self.planned_by_values = False
+        #: Values the condition binds by name (see Compiled).
+        self.parameters: dict[str, Any] = {}
 
     def condition(self, node: FilterNode) -> ColumnElement[bool]:
         if isinstance(node, LogicalExpr):
@@ -211,13 +256,22 @@ class UserFilter(_Filter):
             and wanted.op is CompareOperator.eq
             and isinstance(wanted.value, str)
         ):
-            return _email_probe(email_key(wanted.value))  # emails[value eq "..."]
+            return self._email_probe(wanted.value)  # emails[value eq "..."]
         slots = _MULTI.get(attr)
         if slots is None:
             return super()._value_path(node)
         return or_(
             *(and_(slot.value.is_not(None), self._slot(slot, node.val_filter)) for slot in slots)
         )
+
+    def _email_probe(self, value: str) -> ColumnElement[bool]:
+        """``emails[value eq ...]``: the probe of its place, its key bound by name."""
+        key = email_key(value)
+        if key is None:
+            return false()
+        place = f"email_key_{len(self.parameters)}"
+        self.parameters[place] = key
+        return _email_probe(place)
 
     # -- one attribute ---------------------------------------------------------------------
 
@@ -270,7 +324,7 @@ class UserFilter(_Filter):
         if attr == "meta" and sub == "resourcetype":
             return true() if op == "eq" and value == "User" else false()
         if attr == "emails" and sub in (None, "value") and op == "eq" and isinstance(value, str):
-            return _email_probe(email_key(value))
+            return self._email_probe(value)
         if attr in _MULTI and sub in (None, "value", "type"):
             return or_(
                 *(
@@ -390,11 +444,13 @@ def group_condition(text: str, backend: Backend) -> ColumnElement[bool]:
     return GroupFilter(backend).condition(parse_filter(text))
 
 
-def _email_probe(key: str | None) -> ColumnElement[bool]:
-    """Personas with this email key, work or person's: two index probes, never a scan
-    (an OR across the joined tables would read every persona of the account)."""
-    if key is None:
-        return false()
+@cache
+def _email_probe(place: str) -> ColumnElement[bool]:
+    """Personas with the email key bound as ``place``, work or person's: two index probes,
+    never a scan (an OR across the joined tables would read every persona of the
+    account). Built once for each place: building it for each request cost 0.06 ms, about
+    half of what the database took to answer, and a condition kept whole is keyed once."""
+    key = bindparam(place, type_=persons.c.email_key.type)
     by_work = select(personas.c.id).where(personas.c.work_email_key == key)
     by_person = (
         select(personas.c.id)
@@ -464,6 +520,8 @@ class Compiled:
     #: rare prefix: 6 s instead of 35 ms at a million personas, measured. Such a filter
     #: runs under ``Backend.custom_plans``, as People search does.
     planned_by_values: bool
+    #: Values the condition binds by name, for the statement around it.
+    parameters: Mapping[str, Any]
 
 
 def user_condition(text: str, backend: Backend) -> Compiled:
@@ -471,7 +529,7 @@ def user_condition(text: str, backend: Backend) -> Compiled:
     this server can evaluate."""
     compiler = UserFilter(backend)
     condition = compiler.condition(parse_filter(text))
-    return Compiled(condition, compiler.planned_by_values)
+    return Compiled(condition, compiler.planned_by_values, compiler.parameters)
 
 
 # -- value filters on one resource (PATCH paths) -------------------------------------------

@@ -12,7 +12,7 @@ Elsewhere they are loaded for the page, one query each. Three round trips were m
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
@@ -141,6 +141,7 @@ async def user_page(
     order: Sequence[ColumnElement[Any]] = (),
     *,
     planned_by_values: bool = False,
+    parameters: Mapping[str, Any] | None = None,
 ) -> tuple[int, list[UserRow]]:
     """How many of the account's personas meet ``condition`` (over ``personas`` and
     ``persons``), and ``limit`` of them from ``offset`` (or after the ``position``
@@ -151,14 +152,16 @@ async def user_page(
     are read first, counted and the page taken from them (:func:`_gathered_page`),
     unless there are more than GATHER_FIRST.
 
+    ``parameters``: values ``condition`` binds by name.
+
     Each statement is compiled once for its shape (``Backend.fetch_shaped``): building
     the page's statement and its cache key anew cost more than an ``eq`` filter's
     answer."""
     backend = backend_for(conn)
     where = true() if condition is None else condition
-    own = {"account_id": account_id}
+    own = {**(parameters or {}), "account_id": account_id}
     if planned_by_values and not order and limit > 0:
-        found = await _gathered_page(conn, account_id, where, offset, limit, after)
+        found = await _gathered_page(conn, own, where, offset, limit, after)
         if found is not None:
             return found
     # A filter's probes keep a plan made for any values; a walk of the whole account (no
@@ -256,23 +259,23 @@ def _gathered_count(backend: Backend, where: ColumnElement[bool]) -> Select[Any]
 
 async def _gathered_page(
     conn: AsyncConnection,
-    account_id: str,
+    own: Mapping[str, Any],
     where: ColumnElement[bool],
     offset: int,
     limit: int,
     after: int | None,
 ) -> tuple[int, list[UserRow]] | None:
-    """:func:`user_page` in the order of creation, by reading the matches first (at most
-    GATHER_FIRST + 1, materialized), then counting them and joining the page's to their
-    rows, in one statement planned for its values; None if there are more (the ordered
-    walk of :func:`user_page` serves them).
+    """:func:`user_page` (``own``: the account and the condition's values) in the order of
+    creation, by reading the matches first (at most GATHER_FIRST + 1, materialized), then
+    counting them and joining the page's to their rows, in one statement planned for its
+    values; None if there are more (the ordered walk of :func:`user_page` serves them).
 
     A planner that expects many matches walks the account in the page's order, hoping to
     find the first hundred soon: for a name prefix of 361 Users spread over the
     account of 500,000 it read 142,719 personas (720 ms); gathered, it reads the index's
     matches only."""
     backend = backend_for(conn)
-    paged = {"account_id": account_id, "offset": offset, "limit": limit, "after": after or 0}
+    paged = {**own, "offset": offset, "limit": limit, "after": after or 0}
     async with backend.custom_plans(conn):
         rows = await backend.fetch_shaped(conn, _gathered, (where,), paged)
         if rows:
@@ -280,7 +283,6 @@ async def _gathered_page(
         elif offset == 0 and after is None:
             count = 0
         else:  # past the last match: no row carries the count
-            own = {"account_id": account_id}
             count = (await backend.fetch_shaped(conn, _gathered_count, (where,), own))[0][0]
     if count > GATHER_FIRST:
         return None
