@@ -24,7 +24,13 @@ from pathlib import Path
 import httpx
 
 #: Requests per case: enough that one answer's jitter does not show.
-CASES = {"find by email": 2000, "search, last name": 1000, "page of 100, five embeds": 300}
+CASES = {
+    "find by email": 2000,
+    "SCIM userName eq": 2000,
+    "SCIM emails[value eq]": 2000,
+    "search, last name": 1000,
+    "page of 100, five embeds": 300,
+}
 EMBEDS = "persona.addresses,persona.createdBy,persona.teams,persona.primaryOwnerOf,persona.roles"
 
 
@@ -89,6 +95,14 @@ def _cases(pid: int, base: str, key: str) -> dict[str, dict[str, float]]:
             body = {"email_address": emails[i % len(emails)]}
             return http.post("/persons/find/", json=body, headers=bearer)
 
+        def user_name(i: int) -> httpx.Response:
+            query = {"filter": f'userName eq "{emails[i % len(emails)]}"'}
+            return http.get("/scim/v2/DEMO/Users", params=query, headers=bearer)
+
+        def email(i: int) -> httpx.Response:
+            query = {"filter": f'emails[value eq "{emails[i % len(emails)].upper()}"]'}
+            return http.get("/scim/v2/DEMO/Users", params=query, headers=bearer)
+
         def search(i: int) -> httpx.Response:
             query = {"accountId": "DEMO", "search": names[i % len(names)]}
             return http.get("/people", params=query, headers=api_key)
@@ -100,6 +114,8 @@ def _cases(pid: int, base: str, key: str) -> dict[str, dict[str, float]]:
 
         calls: dict[str, Callable[[int], httpx.Response]] = {
             "find by email": find,
+            "SCIM userName eq": user_name,
+            "SCIM emails[value eq]": email,
             "search, last name": search,
             "page of 100, five embeds": page,
         }
@@ -119,8 +135,13 @@ def _cases(pid: int, base: str, key: str) -> dict[str, dict[str, float]]:
 
 
 def _checked(response: httpx.Response, name: str) -> None:
+    """Every answer a 200 that found something: a SCIM filter exactly one User."""
     if response.status_code != 200:
         raise SystemExit(f"{name}: {response.status_code} {response.text[:200]}")
+    body = response.json()
+    found = body.get("totalResults", len(body.get("persons", body.get("rows", []))))
+    if found == 0 or (name.startswith("SCIM") and found != 1):
+        raise SystemExit(f"{name}: found {found}: {response.text[:200]}")
 
 
 def main(argv: list[str] | None = None) -> int:
