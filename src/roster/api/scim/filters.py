@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from scim2_models import InvalidFilterException, InvalidPathException, Path, ScimFilter
@@ -81,9 +81,9 @@ def parse_filter(text: str) -> FilterNode:
     An identity provider's filters differ in their strings, not their shape (``userName
     eq "..."``, a new name each time), so the shape is parsed: each string literal
     replaced by its place (``userName eq "0"``), a text scim2-models parses once and
-    keeps. The strings are then put back in the tree. Parsing each text anew cost 0.1 ms
-    of a 1 ms ``eq`` request. A shape that does not parse (a quote outside any literal
-    never does) is not a filter: the text itself is parsed, for its error."""
+    keeps. The strings are then put back in the tree: 5 µs, where parsing each text anew
+    cost 52 µs of a request of about 1 ms. A shape that does not parse (a quote outside
+    any literal never does) is not a filter: the text itself is parsed, for its error."""
     literals = _LITERAL.findall(text)
     if not literals:
         return _parsed(text)
@@ -444,7 +444,7 @@ def group_condition(text: str, backend: Backend) -> ColumnElement[bool]:
     return GroupFilter(backend).condition(parse_filter(text))
 
 
-@cache
+@lru_cache(maxsize=64)  # a filter of more probes builds the rest anew
 def _email_probe(place: str) -> ColumnElement[bool]:
     """Personas with the email key bound as ``place``, work or person's: two index probes,
     never a scan (an OR across the joined tables would read every persona of the
