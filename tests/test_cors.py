@@ -87,6 +87,23 @@ async def test_other_origins_get_no_cors_headers(
     assert not [h for h in plain.headers if h.startswith("access-control-")]
 
 
+async def test_a_request_that_names_no_origin_is_answered_as_without_cors(
+    browser: httpx.AsyncClient, directory: Directory
+) -> None:
+    # Servers and scripts send no Origin: with CORS on, they get the same answer as
+    # without it, and no CORS header (a missing Origin was a 500 on Starlette 1.x).
+    await directory.account("F50093")
+    caller = await directory.client(["F50093"])
+    await directory.person(["F50093"], first_name="Ada", last_name="Moss")
+    answer = await browser.get("/people", params={"accountId": "F50093"}, headers=caller.headers)
+    assert answer.status_code == 200, answer.text
+    assert [p["lastName"] for p in answer.json()["rows"]] == ["Moss"]
+    assert not [h for h in answer.headers if h.lower().startswith("access-control-")]
+    health = await browser.get("/healthz")
+    assert health.status_code == 200, health.text
+    assert health.json() == {"status": "ok"}
+
+
 @pytest.mark.parametrize(
     ("given", "expected"),
     [

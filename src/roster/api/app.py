@@ -45,12 +45,14 @@ CORS_EXPOSED_HEADERS = (
 
 class AllowedOriginsOnly(CORSMiddleware):
     """Starlette's CORS, without the ``Access-Control-Expose-Headers`` it puts on answers
-    to origins it does not allow: those get no CORS header at all."""
+    to origins it does not allow: those, and requests that name no origin (Starlette 1.x
+    hands them here too), get no CORS header at all."""
 
     async def simple_response(
         self, scope: Scope, receive: Receive, send: Send, request_headers: Headers
     ) -> None:
-        if self.is_allowed_origin(request_headers["origin"]):
+        origin = request_headers.get("origin")
+        if origin is not None and self.is_allowed_origin(origin):
             await super().simple_response(scope, receive, send, request_headers)
         else:
             await self.app(scope, receive, send)
