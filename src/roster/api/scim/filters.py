@@ -444,7 +444,7 @@ def group_condition(text: str, backend: Backend) -> ColumnElement[bool]:
     return GroupFilter(backend).condition(parse_filter(text))
 
 
-@lru_cache(maxsize=64)  # a filter of more probes builds the rest anew
+@lru_cache(maxsize=64)  # kept for 64 places; a filter of more builds its probes anew
 def _email_probe(place: str) -> ColumnElement[bool]:
     """Personas with the email key bound as ``place``, work or person's: two index probes,
     never a scan (an OR across the joined tables would read every persona of the
