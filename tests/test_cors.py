@@ -47,17 +47,25 @@ async def test_a_preflight_from_an_allowed_origin_allows_the_call(
         assert answer.headers["x-request-id"]
 
 
-async def test_an_allowed_origin_can_read_the_answer_and_its_headers(
-    browser: httpx.AsyncClient, directory: Directory
-) -> None:
-    await directory.account("F50091")
-    caller = await directory.client(["F50091"])
-    await directory.person(["F50091"], first_name="Zoë", last_name="Lee")
+async def zoe_listed(
+    browser: httpx.AsyncClient, directory: Directory, account: str, **headers: str
+) -> httpx.Response:
+    """``GET /people`` of a new account whose one person is Zoë Lee, with ``headers``."""
+    await directory.account(account)
+    caller = await directory.client([account])
+    await directory.person([account], first_name="Zoë", last_name="Lee")
     answer = await browser.get(
-        "/people", params={"accountId": "F50091"}, headers={"Origin": ALLOWED, **caller.headers}
+        "/people", params={"accountId": account}, headers={**headers, **caller.headers}
     )
     assert answer.status_code == 200, answer.text
     assert [p["firstName"] for p in answer.json()["rows"]] == ["Zoë"]
+    return answer
+
+
+async def test_an_allowed_origin_can_read_the_answer_and_its_headers(
+    browser: httpx.AsyncClient, directory: Directory
+) -> None:
+    answer = await zoe_listed(browser, directory, "F50091", Origin=ALLOWED)
     assert answer.headers["access-control-allow-origin"] == ALLOWED
     exposed = answer.headers["access-control-expose-headers"].lower().replace(" ", "")
     for header in ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "x-request-id"):
@@ -92,12 +100,7 @@ async def test_a_request_that_names_no_origin_is_answered_as_without_cors(
 ) -> None:
     # Servers and scripts send no Origin: with CORS on, they get the same answer as
     # without it, and no CORS header (a missing Origin was a 500 on Starlette 1.x).
-    await directory.account("F50093")
-    caller = await directory.client(["F50093"])
-    await directory.person(["F50093"], first_name="Ada", last_name="Moss")
-    answer = await browser.get("/people", params={"accountId": "F50093"}, headers=caller.headers)
-    assert answer.status_code == 200, answer.text
-    assert [p["lastName"] for p in answer.json()["rows"]] == ["Moss"]
+    answer = await zoe_listed(browser, directory, "F50093")
     assert not [h for h in answer.headers if h.lower().startswith("access-control-")]
     health = await browser.get("/healthz")
     assert health.status_code == 200, health.text
