@@ -153,7 +153,14 @@ class Directory:
         """Create (or update, by the matching rules) a person with personas in ``accounts``."""
         persona: dict[str, Any] = {
             k: fields.pop(k)
-            for k in ("status", "role_name", "employee_number", "job_title", "work_number")
+            for k in (
+                "status",
+                "role_name",
+                "employee_number",
+                "job_title",
+                "work_number",
+                "user_name",
+            )
             if k in fields
         }
         fields.setdefault("external_ref", f"ref-{uuid.uuid4().hex[:12]}")

@@ -37,6 +37,14 @@ def person_keys(person: Mapping[str, Any], region: str) -> dict[str, str | None]
     }
 
 
+def user_name_key(person: Mapping[str, Any], persona: Mapping[str, Any]) -> str | None:
+    """The key of a persona's SCIM userName: as written, else its work email, else its
+    person's email (spec/scim.md); ``None`` when it has none of them (it reads its id)."""
+    return name_key(
+        persona.get("user_name") or persona.get("email_address") or person.get("email_address")
+    )
+
+
 def persona_derived(
     person: Mapping[str, Any], persona: Mapping[str, Any], region: str
 ) -> dict[str, str | None]:
@@ -44,10 +52,7 @@ def persona_derived(
     person's and its own fields."""
     return {
         "work_email_key": email_key(persona.get("email_address")),
-        # SCIM's userName: as written, else the work email, else the person's email.
-        "user_name_key": name_key(
-            persona.get("user_name") or persona.get("email_address") or person.get("email_address")
-        ),
+        "user_name_key": user_name_key(person, persona),
         "sort_last": name_key(person.get("last_name")) or "",
         "sort_first": name_key(person.get("first_name")) or "",
         "search_text": search_text(

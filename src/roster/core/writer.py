@@ -36,12 +36,17 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import CompoundSelect, Executable, delete, exists, select, union
+from sqlalchemy import CompoundSelect, Executable, Select, delete, exists, select, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
-from roster.core.derived_columns import person_keys, persona_derived, refresh_personas
+from roster.core.derived_columns import (
+    person_keys,
+    persona_derived,
+    refresh_personas,
+    user_name_key,
+)
 from roster.core.events import (
     Actor,
     actor_of,
@@ -114,6 +119,16 @@ class DuplicateValue(Conflict):
             lambda n: f"The {n(name)} {value!r} belongs to another person.",
             [name],
             "belongs to another person",
+        )
+
+    @classmethod
+    def user_name(cls, name: str, value: object) -> DuplicateValue:
+        """A persona that would read (as its SCIM userName, from ``name``) another
+        persona's userName in the account."""
+        return cls.saying(
+            lambda n: f"The {n(name)} {value!r} is another user's user name here.",
+            [name],
+            "is another user's user name in this account",
         )
 
     @classmethod
@@ -343,10 +358,33 @@ def _event_rows(
 # -- locks ---------------------------------------------------------------------------------
 
 
+def value_lock(name: str, account_id: str, value: str) -> int:
+    """The writers' lock of one unique value of an account (``user_name``: a userName's
+    key; ``scim_external_id``, ``team_external_id``; ``user``, ``team``: an id), as an int."""
+    return _lock(f"{name}:{account_id}:{value}")
+
+
+def _lock(key: str) -> int:
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
+
+
+def _given_user_names(item: PersonWrite) -> set[str]:
+    """The keys of the userNames an item's personas could read from the values it gives."""
+    given = (
+        item.persona.get("user_name"),
+        item.persona.get("email_address"),
+        item.person.get("email_address"),
+    )
+    return {key for value in given if (key := name_key(value))}
+
+
 def _key_locks(items: Sequence[PersonWrite], region: str) -> set[int]:
     """The lock of each key the items could match or claim a person by, hashed to an int:
-    an external_ref, an email, a phone in one of the item's accounts."""
+    an external_ref, an email, a phone in one of the item's accounts; and of each
+    userName the item's personas could read from the values it gives, in its accounts
+    (the lock a SCIM writer of that userName takes too: :func:`value_lock`)."""
     keys: set[str] = set()
+    locks: set[int] = set()
     for item in items:
         if item.error is not None:
             continue
@@ -357,7 +395,9 @@ def _key_locks(items: Sequence[PersonWrite], region: str) -> set[int]:
         phone = phone_key(item.person.get("phone_number"), region)
         if phone and isinstance(item.target, Matching):
             keys.update(f"p:{account}:{phone}" for account in item.account_ids)
-    return {zlib.crc32(k.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF for k in keys}
+        for user_name in _given_user_names(item):
+            locks.update(value_lock("user_name", a, user_name) for a in item.account_ids)
+    return locks | {_lock(k) for k in keys}
 
 
 async def lock_keys(conn: AsyncConnection, items: Sequence[PersonWrite], region: str) -> bool:
@@ -499,6 +539,16 @@ def _prefetch_statement(
     return union(*(select(*_PERSON_COLUMNS).where(lookup) for lookup in lookups))
 
 
+@lru_cache(maxsize=2)
+def _user_names_statement(backend: Backend) -> Select[Any]:
+    """The personas of ``accounts`` whose userName key is one of ``keys`` (the index on
+    the account and the key, probed for each pair)."""
+    return select(personas.c.id, personas.c.account_id, personas.c.user_name_key).where(
+        backend.one_of(personas.c.account_id, "accounts"),
+        backend.one_of(personas.c.user_name_key, "keys"),
+    )
+
+
 def _random_ids() -> Iterator[uuid.UUID]:
     """Random (version 4) UUIDs, as ``next(self.ids)`` makes them, asking the OS once per 1024.
 
@@ -528,6 +578,9 @@ class _Plan:
         self.roles: dict[tuple[str, str], uuid.UUID] = {}  # by account and name_key
         self.role_keys: dict[str, str] = {}  # the name_key of each role name given
         self.owned: dict[uuid.UUID, list[uuid.UUID]] = {}  # individual budgets by owner
+        #: The personas that read each userName (by account and key) an item could give
+        #: one of its personas: those the database holds, then as the items leave them.
+        self.user_names: dict[tuple[str, str], set[uuid.UUID]] = {}
         self.removed: list[PersonaWritten] = []
         self.at: datetime = now()
 
@@ -579,6 +632,7 @@ class _Plan:
             await self._load_personas(conn, backend)
         for person in self.persons.values():
             self._index(person)
+        await self._load_user_names(conn, backend, live, accounts)
         if accounts:
             for role_id, account_id, key in await conn.execute(
                 select(roles.c.id, roles.c.account_id, roles.c.name_key).where(
@@ -612,6 +666,31 @@ class _Plan:
             persona_id, person_id, account_id, *values = row
             fields = dict(zip(PERSONA_FIELDS, values, strict=True))
             self.persons[person_id].personas[account_id] = _Persona(persona_id, fields, new=False)
+
+    async def _load_user_names(
+        self,
+        conn: AsyncConnection,
+        backend: Backend,
+        items: Sequence[PersonWrite],
+        accounts: list[str],
+    ) -> None:
+        """Who reads each userName the items' personas could take: one from a value an
+        item gives, or one a person found (or its personas) already has, in the items'
+        accounts and every account of the persons found."""
+        keys = {key for item in items for key in _given_user_names(item)}
+        for person in self.persons.values():
+            values = [person.values.get("email_address")]
+            for persona in person.personas.values():
+                values += [persona.values.get("user_name"), persona.values.get("email_address")]
+            keys.update(key for value in values if (key := name_key(value)))
+        if not keys:
+            return
+        where = {*accounts, *(a for p in self.persons.values() for a in p.personas)}
+        found = await conn.execute(
+            _user_names_statement(backend), {"accounts": sorted(where), "keys": sorted(keys)}
+        )
+        for persona_id, account_id, key in found:
+            self.user_names.setdefault((account_id, key), set()).add(persona_id)
 
     def _index(self, person: _Person) -> None:
         self.persons[person.id] = person
@@ -741,6 +820,7 @@ class _Plan:
                 if existing is not None and isinstance(target, Joining):
                     raise PersonaExists.of(existing.id, account_id)
                 wanted[account_id] = self._persona_values(item.persona, account_id, existing)
+            renamed = self._check_user_names(person, {**old, **changes}, wanted)
         except RosterError as error:
             return Written(None, error)
 
@@ -759,6 +839,12 @@ class _Plan:
             else [w for a, v in wanted.items() if (w := self._set_persona(person, a, v))]
         )
         self._index(person)
+        for account_id, was, key in renamed:
+            if was is not None:
+                self.user_names[(account_id, was[1])].discard(was[0])
+            if key is not None:
+                persona_id = person.personas[account_id].id
+                self.user_names.setdefault((account_id, key), set()).add(persona_id)
         return Written(
             person.id,
             created=created,
@@ -767,6 +853,39 @@ class _Plan:
             person=person.values,
             account_ids=frozenset(person.personas),
         )
+
+    def _check_user_names(
+        self,
+        person: _Person | None,
+        values: Mapping[str, Any],
+        wanted: Mapping[str, Mapping[str, Any]],
+    ) -> list[tuple[str, tuple[uuid.UUID, str] | None, str | None]]:
+        """Each persona whose userName key the item changes (in an account it writes, or
+        in any of the person's accounts when the person's email changes), as (account,
+        the persona and the key it read, the key it will read); ``DuplicateValue`` when
+        one would read another persona's userName in its account (spec/scim.md)."""
+        held = person.personas if person is not None else {}
+        accounts = set(wanted)
+        if person is not None and values.get("email_address") != person.values.get("email_address"):
+            accounts.update(held)
+        renamed = []
+        for account_id in sorted(accounts):
+            existing = held.get(account_id)
+            persona = existing.values if existing is not None else _NEW_PERSONA
+            was = user_name_key(person.values, persona) if person and existing else None
+            then = {**persona, **wanted.get(account_id, {})}
+            key = user_name_key(values, then)
+            if key == was:
+                continue
+            others = self.user_names.get((account_id, key), set()) if key else set()
+            if others - {existing.id if existing is not None else None}:
+                if then.get("user_name"):
+                    raise DuplicateValue.user_name("user_name", then["user_name"])
+                taken = then.get("email_address") or values.get("email_address")
+                raise DuplicateValue.user_name("email_address", taken)
+            previous = (existing.id, was) if existing is not None and was else None
+            renamed.append((account_id, previous, key))
+        return renamed
 
     def _set_persona(
         self, person: _Person, account_id: str, values: dict[str, Any]
@@ -787,6 +906,8 @@ class _Plan:
 
     def _remove(self, person: _Person, account_id: str) -> PersonaWritten:
         persona = person.personas.pop(account_id)
+        if key := user_name_key(person.values, persona.values):
+            self.user_names.get((account_id, key), set()).discard(persona.id)
         removed = PersonaWritten(
             persona.id, account_id, "deleted", budgets_deleted=tuple(self.owned.get(persona.id, ()))
         )

@@ -6,7 +6,6 @@ change a persona's role, leave an account. Each is one item of the writer
 from __future__ import annotations
 
 import uuid
-import zlib
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -14,16 +13,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.fields import PERSONA
-from roster.core.matching import name_key
 from roster.core.people.embeds import RoleRef
 from roster.core.people.persona_rows import PersonaRow, persona_not_found, persona_row
 from roster.core.writer import (
-    DuplicateValue,
     Joining,
     PersonaById,
     PersonById,
     PersonWrite,
     Written,
+    value_lock,
     write_persons,
 )
 from roster.db.backends import backend_for
@@ -76,7 +74,7 @@ async def lock_unique_values(
     a row lock taken this early would come before the writer's key locks, in the
     opposite order to every other writer, and could deadlock with them."""
     keys = sorted(
-        zlib.crc32(f"{name}:{account_id}:{value}".encode("utf-8", "surrogatepass")) & 0x7FFFFFFF
+        value_lock(name, account_id, value)
         for name, value in (values.items() if isinstance(values, Mapping) else values)
         if value
     )
@@ -84,55 +82,13 @@ async def lock_unique_values(
         await backend_for(conn).lock_for_writing(conn, keys)
 
 
-def _user_name_taken(value: str) -> DuplicateValue:
-    return DuplicateValue.saying(
-        lambda n: f"The {n('email_address')} {value!r} is another user's user name here.",
-        ["email_address"],
-        "is another user's user name in this account",
-    )
-
-
 async def _write_one(
     conn: AsyncConnection, item: PersonWrite, region: str, reach: Collection[str] | None
 ) -> Written:
-    """Write one item (of one account); its error raised. A persona it leaves reading
-    another persona's user name (SCIM's userName: its own, else its work email, else its
-    person's email; ``derived_columns``) is ``DuplicateValue``, whichever door writes:
-    checked after the write, under the lock of each user name it could take, which a
-    SCIM writer of that user name holds too (``lock_unique_values``)."""
-    [account_id] = item.account_ids
-    given = (
-        item.persona.get("user_name"),
-        item.persona.get("email_address"),
-        item.person.get("email_address"),
-    )
-    keys = sorted({key for value in given if (key := name_key(value))})
-    await lock_unique_values(conn, account_id, [("user_name", key) for key in keys])
+    """Write one item (of one account); its error raised."""
     [written] = await write_persons(conn, [item], region=region, reach=reach)
     if written.error is not None:
         raise written.error
-    for persona in written.personas:
-        renamed = "email_address" in written.fields or {"user_name", "email_address"} & set(
-            persona.fields
-        )
-        if persona.account_id != account_id or persona.change == "deleted":
-            continue
-        if not (persona.change == "created" or renamed):
-            continue
-        mine = personas.alias("mine")
-        held = await conn.scalar(
-            select(mine.c.user_name_key)
-            .join(
-                personas,
-                (personas.c.account_id == mine.c.account_id)
-                & (personas.c.user_name_key == mine.c.user_name_key)
-                & (personas.c.id != mine.c.id),
-            )
-            .where(mine.c.id == persona.persona_id)
-            .limit(1)
-        )
-        if held is not None:
-            raise _user_name_taken(held)
     return written
 
 
