@@ -34,6 +34,7 @@ from scim2_models.path.expressions import (
     ValuePath,
 )
 from sqlalchemy import (
+    Column,
     ColumnElement,
     and_,
     bindparam,
@@ -217,6 +218,10 @@ class _Filter:
     def _value_path(self, node: ValuePath) -> ColumnElement[bool]:
         raise InvalidFilter(f"{node.attr_path.attr} has no values to filter by [].")
 
+    def _equals(self, column: ColumnElement[Any], value: str) -> ColumnElement[bool]:
+        """``column`` equals ``value`` (as stored: a key, or a case-exact text)."""
+        return column == literal(value, type_=column.type)
+
     def _compare(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
         raise NotImplementedError
 
@@ -225,6 +230,8 @@ class _Filter:
     ) -> ColumnElement[bool]:
         if not isinstance(value, str) or op not in _TEXT_OPS:
             raise InvalidFilter(f"{op} compares a string attribute with a string.")
+        if op == "eq" and case_exact:
+            return self._equals(column, value)
         compared = self.backend.text_compare(column, op, value, case_exact)
         terms = search_terms(value)
         if op in ("co", "sw", "ew") and searched and not case_exact and terms:
@@ -269,14 +276,25 @@ class UserFilter(_Filter):
             *(and_(slot.value.is_not(None), self._slot(slot, node.val_filter)) for slot in slots)
         )
 
+    def _bound(self, value: Any) -> str:
+        """The name ``value`` is bound by (the next of this filter's places)."""
+        place = f"value_{len(self.parameters)}"
+        self.parameters[place] = value
+        return place
+
+    def _equals(self, column: ColumnElement[Any], value: str) -> ColumnElement[bool]:
+        """The value bound by name, in a condition built once for the column and place
+        (a table's column; an expression is built for each filter)."""
+        if not isinstance(column, Column):
+            return super()._equals(column, value)
+        return _equals(column, self._bound(value))
+
     def _email_probe(self, value: str) -> ColumnElement[bool]:
         """``emails[value eq ...]``: the probe of its place, its key bound by name."""
         key = email_key(value)
         if key is None:
             return false()
-        place = f"email_key_{len(self.parameters)}"
-        self.parameters[place] = key
-        return _email_probe(place)
+        return _email_probe(self._bound(key))
 
     # -- one attribute ---------------------------------------------------------------------
 
@@ -312,10 +330,10 @@ class UserFilter(_Filter):
                 raise InvalidFilter("userName compares with a string.")
             key = name_key(value) or ""
             if op == "eq":
-                named = personas.c.user_name_key == key
                 found = _id(value)
                 if found is None:
-                    return named
+                    return self._equals(personas.c.user_name_key, key)
+                named = personas.c.user_name_key == key
                 # A persona with no userName and no email reads its id as its userName.
                 return or_(named, and_(personas.c.id == found, personas.c.user_name_key.is_(None)))
             return self.backend.text_compare(personas.c.user_name_key, op, key, True)
@@ -447,6 +465,15 @@ def group_condition(text: str, backend: Backend) -> ColumnElement[bool]:
     """The SQL condition of a filter on Groups; ``InvalidFilter`` (400) if it is not one
     this server can evaluate."""
     return GroupFilter(backend).condition(parse_filter(text))
+
+
+@lru_cache(maxsize=256)  # a filter that compares more columns or places builds the rest anew
+def _equals(column: ColumnElement[Any], place: str) -> ColumnElement[bool]:
+    """``column`` equals the value bound as ``place``: built once for each column and
+    place, so its cache key is computed once (building the comparison and keying it
+    for each request cost about 0.05 ms, a fifth of what separated a ``userName eq``
+    from a find)."""
+    return column == bindparam(place, type_=column.type)
 
 
 @lru_cache(maxsize=64)  # kept for 64 places; a filter of more builds its probes anew
