@@ -5,11 +5,14 @@ backends."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
+from roster.core.people.personas import lock_unique_values
+from roster.db.engine import unit_of_work
 from tests.factories import Client, Directory
 from tests.scim import ACCOUNT, ENTERPRISE, USER, Scim
 
@@ -487,3 +490,37 @@ async def test_the_people_api_cannot_give_a_persona_another_users_user_name(
         "/people", json={**body, "accountId": "OTHER2"}, headers=elsewhere.headers
     )
     assert other.status_code == 201, other.text
+
+
+async def test_a_people_api_write_waits_for_a_scim_writer_of_the_user(
+    scim: Scim, client: httpx.AsyncClient, caller: Client, directory: Directory
+) -> None:
+    """A SCIM writer holds the User's lock from its If-Match check to its commit; a People
+    API write of that persona, or of its person, waits for it (on SQLite, for the one
+    writer), so it cannot slip in between the check and the write."""
+    user = await scim.create(userName="held", name={"givenName": "Ann", "familyName": "Lee"})
+    async with unit_of_work(directory.engine, write=True) as conn:
+        await lock_unique_values(conn, ACCOUNT, {"user": user["id"]})
+        persona = asyncio.ensure_future(
+            client.patch(
+                f"/personas/{user['id']}?accountId={ACCOUNT}",
+                json={"jobTitle": "Chef"},
+                headers=caller.headers,
+            )
+        )
+        people = await client.get(f"/people?accountId={ACCOUNT}&limit=1", headers=caller.headers)
+        person_id = people.json()["rows"][0]["id"]
+        person = asyncio.ensure_future(
+            client.patch(
+                f"/people/{person_id}?accountId={ACCOUNT}",
+                json={"lastName": "Leigh"},
+                headers=caller.headers,
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not persona.done()
+        assert not person.done()
+    assert (await persona).status_code == 200, (await persona).text
+    assert (await person).status_code == 200, (await person).text
+    read = await scim("GET", f"/Users/{user['id']}")
+    assert (read["title"], read["name"]["familyName"]) == ("Chef", "Leigh")

@@ -85,7 +85,23 @@ async def lock_unique_values(
 async def _write_one(
     conn: AsyncConnection, item: PersonWrite, region: str, reach: Collection[str] | None
 ) -> Written:
-    """Write one item (of one account); its error raised."""
+    """Write one item (of one account); its error raised. The Users it changes are
+    locked first, as SCIM's writers lock a User before they compare its version with
+    ``If-Match`` (docs/scim.md, "ETag"): a write through another door waits for them,
+    instead of changing the User between their check and their write."""
+    target = item.target
+    if isinstance(target, PersonaById):
+        [account_id] = item.account_ids
+        await lock_unique_values(conn, account_id, {"user": str(target.persona_id)})
+    elif isinstance(target, PersonById):
+        # The person's fields are every one of its Users' (in every account).
+        held = await conn.execute(
+            select(personas.c.account_id, personas.c.id).where(
+                personas.c.person_id == target.person_id
+            )
+        )
+        users = sorted(value_lock("user", account, str(persona)) for account, persona in held)
+        await backend_for(conn).lock_for_writing(conn, users)
     [written] = await write_persons(conn, [item], region=region, reach=reach)
     if written.error is not None:
         raise written.error
