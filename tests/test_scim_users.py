@@ -302,6 +302,58 @@ async def test_combined_filters_find_what_each_part_finds(scim: Scim) -> None:
             assert await ids(f"not ({one}) and ({two})") == second_only
 
 
+def address(kind: str, street: str, locality: str, postcode: str, country: str) -> dict[str, str]:
+    return {
+        "type": kind,
+        "streetAddress": street,
+        "locality": locality,
+        "postalCode": postcode,
+        "country": country,
+    }
+
+
+async def test_address_filters_compare_one_address_at_a_time(scim: Scim) -> None:
+    """``addresses.x`` finds Users with any address whose x compares; ``addresses[...]``
+    those with one address meeting the whole value filter; texts compare without case,
+    and ``streetAddress`` reads its lines joined by line breaks."""
+    ann = await scim.create(
+        userName="ann",
+        addresses=[
+            address("work", "1 Main St\nFloor 2", "London", "SW1A 1AA", "GB"),
+            address("home", "3 Rue X", "Paris", "75001", "FR"),
+        ],
+    )
+    bob = await scim.create(
+        userName="bob", addresses=[address("work", "9 Quai Y", "Paris", "SW9 9ZZ", "fr")]
+    )
+    cy = await scim.create(userName="cy")
+    expected = {
+        'addresses.locality eq "london"': {ann["id"]},
+        'addresses.locality eq "Paris"': {ann["id"], bob["id"]},
+        'addresses[type eq "work" and locality eq "Paris"]': {bob["id"]},
+        'addresses[type eq "HOME" and locality eq "paris"]': {ann["id"]},
+        # London's postcode starts with SW, but not on the address in Paris.
+        'addresses[locality eq "Paris" and postalCode sw "sw"]': {bob["id"]},
+        'addresses[locality eq "Paris" and not (postalCode sw "sw")]': {ann["id"]},
+        'addresses.streetAddress ew "FLOOR 2"': {ann["id"]},
+        'addresses.streetAddress sw "1 main st"': {ann["id"]},
+        'addresses.country eq "fr"': {ann["id"], bob["id"]},
+        'addresses.locality ne "Paris"': {cy["id"]},
+        "addresses pr": {ann["id"], bob["id"]},
+        "not (addresses pr)": {cy["id"]},
+        "addresses.region pr": set(),
+        'addresses.postalCode co "9 9"': {bob["id"]},
+    }
+    for filter_text, wanted in expected.items():
+        found = await scim("POST", "/Users/.search", {"filter": filter_text})
+        assert {r["id"] for r in found["Resources"]} == wanted, filter_text
+        assert found["totalResults"] == len(wanted), filter_text
+    for refused in ('addresses eq "x"', 'addresses.formatted eq "x"', "addresses[primary pr]"):
+        error = await scim("POST", "/Users/.search", {"filter": refused}, 400)
+        assert error["scimType"] == "invalidFilter", refused
+        assert "addresses" in error["detail"], refused
+
+
 FAMILIES = ("Straße", "Strauss", "Ström", "O'Neil", "Zoë", "zoe", "Zo", "\ud7ffx", "\U0010ffff")
 
 

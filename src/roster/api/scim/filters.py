@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from scim2_models import InvalidFilterException, InvalidPathException, Path, ScimFilter
@@ -51,11 +51,11 @@ from sqlalchemy import (
 )
 
 from roster.api.scim.errors import InvalidFilter, ScimInvalid
-from roster.api.scim.resources import ENTERPRISE_SCHEMA, SIMPLE, USER_SCHEMA
+from roster.api.scim.resources import ADDRESS_PARTS, ENTERPRISE_SCHEMA, SIMPLE, USER_SCHEMA
 from roster.core.fields import PERSON, TEAM, Field
 from roster.core.matching import email_key, name_key, search_terms
 from roster.db.backends import Backend, code_point_prefix, compare_ordered
-from roster.db.tables import personas, persons, roles, team_members, teams
+from roster.db.tables import addresses, personas, persons, roles, team_members, teams
 
 _TEXT_OPS = ("eq", "co", "sw", "ew", "gt", "ge", "lt", "le")
 
@@ -169,6 +169,45 @@ _PHONES = (
 )
 _MULTI = {"emails": _EMAILS, "phonenumbers": _PHONES}
 
+#: An address's sub-attributes (names folded) as what they read: ``streetAddress`` is its
+#: lines joined by line breaks, as a User shows it.
+_ADDRESS = {
+    **{scim.lower(): addresses.c[core] for scim, core in ADDRESS_PARTS.items()},
+    "streetaddress": addresses.c.address_line1
+    + func.coalesce("\n" + addresses.c.address_line2, "")
+    + func.coalesce("\n" + addresses.c.address_line3, ""),
+}
+
+
+def _logic(
+    node: FilterNode, one: Callable[[FilterNode], ColumnElement[bool]]
+) -> ColumnElement[bool]:
+    """``and``, ``or`` and ``not`` of a filter, each other node's condition as ``one``
+    makes it."""
+    if isinstance(node, LogicalExpr):
+        parts = [_logic(term, one) for term in node.terms]
+        return and_(*parts) if node.op is LogicalOperator.and_ else or_(*parts)
+    if isinstance(node, Not):
+        return _negated(_logic(node.expr, one))
+    return one(node)
+
+
+def _in_value(
+    node: FilterNode, compare: Callable[[str, str, Any], ColumnElement[bool]]
+) -> ColumnElement[bool]:
+    """One comparison of a value filter (``emails[...]``, ``addresses[...]``), as ``compare``
+    (sub-attribute, operator, value) makes it."""
+    if isinstance(node, Present):
+        return compare(node.attr_path.attr.lower(), "pr", None)
+    if not isinstance(node, Comparison):
+        raise InvalidFilter("Value filters do not nest.")
+    return compare(node.attr_path.attr.lower(), str(node.op.value), node.value)
+
+
+def _has_address(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The persona has an address meeting ``condition`` (one index probe of its addresses)."""
+    return exists().where(addresses.c.persona_id == personas.c.id, condition)
+
 
 def _datetime(value: object) -> datetime:
     """A moment of a filter; one without an offset is UTC's (Roster keeps UTC)."""
@@ -202,11 +241,9 @@ class _Filter:
         self.parameters: dict[str, Any] = {}
 
     def condition(self, node: FilterNode) -> ColumnElement[bool]:
-        if isinstance(node, LogicalExpr):
-            parts = [self.condition(term) for term in node.terms]
-            return and_(*parts) if node.op is LogicalOperator.and_ else or_(*parts)
-        if isinstance(node, Not):
-            return _negated(self.condition(node.expr))
+        return _logic(node, self._one)
+
+    def _one(self, node: FilterNode) -> ColumnElement[bool]:
         if isinstance(node, ValuePath):
             return self._value_path(node)
         if isinstance(node, Present):
@@ -269,6 +306,8 @@ class UserFilter(_Filter):
             and isinstance(wanted.value, str)
         ):
             return self._email_probe(wanted.value)  # emails[value eq "..."]
+        if attr == "addresses":  # every comparison on the same address
+            return _has_address(self._address(node.val_filter))
         slots = _MULTI.get(attr)
         if slots is None:
             return super()._value_path(node)
@@ -303,6 +342,8 @@ class UserFilter(_Filter):
             return true()
         if attr in _MULTI:
             return or_(*(_filled(slot.value) for slot in _MULTI[attr]))
+        if attr == "addresses":
+            return _has_address(true() if sub is None else self._address_compare(sub, "pr", None))
         if attr == "name" and sub is None:
             return or_(*(_filled(_column(f)) for f in SIMPLE if f.scim and "name." in f.scim))
         if attr == "enterprise:manager":
@@ -348,6 +389,10 @@ class UserFilter(_Filter):
             return true() if op == "eq" and value == "User" else false()
         if attr == "emails" and sub in (None, "value") and op == "eq" and isinstance(value, str):
             return self._email_probe(value)
+        if attr == "addresses":
+            if sub is None:
+                raise InvalidFilter("addresses compares by a sub-attribute: addresses.locality.")
+            return _has_address(self._address_compare(sub, op, value))
         if attr in _MULTI and sub in (None, "value", "type"):
             return or_(
                 *(
@@ -384,17 +429,7 @@ class UserFilter(_Filter):
 
     def _slot(self, slot: _Slot, node: FilterNode) -> ColumnElement[bool]:
         """A value filter (``emails[...]``) on one of the attribute's values."""
-        if isinstance(node, LogicalExpr):
-            parts = [self._slot(slot, term) for term in node.terms]
-            return and_(*parts) if node.op is LogicalOperator.and_ else or_(*parts)
-        if isinstance(node, Not):
-            return _negated(self._slot(slot, node.expr))
-        if isinstance(node, Present):
-            sub = node.attr_path.attr.lower()
-            return _filled(slot.value) if sub == "value" else true()
-        if not isinstance(node, Comparison):
-            raise InvalidFilter("Value filters do not nest.")
-        return self._slot_compare(slot, node.attr_path.attr.lower(), str(node.op.value), node.value)
+        return _logic(node, lambda one: _in_value(one, partial(self._slot_compare, slot)))
 
     def _slot_compare(
         self, slot: _Slot, sub: str | None, op: str, value: Any
@@ -414,6 +449,25 @@ class UserFilter(_Filter):
                 raise InvalidFilter("type compares with a string.")
             return true() if _python_text(slot.type, op, value.lower()) else false()
         raise InvalidFilter(f"{sub} is not a sub-attribute this server filters.")
+
+    def _address(self, node: FilterNode) -> ColumnElement[bool]:
+        """A value filter (``addresses[...]``) on one address."""
+        return _logic(node, lambda one: _in_value(one, self._address_compare))
+
+    def _address_compare(self, sub: str, op: str, value: Any) -> ColumnElement[bool]:
+        """One address's sub-attribute compared: its text, without case."""
+        column = _ADDRESS.get(sub)
+        if column is None:
+            raise InvalidFilter(f"addresses.{sub} is not a sub-attribute this server filters.")
+        if op == "pr":
+            return _filled(column)
+        if op == "ne":
+            return _negated(self._address_compare(sub, "eq", value))
+        if value is None:
+            if op != "eq":
+                raise InvalidFilter(f"{op} null is not a comparison.")
+            return _negated(_filled(column))
+        return self._text(column, op, value, case_exact=False, searched=False)
 
 
 class GroupFilter(_Filter):
