@@ -319,7 +319,11 @@ async def test_address_filters_compare_one_address_at_a_time(scim: Scim) -> None
     ann = await scim.create(
         userName="ann",
         addresses=[
-            address("work", "1 Main St\nFloor 2", "London", "SW1A 1AA", "GB"),
+            {
+                **address("work", "1 Main St\nFloor 2", "London", "SW1A 1AA", "GB"),
+                "formatted": "1 Main St, Floor 2, London SW1A 1AA",
+                "primary": True,
+            },
             address("home", "3 Rue X", "Paris", "75001", "FR"),
         ],
     )
@@ -343,12 +347,17 @@ async def test_address_filters_compare_one_address_at_a_time(scim: Scim) -> None
         "not (addresses pr)": {cy["id"]},
         "addresses.region pr": set(),
         'addresses.postalCode co "9 9"': {bob["id"]},
+        'addresses.formatted co "FLOOR 2, london"': {ann["id"]},
+        "addresses.primary eq true": {ann["id"]},
+        'addresses[primary eq true and locality eq "London"]': {ann["id"]},
+        'addresses[primary eq true and locality eq "Paris"]': set(),
+        'addresses[primary eq false and locality eq "Paris"]': {ann["id"], bob["id"]},
     }
     for filter_text, wanted in expected.items():
         found = await scim("POST", "/Users/.search", {"filter": filter_text})
         assert {r["id"] for r in found["Resources"]} == wanted, filter_text
         assert found["totalResults"] == len(wanted), filter_text
-    for refused in ('addresses eq "x"', 'addresses.formatted eq "x"', "addresses[primary pr]"):
+    for refused in ('addresses eq "x"', 'addresses.label eq "x"', 'addresses.primary eq "x"'):
         error = await scim("POST", "/Users/.search", {"filter": refused}, 400)
         assert error["scimType"] == "invalidFilter", refused
         assert "addresses" in error["detail"], refused
@@ -629,14 +638,15 @@ WORK_ADDRESS = {
     "postalCode": "EC1A 1BB",
     "country": "gb",
     "primary": True,
-    "formatted": "ignored",
+    "formatted": "1 Main Street, Floor 3, London EC1A 1BB",
 }
 
 
 async def test_addresses_are_the_personas_addresses(scim: Scim) -> None:
     """addresses (type, streetAddress as one to three lines, locality, region, postalCode,
-    country) are the persona's addresses, written by POST, PUT and PATCH (value-filtered
-    paths too); an address Roster cannot keep is 400 naming what it lacks, nothing changed."""
+    country, formatted, primary) are the persona's addresses, written by POST, PUT and PATCH
+    (value-filtered paths too); an address Roster cannot keep is 400 naming what it lacks,
+    nothing changed."""
     home = {
         "type": "home",
         "streetAddress": "9 Elm Road",
@@ -646,7 +656,7 @@ async def test_addresses_are_the_personas_addresses(scim: Scim) -> None:
         "country": "GB",
     }
     user = await scim.create(**ann(addresses=[WORK_ADDRESS, home]))
-    work = {k: v for k, v in WORK_ADDRESS.items() if k not in ("primary", "formatted")}
+    work = WORK_ADDRESS
     assert user["addresses"] == [{**work, "country": "GB"}, home]
     user_id = user["id"]
     assert (await scim("GET", f"/Users/{user_id}"))["addresses"] == user["addresses"]
@@ -672,20 +682,34 @@ async def test_addresses_are_the_personas_addresses(scim: Scim) -> None:
     assert partial["scimType"] == "invalidValue"
     assert "addresses.locality is required" in partial["detail"]
     for bad, named in (
-        ({**home, "country": "Narnia"}, "addresses.country"),
-        ({**home, "type": "Registered"}, "addresses.type"),
-        ({**home, "streetAddress": "a\nb\nc\nd"}, "addresses.streetAddress"),
-        ({**home, "streetAddress": " \n "}, "addresses.streetAddress"),
-        ({**home, "locality": "  "}, "addresses.locality"),
-        ({**home, "postalCode": 12}, "addresses.postalCode"),
-        ({k: v for k, v in home.items() if k != "postalCode"}, "addresses.postalCode"),
+        ([{**home, "country": "Narnia"}], "addresses.country"),
+        ([{**home, "type": "Registered"}], "addresses.type"),
+        ([{**home, "streetAddress": "a\nb\nc\nd"}], "addresses.streetAddress"),
+        ([{**home, "streetAddress": " \n "}], "addresses.streetAddress"),
+        ([{**home, "locality": "  "}], "addresses.locality"),
+        ([{**home, "postalCode": 12}], "addresses.postalCode"),
+        ([{k: v for k, v in home.items() if k != "postalCode"}], "addresses.postalCode"),
+        ([{**home, "formatted": "x" * 1025}], "addresses.formatted"),
+        ([{**home, "primary": "maybe"}], "addresses.primary"),
+        ([{**home, "primary": True}, WORK_ADDRESS], "addresses.primary"),
     ):
-        refused = await scim("PUT", f"/Users/{user_id}", ann(addresses=[bad]), expect=400)
-        assert named in refused["detail"]
+        refused = await scim("PUT", f"/Users/{user_id}", ann(addresses=bad), expect=400)
+        assert named in refused["detail"], bad
     assert (await scim("GET", f"/Users/{user_id}"))["addresses"] == moved["addresses"]
     # Untyped: other. A replace leaving them out removes them.
     replaced = await scim("PUT", f"/Users/{user_id}", ann(addresses=[{**home, "type": None}]))
     assert replaced["addresses"] == [{**home, "type": "other"}]
+    # primary as Entra sends booleans, as strings.
+    made_primary = await scim.patch(
+        f"/Users/{user_id}",
+        {"op": "replace", "path": 'addresses[type eq "other"].primary', "value": "True"},
+    )
+    assert made_primary["addresses"] == [{**home, "type": "other", "primary": True}]
+    not_primary = await scim.patch(
+        f"/Users/{user_id}",
+        {"op": "replace", "path": 'addresses[type eq "other"].primary', "value": "False"},
+    )
+    assert not_primary["addresses"] == [{**home, "type": "other", "primary": False}]
     cleared = await scim.patch(f"/Users/{user_id}", {"op": "remove", "path": "addresses"})
     assert "addresses" not in cleared
     schema = await scim("GET", f"/Schemas/{USER}")
@@ -697,7 +721,10 @@ async def test_addresses_are_the_personas_addresses(scim: Scim) -> None:
         "postalCode": True,
         "country": True,
         "type": False,
+        "formatted": False,
+        "primary": False,
     }
+    assert {a["name"]: a["type"] for a in addresses["subAttributes"]}["primary"] == "boolean"
 
 
 async def test_racing_writers_with_one_version_give_one_change_and_412s(scim: Scim) -> None:

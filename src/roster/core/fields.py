@@ -451,6 +451,8 @@ ADDRESS = _declared(
         people_row="countryCode",
         people_required=True,
     ),
+    # SCIM's addresses.formatted, as sent (written through SCIM only).
+    _address("formatted", max_length=1024),
 )
 
 # -- what the rest of the directory reads from them --------------------------------------------

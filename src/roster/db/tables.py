@@ -269,6 +269,8 @@ addresses = Table(
     Column("id", Uuid, primary_key=True),
     Column("persona_id", ForeignKey("personas.id", ondelete="CASCADE"), nullable=False, index=True),
     *_columns(ADDRESS),
+    # SCIM's addresses.primary, as sent (null when it was not).
+    Column("is_primary", Boolean),
     *_timestamps(),
 )
 

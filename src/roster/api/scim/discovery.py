@@ -94,13 +94,19 @@ def _address_parts() -> list[dict[str, Any]]:
     }
     canonical = {"country": sorted(COUNTRY_CODES), "type": ["work", "home", "other"]}
     return [
+        *(
+            _attribute(
+                name,
+                required=name in ADDRESS_REQUIRED,
+                description=described.get(name, f"Roster's address field {core}."),
+                canonical=canonical.get(name),
+            )
+            for name, core in ADDRESS_PARTS.items()
+        ),
+        _attribute("formatted", description="The whole address as sent, kept as it is."),
         _attribute(
-            name,
-            required=name in ADDRESS_REQUIRED,
-            description=described.get(name, f"Roster's address field {core}."),
-            canonical=canonical.get(name),
-        )
-        for name, core in ADDRESS_PARTS.items()
+            "primary", "boolean", description="The User's primary address: true on one at most."
+        ),
     ]
 
 
@@ -133,7 +139,7 @@ def user_schema(role_names: list[str]) -> dict[str, Any]:
             "complex",
             multi=True,
             sub=_address_parts(),
-            description="The persona's postal addresses. formatted and primary are not kept.",
+            description="The persona's postal addresses.",
         ),
         _attribute(
             "roles",

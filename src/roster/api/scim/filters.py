@@ -176,6 +176,7 @@ _ADDRESS = {
     "streetaddress": addresses.c.address_line1
     + func.coalesce("\n" + addresses.c.address_line2, "")
     + func.coalesce("\n" + addresses.c.address_line3, ""),
+    "formatted": addresses.c.formatted,
 }
 
 
@@ -455,7 +456,15 @@ class UserFilter(_Filter):
         return _logic(node, lambda one: _in_value(one, self._address_compare))
 
     def _address_compare(self, sub: str, op: str, value: Any) -> ColumnElement[bool]:
-        """One address's sub-attribute compared: its text, without case."""
+        """One address's sub-attribute compared: its text, without case; ``primary``
+        with true or false."""
+        if sub == "primary":
+            if op == "pr":
+                return true()
+            if op not in ("eq", "ne") or not isinstance(value, bool):
+                raise InvalidFilter("addresses.primary compares with eq or ne and a boolean.")
+            primary = func.coalesce(addresses.c.is_primary, false())
+            return primary if value == (op == "eq") else not_(primary)
         column = _ADDRESS.get(sub)
         if column is None:
             raise InvalidFilter(f"addresses.{sub} is not a sub-attribute this server filters.")

@@ -17,7 +17,7 @@ from roster.api.scim.errors import ScimInvalid
 from roster.core.fields import ADDRESS, PERSON, PERSONA, Field
 from roster.core.matching import email_key
 from roster.core.people.addresses import RESERVED_TYPE
-from roster.core.people.embeds import Address
+from roster.core.people.embeds import ScimAddress
 from roster.core.people.persona_rows import PERSON_AT, PERSONA_AT
 from roster.core.people.user_rows import UserRow
 from roster.errors import Naming
@@ -53,6 +53,7 @@ _SCIM_NAMES = {
     **{core: f"addresses.{scim}" for scim, core in ADDRESS_PARTS.items()},
     "address_line2": "addresses.streetAddress",
     "address_line3": "addresses.streetAddress",
+    "formatted": "addresses.formatted",
     **{f.name: f.scim for f in SIMPLE if f.scim},
     "email_address": "emails",
     "phone_number": "phoneNumbers",
@@ -197,12 +198,18 @@ def render_user(user: UserRow, base_url: str, *, built: bool = True) -> dict[str
     return resource
 
 
-def render_address(address: Address) -> dict[str, Any]:
-    """A persona's address as a SCIM address (its lines one ``streetAddress``)."""
+def render_address(address: ScimAddress) -> dict[str, Any]:
+    """A persona's address as a SCIM address (its lines one ``streetAddress``), with its
+    ``formatted`` and ``primary`` as sent."""
     values = {**{f: getattr(address, f) for f in ADDRESS_PARTS.values()}}
     lines = (getattr(address, f) for f in _LINES)
     values["address_line1"] = "\n".join(line for line in lines if line)
-    return {scim: values[core] for scim, core in ADDRESS_PARTS.items() if values[core]}
+    shown = {scim: values[core] for scim, core in ADDRESS_PARTS.items() if values[core]}
+    if address.formatted:
+        shown["formatted"] = address.formatted
+    if address.is_primary is not None:
+        shown["primary"] = address.is_primary
+    return shown
 
 
 # -- what a client sends ------------------------------------------------------------------
@@ -288,7 +295,7 @@ class UserWrite:
 def _address(sent: Mapping[str, Any]) -> dict[str, Any]:
     """A SCIM address (keys folded) as a Roster address's fields; ``ScimInvalid`` naming
     the first sub-attribute a Roster address needs and this one lacks, or one its field's
-    rules refuse. ``formatted`` and ``primary`` are not kept (docs/scim.md)."""
+    rules refuse. ``formatted`` and ``primary`` (as ``is_primary``) are kept as sent."""
     for name in ADDRESS_REQUIRED:
         if sent.get(name.lower()) in (None, ""):
             raise invalid(
@@ -317,7 +324,21 @@ def _address(sent: Mapping[str, Any]) -> dict[str, Any]:
         if scim == "type" and str(value).strip().casefold() == RESERVED_TYPE:
             raise invalid(f"addresses.type cannot be {RESERVED_TYPE!r}: that type is reserved.")
         values[core] = _text(ADDRESS[core], value)
+    values["formatted"] = _text(ADDRESS["formatted"], sent.get("formatted") or None)
+    primary = sent.get("primary")
+    values["is_primary"] = None if primary is None else boolean(primary, _PRIMARY)
     return values
+
+
+_PRIMARY = "addresses.primary"
+
+
+def _addresses(sent: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A User's addresses; ``primary`` true on at most one (RFC 7643 §2.4)."""
+    found = [_address(a) for a in _multi(sent, "addresses")]
+    if sum(1 for a in found if a["is_primary"]) > 1:
+        raise invalid(f"{_PRIMARY} is true on more than one address: at most one is primary.")
+    return found
 
 
 def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
@@ -372,7 +393,7 @@ def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
     mobile = _item_value(_others(phones, "work"), PERSON["phone_number"])
     if mobile or (not phones and not creating):
         written.person["phone_number"] = mobile
-    written.addresses = [_address(a) for a in _multi(sent, "addresses")]
+    written.addresses = _addresses(sent)
     roles = _multi(sent, "roles")
     if roles:
         # One role: the primary, else the last given (a PATCH ``add`` appends the new one).

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.clock import now
 from roster.core.events import Event, append_events, created_event
-from roster.core.people.embeds import Address
+from roster.core.people.embeds import Address, ScimAddress
 from roster.core.people.personas import require_personas
 from roster.db.tables import addresses, personas
 from roster.errors import Unprocessable
@@ -32,7 +32,9 @@ async def add_address(
         )
     await require_personas(conn, account_id, [persona_id])
     values = {"address_line2": None, "address_line3": None, "region": None, **address}
-    created = Address(id=uuid.uuid4(), **values)
+    # An address SCIM writes keeps what SCIM sends beside it (its events show it too).
+    item = ScimAddress if _SCIM_ONLY & address.keys() else Address
+    created = item(id=uuid.uuid4(), **values)
     at = now()
     await conn.execute(
         insert(addresses).values(
@@ -45,8 +47,11 @@ async def add_address(
     return created
 
 
-#: An address's own values (all but its id), as ``set_addresses`` compares them.
-_VALUES = tuple(f.name for f in fields(Address) if f.name != "id")
+#: An address's own values (all but its id), as ``set_addresses`` compares them: SCIM's
+#: (it is the one writer of a persona's addresses as a whole).
+_VALUES = tuple(f.name for f in fields(ScimAddress) if f.name != "id")
+#: What only SCIM's addresses have.
+_SCIM_ONLY = frozenset(_VALUES) - {f.name for f in fields(Address)}
 
 
 def _values(address: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -57,7 +62,7 @@ async def addresses_of(
     conn: AsyncConnection, persona_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, list[Address]]:
     """These personas' addresses, each persona's in the order they were given."""
-    found: dict[uuid.UUID, list[Address]] = {}
+    found: dict[uuid.UUID, list[Address]] = {}  # ScimAddress, each
     if not persona_ids:
         return found
     rows = await conn.execute(
@@ -66,7 +71,7 @@ async def addresses_of(
         .order_by(addresses.c.created_at, addresses.c.id)
     )
     for persona_id, *values in rows:
-        found.setdefault(persona_id, []).append(Address(*values))
+        found.setdefault(persona_id, []).append(ScimAddress(*values))
     return found
 
 

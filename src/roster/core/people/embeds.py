@@ -17,7 +17,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields
-from functools import cache
+from functools import cache, partial
 from typing import Any, Literal
 
 import orjson
@@ -43,6 +43,15 @@ class Address:
     region: str | None
     postcode: str
     country_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScimAddress(Address):
+    """An address with what SCIM keeps beside it (spec/scim.md): its ``formatted`` text
+    as sent, and whether it is the User's primary one, as sent (``None``: not sent)."""
+
+    formatted: str | None = None
+    is_primary: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +129,11 @@ class Embed:
         return tuple(f.name for f in fields(self.item))
 
 
-def _addresses(match: Match) -> list[Select[Any]]:
+def _addresses(match: Match, item: type[Address] = Address) -> list[Select[Any]]:
     return [
         select(
             addresses.c.persona_id.label(ON),
-            *(addresses.c[f.name] for f in fields(Address)),
+            *(addresses.c[f.name] for f in fields(item)),
             addresses.c.created_at,
         ).where(match(addresses.c.persona_id))
     ]
@@ -192,9 +201,20 @@ EMBEDS: tuple[Embed, ...] = (
 )
 
 
+#: A SCIM User's addresses: the People API's embed with what SCIM keeps beside them.
+SCIM_ADDRESSES = Embed(
+    "addresses",
+    ScimAddress,
+    True,
+    "id",
+    partial(_addresses, item=ScimAddress),
+    EMBEDS[0].order,
+)
+
+
 def included(include: Collection[Embed]) -> tuple[Embed, ...]:
-    """The embeds asked for, in the order they are declared."""
-    return tuple(embed for embed in EMBEDS if embed in include)
+    """The embeds asked for, in the order they are declared (SCIM's addresses first)."""
+    return tuple(embed for embed in (SCIM_ADDRESSES, *EMBEDS) if embed in include)
 
 
 # -- how they are read -----------------------------------------------------------------------

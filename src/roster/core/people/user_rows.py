@@ -37,7 +37,8 @@ from sqlalchemy.sql.util import find_tables
 from roster.core.matching import name_key
 from roster.core.people.embeds import (
     EMBEDS,
-    Address,
+    SCIM_ADDRESSES,
+    ScimAddress,
     TeamRef,
     embed_columns,
     embedded_items,
@@ -72,14 +73,14 @@ class UserRow:
         return found
 
     @property
-    def addresses(self) -> list[Address]:
+    def addresses(self) -> list[ScimAddress]:
         """Its postal addresses, in the order they were given."""
-        found: list[Address] = self.row.embeds["addresses"]
+        found: list[ScimAddress] = self.row.embeds["addresses"]
         return found
 
 
-#: The embeds every user carries.
-_EMBEDDED = tuple(embed for embed in EMBEDS if embed.name in ("addresses", "teams"))
+#: The embeds every user carries: its addresses as SCIM keeps them, its teams.
+_EMBEDDED = (SCIM_ADDRESSES, *(embed for embed in EMBEDS if embed.name == "teams"))
 
 
 @cache
