@@ -707,8 +707,9 @@ def measure(
     if p99_target is not None:
         met = bool(met) and got.p99_ms <= p99_target
     figure = _latency(what, target, got, warm[0], met)
-    figure.failures.update(differs)
-    figure.failures.update({f"floor: {k}": v for w in warm[1:] for k, v in w.failures.items()})
+    failures = Counter(figure.failures) + differs
+    failures += Counter({f"floor: {k}": v for w in warm[1:] for k, v in w.failures.items()})
+    figure.failures = dict(failures)
     return report.add(_with_floor(figure, got, least[0] if least else None, floor))
 
 

@@ -352,6 +352,9 @@ async def test_address_filters_compare_one_address_at_a_time(scim: Scim) -> None
         'addresses[primary eq true and locality eq "London"]': {ann["id"]},
         'addresses[primary eq true and locality eq "Paris"]': set(),
         'addresses[primary eq false and locality eq "Paris"]': {ann["id"], bob["id"]},
+        # Present when sent: bob's address was sent without it.
+        "addresses.primary pr": {ann["id"]},
+        'addresses[primary pr and type eq "work"]': {ann["id"]},
     }
     for filter_text, wanted in expected.items():
         found = await scim("POST", "/Users/.search", {"filter": filter_text})
@@ -725,6 +728,38 @@ async def test_addresses_are_the_personas_addresses(scim: Scim) -> None:
         "primary": False,
     }
     assert {a["name"]: a["type"] for a in addresses["subAttributes"]}["primary"] == "boolean"
+
+
+async def test_a_patch_making_an_address_primary_makes_the_other_not(scim: Scim) -> None:
+    """RFC 7644 §3.5.2: a PATCH that sets primary true on one address sets it false on the
+    one that was primary; a request making two primary is refused, as a PUT is."""
+    home = address("home", "9 Elm Road", "Leeds", "LS1 4AP", "GB")
+    user = await scim.create(**ann(addresses=[WORK_ADDRESS, home]))
+    at = f"/Users/{user['id']}"
+    moved = await scim.patch(
+        at, {"op": "replace", "path": 'addresses[type eq "home"].primary', "value": True}
+    )
+    assert [(a["type"], a.get("primary")) for a in moved["addresses"]] == [
+        ("work", False),
+        ("home", True),
+    ]
+    other = address("other", "1 Dock St", "Hull", "HU1 1AA", "GB")
+    added = await scim.patch(
+        at, {"op": "add", "path": "addresses", "value": [{**other, "primary": "True"}]}
+    )
+    assert [(a["type"], a.get("primary")) for a in added["addresses"]] == [
+        ("work", False),
+        ("home", False),
+        ("other", True),
+    ]
+    both = await scim.patch(
+        at,
+        {"op": "replace", "path": 'addresses[type eq "work"].primary', "value": True},
+        {"op": "replace", "path": 'addresses[type eq "home"].primary', "value": True},
+        expect=400,
+    )
+    assert "addresses.primary" in both["detail"]
+    assert (await scim("GET", at))["addresses"] == added["addresses"]
 
 
 async def test_racing_writers_with_one_version_give_one_change_and_412s(scim: Scim) -> None:

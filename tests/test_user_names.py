@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from roster.core.importing import import_rows
 from roster.db.engine import unit_of_work
@@ -168,3 +168,31 @@ async def test_scim_and_the_persons_api_racing_for_one_user_name_leave_one_reade
         # The Persons API's items match one another by the email: one person, its
         # external_ref that of the last item written.
         assert all(persons_won)
+
+
+async def test_a_persona_whose_stored_key_is_not_the_writers_own_does_not_fail_the_write(
+    client: httpx.AsyncClient, directory: Directory, caller: Client
+) -> None:
+    """Migration 0007 derived the keys of existing personas with SQL's lower(), which
+    folds ß as ß where Python's casefold gives ss: the writer does not find such a
+    persona under the key it expects, and must still write (it raised KeyError, a 500
+    for the whole batch)."""
+    await directory.person(["F50091"], external_ref="ann", email_address="STRAßE@example.com")
+    async with unit_of_work(directory.engine, write=True) as conn:
+        await conn.execute(
+            text(
+                "UPDATE personas SET user_name_key = lower((SELECT email_address FROM persons"
+                " WHERE persons.id = personas.person_id))"
+            )
+        )
+    moved, new = await upsert(
+        client,
+        caller,
+        {"external_ref": "ann", "email_address": "ann@example.com", "group_ids": ["F50091"]},
+        {"external_ref": "bob", "email_address": "bob@example.com", "group_ids": ["F50091"]},
+    )
+    assert (moved["success"], new["success"]) == (True, True), (moved, new)
+    assert await user_names(directory, "F50091") == {
+        "ann": "ann@example.com",
+        "bob": "bob@example.com",
+    }

@@ -841,7 +841,7 @@ class _Plan:
         self._index(person)
         for account_id, was, key in renamed:
             if was is not None:
-                self.user_names[(account_id, was[1])].discard(was[0])
+                self.user_names.get((account_id, was[1]), set()).discard(was[0])
             if key is not None:
                 persona_id = person.personas[account_id].id
                 self.user_names.setdefault((account_id, key), set()).add(persona_id)

@@ -459,8 +459,8 @@ class UserFilter(_Filter):
         """One address's sub-attribute compared: its text, without case; ``primary``
         with true or false."""
         if sub == "primary":
-            if op == "pr":
-                return true()
+            if op == "pr":  # sent, true or false
+                return addresses.c.is_primary.is_not(None)
             if op not in ("eq", "ne") or not isinstance(value, bool):
                 raise InvalidFilter("addresses.primary compares with eq or ne and a boolean.")
             primary = func.coalesce(addresses.c.is_primary, false())

@@ -333,6 +333,32 @@ def _address(sent: Mapping[str, Any]) -> dict[str, Any]:
 _PRIMARY = "addresses.primary"
 
 
+def _is_primary(value: Mapping[str, Any]) -> bool:
+    return any(k.lower() == "primary" and str(v).lower() == "true" for k, v in value.items())
+
+
+def _without_primary(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k.lower() != "primary"}
+
+
+def primary_moved(before: Mapping[str, Any], after: dict[str, Any]) -> None:
+    """RFC 7644 §3.5.2: a PATCH that makes an address primary makes the one that was
+    primary before not (``after``, the patched resource with its keys folded, changed in
+    place). Two made primary by one request stay so, and are refused as a PUT is."""
+    values = after.get("addresses")
+    if not isinstance(values, list):
+        return
+    held = [v for v in values if isinstance(v, dict) and _is_primary(v)]
+    if len(held) < 2:
+        return
+    was = [_without_primary(v) for v in folded(before).get("addresses") or [] if _is_primary(v)]
+    for value in held:
+        if _without_primary(value) in was:
+            for key in [k for k in value if k.lower() == "primary"]:
+                del value[key]
+            value["primary"] = False
+
+
 def _addresses(sent: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A User's addresses; ``primary`` true on at most one (RFC 7643 §2.4)."""
     found = [_address(a) for a in _multi(sent, "addresses")]

@@ -42,6 +42,7 @@ from roster.api.scim.resources import (
     USER_SCHEMA,
     UserWrite,
     parse_user,
+    primary_moved,
     render_user,
     scim_name,
     version,
@@ -49,7 +50,6 @@ from roster.api.scim.resources import (
 from roster.core.accounts import require_account
 from roster.core.auth import Principal
 from roster.core.fields import storable
-from roster.core.matching import name_key
 from roster.core.people.addresses import set_addresses
 from roster.core.people.personas import (
     add_person,
@@ -528,12 +528,13 @@ async def _check_write(
     conn: Any, account_id: str, written: UserWrite, other_than: uuid.UUID | None
 ) -> None:
     """409 uniqueness for a userName or externalId another User holds; 400 for a User
-    named as its own manager."""
+    named as its own manager. The externalId is checked under its writers' lock; the
+    userName here only for the answer's sake: the writer checks it again under the lock
+    of that userName, which it takes with the other keys it locks, in one order (taken
+    here first, it made a deadlock with a Persons API batch locking the same keys)."""
     user_name = written.persona.get("user_name")
     external_id = written.persona.get("scim_external_id")
-    await lock_unique_values(
-        conn, account_id, {"user_name": name_key(user_name), "scim_external_id": external_id}
-    )
+    await lock_unique_values(conn, account_id, {"scim_external_id": external_id})
     taken = await user_name_holder(conn, account_id, user_name, external_id, other_than)
     if taken is not None:
         raise Uniqueness(f"Another User of this account has this {scim_name(taken)}.")
@@ -618,6 +619,7 @@ async def patch_user(
     operations = operations_of(await json_body(request))
     current = render_user(user, base_url(request, account), built=False)
     patched = apply_patch(current, operations, USER_MULTI_VALUED)
+    primary_moved(current, patched)
     written = parse_user(patched, creating=False)
     return await _replace(request, conn, principal, account, persona_id, written, user)
 

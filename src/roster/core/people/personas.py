@@ -67,12 +67,13 @@ async def lock_unique_values(
     values: Mapping[str, str | None] | Iterable[tuple[str, str | None]],
 ) -> None:
     """Hold, until the transaction ends, the writers' locks of these values of the
-    account (by name: ``user_name``, ``scim_external_id``, ``team_external_id``; or
-    ``user``, ``team``: a persona's or a team's id), so that two writers of one value take
-    turns between checking it (or a resource's version) and writing it. They are
-    advisory locks taken before the writer's own (PostgreSQL; SQLite has one writer):
-    a row lock taken this early would come before the writer's key locks, in the
-    opposite order to every other writer, and could deadlock with them."""
+    account (by name: ``scim_external_id``, ``team_external_id``; or ``user``, ``team``: a
+    persona's or a team's id), so that two writers of one value take turns between
+    checking it (or a resource's version) and writing it. They are advisory locks taken
+    before the writer's own (PostgreSQL; SQLite has one writer): a row lock taken this
+    early would come before the writer's key locks, in the opposite order to every other
+    writer, and could deadlock with them. None of them is one of the writer's key locks
+    (a userName's is: the writer takes it with the others, in one order)."""
     keys = sorted(
         value_lock(name, account_id, value)
         for name, value in (values.items() if isinstance(values, Mapping) else values)
