@@ -678,6 +678,8 @@ class _Plan:
         item gives, or one a person found (or its personas) already has, in the items'
         accounts and every account of the persons found."""
         keys = {key for item in items for key in _given_user_names(item)}
+        if not keys and all(isinstance(i.target, PersonaById | PersonById) for i in items):
+            return  # no item gives a name or makes a persona: no userName changes
         for person in self.persons.values():
             values = [person.values.get("email_address")]
             for persona in person.personas.values():

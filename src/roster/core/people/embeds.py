@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cache, partial
 from typing import Any, Literal
 
@@ -202,14 +202,7 @@ EMBEDS: tuple[Embed, ...] = (
 
 
 #: A SCIM User's addresses: the People API's embed with what SCIM keeps beside them.
-SCIM_ADDRESSES = Embed(
-    "addresses",
-    ScimAddress,
-    True,
-    "id",
-    partial(_addresses, item=ScimAddress),
-    EMBEDS[0].order,
-)
+SCIM_ADDRESSES = replace(EMBEDS[0], item=ScimAddress, items=partial(_addresses, item=ScimAddress))
 
 
 def included(include: Collection[Embed]) -> tuple[Embed, ...]:

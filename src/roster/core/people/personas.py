@@ -94,7 +94,7 @@ async def _write_one(
     if isinstance(target, PersonaById):
         [account_id] = item.account_ids
         await lock_unique_values(conn, account_id, {"user": str(target.persona_id)})
-    elif isinstance(target, PersonById):
+    elif isinstance(target, PersonById) and backend_for(conn).concurrent_writers:
         # The person's fields are every one of its Users' (in every account).
         held = await conn.execute(
             select(personas.c.account_id, personas.c.id).where(
