@@ -10,6 +10,7 @@ from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
+import aiosqlite
 import asyncpg
 import httpx
 import orjson
@@ -615,7 +616,7 @@ def counting_queries(
     app: FastAPI, monkeypatch: pytest.MonkeyPatch | None = None
 ) -> Iterator[list[str]]:
     """Every statement the app's engine runs while the block is open; with
-    ``monkeypatch``, those run on asyncpg's connections directly too (fetch_plain)."""
+    ``monkeypatch``, those run on the drivers' connections directly too (fetch_plain)."""
     statements: list[str] = []
     engine = app.state.services.engine.sync_engine
 
@@ -630,6 +631,13 @@ def counting_queries(
             return await fetch(self, sql, *args)
 
         monkeypatch.setattr(asyncpg.Connection, "fetch", counted_fetch)
+        fetch_all = aiosqlite.Connection.execute_fetchall
+
+        async def counted_fetch_all(self: aiosqlite.Connection, sql: str, *args: Any) -> Any:
+            statements.append(sql)
+            return await fetch_all(self, sql, *args)
+
+        monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", counted_fetch_all)
     event.listen(engine, "before_cursor_execute", count)
     try:
         yield statements

@@ -13,7 +13,6 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from functools import lru_cache
 from typing import Any, Protocol
 
 import asyncpg
@@ -41,13 +40,14 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.schema import Table
 
+from roster.db.plain import plain
 from roster.db.shapes import Build, shaped_sql
 from roster.db.tables import personas
 
@@ -260,17 +260,6 @@ async def update_many(
         statement,
         [{"k_" + key: row[key], **{"v_" + name: row[name] for name in names}} for row in rows],
     )
-
-
-@lru_cache(maxsize=512)
-def _asyncpg_sql(
-    statement: Select[Any], dialect: Dialect
-) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-    """A statement's SQL for asyncpg (``$1`` placeholders), its parameters' names in
-    order and the values they were built with; statements are built once and kept, so
-    this is too."""
-    compiled = statement.compile(dialect=dialect)
-    return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
 
 
 def code_point_prefix(column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
@@ -568,11 +557,8 @@ class PostgresBackend:
     async def fetch_plain(
         self, conn: AsyncConnection, statement: Select[Any], parameters: Mapping[str, Any]
     ) -> Sequence[Sequence[Any]]:
-        # On asyncpg directly: SQLAlchemy's execution costs about 130 µs of CPU a
-        # statement, as much as the rest of a find's work in the database layer.
-        sql, names, built = _asyncpg_sql(statement, conn.dialect)
-        values = [parameters[name] if name in parameters else built[name] for name in names]
-        return await self._fetch(conn, sql, values)
+        kept = plain(statement, conn.dialect, converts=False)  # asyncpg converts
+        return await self._fetch(conn, kept.sql, kept.values(parameters))
 
     async def fetch_shaped(
         self,
@@ -723,6 +709,20 @@ _SQLITE_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
 _SQLITE_UNREACHABLE = ("SQLITE_CANTOPEN",)
 
 
+#: What each SQLite connection is set to when it opens.
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+    # 8 MiB of pages per connection; the operating system caches the file for all of
+    # them. Each pooled connection fills a cache of its own: with 64 MiB a server's memory
+    # grew 14 to 43% over the benchmark's minute of steady load (8 MiB: 1 to 8%), and it
+    # was no faster (docs/operations.md).
+    "PRAGMA cache_size = -8192",
+    "PRAGMA temp_store = MEMORY",
+)
+
+
 class SqliteBackend:
     name = "sqlite"
     driver = "sqlite+aiosqlite"
@@ -749,7 +749,12 @@ class SqliteBackend:
         # busy timeout (the driver's ``timeout``) bounds the wait for another
         # connection's write lock.
         busy = statement_timeout or _SQLITE_BUSY_SECONDS
-        return {"pool_size": pool_size, "connect_args": {"timeout": busy}}
+        # Reset as prepare_engine says, not by a ROLLBACK each time.
+        return {
+            "pool_size": pool_size,
+            "connect_args": {"timeout": busy},
+            "pool_reset_on_return": None,
+        }
 
     def prepare_engine(
         self, engine: AsyncEngine, statement_timeout: float | None, *, pooled: bool
@@ -760,19 +765,18 @@ class SqliteBackend:
         def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            for pragma in (
-                "journal_mode = WAL",
-                "synchronous = NORMAL",
-                "foreign_keys = ON",
-                # 8 MiB of pages per connection; the operating system caches the file for
-                # all of them. Each pooled connection fills a cache of its own: with 64 MiB
-                # a server's memory grew 14 to 43% over the benchmark's minute of steady
-                # load (8 MiB: 1 to 8%), and it was no faster (docs/operations.md).
-                "cache_size = -8192",
-                "temp_store = MEMORY",
-            ):
-                cursor.execute(f"PRAGMA {pragma}")
+            for pragma in SQLITE_PRAGMAS:
+                cursor.execute(pragma)
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "reset")
+        def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+            # A connection given back to the pool is rolled back only if a transaction
+            # is open on it: a read in autocommit mode opens none, and the ROLLBACK that
+            # SQLAlchemy would send anyway is a trip to the connection's thread (a tenth
+            # of a find's time on SQLite, measured).
+            if not state.terminate_only and dbapi_connection.driver_connection._conn.in_transaction:
+                dbapi_connection.rollback()
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(connection: Connection) -> None:
@@ -842,8 +846,11 @@ class SqliteBackend:
     async def fetch_plain(
         self, conn: AsyncConnection, statement: Select[Any], parameters: Mapping[str, Any]
     ) -> Sequence[Sequence[Any]]:
-        rows: Sequence[Sequence[Any]] = (await conn.execute(statement, parameters)).all()
-        return rows
+        kept = plain(statement, conn.dialect, converts=True)
+        sql, values = kept.bound(kept.values(parameters))
+        pooled = await conn.get_raw_connection()
+        found = await pooled.driver_connection.execute_fetchall(sql, values)  # type: ignore[union-attr]
+        return kept.read(list(found))
 
     async def fetch_shaped(
         self,

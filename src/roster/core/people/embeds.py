@@ -306,7 +306,8 @@ async def render_embeds(
         found: dict[Any, str] = {}
         if wanted:
             statement = _json_statement(embed, backend, json_keys)
-            found = dict((await conn.execute(statement, {"ids": list(wanted)})).tuples().all())
+            written = await conn.execute(statement, {"ids": list(wanted)})
+            found = dict(written.all())
         none = "[]" if embed.many else "null"
         for row in rows:
             row.rendered[embed.name] = found.get(row.persona_value(embed.on), none)
