@@ -1,7 +1,8 @@
 """The floor: the least work that gives the benchmark's finds and searches their answers.
 
-A bare ASGI app (uvicorn with httptools and uvloop, asyncpg, orjson; ``--workers`` with a
-listening socket per worker, as ``roster serve``) that answers
+A bare ASGI app (uvicorn with httptools and uvloop, orjson; asyncpg on PostgreSQL,
+aiosqlite on SQLite; ``--workers`` with a listening socket per worker, as ``roster serve``)
+that answers
 
 - ``POST /persons/find/`` with criteria and no groups, and
 - ``GET /people?accountId=...&search=...`` (``limit``, ``offset``; no filters, no embeds)
@@ -18,25 +19,38 @@ What it leaves out is what the benchmark measures Roster's overhead by: the fram
 the pool's checkout bookkeeping, and every round trip Roster spends beyond its
 statements (the floor takes one pooled connection per request and sends no BEGIN).
 
+On SQLite the floor runs the statements through aiosqlite, the driver Roster uses, which
+runs each on a thread of its connection: calling SQLite on the event loop would be less
+work for one request at a time, but no server can do it, since a search's milliseconds
+would stall every other request. The values SQLite gives are converted as SQLAlchemy
+converts them (a UUID's hex, a flag's 0 or 1, a time's text), by the statement's own
+result processors; asyncpg gives them converted.
+
 ``tests/test_bench.py`` checks that the floor's answers are Roster's, and the suite checks
 every distinct call of a figure against both before timing them.
 
     python -m bench.floor --database-url postgresql://... --port 8100 --workers 2
+    python -m bench.floor --database-url sqlite:///roster.db --port 8100 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+import aiosqlite
 import asyncpg
 import orjson
-from sqlalchemy import Select
+from sqlalchemy import Select, make_url
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.dialects.sqlite.aiosqlite import dialect as aiosqlite_dialect
+from sqlalchemy.engine import Dialect
 
 from roster.api.people.models import row_json
 from roster.core import accounts as account_core
@@ -45,7 +59,14 @@ from roster.core import persons as person_core
 from roster.core.matching import search_terms
 from roster.core.people import listing
 from roster.core.people.persona_rows import PersonaRow
-from roster.db.backends import SERVER_SETTINGS, backend_named, json_default
+from roster.db.backends import (
+    SERVER_SETTINGS,
+    SQLITE_PRAGMAS,
+    Backend,
+    backend_named,
+    json_default,
+)
+from roster.db.plain import Plain, plain
 from roster.errors import RosterError, as_is
 from roster.settings import Settings
 
@@ -53,109 +74,167 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-BACKEND = backend_named("postgresql")
-DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 #: What a statement is built with where a request's values go, bound per request (by
 #: name, or in place of these values where a builder gives a parameter no name).
 ACCOUNT = "flooraccount"
-TERMS = tuple(f"floorterm{letter}" for letter in "abcdefghijklmnopqrstuvwxyz")
 LIMIT, OFFSET = 7_000_001, 7_000_002
+DIALECTS: dict[str, Dialect] = {
+    "postgresql": asyncpg_dialect(),  # type: ignore[no-untyped-call]
+    "sqlite": aiosqlite_dialect(),
+}
 
 
-@dataclass(frozen=True)
-class Compiled:
-    """A statement of Roster's, compiled once: its SQL (``$n`` placeholders) and, in order,
-    each parameter's name and the value it was built with."""
+def compiled(statement: Select[Any], dialect: Dialect) -> Plain:
+    """A statement of Roster's as Roster's ``fetch_plain`` runs it (roster/db/plain.py)."""
+    return plain(statement, dialect, converts=dialect.name == "sqlite")
 
-    sql: str
-    names: tuple[str, ...]
-    built: tuple[Any, ...]
 
-    @classmethod
-    def of(cls, statement: Select[Any]) -> Compiled:
-        compiled = statement.compile(dialect=DIALECT)
-        names = tuple(compiled.positiontup or ())
-        return cls(str(compiled), names, tuple(compiled.params[n] for n in names))
+class Connection(Protocol):
+    async def fetch(self, statement: Plain, values: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        """The rows of ``statement`` with these values, as Roster reads them."""
+        ...
 
-    def values(self, named: Mapping[str, Any], replaced: Mapping[Any, Any]) -> list[Any]:
-        """The values of one request: a parameter bound by name from ``named``, else
-        the value it was built with, or what ``replaced`` puts in its place."""
-        return [
-            named[name] if name in named else replaced.get(value, value) if value else value
-            for name, value in zip(self.names, self.built, strict=True)
-        ]
+
+class Database(Protocol):
+    def acquire(self, for_search: bool) -> AbstractAsyncContextManager[Connection]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass(frozen=True)
 class SearchStatements:
-    """A search's statements for one number of terms (listing.py's builders)."""
+    """A search's statements for one shape of terms (listing.py's builders)."""
 
-    gathered: Compiled  # the count and the page's rows, as search_page reads them
-    count: Compiled  # more than GATHER_FIRST matches: counted and paged as list_people does
-    page: Compiled
-
-
-#: Statements of every request, compiled at import.
-CLIENT_BY_KEY = Compiled.of(auth._CLIENT_BY_KEY)
-ACCOUNT_BY_ID = Compiled.of(account_core._ACCOUNT_BY_ID)
-_searches: dict[int, SearchStatements] = {}
-_finds: dict[tuple[tuple[str, ...], bool, bool], Compiled] = {}
+    gathered: Plain  # the count and the page's rows, as search_page reads them
+    count: Plain  # more than GATHER_FIRST matches: counted and paged as list_people does
+    page: Plain
 
 
-def search_statements(terms: int) -> SearchStatements:
-    if (found := _searches.get(terms)) is None:
-        query = listing.PeopleQuery(limit=LIMIT, offset=OFFSET, search=" ".join(TERMS[:terms]))
-        conditions = listing.conditions_of(BACKEND, ACCOUNT, query, [])
-        many = listing.GATHER_FIRST + 1  # walk the ordered index, as list_people does
-        shape = BACKEND.search_shape(TERMS[:terms])
-        gathered = listing._search_statement(BACKEND, shape, TERMS[:terms], (), as_is)
-        found = _searches[terms] = SearchStatements(
-            Compiled.of(gathered),
-            Compiled.of(listing.count_statement(conditions)),
-            Compiled.of(listing.page_statement(conditions, query, many)),
-        )
-    return found
+class Statements:
+    """Roster's statements for one database, each compiled once (per shape)."""
+
+    def __init__(self, backend: Backend, dialect: Dialect) -> None:
+        self.backend, self.dialect = backend, dialect
+        self.client_by_key = compiled(auth._CLIENT_BY_KEY, dialect)
+        self.account_by_id = compiled(account_core._ACCOUNT_BY_ID, dialect)
+        self._searches: dict[Any, SearchStatements] = {}
+        self._finds: dict[tuple[tuple[str, ...], bool, bool], Plain] = {}
+
+    def search(self, terms: tuple[str, ...]) -> SearchStatements:
+        """Built with the first search of their shape's terms; every term's value is a
+        parameter, bound by name per request."""
+        shape = self.backend.search_shape(terms)
+        if (found := self._searches.get(shape)) is None:
+            query = listing.PeopleQuery(limit=LIMIT, offset=OFFSET, search=" ".join(terms))
+            conditions = listing.conditions_of(self.backend, ACCOUNT, query, [])
+            many = listing.GATHER_FIRST + 1  # walk the ordered index, as list_people does
+            gathered = listing._search_statement(self.backend, shape, terms, (), as_is)
+            found = self._searches[shape] = SearchStatements(
+                compiled(gathered, self.dialect),
+                compiled(listing.count_statement(conditions), self.dialect),
+                compiled(listing.page_statement(conditions, query, many), self.dialect),
+            )
+        return found
+
+    def find(self, names: tuple[str, ...], scoped: bool, reach_limited: bool) -> Plain:
+        key = (names, scoped, reach_limited)
+        if (found := self._finds.get(key)) is None:
+            statement = person_core._find_statement(self.backend, names, scoped, reach_limited)
+            found = self._finds[key] = compiled(statement, self.dialect)
+        return found
 
 
-def find_statement(names: tuple[str, ...], scoped: bool, reach_limited: bool) -> Compiled:
-    key = (names, scoped, reach_limited)
-    if (found := _finds.get(key)) is None:
-        statement = person_core._find_statement(BACKEND, names, scoped, reach_limited)
-        found = _finds[key] = Compiled.of(statement)
-    return found
-
-
-class Floor:
-    """The ASGI app: two pools, finds' (PostgreSQL's default plan caching) and searches'
+class _Postgres:
+    """Two asyncpg pools: finds' (PostgreSQL's default plan caching) and searches'
     (custom plans, as Roster's listings ask with ``plan_cache_mode``)."""
 
-    def __init__(self, database_url: str, pool_size: int, region: str) -> None:
-        self.database_url = database_url.replace("postgresql+asyncpg://", "postgresql://")
-        self.pool_size = pool_size
-        self.region = region
-        self.finds: asyncpg.Pool | None = None
-        #: Searches found to match more than GATHER_FIRST rows (search_page keeps these).
-        self.many_matches: set[tuple[str, tuple[str, ...]]] = set()
-        self.searches: asyncpg.Pool | None = None
+    def __init__(self, url: str, pool_size: int) -> None:
+        self.url, self.pool_size = url.replace("postgresql+asyncpg://", "postgresql://"), pool_size
+        self.pools: dict[bool, asyncpg.Pool] = {}
 
     async def start(self) -> None:
-        async def pool(**settings: str) -> asyncpg.Pool:
+        for for_search, settings in ((False, {}), (True, {"plan_cache_mode": "force_custom_plan"})):
             made = await asyncpg.create_pool(
-                self.database_url,
+                self.url,
                 min_size=1,
                 max_size=self.pool_size,
                 server_settings={**SERVER_SETTINGS, **settings},
             )
             assert made is not None
-            return made
-
-        self.finds = await pool()
-        self.searches = await pool(plan_cache_mode="force_custom_plan")
+            self.pools[for_search] = made
 
     async def stop(self) -> None:
-        for pool in (self.finds, self.searches):
-            if pool is not None:
-                await pool.close()
+        for pool in self.pools.values():
+            await pool.close()
+
+    @asynccontextmanager
+    async def acquire(self, for_search: bool) -> AsyncIterator[Connection]:
+        async with self.pools[for_search].acquire() as conn:
+            yield _PostgresConnection(conn)
+
+
+@dataclass(frozen=True)
+class _PostgresConnection:
+    conn: asyncpg.Connection
+
+    async def fetch(self, statement: Plain, values: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = await self.conn.fetch(statement.sql, *values)
+        return rows
+
+
+class _Sqlite:
+    """aiosqlite connections, set up as Roster's (``SQLITE_PRAGMAS``), one per request."""
+
+    def __init__(self, url: str, pool_size: int) -> None:
+        self.path, self.pool_size = make_url(url).database or "", pool_size
+        self.idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self.opened: list[aiosqlite.Connection] = []
+
+    async def start(self) -> None:
+        for _ in range(self.pool_size):
+            conn = await aiosqlite.connect(self.path, isolation_level=None)
+            for pragma in SQLITE_PRAGMAS:
+                await conn.execute(pragma)
+            self.opened.append(conn)
+            self.idle.put_nowait(conn)
+
+    async def stop(self) -> None:
+        for conn in self.opened:
+            await conn.close()
+
+    @asynccontextmanager
+    async def acquire(self, for_search: bool) -> AsyncIterator[Connection]:
+        conn = await self.idle.get()
+        try:
+            yield _SqliteConnection(conn)
+        finally:
+            self.idle.put_nowait(conn)
+
+
+@dataclass(frozen=True)
+class _SqliteConnection:
+    conn: aiosqlite.Connection
+
+    async def fetch(self, statement: Plain, values: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        sql, sent = statement.bound(values)
+        return statement.read(list(await self.conn.execute_fetchall(sql, sent)))
+
+
+class Floor:
+    """The ASGI app, on the database its URL names."""
+
+    def __init__(self, database_url: str, pool_size: int, region: str) -> None:
+        self.region = region
+        if database_url.startswith("sqlite"):
+            self.database: Database = _Sqlite(database_url, pool_size)
+            self.statements = Statements(backend_named("sqlite"), DIALECTS["sqlite"])
+        else:
+            self.database = _Postgres(database_url, pool_size)
+            self.statements = Statements(backend_named("postgresql"), DIALECTS["postgresql"])
+        #: Searches found to match more than GATHER_FIRST rows (search_page keeps these).
+        self.many_matches: set[tuple[str, tuple[str, ...]]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -188,17 +267,17 @@ class Floor:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self.start()
+                await self.database.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.stop()
+                await self.database.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def principal(self, conn: asyncpg.Connection, header: str) -> auth.Principal:
+    async def principal(self, conn: Connection, header: str) -> auth.Principal:
         """The client the header proves, as ``auth.authenticate`` finds an API key's."""
         _, credential = auth.parse_authorization(header)
-        rows = await conn.fetch(CLIENT_BY_KEY.sql, auth.digest(credential))
+        rows = await conn.fetch(self.statements.client_by_key, [auth.digest(credential)])
         principal = auth.principal_of(rows)
         principal.require("read")
         return principal
@@ -207,18 +286,17 @@ class Floor:
         sent = orjson.loads(raw)
         after = sent.pop("after-id", sent.pop("after_id", 1))
         criteria = person_core.PersonCriteria(**sent)
-        assert self.finds is not None
-        async with self.finds.acquire() as conn:
+        async with self.database.acquire(for_search=False) as conn:
             principal = await self.principal(conn, header)
             keys = person_core._comparison_keys(criteria, self.region)
             if keys is None:
                 return 404, error_body("not_found", "")
             reach = principal.account_ids
-            statement = find_statement(tuple(keys), reach is not None, reach is not None)
+            statement = self.statements.find(tuple(keys), reach is not None, reach is not None)
             named: dict[str, Any] = {**keys, "after": after, "limit": person_core.PAGE_SIZE + 1}
             if reach is not None:
                 named["scope"] = named["reach"] = sorted(reach)
-            rows = await conn.fetch(statement.sql, *statement.values(named, {}))
+            rows = await conn.fetch(statement, statement.values(named, {}))
         records = person_core._group_rows(rows)
         if not records:
             return 404, error_body("not_found", "")
@@ -250,35 +328,36 @@ class Floor:
         limit, offset = int(given.pop("limit", 100)), int(given.pop("offset", 0))
         if given or not search_terms(search):
             return 404, error_body("not_in_floor", "Only searches, with limit and offset.")
-        terms = search_terms(search)
-        statements = search_statements(len(terms))
+        terms = tuple(search_terms(search))
+        statements = self.statements.search(terms)
         named = {
             "account_id": account_id,
             "offset": offset,
             "limit": limit,
-            **BACKEND.search_parameters(terms),
+            **self.statements.backend.search_parameters(terms),
         }
         replaced: dict[Any, Any] = {LIMIT: limit, OFFSET: offset}
-        assert self.searches is not None
-        async with self.searches.acquire() as conn:
+        async with self.database.acquire(for_search=True) as conn:
             principal = await self.principal(conn, header)
+            account = self.statements.account_by_id
             if not principal.can_reach(account_id) or not await conn.fetch(
-                ACCOUNT_BY_ID.sql, *ACCOUNT_BY_ID.values(named, {})
+                account, account.values(named, {})
             ):
                 return 404, error_body("account_not_found", "")
             many = (account_id, tuple(sorted(terms)))
-            found, count = [], listing.GATHER_FIRST + 1  # as search_page, known to be many
+            found: Sequence[Sequence[Any]] = []
+            count = listing.GATHER_FIRST + 1  # as search_page, known to be many
             if many not in self.many_matches:
                 gathered = statements.gathered
-                found = await conn.fetch(gathered.sql, *gathered.values(named, replaced))
+                found = await conn.fetch(gathered, gathered.values(named, replaced))
                 count = found[0][0]
             if count <= listing.GATHER_FIRST:
                 rows = [row[1:] for row in found if row[1] is not None]
             else:
                 self.many_matches.add(many)
                 counting, paging = statements.count, statements.page
-                count = await conn.fetchval(counting.sql, *counting.values(named, replaced))
-                rows = await conn.fetch(paging.sql, *paging.values(named, replaced))
+                count = (await conn.fetch(counting, counting.values(named, replaced)))[0][0]
+                rows = list(await conn.fetch(paging, paging.values(named, replaced)))
         head = {"limit": limit, "offset": offset, "count": count, "search": search}
         shown = b",".join(
             orjson.dumps(row_json(PersonaRow.of(row)), default=json_default) for row in rows

@@ -30,9 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     finds = [suite.find_call("email_address", row["email_address"].upper()) for row in sample]
     with (
         serve(url, workers=2, log_dir=args.work) as server,
-        suite.floor_of(url, args.work, postgres=True) as floor,
+        suite.floor_of(url, args.work) as floor,
     ):
-        assert floor is not None
         if not args.no_finds:
             suite.measure(
                 report,

@@ -912,7 +912,7 @@ def measure_http(
     full_names = [[r["first_name"], r["last_name"]] for r in sample]
     fragments = [[f] for r in sample if (f := _fragment(r["last_name"]))]
     broad = [[data.BROAD_DOMAIN.split(".")[0]]]
-    with serve(url, workers=2, log_dir=work) as server, floor_of(url, work, postgres) as floor:
+    with serve(url, workers=2, log_dir=work) as server, floor_of(url, work) as floor:
         for what, calls in finds.items():
             if not postgres and what != "email":
                 continue
@@ -925,19 +925,18 @@ def measure_http(
                 requests=scale.sequential,
                 median_target=2,
                 target="median <= 2 ms",
-                floor=floor and floor.at(FIND_MEDIAN_RATIO),
+                floor=floor.at(FIND_MEDIAN_RATIO),
             )
-            if postgres:
-                throughput(
-                    report,
-                    server,
-                    headers,
-                    f"find by {what}, 16 connections",
-                    calls,
-                    scale.concurrent_seconds,
-                    1500,
-                    floor=floor and floor.at(FIND_RATE_RATIO),
-                )
+            throughput(
+                report,
+                server,
+                headers,
+                f"find by {what}, 16 connections",
+                calls,
+                scale.concurrent_seconds,
+                1500 if postgres else None,
+                floor=floor.at(FIND_RATE_RATIO),
+            )
 
         def searches(term_sets: list[list[str]]) -> list[Call]:
             return [people_call(at_least=1, search=" ".join(terms)) for terms in term_sets]
@@ -954,7 +953,7 @@ def measure_http(
             median_target=limit,
             p99_target=p99,
             target=target,
-            floor=floor and floor.at(SEARCH_MEDIAN_RATIO),
+            floor=floor.at(SEARCH_MEDIAN_RATIO),
         )
         part = measure(
             report,
@@ -966,7 +965,7 @@ def measure_http(
             median_target=limit,
             p99_target=p99,
             target=target,
-            floor=floor and floor.at(SEARCH_MEDIAN_RATIO),
+            floor=floor.at(SEARCH_MEDIAN_RATIO),
         )
         wide = measure(
             report,
@@ -1161,12 +1160,8 @@ SEARCH_MEDIAN_RATIO = 1.3
 
 
 @contextmanager
-def floor_of(url: str, work: Path, postgres: bool) -> Iterator[FloorTarget | None]:
-    """The floor, serving the same database with as many workers as Roster, on
-    PostgreSQL (it runs on asyncpg; SQLite's figures have none)."""
-    if not postgres:
-        yield None
-        return
+def floor_of(url: str, work: Path) -> Iterator[FloorTarget]:
+    """The floor, serving the same database with as many workers as Roster."""
     with serve_floor(url, workers=2, log_dir=work) as server:
         yield FloorTarget(server)
 

@@ -355,8 +355,6 @@ async def test_the_floor_answers_as_roster_does(
     """The floor (bench/floor.py) answers the benchmark's finds and searches exactly as
     Roster does, for a client of every account and one of BIG alone; the suite's own
     check (floor_differs) tells a different answer."""
-    if backend != "postgresql":
-        pytest.skip("the floor runs on PostgreSQL (asyncpg)")
     await directory.account(BIG)
     await directory.account("S0001")
     for n, row in enumerate(FLOOR_PEOPLE):
