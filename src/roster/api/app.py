@@ -23,7 +23,11 @@ from roster.api.middleware import (
     RequestContextMiddleware,
     RequestLimitsMiddleware,
 )
-from roster.api.openapi import operation_id, without_fastapi_validation_errors
+from roster.api.openapi import (
+    declaring_credentials,
+    operation_id,
+    without_fastapi_validation_errors,
+)
 from roster.api.ratelimit import AuthFailureLimiter, ClientRateLimiter, SharedWindows
 from roster.api.scim import bulk as scim_bulk  # noqa: F401  (its routes)
 from roster.api.scim import groups as scim_groups  # noqa: F401  (its routes)
@@ -106,6 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     without_fastapi_validation_errors(app)
+    declaring_credentials(app)
     app.include_router(scim.router)  # first: it turns every other path away at once
     app.include_router(oauth.router)
     app.include_router(persons.router)

@@ -14,12 +14,12 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.api.metrics import Metrics
 from roster.api.middleware import RETRY_ON_PRIMARY, request_id_of
-from roster.api.openapi import API_KEY, BEARER
+from roster.api.openapi import takes_credentials
 from roster.api.ratelimit import AuthFailureLimiter, Budget, ClientRateLimiter
 from roster.core.auth import Principal, authenticate
 from roster.core.deliverer import Deliverer
@@ -217,14 +217,12 @@ def authenticated(
     if listing:
         connection = _listing_connection
 
+    @takes_credentials
     async def principal(
         request: Request,
         # A default, not an annotation: annotations are resolved in module scope,
         # where this closure's `connection` does not exist.
         conn: AsyncConnection = Depends(connection, scope="function"),
-        # For the OpenAPI description only (security schemes); the header is parsed below.
-        _bearer: object = Security(BEARER),
-        _api_key: object = Security(API_KEY),
     ) -> Principal:
         return await _authenticate(request, conn, contract, scope)
 
@@ -237,11 +235,8 @@ def authenticated_briefly(
     """:func:`authenticated` on a connection of its own, given back at once: for a
     request that then waits (a long poll) without holding a pooled connection."""
 
-    async def principal(
-        request: Request,
-        _bearer: object = Security(BEARER),
-        _api_key: object = Security(API_KEY),
-    ) -> Principal:
+    @takes_credentials
+    async def principal(request: Request) -> Principal:
         async with unit_of_work(services(request).engine, write=False) as conn:
             return await _authenticate(request, conn, contract, scope)
 
