@@ -8,6 +8,7 @@ import base64
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -364,6 +365,61 @@ async def test_address_filters_compare_one_address_at_a_time(scim: Scim) -> None
         error = await scim("POST", "/Users/.search", {"filter": refused}, 400)
         assert error["scimType"] == "invalidFilter", refused
         assert "addresses" in error["detail"], refused
+
+
+async def test_role_filters_find_the_users_of_the_role(scim: Scim) -> None:
+    """``roles`` compares the User's one role by its name, without case, alone or beside
+    other comparisons. The page's statement joins ``roles`` for the role's name, and the
+    filter's EXISTS over ``roles`` was correlated away with it (no FROM left): a 500."""
+    ann = await scim.create(userName="ann", name={"familyName": "Lee"}, roles=[{"value": "Admin"}])
+    bob = await scim.create(userName="bob", name={"familyName": "Leeds"})  # the User role
+    cy = await scim.create(userName="cy", name={"familyName": "Moss"}, roles=[{"value": "User"}])
+    everyone = {ann["id"], bob["id"], cy["id"]}
+    users = {bob["id"], cy["id"]}
+    expected = {
+        'roles eq "User"': users,
+        'roles eq "uSER"': users,
+        'roles.value eq "Admin"': {ann["id"]},
+        'roles[value eq "User"]': users,
+        'roles[value eq "admin" or value eq "Owner"]': {ann["id"]},
+        'roles co "dmi"': {ann["id"]},
+        "roles pr": everyone,
+        # A role of the account nobody has, and a name that is no role.
+        'roles eq "Owner"': set(),
+        'roles[value eq "Pilot"]': set(),
+        'roles ne "User"': {ann["id"]},
+        'not (roles eq "User")': {ann["id"]},
+        'roles eq "User" and userName eq "bob"': {bob["id"]},
+        'roles eq "Admin" and userName eq "bob"': set(),
+        'roles[value eq "User"] and not (userName eq "bob")': {cy["id"]},
+        'roles eq "Admin" or userName eq "cy"': {ann["id"], cy["id"]},
+        # A name prefix's page reads its matches first (user_rows._gathered_page).
+        'roles eq "User" and name.familyName sw "lee"': {bob["id"]},
+    }
+    for filter_text, wanted in expected.items():
+        found = await scim("GET", f"/Users?{urlencode({'filter': filter_text})}")
+        assert {r["id"] for r in found["Resources"]} == wanted, filter_text
+        assert found["totalResults"] == len(wanted), filter_text
+    # A page shorter than the matches counts them in a statement of its own.
+    page = await scim("POST", "/Users/.search", {"filter": 'roles eq "User"', "count": 1})
+    assert page["totalResults"] == 2
+    assert [r["id"] for r in page["Resources"]] == [bob["id"]]
+    assert page["Resources"][0]["roles"] == [{"value": "User"}]
+    # groups is an EXISTS over the persona's memberships, built the same way.
+    team = await scim(
+        "POST", "/Groups", {"displayName": "Sales", "members": [{"value": cy["id"]}]}, 201
+    )
+    for filter_text, wanted in {
+        f'groups eq "{team["id"]}"': {cy["id"]},
+        "groups pr": {cy["id"]},
+        f'roles eq "User" and not (groups eq "{team["id"]}")': {bob["id"]},
+    }.items():
+        found = await scim("POST", "/Users/.search", {"filter": filter_text})
+        assert {r["id"] for r in found["Resources"]} == wanted, filter_text
+        assert found["totalResults"] == len(wanted), filter_text
+    for refused in ('roles.display eq "User"', 'roles[type eq "x"]'):
+        error = await scim("POST", "/Users/.search", {"filter": refused}, 400)
+        assert error["scimType"] == "invalidFilter", refused
 
 
 FAMILIES = ("Straße", "Strauss", "Ström", "O'Neil", "Zoë", "zoe", "Zo", "\ud7ffx", "\U0010ffff")

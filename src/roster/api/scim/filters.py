@@ -205,9 +205,17 @@ def _in_value(
     return compare(node.attr_path.attr.lower(), str(node.op.value), node.value)
 
 
+def _persona_has(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """EXISTS a row meeting ``conditions`` for the statement's persona: correlated to
+    ``personas`` alone, so the subquery keeps its own tables when the statement around it
+    joins them too (the Users page joins ``roles``; auto-correlated, ``roles eq`` lost its
+    only FROM and was a 500)."""
+    return exists().where(*conditions).correlate(personas)
+
+
 def _has_address(condition: ColumnElement[bool]) -> ColumnElement[bool]:
     """The persona has an address meeting ``condition`` (one index probe of its addresses)."""
-    return exists().where(addresses.c.persona_id == personas.c.id, condition)
+    return _persona_has(addresses.c.persona_id == personas.c.id, condition)
 
 
 def _datetime(value: object) -> datetime:
@@ -309,6 +317,8 @@ class UserFilter(_Filter):
             return self._email_probe(wanted.value)  # emails[value eq "..."]
         if attr == "addresses":  # every comparison on the same address
             return _has_address(self._address(node.val_filter))
+        if attr == "roles":  # a User has one role: each comparison is of the role's name
+            return _logic(node.val_filter, lambda one: _in_value(one, self._role_compare))
         slots = _MULTI.get(attr)
         if slots is None:
             return super()._value_path(node)
@@ -350,7 +360,7 @@ class UserFilter(_Filter):
         if attr == "enterprise:manager":
             return personas.c.manager_persona_id.is_not(None)
         if attr == "groups":
-            return exists().where(team_members.c.persona_id == personas.c.id)
+            return _persona_has(team_members.c.persona_id == personas.c.id)
         declared = _SIMPLE_BY_KEY.get(f"{attr}.{sub}" if sub else attr)
         if declared is None:
             raise InvalidFilter(f"{_shown(attr, sub)} is not an attribute this server filters.")
@@ -403,10 +413,10 @@ class UserFilter(_Filter):
             )
         if attr == "roles" and sub in (None, "value"):
             named = self._text(roles.c.name, op, value, case_exact=False, searched=False)
-            return exists().where(roles.c.id == personas.c.role_id, named)
+            return _persona_has(roles.c.id == personas.c.role_id, named)
         if attr == "groups" and sub in (None, "value"):
             member = _by_id(team_members.c.team_id, op, value)
-            return exists().where(team_members.c.persona_id == personas.c.id, member)
+            return _persona_has(team_members.c.persona_id == personas.c.id, member)
         if attr == "enterprise:manager" and sub in (None, "value"):
             return _by_id(personas.c.manager_persona_id, op, value)
         declared = _SIMPLE_BY_KEY.get(f"{attr}.{sub}" if sub else attr)
@@ -427,6 +437,10 @@ class UserFilter(_Filter):
                 return code_point_prefix(_SORTED[declared.name], folded)
             return self.backend.starts_with(key_column, folded)
         return self._text(column, op, value, declared.scim_case_exact, declared.searched)
+
+    def _role_compare(self, sub: str, op: str, value: Any) -> ColumnElement[bool]:
+        """One comparison of a value filter on roles (``roles[value eq "User"]``)."""
+        return self._compare("roles", sub, op, value)
 
     def _slot(self, slot: _Slot, node: FilterNode) -> ColumnElement[bool]:
         """A value filter (``emails[...]``) on one of the attribute's values."""
