@@ -38,7 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -87,6 +87,18 @@ DIALECTS: dict[str, Dialect] = {
 def compiled(statement: Select[Any], dialect: Dialect) -> Plain:
     """A statement of Roster's as Roster's ``fetch_plain`` runs it (roster/db/plain.py)."""
     return plain(statement, dialect, converts=dialect.name == "sqlite")
+
+
+def values_of(
+    statement: Plain, parameters: Mapping[str, Any], replaced: Mapping[Any, Any]
+) -> list[Any]:
+    """The values to bind: as ``Plain.values``, and where a builder gave a parameter no
+    name, the request's value in place of the one it was built with (``replaced``)."""
+    given = zip(statement.names, statement.built, strict=True)
+    return [
+        parameters[n] if n in parameters else replaced.get(value, value) if value else value
+        for n, value in given
+    ]
 
 
 class Connection(Protocol):
@@ -296,7 +308,7 @@ class Floor:
             named: dict[str, Any] = {**keys, "after": after, "limit": person_core.PAGE_SIZE + 1}
             if reach is not None:
                 named["scope"] = named["reach"] = sorted(reach)
-            rows = await conn.fetch(statement, statement.values(named, {}))
+            rows = await conn.fetch(statement, statement.values(named))
         records = person_core._group_rows(rows)
         if not records:
             return 404, error_body("not_found", "")
@@ -341,7 +353,7 @@ class Floor:
             principal = await self.principal(conn, header)
             account = self.statements.account_by_id
             if not principal.can_reach(account_id) or not await conn.fetch(
-                account, account.values(named, {})
+                account, account.values(named)
             ):
                 return 404, error_body("account_not_found", "")
             many = (account_id, tuple(sorted(terms)))
@@ -349,15 +361,15 @@ class Floor:
             count = listing.GATHER_FIRST + 1  # as search_page, known to be many
             if many not in self.many_matches:
                 gathered = statements.gathered
-                found = await conn.fetch(gathered, gathered.values(named, replaced))
+                found = await conn.fetch(gathered, values_of(gathered, named, replaced))
                 count = found[0][0]
             if count <= listing.GATHER_FIRST:
                 rows = [row[1:] for row in found if row[1] is not None]
             else:
                 self.many_matches.add(many)
                 counting, paging = statements.count, statements.page
-                count = (await conn.fetch(counting, counting.values(named, replaced)))[0][0]
-                rows = list(await conn.fetch(paging, paging.values(named, replaced)))
+                count = (await conn.fetch(counting, values_of(counting, named, replaced)))[0][0]
+                rows = list(await conn.fetch(paging, values_of(paging, named, replaced)))
         head = {"limit": limit, "offset": offset, "count": count, "search": search}
         shown = b",".join(
             orjson.dumps(row_json(PersonaRow.of(row)), default=json_default) for row in rows

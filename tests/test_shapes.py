@@ -11,6 +11,7 @@ from sqlalchemy.sql.expression import ClauseList
 
 from roster.db.backends import Backend, backend_for
 from roster.db.engine import unit_of_work
+from roster.db.plain import plain
 from roster.db.shapes import known_shapes
 from roster.db.tables import personas, persons
 from tests.factories import Directory
@@ -46,7 +47,7 @@ async def test_each_statement_of_a_shape_answers_with_its_own_values(
         elsewhere = since.astimezone(timezone(timedelta(hours=-5)))
         for moment in (since, since + timedelta(days=1), elsewhere):
             conditions.append((personas.c.created_at > moment, ClauseList()))
-        kept = known_shapes()
+        kept, compiled = known_shapes(), plain.cache_info().misses
         answers = set()
         for where, order in conditions:
             for limit in (1, 10):
@@ -55,6 +56,7 @@ async def test_each_statement_of_a_shape_answers_with_its_own_values(
                 assert [tuple(row) for row in found] == [tuple(row) for row in built.all()]
                 answers.add(tuple(tuple(row) for row in found))
         assert len(answers) >= 8  # the values chose different rows
-        if backend.name == "postgresql":
-            # Three shapes (eq, a prefix in an order, a moment), whatever their values.
-            assert known_shapes() - kept == 3
+        # Three shapes (eq, a prefix in an order, a moment), whatever their values, and
+        # nothing compiled for one statement's values alone.
+        assert known_shapes() - kept == 3
+        assert plain.cache_info().misses == compiled

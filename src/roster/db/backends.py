@@ -8,6 +8,7 @@ each backend: pg_trgm's GIN index on PostgreSQL, an FTS5 trigram table on SQLite
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import sqlite3
 import uuid
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
+import aiosqlite
 import asyncpg
 from sqlalchemy import (
     ColumnElement,
@@ -47,7 +49,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolRese
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.schema import Table
 
-from roster.db.plain import plain
+from roster.db.plain import plain, read
 from roster.db.shapes import Build, shaped_sql
 from roster.db.tables import personas
 
@@ -373,21 +375,21 @@ def _causes(error: BaseException) -> list[BaseException]:
 
 
 async def _discard_if_lost(
-    conn: AsyncConnection, pooled: PoolProxiedConnection, error: BaseException
+    conn: AsyncConnection, pooled: PoolProxiedConnection, error: BaseException, *, closed: bool
 ) -> sa_exc.DBAPIError | None:
     """SQLAlchemy's disconnect handling, for a statement run on the driver's own
-    connection (``pooled``) that failed with ``error``: a connection found closed is
+    connection (``pooled``) that failed with ``error``: a connection found ``closed`` is
     discarded, and so is every pooled connection opened before it (after a restart they
     are all dead), as SQLAlchemy's ``Connection._handle_dbapi_exception`` does for its
     own statements; the error to raise instead is returned. Without this a dead
     connection went back to the pool and every request on it failed until something
     else noticed (tests/test_faults.py).
     """
-    if pooled.driver_connection.is_closed():  # type: ignore[union-attr]
+    if closed:
         conn.sync_engine.pool._invalidate(pooled, error, _checkin=False)
         await conn.invalidate(error)
-        # Whatever asyncpg called it (a connection killed mid-statement can say
-        # "another operation is in progress"), the connection was lost.
+        # Whatever the driver called it (asyncpg's connection killed mid-statement can
+        # say "another operation is in progress"), the connection was lost.
         return sa_exc.DBAPIError(
             None, None, error, hide_parameters=True, connection_invalidated=True
         )
@@ -398,17 +400,59 @@ async def _discard_if_lost(
     return None
 
 
+def _closed(pooled: PoolProxiedConnection) -> bool:
+    """Whether asyncpg's connection is closed."""
+    return bool(pooled.driver_connection.is_closed())  # type: ignore[union-attr]
+
+
 async def _setting(conn: AsyncConnection, pooled: PoolProxiedConnection, statement: str) -> None:
     """A statement without parameters or rows (``SET``) on the driver's own connection."""
     try:
         await pooled.driver_connection.execute(statement)  # type: ignore[union-attr]
     except BaseException as error:
-        if (lost := await _discard_if_lost(conn, pooled, error)) is not None:
+        if (
+            lost := await _discard_if_lost(conn, pooled, error, closed=_closed(pooled))
+        ) is not None:
             raise lost from error
         raise
 
 
-class PostgresBackend:
+class _DriverReads:
+    """The reads of :meth:`Backend.fetch_plain` and :meth:`Backend.fetch_shaped`, run on
+    the driver's own connection (``_fetch``); with ``converts``, each value is bound and
+    each column read by its type's processors, as SQLAlchemy would (db/plain.py)."""
+
+    converts: bool
+
+    async def fetch_plain(
+        self, conn: AsyncConnection, statement: Select[Any], parameters: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        kept = plain(statement, conn.dialect, converts=self.converts)
+        sql, values = kept.bound(kept.values(parameters))
+        return kept.read(await self._fetch(conn, sql, values))
+
+    async def fetch_shaped(
+        self,
+        conn: AsyncConnection,
+        build: Build,
+        parts: Sequence[ClauseElement],
+        parameters: Mapping[str, Any],
+    ) -> Sequence[Sequence[Any]]:
+        shaped = shaped_sql(conn.dialect, self, build, parts, parameters)
+        if shaped is None:
+            return (await conn.execute(build(self, *parts), parameters)).all()
+        rows = await self._fetch(conn, shaped.sql, shaped.values)
+        return read(shaped.columns, rows) if self.converts else rows
+
+    async def _fetch(
+        self, conn: AsyncConnection, sql: str, values: Sequence[Any]
+    ) -> Sequence[Sequence[Any]]:
+        """The rows of ``sql`` with ``values``, on the driver's own connection; a lost
+        connection is discarded and raised as SQLAlchemy's ``DBAPIError``."""
+        raise NotImplementedError
+
+
+class PostgresBackend(_DriverReads):
     name = "postgresql"
     driver = "postgresql+asyncpg"
     read_options: Mapping[str, Any] = {"isolation_level": "AUTOCOMMIT"}
@@ -424,6 +468,7 @@ class PostgresBackend:
     # trigram index, a common one the ordered walk): never reuse a generic plan for them.
     snapshot_setup: Sequence[str] = ("SET LOCAL plan_cache_mode = force_custom_plan",)
     renders_json = True
+    converts = False  # asyncpg binds and reads each value itself
 
     plans_reused = True
 
@@ -554,24 +599,6 @@ class PostgresBackend:
             return compare_ordered(column, op, literal(value))
         return compare_ordered(func.lower(column), op, func.lower(literal(value)))
 
-    async def fetch_plain(
-        self, conn: AsyncConnection, statement: Select[Any], parameters: Mapping[str, Any]
-    ) -> Sequence[Sequence[Any]]:
-        kept = plain(statement, conn.dialect, converts=False)  # asyncpg converts
-        return await self._fetch(conn, kept.sql, kept.values(parameters))
-
-    async def fetch_shaped(
-        self,
-        conn: AsyncConnection,
-        build: Build,
-        parts: Sequence[ClauseElement],
-        parameters: Mapping[str, Any],
-    ) -> Sequence[Sequence[Any]]:
-        shaped = shaped_sql(conn.dialect, self, build, parts, parameters)
-        if shaped is None:
-            return (await conn.execute(build(self, *parts), parameters)).all()
-        return await self._fetch(conn, *shaped)
-
     async def _fetch(
         self, conn: AsyncConnection, sql: str, values: Sequence[Any]
     ) -> Sequence[Sequence[Any]]:
@@ -581,7 +608,9 @@ class PostgresBackend:
                 sql, *values
             )
         except BaseException as error:
-            if (lost := await _discard_if_lost(conn, pooled, error)) is not None:
+            if (
+                lost := await _discard_if_lost(conn, pooled, error, closed=_closed(pooled))
+            ) is not None:
                 raise lost from error
             raise
         return rows
@@ -656,7 +685,9 @@ class PostgresBackend:
         except asyncpg.IntegrityConstraintViolationError as error:
             raise IntegrityError(f"COPY {table.name}", None, error) from error
         except BaseException as error:
-            if (lost := await _discard_if_lost(conn, pooled, error)) is not None:
+            if (
+                lost := await _discard_if_lost(conn, pooled, error, closed=_closed(pooled))
+            ) is not None:
                 raise lost from error
             raise
 
@@ -707,6 +738,9 @@ _SQLITE_BUSY_SECONDS = 30.0
 #: the lock past the busy timeout, or the file cannot be opened.
 _SQLITE_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
 _SQLITE_UNREACHABLE = ("SQLITE_CANTOPEN",)
+#: How aiosqlite (a ValueError) and sqlite3 (a ProgrammingError) say a connection is
+#: closed; SQLAlchemy's SQLite dialect reads the same words.
+_SQLITE_CLOSED = ("no active connection", "connection closed", "closed database")
 
 
 #: What each SQLite connection is set to when it opens.
@@ -723,7 +757,7 @@ SQLITE_PRAGMAS = (
 )
 
 
-class SqliteBackend:
+class SqliteBackend(_DriverReads):
     name = "sqlite"
     driver = "sqlite+aiosqlite"
     read_options: Mapping[str, Any] = {_AUTOCOMMIT_OPTION: True}
@@ -734,6 +768,7 @@ class SqliteBackend:
     snapshot_options: Mapping[str, Any] = {}
     snapshot_setup: Sequence[str] = ()
     renders_json = False
+    converts = True
 
     plans_reused = False
 
@@ -770,12 +805,21 @@ class SqliteBackend:
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "reset")
-        def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+        def _on_reset(
+            dbapi_connection: Any, record: ConnectionPoolEntry, state: PoolResetState
+        ) -> None:
             # A connection given back to the pool is rolled back only if a transaction
             # is open on it: a read in autocommit mode opens none, and the ROLLBACK that
             # SQLAlchemy would send anyway is a trip to the connection's thread (a tenth
-            # of a find's time on SQLite, measured).
-            if not state.terminate_only and dbapi_connection.driver_connection._conn.in_transaction:
+            # of a find's time on SQLite, measured). One closed under the pool is
+            # dropped, so the next checkout opens a new one (SQLAlchemy's adapter asks
+            # whether it is closed the same way).
+            driver: aiosqlite.Connection = dbapi_connection.driver_connection
+            if state.terminate_only:
+                return
+            if driver._connection is None:
+                record.invalidate()
+            elif driver.in_transaction:
                 dbapi_connection.rollback()
 
         @event.listens_for(engine.sync_engine, "begin")
@@ -843,25 +887,25 @@ class SqliteBackend:
             return compare_ordered(column, op, given)
         return compare_ordered(func.lower(column), op, func.lower(given))
 
-    async def fetch_plain(
-        self, conn: AsyncConnection, statement: Select[Any], parameters: Mapping[str, Any]
+    async def _fetch(
+        self, conn: AsyncConnection, sql: str, values: Sequence[Any]
     ) -> Sequence[Sequence[Any]]:
-        kept = plain(statement, conn.dialect, converts=True)
-        sql, values = kept.bound(kept.values(parameters))
         pooled = await conn.get_raw_connection()
-        found = await pooled.driver_connection.execute_fetchall(sql, values)  # type: ignore[union-attr]
-        return kept.read(list(found))
-
-    async def fetch_shaped(
-        self,
-        conn: AsyncConnection,
-        build: Build,
-        parts: Sequence[ClauseElement],
-        parameters: Mapping[str, Any],
-    ) -> Sequence[Sequence[Any]]:
-        # Built anew and run through SQLAlchemy: the large pages this serves are
-        # PostgreSQL's to serve fast.
-        return await self.fetch_plain(conn, build(self, *parts), parameters)
+        driver: aiosqlite.Connection = pooled.driver_connection  # type: ignore[assignment]
+        try:
+            return list(await driver.execute_fetchall(sql, values))
+        except BaseException as error:
+            if not isinstance(error, Exception) and driver._connection is not None:
+                # Cancelled: the statement still runs on the connection's thread, and
+                # would hold up whatever came next on it; stop it.
+                with contextlib.suppress(sqlite3.Error):  # closed meanwhile
+                    await driver.interrupt()
+            closed = isinstance(error, ValueError | sqlite3.ProgrammingError) and any(
+                words in str(error).lower() for words in _SQLITE_CLOSED
+            )
+            if (lost := await _discard_if_lost(conn, pooled, error, closed=closed)) is not None:
+                raise lost from error
+            raise
 
     @asynccontextmanager
     async def custom_plans(self, conn: AsyncConnection) -> AsyncIterator[None]:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import BindParameter, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
+
+from roster.db.plain import Processor, columns_read
 
 #: How many shapes are kept (each a compiled statement); the oldest goes first.
 SHAPES_KEPT = 512
@@ -38,7 +40,17 @@ class _Shape:
     #: Where each of the parts' parameters stands among them: (statement's, parts').
     slots: tuple[tuple[int, int], ...]
     #: The positional parameters' names, and how each type converts its value.
-    positions: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    positions: tuple[tuple[str, Processor], ...]
+    #: How each column is read (where the driver does not).
+    columns: tuple[Processor, ...]
+
+
+class Shaped(NamedTuple):
+    """A statement's SQL, its values in order, and how each column of its rows is read."""
+
+    sql: str
+    values: list[Any]
+    columns: tuple[Processor, ...]
 
 
 _SHAPES: dict[Hashable, _Shape | None] = {}
@@ -55,11 +67,12 @@ def shaped_sql(
     build: Build,
     parts: Sequence[ClauseElement],
     parameters: Mapping[str, Any],
-) -> tuple[str, list[Any]] | None:
-    """The SQL of ``build(backend, *parts)`` and its parameters' values in order (the
-    parts' values, then ``parameters`` by name, each converted as its type binds it);
-    None when the statement cannot be kept (a part SQLAlchemy cannot key, or parameters
-    expanded as the statement runs): then build it and run it as usual."""
+) -> Shaped | None:
+    """The SQL of ``build(backend, *parts)``, its parameters' values in order (the
+    parts' values, then ``parameters`` by name, each converted as its type binds it)
+    and how its columns are read; None when the statement cannot be kept (a part
+    SQLAlchemy cannot key, or parameters expanded as the statement runs): then build it
+    and run it as usual."""
     keys = [part._generate_cache_key() for part in parts]
     if any(key is None for key in keys):
         return None
@@ -76,10 +89,14 @@ def shaped_sql(
     for at, part in shape.slots:
         extracted[at] = own[part]
     values = shape.compiled.construct_params(params=parameters, extracted_parameters=extracted)
-    return shape.sql, [
-        values[name] if convert is None else convert(values[name])
-        for name, convert in shape.positions
-    ]
+    return Shaped(
+        shape.sql,
+        [
+            values[name] if convert is None else convert(values[name])
+            for name, convert in shape.positions
+        ],
+        shape.columns,
+    )
 
 
 def _shape(
@@ -105,4 +122,6 @@ def _shape(
         (name, convert if callable(convert := processors.get(name)) else None)
         for name in compiled.positiontup or ()
     )
-    return _Shape(compiled, str(compiled), tuple(full.bindparams), slots, positions)
+    return _Shape(
+        compiled, str(compiled), tuple(full.bindparams), slots, positions, columns_read(compiled)
+    )
