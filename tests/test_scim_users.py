@@ -417,9 +417,27 @@ async def test_role_filters_find_the_users_of_the_role(scim: Scim) -> None:
         found = await scim("POST", "/Users/.search", {"filter": filter_text})
         assert {r["id"] for r in found["Resources"]} == wanted, filter_text
         assert found["totalResults"] == len(wanted), filter_text
-    for refused in ('roles.display eq "User"', 'roles[type eq "x"]'):
+    for refused in (
+        'roles.display eq "User"',
+        'roles[type eq "x"]',
+        # pr takes the sub-attributes its comparisons take, no others.
+        "roles.display pr",
+        "id.x pr",
+        "meta.nothing pr",
+        "emails.foo pr",
+        "groups.display pr",
+        "userName.x pr",
+    ):
         error = await scim("POST", "/Users/.search", {"filter": refused}, 400)
         assert error["scimType"] == "invalidFilter", refused
+        named = refused.split(" ")[0] if refused.endswith(" pr") else "roles"
+        assert named.lower() in error["detail"].lower(), (refused, error["detail"])
+    for present in ("roles.value pr", "meta.created pr", "emails.value pr", "groups.value pr"):
+        found = await scim("POST", "/Users/.search", {"filter": present})
+        wanted = {cy["id"]} if present.startswith(("groups", "emails")) else everyone
+        if present.startswith("emails"):
+            wanted = {r["id"] for r in (ann, bob, cy) if r.get("emails")}
+        assert {r["id"] for r in found["Resources"]} == wanted, present
 
 
 FAMILIES = ("Straße", "Strauss", "Ström", "O'Neil", "Zoë", "zoe", "Zo", "\ud7ffx", "\U0010ffff")

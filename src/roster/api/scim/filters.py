@@ -169,6 +169,20 @@ _PHONES = (
 )
 _MULTI = {"emails": _EMAILS, "phonenumbers": _PHONES}
 
+#: The sub-attributes ``pr`` takes on a User's attributes that are not declared fields,
+#: the same its comparisons take (``roles.display pr`` was every User, where
+#: ``roles.display eq`` is refused); the others are checked where they are compared.
+_PRESENT_SUBS: dict[str, tuple[str | None, ...]] = {
+    "id": (None,),
+    "username": (None,),
+    "active": (None,),
+    "meta": (None, "created", "lastmodified", "resourcetype"),
+    "roles": (None, "value"),
+    "groups": (None, "value"),
+    "enterprise:manager": (None, "value"),
+    **dict.fromkeys(_MULTI, (None, "value", "type")),
+}
+
 #: An address's sub-attributes (names folded) as what they read: ``streetAddress`` is its
 #: lines joined by line breaks, as a User shows it.
 _ADDRESS = {
@@ -349,6 +363,8 @@ class UserFilter(_Filter):
     # -- one attribute ---------------------------------------------------------------------
 
     def _present(self, attr: str, sub: str | None) -> ColumnElement[bool]:
+        if sub not in _PRESENT_SUBS.get(attr, (sub,)):
+            raise InvalidFilter(f"{_shown(attr, sub)} is not an attribute this server filters.")
         if attr in ("id", "username", "active", "meta", "roles"):
             return true()
         if attr in _MULTI:
