@@ -21,8 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from roster.api.events import event_json
 from roster.core import deliverer as deliverer_module
 from roster.core.clock import now
-from roster.core.deliverer import POLL_SECONDS, RECHECK_SECONDS, Deliverer
-from roster.core.webhooks import RETRY_DELAYS
+from roster.core.deliverer import (
+    POLL_SECONDS,
+    RECHECK_SECONDS,
+    Attempt,
+    Deliverer,
+    Outcome,
+    moved_past,
+    record_attempts,
+)
+from roster.core.webhooks import RETRY_DELAYS, find_webhook
 from roster.db.engine import unit_of_work
 from roster.db.tables import leases
 from roster.settings import Settings
@@ -245,6 +253,32 @@ async def test_replay_delivers_again_from_an_event(
         assert replayed.json()["deliveredThrough"] == ids[1] - 1
         got = await receiver.wait_for("/hook", 5)
     assert [r.event["id"] for r in got] == [*ids, ids[1], ids[2]]
+
+
+async def test_acknowledgements_written_after_a_replay_do_not_undo_it(
+    client: httpx.AsyncClient, admin: Client, directory: Directory
+) -> None:
+    """The race a replay loses otherwise: the deliverer's view has the cursor at the first
+    event, and a replay from the second moves it to exactly there. Acknowledgements of the
+    second and third, written after, must not move the cursor past the replay."""
+    made = await register(client, admin, ACCOUNT, "http://127.0.0.1:9/hook")
+    await change(client, admin, 3)
+    ids = [e["id"] for e in await feed(client, admin, made)]
+    async with unit_of_work(directory.engine, write=True) as conn:
+        view = await find_webhook(conn, made["id"])
+        assert view is not None
+        first = Attempt(ids[0], Outcome(200, None, 1), now())
+        assert await record_attempts(conn, view, [first])
+    view = moved_past(view, ids[0])
+    replayed = await send(client, admin, "POST", f"/webhooks/{made['id']}/replay?from={ids[1]}")
+    assert replayed.json()["deliveredThrough"] == ids[0], replayed.text
+    late = [Attempt(i, Outcome(200, None, 1), now()) for i in ids[1:]]
+    async with unit_of_work(directory.engine, write=True) as conn:
+        assert not await record_attempts(conn, view, late)  # the view no longer holds
+    after = await webhook(client, admin, made)
+    assert (after["deliveredThrough"], after["state"]) == (ids[0], "active")
+    logged_ids = [d["eventId"] for d in await deliveries(client, admin, made)]
+    assert logged_ids == [ids[2], ids[1], ids[0]]  # every attempt is still logged
 
 
 async def test_failing_after_the_schedule_disabled_after_five_days_and_re_enabled(

@@ -167,9 +167,14 @@ async def record_attempts(
     conn: AsyncConnection, webhook: Webhook, attempts: Sequence[Attempt]
 ) -> bool:
     """Log attempts at consecutive events, every one acknowledged but perhaps the last,
-    and move the webhook on: past the acknowledged ones (unless a replay moved the cursor
-    meanwhile), then to the failed one's retry (unless an admin changed the webhook
-    meanwhile). Whether the caller's view of the webhook still holds."""
+    and move the webhook on: past the acknowledged ones, then to the failed one's retry;
+    neither if an admin changed the webhook meanwhile (its revision moved). Whether the
+    caller's view of the webhook still holds.
+
+    The revision guards the cursor, not the cursor itself: a replay may move the cursor
+    back to exactly where this view has it, and the acknowledgements written over it would
+    lose the replay. A change that is not a replay only costs the events acknowledged and
+    not yet written: they are sent again (at least once)."""
     await conn.execute(
         webhook_deliveries.insert(),
         [
@@ -193,6 +198,7 @@ async def record_attempts(
             .where(
                 webhooks.c.id == webhook.id,
                 webhooks.c.delivered_through == webhook.delivered_through,
+                webhooks.c.revision == webhook.revision,
             )
             .values(
                 delivered_through=acknowledged[-1].event_id,
@@ -201,11 +207,10 @@ async def record_attempts(
                 failing_since=None,
                 state=case((webhooks.c.state == "failing", "active"), else_=webhooks.c.state),
             )
-            .returning(webhooks.c.revision, webhooks.c.state)
+            .returning(webhooks.c.state)
         )
         found = moved.first()
-        holds = found is not None and found.revision == webhook.revision
-        if not (holds and found is not None and found.state == "active"):
+        if found is None or found.state != "active":
             return False
         if len(acknowledged) == len(attempts):
             return True
