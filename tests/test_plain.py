@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -156,6 +158,40 @@ async def test_a_read_cancelled_midway_stops_and_its_connection_is_not_reused(
         assert (await conn.get_raw_connection()).driver_connection is not driver
         found = await backend.fetch_plain(conn, _ACCOUNT, {"id": "PLAIN-CANCEL"})
         assert [tuple(row) for row in found] == [("PLAIN-CANCEL",)]
+
+
+async def test_a_sqlite_read_cancelled_before_it_starts_stops_too(directory: Directory) -> None:
+    """A read cancelled while it waits behind another statement on its connection's
+    thread (interrupt() then stops only the one running) does not run once it starts:
+    the cancelled read ends at once, not after its own 10 s."""
+    async with unit_of_work(directory.engine, write=False) as conn:
+        backend = backend_for(conn)
+        if backend.name != "sqlite":
+            pytest.skip("PostgreSQL cancels the statement on the server")
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        ahead = asyncio.create_task(driver.execute_fetchall(_SQLITE_SECOND))
+        await asyncio.sleep(0.1)  # the thread runs the statement ahead
+        reading = asyncio.create_task(backend.fetch_plain(conn, _slow(backend), {}))
+        await asyncio.sleep(0.1)
+        reading.cancel()
+        started = time.monotonic()
+        await asyncio.wait([reading], timeout=5)
+        took = time.monotonic() - started
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading  # (a read left to run ends by itself in about 10 s)
+        with contextlib.suppress(sqlite3.OperationalError):  # interrupted
+            await ahead
+        assert took < 2, f"the cancelled read took {took:.1f} s"
+        assert reading.cancelled()
+        assert conn.invalidated
+    assert not await _still_running(directory.engine, backend, driver)
+
+
+#: About a second of SQLite's work (counting to three million).
+_SQLITE_SECOND = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000)"
+    " SELECT count(*) FROM c"
+)
 
 
 _ACCOUNT = select(accounts.c.id).where(accounts.c.id == bindparam("id"))

@@ -8,6 +8,7 @@ each backend: pg_trgm's GIN index on PostgreSQL, an FTS5 trigram table on SQLite
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import sqlite3
@@ -743,6 +744,29 @@ _SQLITE_UNREACHABLE = ("SQLITE_CANTOPEN",)
 _SQLITE_CLOSED = ("no active connection", "connection closed", "closed database")
 
 
+#: How often a cancelled SQLite read's statement is interrupted until it ends.
+_SQLITE_INTERRUPT_EVERY = 0.005
+
+
+async def _interrupted(driver: aiosqlite.Connection) -> None:
+    """Stop the statement on a SQLite connection's thread, once it runs: ``interrupt()``
+    stops only a statement running, and one queued on the thread may not have started
+    yet; so it is interrupted again every 5 ms until a read queued behind it answers.
+    (A progress handler checking a flag would run Python on the connection's thread
+    every so many instructions: under a busy event loop, waiting for the GIL each time
+    starved the statement, 1 s of work taking minutes.)"""
+    behind = asyncio.ensure_future(driver.execute_fetchall("SELECT 1"))
+    try:
+        while not behind.done():
+            with contextlib.suppress(sqlite3.Error, ValueError):  # closed meanwhile
+                await driver.interrupt()
+            await asyncio.wait([behind], timeout=_SQLITE_INTERRUPT_EVERY)
+    finally:
+        behind.cancel()  # (done already, unless this task is cancelled again)
+        if behind.done() and not behind.cancelled():
+            behind.exception()  # interrupted too, or closed: either way the thread is free
+
+
 #: What each SQLite connection is set to when it opens.
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -898,8 +922,7 @@ class SqliteBackend(_DriverReads):
             if not isinstance(error, Exception) and driver._connection is not None:
                 # Cancelled: the statement still runs on the connection's thread, and
                 # would hold up whatever came next on it; stop it.
-                with contextlib.suppress(sqlite3.Error):  # closed meanwhile
-                    await driver.interrupt()
+                await _interrupted(driver)
             closed = isinstance(error, ValueError | sqlite3.ProgrammingError) and any(
                 words in str(error).lower() for words in _SQLITE_CLOSED
             )
