@@ -13,8 +13,13 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 import pytest
+from sqlalchemy import func, select
 
+from roster.api.scim.filters import group_condition, user_condition
 from roster.core.people import user_rows
+from roster.db.backends import backend_for, backend_named
+from roster.db.engine import unit_of_work
+from roster.db.tables import team_members, teams
 from tests.factories import Client, Directory
 from tests.scim import ACCOUNT, BASE, ENTERPRISE, ERROR, PATCH, USER, Scim
 
@@ -438,6 +443,163 @@ async def test_role_filters_find_the_users_of_the_role(scim: Scim) -> None:
         if present.startswith("emails"):
             wanted = {r["id"] for r in (ann, bob, cy) if r.get("emails")}
         assert {r["id"] for r in found["Resources"]} == wanted, present
+
+
+async def _found(scim: Scim, resources: str, filter_text: str, wanted: set[str]) -> None:
+    """The filter finds exactly ``wanted``, on the page and in ``totalResults``."""
+    found = await scim("GET", f"/{resources}?{urlencode({'filter': filter_text})}")
+    assert {r["id"] for r in found["Resources"]} == wanted, filter_text
+    assert found["totalResults"] == len(wanted), filter_text
+
+
+async def test_group_filters_on_members_id_meta_and_absence(scim: Scim) -> None:
+    """Groups answer what Users answer: ``pr`` on ``id``, ``meta.*`` and ``members``, and
+    ``eq null`` as ``not (x pr)`` (``members eq null`` was an EXISTS never true, so it
+    never found a Group without members; ``id pr`` and ``meta.created pr`` were 400). A
+    value filter on members is met by one member, as one address meets a User's."""
+    ann = (await scim.create(userName="ann"))["id"]
+    bob = (await scim.create(userName="bob"))["id"]
+
+    async def group(name: str, *members: str, **more: Any) -> str:
+        body = {"displayName": name, "members": [{"value": m} for m in members], **more}
+        made: str = (await scim("POST", "/Groups", body, 201))["id"]
+        return made
+
+    sales = await group("Sales", ann, bob)
+    ops = await group("Ops", ann)
+    empty = await group("Empty", externalId="x-empty")
+    every = {sales, ops, empty}
+    expected = {
+        "members pr": {sales, ops},
+        "members.value pr": {sales, ops},
+        "members[value pr]": {sales, ops},
+        "not (members pr)": {empty},
+        "members eq null": {empty},
+        "members.value eq null": {empty},
+        "members ne null": {sales, ops},
+        'not (members pr) and displayName sw "e"': {empty},
+        f'members eq "{ann}"': {sales, ops},
+        f'not (members eq "{bob}")': {ops, empty},
+        f'members eq "{ann}" and members eq "{bob}"': {sales},
+        f'members[value eq "{ann}" or value eq "{bob}"]': {sales, ops},
+        # One member is never both; a member other than ann is bob, in Sales.
+        f'members[value eq "{ann}" and value eq "{bob}"]': set(),
+        f'members[not (value eq "{ann}")]': {sales},
+        'members[value eq "no id"]': set(),
+        "id pr": every,
+        "meta.created pr": every,
+        "meta.lastModified pr": every,
+        "meta.resourceType pr": every,
+        'meta.resourceType eq "Group"': every,
+        'meta.resourceType eq "User"': set(),
+        "displayName pr": every,
+        "displayName eq null": set(),
+        "externalId pr": {empty},
+        "externalId eq null": {sales, ops},
+        f'id eq "{ops}"': {ops},
+    }
+    for filter_text, wanted in expected.items():
+        await _found(scim, "Groups", filter_text, wanted)
+    for refused in (
+        "members.display pr",
+        'members[display eq "x"]',
+        "id.x pr",
+        "meta.nothing pr",
+        "members gt null",
+        'members.value co "a"',
+    ):
+        error = await scim("GET", f"/Groups?{urlencode({'filter': refused})}", expect=400)
+        assert error["scimType"] == "invalidFilter", refused
+    # The root search answers with both kinds where both answer (Groups refused these).
+    for filter_text, wanted in {
+        "id pr": {ann, bob, *every},
+        'meta.resourceType eq "Group"': every,
+        # Users have no members: the filter finds none of them.
+        "meta.created pr and not (members pr)": {empty},
+    }.items():
+        found = await scim("POST", "/.search", {"filter": filter_text})
+        assert {r["id"] for r in found["Resources"]} == wanted, filter_text
+        assert found["totalResults"] == len(wanted), filter_text
+
+
+async def test_group_filters_keep_their_table_beside_a_join_of_members(
+    scim: Scim, app: Any
+) -> None:
+    """A Groups filter's EXISTS over ``team_members`` is correlated to ``teams`` alone: a
+    statement that joins ``team_members`` itself (as the Users page joins ``roles``)
+    keeps the subquery's own table. Auto-correlated, the subquery lost every FROM."""
+    ann = (await scim.create(userName="ann"))["id"]
+    bob = (await scim.create(userName="bob"))["id"]
+    made = {}
+    for name, members in (("Sales", [ann, bob]), ("Ops", [ann]), ("Empty", [])):
+        body = {"displayName": name, "members": [{"value": m} for m in members]}
+        made[name] = (await scim("POST", "/Groups", body, 201))["id"]
+    joined = teams.outerjoin(team_members, team_members.c.team_id == teams.c.id)
+    expected = {  # each Group found, and how many members the join counts for it
+        "members pr": {"Sales": 2, "Ops": 1},
+        "not (members pr)": {"Empty": 0},
+        f'members eq "{bob}"': {"Sales": 2},
+        f'members[value eq "{ann}"] and not (members eq "{bob}")': {"Ops": 1},
+    }
+    engine = app.state.services.engine
+    for filter_text, wanted in expected.items():
+        async with unit_of_work(engine, write=False) as conn:
+            condition = group_condition(filter_text, backend_for(conn))
+            rows = await conn.execute(
+                select(teams.c.id, func.count(team_members.c.persona_id))
+                .select_from(joined)
+                .where(teams.c.account_id == ACCOUNT, condition)
+                .group_by(teams.c.id)
+            )
+            counted = {str(team_id): count for team_id, count in rows}
+        assert counted == {made[name]: n for name, n in wanted.items()}, filter_text
+
+
+async def test_user_name_filters_compare_the_user_name_a_user_reads(
+    scim: Scim, directory: Directory, backend: str, app: Any
+) -> None:
+    """A User without a userName or any email reads its id as its userName, and every
+    comparison of userName compares that (only ``eq`` did: ``sw``, ``co``, ``ew``, ``lt``
+    and ``not`` of them missed it). ``eq`` stays one probe of the key's index."""
+    yan = (await scim.create(userName="Yan"))["id"]
+    zed = (await scim.create(userName="zed@example.com"))["id"]
+    nameless = []
+    for n in range(2):
+        person = await directory.person([ACCOUNT], first_name="No", last_name=f"Mail{n}")
+        persona = str(await directory.persona(person, ACCOUNT))
+        assert (await scim("GET", f"/Users/{persona}"))["userName"] == persona
+        nameless.append(persona)
+    one, two = nameless
+    every = {yan, zed, one, two}
+    expected = {
+        f'userName eq "{one}"': {one},
+        f'userName eq "{one.upper()}"': {one},
+        # The id written otherwise is not the userName the User reads.
+        f'userName eq "{uuid.UUID(one).hex}"': set(),
+        f'userName eq "urn:uuid:{one}"': set(),
+        f'userName ne "{one}"': every - {one},
+        f'userName sw "{one[:8].upper()}"': {one},
+        f'userName co "{one[9:18]}"': {one},
+        f'userName ew "{one[-12:]}"': {one},
+        f'not (userName co "{two[9:18]}")': every - {two},
+        f'userName sw "{one[:8]}" or userName eq "yan"': {one, yan},
+        'userName sw "z"': {zed},
+        'userName co "@EXAMPLE"': {zed},
+        'userName lt "g"': {one, two},  # an id's hex digits come before g
+        'userName ge "g"': {yan, zed},
+        "userName pr": every,
+        "not (userName pr)": set(),
+        "userName eq null": set(),
+    }
+    for filter_text, wanted in expected.items():
+        await _found(scim, "Users", filter_text, wanted)
+    # eq compares the key column (its index), never the id's text, id or not.
+    for value in ("yan", one):
+        compiled = user_condition(f'userName eq "{value}"', backend_named(backend)).condition
+        shown = str(compiled.compile(dialect=app.state.services.engine.dialect))
+        assert "personas.user_name_key =" in shown, value
+        assert "CAST" not in shown, value
+        assert "substr" not in shown, value
 
 
 FAMILIES = ("Straße", "Strauss", "Ström", "O'Neil", "Zoë", "zoe", "Zo", "\ud7ffx", "\U0010ffff")

@@ -15,6 +15,7 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import reduce
 from typing import Any, Protocol
 
 import aiosqlite
@@ -188,6 +189,10 @@ class Backend(Protocol):
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         """``text`` to sort by code point, whatever the database's collation."""
+        ...
+
+    def uuid_text(self, uuid_column: ColumnElement[Any]) -> ColumnElement[str]:
+        """A UUID column as the text a client reads: 36 characters, lower case."""
         ...
 
     def json_object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
@@ -639,6 +644,9 @@ class PostgresBackend(_DriverReads):
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         return text.collate("C")
 
+    def uuid_text(self, uuid_column: ColumnElement[Any]) -> ColumnElement[str]:
+        return cast(uuid_column, Text)
+
     def json_object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
         arguments: list[ColumnElement[Any]] = []
         for key, value in pairs:
@@ -936,6 +944,16 @@ class SqliteBackend(_DriverReads):
 
     def byte_order(self, text: ColumnElement[str]) -> ColumnElement[str]:
         return text  # SQLite's default collation, BINARY, is code point order for UTF-8
+
+    def uuid_text(self, uuid_column: ColumnElement[Any]) -> ColumnElement[str]:
+        # SQLAlchemy's Uuid keeps a UUID on SQLite as its 32 hex digits.
+        hexed = func.lower(cast(uuid_column, Text))
+        first, *rest = (
+            func.substr(hexed, at, length, type_=Text)
+            for at, length in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+        )
+        dash = literal_column("'-'", Text)
+        return reduce(lambda text, part: text + dash + part, rest, first)
 
     # SQLite's json_group_array takes no ORDER BY before 3.44: its embeds are loaded as
     # objects (renders_json is false), and these are never asked for.

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache, partial
-from typing import Any
+from typing import Any, ClassVar
 
 from scim2_models import InvalidFilterException, InvalidPathException, Path, ScimFilter
 from scim2_models.path.expressions import (
@@ -36,6 +36,7 @@ from scim2_models.path.expressions import (
 from sqlalchemy import (
     Column,
     ColumnElement,
+    Table,
     and_,
     bindparam,
     case,
@@ -169,18 +170,31 @@ _PHONES = (
 )
 _MULTI = {"emails": _EMAILS, "phonenumbers": _PHONES}
 
+#: The sub-attributes ``pr`` takes on the attributes of every resource (RFC 7643 §3.1):
+#: the same their comparisons take; every resource has them.
+_COMMON_PRESENT_SUBS: dict[str, tuple[str | None, ...]] = {
+    "id": (None,),
+    "meta": (None, "created", "lastmodified", "resourcetype"),
+}
+
 #: The sub-attributes ``pr`` takes on a User's attributes that are not declared fields,
 #: the same its comparisons take (``roles.display pr`` was every User, where
 #: ``roles.display eq`` is refused); the others are checked where they are compared.
 _PRESENT_SUBS: dict[str, tuple[str | None, ...]] = {
-    "id": (None,),
+    **_COMMON_PRESENT_SUBS,
     "username": (None,),
     "active": (None,),
-    "meta": (None, "created", "lastmodified", "resourcetype"),
     "roles": (None, "value"),
     "groups": (None, "value"),
     "enterprise:manager": (None, "value"),
     **dict.fromkeys(_MULTI, (None, "value", "type")),
+}
+
+#: The same for a Group's attributes that are not declared fields (``displayName`` and
+#: ``externalId`` are).
+_GROUP_PRESENT_SUBS: dict[str, tuple[str | None, ...]] = {
+    **_COMMON_PRESENT_SUBS,
+    "members": (None, "value"),
 }
 
 #: An address's sub-attributes (names folded) as what they read: ``streetAddress`` is its
@@ -219,17 +233,22 @@ def _in_value(
     return compare(node.attr_path.attr.lower(), str(node.op.value), node.value)
 
 
-def _persona_has(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-    """EXISTS a row meeting ``conditions`` for the statement's persona: correlated to
-    ``personas`` alone, so the subquery keeps its own tables when the statement around it
-    joins them too (the Users page joins ``roles``; auto-correlated, ``roles eq`` lost its
-    only FROM and was a 500)."""
-    return exists().where(*conditions).correlate(personas)
+def _has(outer: Table, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """EXISTS a row meeting ``conditions`` for the statement's row of ``outer`` (a persona,
+    a team): correlated to ``outer`` alone, so the subquery keeps its own tables when the
+    statement around it joins them too (the Users page joins ``roles``; auto-correlated,
+    ``roles eq`` lost its only FROM and was a 500)."""
+    return exists().where(*conditions).correlate(outer)
 
 
 def _has_address(condition: ColumnElement[bool]) -> ColumnElement[bool]:
     """The persona has an address meeting ``condition`` (one index probe of its addresses)."""
-    return _persona_has(addresses.c.persona_id == personas.c.id, condition)
+    return _has(personas, addresses.c.persona_id == personas.c.id, condition)
+
+
+def _has_member(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The team has a member meeting ``condition`` (a range of ``team_members``' key)."""
+    return _has(teams, team_members.c.team_id == teams.c.id, condition)
 
 
 def _datetime(value: object) -> datetime:
@@ -252,7 +271,17 @@ def _id(value: object) -> uuid.UUID | None:
 
 
 class _Filter:
-    """Compiles a filter for one backend: the logic here, each attribute in a subclass."""
+    """Compiles a filter for one backend: the logic and the attributes every resource has
+    (``id``, ``meta``) here, each resource's own attributes in a subclass, and ``null``
+    the same for all: ``eq null`` is ``not (x pr)`` (RFC 7643 §2.5: an unassigned
+    attribute and null are the same state)."""
+
+    #: The resource's table (its ``id`` column).
+    table: ClassVar[Table]
+    #: Its ``meta.resourceType``.
+    resource_type: ClassVar[str]
+    #: The sub-attributes ``pr`` takes on its attributes that are not declared fields.
+    present_subs: ClassVar[Mapping[str, tuple[str | None, ...]]]
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -283,6 +312,42 @@ class _Filter:
         return column == literal(value, type_=column.type)
 
     def _compare(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
+        if op == "pr":
+            return self._present(attr, sub)
+        if op == "ne":
+            return _negated(self._compare(attr, sub, "eq", value))
+        if value is None:
+            if op != "eq":
+                raise InvalidFilter(f"{op} null is not a comparison.")
+            return _negated(self._present(attr, sub))
+        if attr == "id" and sub is None:
+            return _by_id(self.table.c.id, op, value)
+        if attr == "meta" and sub in ("created", "lastmodified"):
+            if op not in ("eq", "gt", "ge", "lt", "le"):
+                raise InvalidFilter(f"meta.{sub} compares as a date with eq, gt, ge, lt or le.")
+            created, modified = self._moments()
+            return _ordered(created if sub == "created" else modified, op, _datetime(value))
+        if attr == "meta" and sub == "resourcetype":
+            return true() if op == "eq" and value == self.resource_type else false()
+        return self._compare_own(attr, sub, op, value)
+
+    def _present(self, attr: str, sub: str | None) -> ColumnElement[bool]:
+        if sub not in self.present_subs.get(attr, (sub,)):
+            raise InvalidFilter(f"{_shown(attr, sub)} is not an attribute this server filters.")
+        if attr in _COMMON_PRESENT_SUBS:
+            return true()
+        return self._present_own(attr, sub)
+
+    def _moments(self) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        """The resource's ``meta.created`` and ``meta.lastModified``."""
+        raise NotImplementedError
+
+    def _compare_own(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
+        """A comparison (not ``pr``, ``ne``, nor with null) of the resource's own attribute."""
+        raise NotImplementedError
+
+    def _present_own(self, attr: str, sub: str | None) -> ColumnElement[bool]:
+        """``pr`` of the resource's own attribute (its sub-attribute already checked)."""
         raise NotImplementedError
 
     def _text(
@@ -302,21 +367,13 @@ class _Filter:
             return and_(found, compared)
         return compared
 
-    def _meta(
-        self,
-        sub: str | None,
-        op: str,
-        value: Any,
-        created: ColumnElement[Any],
-        modified: ColumnElement[Any],
-    ) -> ColumnElement[bool]:
-        if op not in ("eq", "gt", "ge", "lt", "le"):
-            raise InvalidFilter(f"meta.{sub} compares as a date with eq, gt, ge, lt or le.")
-        return _ordered(created if sub == "created" else modified, op, _datetime(value))
-
 
 class UserFilter(_Filter):
     """Compiles a filter on Users."""
+
+    table = personas
+    resource_type = "User"
+    present_subs = _PRESENT_SUBS
 
     def _value_path(self, node: ValuePath) -> ColumnElement[bool]:
         attr, _ = _attribute(node.attr_path)
@@ -362,10 +419,11 @@ class UserFilter(_Filter):
 
     # -- one attribute ---------------------------------------------------------------------
 
-    def _present(self, attr: str, sub: str | None) -> ColumnElement[bool]:
-        if sub not in _PRESENT_SUBS.get(attr, (sub,)):
-            raise InvalidFilter(f"{_shown(attr, sub)} is not an attribute this server filters.")
-        if attr in ("id", "username", "active", "meta", "roles"):
+    def _moments(self) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        return personas.c.created_at, _last_modified()
+
+    def _present_own(self, attr: str, sub: str | None) -> ColumnElement[bool]:
+        if attr in ("username", "active", "roles"):
             return true()
         if attr in _MULTI:
             return or_(*(_filled(slot.value) for slot in _MULTI[attr]))
@@ -376,44 +434,31 @@ class UserFilter(_Filter):
         if attr == "enterprise:manager":
             return personas.c.manager_persona_id.is_not(None)
         if attr == "groups":
-            return _persona_has(team_members.c.persona_id == personas.c.id)
+            return _has(personas, team_members.c.persona_id == personas.c.id)
         declared = _SIMPLE_BY_KEY.get(f"{attr}.{sub}" if sub else attr)
         if declared is None:
             raise InvalidFilter(f"{_shown(attr, sub)} is not an attribute this server filters.")
         return _filled(_column(declared))
 
-    def _compare(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
-        if op == "pr":
-            return self._present(attr, sub)
-        if op == "ne":
-            return _negated(self._compare(attr, sub, "eq", value))
-        if value is None:
-            if op != "eq":
-                raise InvalidFilter(f"{op} null is not a comparison.")
-            return _negated(self._present(attr, sub))
-        if attr == "id" and sub is None:
-            return _by_id(personas.c.id, op, value)
+    def _compare_own(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
         if attr == "username" and sub is None:
             if not isinstance(value, str) or op not in _TEXT_OPS:
                 raise InvalidFilter("userName compares with a string.")
             key = name_key(value) or ""
-            if op == "eq":
-                found = _id(value)
-                if found is None:
-                    return self._equals(personas.c.user_name_key, key)
-                named = personas.c.user_name_key == key
-                # A persona with no userName and no email reads its id as its userName.
-                return or_(named, and_(personas.c.id == found, personas.c.user_name_key.is_(None)))
-            return self.backend.text_compare(personas.c.user_name_key, op, key, True)
+            if op != "eq":
+                return self._user_name(op, key)
+            found = _id(value)
+            if found is None or str(found) != key:  # the hot path: one index probe
+                return self._equals(personas.c.user_name_key, key)
+            # A persona with no userName and no email reads its id (as str() writes it)
+            # as its userName.
+            named = personas.c.user_name_key == key
+            return or_(named, and_(personas.c.id == found, personas.c.user_name_key.is_(None)))
         if attr == "active" and sub is None:
             if op != "eq" or not isinstance(value, bool):
                 raise InvalidFilter("active compares with eq and true or false.")
             is_active = personas.c.status == "active"
             return is_active if value else not_(is_active)
-        if attr == "meta" and sub in ("created", "lastmodified"):
-            return self._meta(sub, op, value, personas.c.created_at, _last_modified())
-        if attr == "meta" and sub == "resourcetype":
-            return true() if op == "eq" and value == "User" else false()
         if attr == "emails" and sub in (None, "value") and op == "eq" and isinstance(value, str):
             return self._email_probe(value)
         if attr == "addresses":
@@ -429,10 +474,10 @@ class UserFilter(_Filter):
             )
         if attr == "roles" and sub in (None, "value"):
             named = self._text(roles.c.name, op, value, case_exact=False, searched=False)
-            return _persona_has(roles.c.id == personas.c.role_id, named)
+            return _has(personas, roles.c.id == personas.c.role_id, named)
         if attr == "groups" and sub in (None, "value"):
             member = _by_id(team_members.c.team_id, op, value)
-            return _persona_has(team_members.c.persona_id == personas.c.id, member)
+            return _has(personas, team_members.c.persona_id == personas.c.id, member)
         if attr == "enterprise:manager" and sub in (None, "value"):
             return _by_id(personas.c.manager_persona_id, op, value)
         declared = _SIMPLE_BY_KEY.get(f"{attr}.{sub}" if sub else attr)
@@ -453,6 +498,16 @@ class UserFilter(_Filter):
                 return code_point_prefix(_SORTED[declared.name], folded)
             return self.backend.starts_with(key_column, folded)
         return self._text(column, op, value, declared.scim_case_exact, declared.searched)
+
+    def _user_name(self, op: str, key: str) -> ColumnElement[bool]:
+        """The userName a User reads compared with ``key``: its key (core/derived_columns.py),
+        else, for a persona with no userName and no email, its id's text, which it reads as
+        its userName (resources.user_name). ``coalesce(key, id)`` with the key compared as
+        its own column, so a range of the key's index serves the personas that have one."""
+        compare = self.backend.text_compare
+        by_key = compare(personas.c.user_name_key, op, key, True)
+        by_id = compare(self.backend.uuid_text(personas.c.id), op, key, True)
+        return or_(by_key, and_(personas.c.user_name_key.is_(None), by_id))
 
     def _role_compare(self, sub: str, op: str, value: Any) -> ColumnElement[bool]:
         """One comparison of a value filter on roles (``roles[value eq "User"]``)."""
@@ -512,43 +567,52 @@ class UserFilter(_Filter):
 class GroupFilter(_Filter):
     """Compiles a filter on Groups (teams)."""
 
+    table = teams
+    resource_type = "Group"
+    present_subs = _GROUP_PRESENT_SUBS
+
     def _value_path(self, node: ValuePath) -> ColumnElement[bool]:
         if _attribute(node.attr_path)[0] != "members":
             return super()._value_path(node)
-        return self._members(node.val_filter)
+        # One member meets the whole value filter, as one address does for a User.
+        return _has_member(_logic(node.val_filter, lambda one: _in_value(one, self._member)))
 
-    def _members(self, node: FilterNode) -> ColumnElement[bool]:
-        """A value filter on members: their ``value`` (the persona's id)."""
-        if isinstance(node, LogicalExpr):
-            parts = [self._members(term) for term in node.terms]
-            return and_(*parts) if node.op is LogicalOperator.and_ else or_(*parts)
-        if isinstance(node, Not):
-            return _negated(self._members(node.expr))
-        if isinstance(node, Comparison) and node.attr_path.attr.lower() == "value":
-            return self._compare("members", "value", str(node.op.value), node.value)
-        raise InvalidFilter("members[...] filters by value eq an id.")
-
-    def _compare(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
+    def _member(self, sub: str, op: str, value: Any) -> ColumnElement[bool]:
+        """One comparison of a value filter on members: a member's ``value`` (its
+        persona's id), which every member has."""
+        if sub != "value":
+            raise InvalidFilter('members[...] filters by value: members[value eq "id"].')
+        if op == "pr":
+            return true()
         if op == "ne":
-            return _negated(self._compare(attr, sub, "eq", value))
-        if attr == "id" and sub is None and op != "pr":
-            return _by_id(teams.c.id, op, value)
+            return _negated(self._member(sub, "eq", value))
+        if value is None:
+            if op != "eq":
+                raise InvalidFilter(f"{op} null is not a comparison.")
+            return false()
+        return _by_id(team_members.c.persona_id, op, value)
+
+    def _moments(self) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        return teams.c.created_at, teams.c.updated_at
+
+    def _present_own(self, attr: str, sub: str | None) -> ColumnElement[bool]:
+        if attr == "members":
+            return _has_member(true())
+        return _filled(teams.c[self._declared(attr, sub).name])
+
+    def _compare_own(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
         if attr == "members" and sub in (None, "value"):
-            if op == "pr":
-                return exists().where(team_members.c.team_id == teams.c.id)
-            member = _by_id(team_members.c.persona_id, op, value)
-            return exists().where(team_members.c.team_id == teams.c.id, member)
-        if attr == "meta" and sub in ("created", "lastmodified"):
-            return self._meta(sub, op, value, teams.c.created_at, teams.c.updated_at)
+            return _has_member(_by_id(team_members.c.persona_id, op, value))
+        declared = self._declared(attr, sub)
+        column = teams.c[declared.name]
+        return self._text(column, op, value, declared.scim_case_exact, searched=False)
+
+    def _declared(self, attr: str, sub: str | None) -> Field:
+        """The declared field (``displayName``, ``externalId``) an attribute names."""
         declared = _TEAM_BY_KEY.get(attr) if sub is None else None
         if declared is None:
             raise InvalidFilter(f"{_shown(attr, sub)} is not an attribute this server filters.")
-        column = teams.c[declared.name]
-        if op == "pr":
-            return _filled(column)
-        if value is None and op == "eq":
-            return _negated(_filled(column))
-        return self._text(column, op, value, declared.scim_case_exact, searched=False)
+        return declared
 
 
 _TEAM_BY_KEY = {f.scim.lower(): f for f in TEAM.values() if f.scim}
