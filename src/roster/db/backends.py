@@ -406,9 +406,12 @@ async def _discard_if_lost(
     return None
 
 
-def _closed(pooled: PoolProxiedConnection) -> bool:
-    """Whether asyncpg's connection is closed."""
-    return bool(pooled.driver_connection.is_closed())  # type: ignore[union-attr]
+async def _asyncpg_lost(
+    conn: AsyncConnection, pooled: PoolProxiedConnection, error: BaseException
+) -> sa_exc.DBAPIError | None:
+    """``_discard_if_lost`` for asyncpg, which says whether its connection is closed."""
+    closed = bool(pooled.driver_connection.is_closed())  # type: ignore[union-attr]
+    return await _discard_if_lost(conn, pooled, error, closed=closed)
 
 
 async def _setting(conn: AsyncConnection, pooled: PoolProxiedConnection, statement: str) -> None:
@@ -416,9 +419,7 @@ async def _setting(conn: AsyncConnection, pooled: PoolProxiedConnection, stateme
     try:
         await pooled.driver_connection.execute(statement)  # type: ignore[union-attr]
     except BaseException as error:
-        if (
-            lost := await _discard_if_lost(conn, pooled, error, closed=_closed(pooled))
-        ) is not None:
+        if (lost := await _asyncpg_lost(conn, pooled, error)) is not None:
             raise lost from error
         raise
 
@@ -614,9 +615,7 @@ class PostgresBackend(_DriverReads):
                 sql, *values
             )
         except BaseException as error:
-            if (
-                lost := await _discard_if_lost(conn, pooled, error, closed=_closed(pooled))
-            ) is not None:
+            if (lost := await _asyncpg_lost(conn, pooled, error)) is not None:
                 raise lost from error
             raise
         return rows
@@ -694,9 +693,7 @@ class PostgresBackend(_DriverReads):
         except asyncpg.IntegrityConstraintViolationError as error:
             raise IntegrityError(f"COPY {table.name}", None, error) from error
         except BaseException as error:
-            if (
-                lost := await _discard_if_lost(conn, pooled, error, closed=_closed(pooled))
-            ) is not None:
+            if (lost := await _asyncpg_lost(conn, pooled, error)) is not None:
                 raise lost from error
             raise
 

@@ -48,6 +48,7 @@ class Plain:
     required: frozenset[str] = frozenset()
     binds: tuple[Processor, ...] = ()
     columns: tuple[Processor, ...] = ()
+    #: Whether each parameter is such a list; empty when none is (most statements).
     expanding: tuple[bool, ...] = ()
     #: The SQL for each length of the lists bound one placeholder per item.
     expanded: OrderedDict[tuple[int, ...], str] = field(default_factory=OrderedDict, compare=False)
@@ -68,7 +69,7 @@ class Plain:
         list's items each bound on its own."""
         if not self.binds:
             return self.sql, list(values)
-        if not any(self.expanding):
+        if not self.expanding:
             return self.sql, [
                 process(value) if process else value
                 for value, process in zip(values, self.binds, strict=True)
@@ -130,6 +131,7 @@ def plain(statement: Select[Any], dialect: Dialect, *, converts: bool) -> Plain:
     if not converts:
         return Plain(str(compiled), names, built, required)
     processors = compiled._bind_processors
+    expanding = tuple(b.expanding for b in binds)
     return Plain(
         str(compiled),
         names,
@@ -137,7 +139,7 @@ def plain(statement: Select[Any], dialect: Dialect, *, converts: bool) -> Plain:
         required,
         tuple(_one(processors.get(n)) for n in names),
         columns_read(compiled),
-        tuple(b.expanding for b in binds),
+        expanding if any(expanding) else (),
     )
 
 
