@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import enum
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -749,8 +750,10 @@ _SQLITE_UNREACHABLE = ("SQLITE_CANTOPEN",)
 _SQLITE_CLOSED = ("no active connection", "connection closed", "closed database")
 
 
-#: How often a cancelled SQLite read's statement is interrupted until it ends.
+#: How often a cancelled SQLite read's statement is interrupted until it ends, and
+#: for how long at most.
 _SQLITE_INTERRUPT_EVERY = 0.005
+_SQLITE_INTERRUPT_FOR = 30.0
 
 
 async def _interrupted(driver: aiosqlite.Connection) -> None:
@@ -761,8 +764,10 @@ async def _interrupted(driver: aiosqlite.Connection) -> None:
     every so many instructions: under a busy event loop, waiting for the GIL each time
     starved the statement, 1 s of work taking minutes.)"""
     behind = asyncio.ensure_future(driver.execute_fetchall("SELECT 1"))
+    # Bounded: a thread stuck where interrupt() cannot reach is left to the discard.
+    give_up = time.monotonic() + _SQLITE_INTERRUPT_FOR
     try:
-        while not behind.done():
+        while not behind.done() and time.monotonic() < give_up:
             with contextlib.suppress(sqlite3.Error, ValueError):  # closed meanwhile
                 await driver.interrupt()
             await asyncio.wait([behind], timeout=_SQLITE_INTERRUPT_EVERY)

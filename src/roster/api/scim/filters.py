@@ -251,6 +251,10 @@ def _has_member(condition: ColumnElement[bool]) -> ColumnElement[bool]:
     return _has(teams, team_members.c.team_id == teams.c.id, condition)
 
 
+#: A value that can be part of an id's text (36 hex digits and dashes, lower case).
+_ID_PART = re.compile(r"[0-9a-f-]{1,36}")
+
+
 def _datetime(value: object) -> datetime:
     """A moment of a filter; one without an offset is UTC's (Roster keeps UTC)."""
     if isinstance(value, str):
@@ -500,12 +504,18 @@ class UserFilter(_Filter):
         return self._text(column, op, value, declared.scim_case_exact, declared.searched)
 
     def _user_name(self, op: str, key: str) -> ColumnElement[bool]:
-        """The userName a User reads compared with ``key``: its key (core/derived_columns.py),
-        else, for a persona with no userName and no email, its id's text, which it reads as
-        its userName (resources.user_name). ``coalesce(key, id)`` with the key compared as
-        its own column, so a range of the key's index serves the personas that have one."""
+        """The userName a User reads compared with ``key`` (not ``eq``): its key
+        (core/derived_columns.py), else, for a persona with no userName and no email, its
+        id's text, which it reads as its userName (resources.user_name). The id's text is
+        compared only by ``sw``, ``co`` and ``ew`` of a value that can be part of one:
+        the ``OR`` of it turns the key's index range into a walk of every persona on
+        PostgreSQL (``userName ge "ffffe"``: 0.66 ms to 488 ms at 1,000,000 personas).
+        ``gt``, ``ge``, ``lt``, ``le`` compare the key alone, the order ``sortBy`` uses,
+        in which those personas come last."""
         compare = self.backend.text_compare
         by_key = compare(personas.c.user_name_key, op, key, True)
+        if op not in ("sw", "co", "ew") or not _ID_PART.fullmatch(key):
+            return by_key
         by_id = compare(self.backend.uuid_text(personas.c.id), op, key, True)
         return or_(by_key, and_(personas.c.user_name_key.is_(None), by_id))
 
