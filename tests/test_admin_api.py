@@ -416,7 +416,15 @@ async def test_rotation_refusals_change_nothing(
 ) -> None:
     old = await directory.client([ACCOUNT], name="payroll")
     path = f"/clients/{old.client_id}/rotate"
-    for body in ({"gracePeriodSeconds": 604801}, {"gracePeriodSeconds": -1}, {"grace": 5}):
+    refused = [
+        {"gracePeriodSeconds": 604801},
+        {"gracePeriodSeconds": -1},
+        {"grace": 5},
+        # JSON's booleans and texts are not seconds (false was taken as 0: schemathesis).
+        {"gracePeriodSeconds": False},
+        {"gracePeriodSeconds": "60"},
+    ]
+    for body in refused:
         answer = await call(client, admin, "POST", path, body)
         assert error_of(answer)[:2] == (400, "invalid_request"), answer.text
         assert error_of(answer)[2] == [next(iter(body))]
@@ -484,6 +492,7 @@ BAD = [
         "accountIds[0]",
     ),
     ("POST", "/clients", {"name": "x", "scopes": ["read"], "allAccounts": True, "a": 1}, "a"),
+    ("POST", "/clients", {"name": "x", "scopes": ["read"], "allAccounts": 1}, "allAccounts"),
     ("GET", "/clients/" + "c" * 65, None, "clientId"),
 ]
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Body as BodyParameter
 from fastapi import Path, Query
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
 from roster.api.deps import ReadConnection, WriteConnection
 from roster.api.fields import AccountId, ClientId, NotNull, Rules, Timestamp
@@ -137,11 +137,12 @@ class ClientCreate(Body):
     name: Annotated[str, Rules(CLIENT["name"])]
     scopes: list[Scope] = Field(min_length=1, max_length=len(SCOPES))
     account_ids: list[AccountId] | None = Field(None, min_length=1, max_length=1000)
-    all_accounts: bool = False
+    all_accounts: StrictBool = False
 
 
 class ClientRotation(Body):
-    grace_period_seconds: int = Field(
+    # Strict: JSON's false is not 0 seconds (schemathesis sent it, and it was taken).
+    grace_period_seconds: StrictInt = Field(
         0,
         ge=0,
         le=GRACE_SECONDS_MAX,
