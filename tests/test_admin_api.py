@@ -416,7 +416,7 @@ async def test_rotation_refusals_change_nothing(
 ) -> None:
     old = await directory.client([ACCOUNT], name="payroll")
     path = f"/clients/{old.client_id}/rotate"
-    refused = [
+    refused: list[dict[str, object]] = [
         {"gracePeriodSeconds": 604801},
         {"gracePeriodSeconds": -1},
         {"grace": 5},
