@@ -423,12 +423,20 @@ async def test_rotation_refusals_change_nothing(
         # JSON's booleans and texts are not seconds (false was taken as 0: schemathesis).
         {"gracePeriodSeconds": False},
         {"gracePeriodSeconds": "60"},
+        {"gracePeriodSeconds": 60.5},
     ]
     for body in refused:
         answer = await call(client, admin, "POST", path, body)
         assert error_of(answer)[:2] == (400, "invalid_request"), answer.text
         assert error_of(answer)[2] == [next(iter(body))]
     assert await people_status(client, old.headers) == 200
+    # A whole number written as JSON Schema's integer may be: 60.0 is 60.
+    minute = await call(client, admin, "POST", path, {"gracePeriodSeconds": 60.0})
+    assert minute.status_code == 200, minute.text
+    rotated, expires = minute.json()["rotatedAt"], minute.json()["previousCredentialsExpireAt"]
+    assert datetime.fromisoformat(expires) - datetime.fromisoformat(rotated) == timedelta(
+        seconds=60
+    )
     week = await call(client, admin, "POST", path, {"gracePeriodSeconds": 604800})
     assert week.status_code == 200
     await call(client, admin, "POST", f"/clients/{old.client_id}/revoke")

@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Body as BodyParameter
 from fastapi import Path, Query
-from pydantic import Field, StrictBool, StrictInt
+from pydantic import Field, StrictBool
 
 from roster.api.deps import ReadConnection, WriteConnection
-from roster.api.fields import AccountId, ClientId, NotNull, Rules, Timestamp
+from roster.api.fields import AccountId, ClientId, JsonInt, NotNull, Rules, Timestamp
 from roster.api.openapi import error_responses
 from roster.api.people.contract import Admin, AdminReader, PageParameters, people_router
 from roster.api.people.models import Body, CamelModel, optional_timestamp, timestamp
@@ -141,8 +141,8 @@ class ClientCreate(Body):
 
 
 class ClientRotation(Body):
-    # Strict: JSON's false is not 0 seconds (schemathesis sent it, and it was taken).
-    grace_period_seconds: StrictInt = Field(
+    # JSON's false is not 0 seconds (schemathesis sent it, and it was taken).
+    grace_period_seconds: JsonInt = Field(
         0,
         ge=0,
         le=GRACE_SECONDS_MAX,

@@ -182,6 +182,18 @@ AccountId = Annotated[str, Rules(ACCOUNT["id"])]
 #: An API client's id (``cl_`` and 20 hex digits when Roster made it).
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64), STORABLE]
 
+
+def _json_integer(value: object) -> object:
+    """A JSON number, as JSON Schema's ``integer`` takes it (``60`` or ``60.0``): never a
+    boolean or a text, which Pydantic's lax mode would take as 0, 1 or 60."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a whole number")
+    return value
+
+
+#: An integer of a JSON body.
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
 _CURSOR = re.compile(r"[0-9]{1,40}")
 #: The largest cursor number stored (a BIGINT); a larger after-id is past every person.
 _CURSOR_MAX = 2**63 - 1
