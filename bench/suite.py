@@ -1337,6 +1337,10 @@ def compare_naive(report: Report, url: str, *cases: tuple[str, list[list[str]], 
         )
 
 
+#: Issue 17's target for the largest page with every embed (the first round's was 5 s).
+BIG_PAGE_SECONDS = 2
+
+
 def big_page(report: Report, server: Server, headers: dict[str, str]) -> None:
     """The largest page with every embed, three times: the time of each, the server's
     memory, and each answer checked (the rows asked for, no fewer)."""
@@ -1364,11 +1368,11 @@ def big_page(report: Report, server: Server, headers: dict[str, str]) -> None:
             if wrong := problem(response, call.expect):
                 failures[wrong] += 1
     postgres = report.database == "postgres"
-    met = (max(seconds) <= 5 and growth <= 150 * MB) if postgres else None
+    met = (max(seconds) <= BIG_PAGE_SECONDS and growth <= 150 * MB) if postgres else None
     report.add(
         Figure(
             f"limit={scale.big_page} with all five embeds",
-            "<= 5 s (each of 3 runs), RSS growth <= 150 MB",
+            f"<= {BIG_PAGE_SECONDS} s (each of 3 runs), RSS growth <= 150 MB",
             statistics.median(seconds) * 1000,
             met=met,
             note=f"slowest of 3 runs {max(seconds):.2f} s; peak RSS growth {growth / MB:.0f} MB, "

@@ -372,6 +372,76 @@ async def test_address_filters_compare_one_address_at_a_time(scim: Scim) -> None
         assert "addresses" in error["detail"], refused
 
 
+async def test_value_filters_keep_the_rules_of_null_and_pr(scim: Scim) -> None:
+    """Within ``emails[...]``, ``phoneNumbers[...]``, ``addresses[...]`` and
+    ``members[...]``, ``pr``, ``ne`` and null mean what they mean outside: ``eq null`` is
+    ``not pr`` and no other operator takes null. ``emails[value eq null]`` was a 400
+    (addresses took it), and ``emails[shoeSize pr]`` found every User with an email."""
+    ann = await scim.create(
+        userName="ann",
+        emails=[{"value": "ann@example.com", "type": "work"}],
+        phoneNumbers=[{"value": "+44 20 7946 0000", "type": "mobile"}],
+        addresses=[address("work", "1 Main St", "London", "SW1A 1AA", "GB")],
+    )
+    bob = await scim.create(userName="bob", emails=[{"value": "bob@example.org", "type": "work"}])
+    await scim.create(userName="cy")
+    dee = await scim.create(
+        userName="dee",
+        emails=[
+            {"value": "dee@example.com", "type": "work"},
+            {"value": "dee@home.net", "type": "home"},
+        ],
+    )
+    assert {e["type"] for e in dee["emails"]} == {"work", "other"}
+    group = await scim(
+        "POST", "/Groups", {"displayName": "Sales", "members": [{"value": ann["id"]}]}, 201
+    )
+    expected = {
+        "/Users/.search": {
+            "emails[value eq null]": set(),
+            "emails[value ne null]": {ann["id"], bob["id"], dee["id"]},
+            "emails[value pr]": {ann["id"], bob["id"], dee["id"]},
+            "emails[type pr]": {ann["id"], bob["id"], dee["id"]},
+            "emails[type eq null]": set(),
+            # A person's own email is an "other" value only where it is not the work one
+            # (a new User's person takes its work email: it was found as "other" too).
+            'emails[type ne "work"]': {dee["id"]},
+            'emails[type eq "other" and value ew ".net"]': {dee["id"]},
+            'emails[type eq "other"]': {dee["id"]},
+            'emails[value pr and type eq "work"]': {ann["id"], bob["id"], dee["id"]},
+            "phoneNumbers[value eq null]": set(),
+            "phoneNumbers[value pr]": {ann["id"]},
+            "phoneNumbers[type ne null]": {ann["id"]},
+            "addresses[region eq null]": {ann["id"]},
+            "addresses[region pr]": set(),
+            'addresses[locality ne null and locality eq "london"]': {ann["id"]},
+        },
+        "/Groups/.search": {
+            "members[value eq null]": set(),
+            "members[value ne null]": {group["id"]},
+        },
+    }
+    for path, filters in expected.items():
+        for filter_text, wanted in filters.items():
+            found = await scim("POST", path, {"filter": filter_text})
+            assert {r["id"] for r in found["Resources"]} == wanted, filter_text
+            assert found["totalResults"] == len(wanted), filter_text
+    for refused, named in (
+        ("emails[shoeSize pr]", "shoesize"),
+        ("emails[value gt null]", "gt null"),
+        ("phoneNumbers[type sw null]", "sw null"),
+        ("addresses[locality lt null]", "lt null"),
+        ("emails[type gt 1]", "type"),
+    ):
+        error = await scim("POST", "/Users/.search", {"filter": refused}, 400)
+        assert error["scimType"] == "invalidFilter", refused
+        assert named in error["detail"].lower(), (refused, error["detail"])
+    refused_member = await scim(
+        "POST", "/Groups/.search", {"filter": "members[value le null]"}, 400
+    )
+    assert "le null" in refused_member["detail"]
+
+
 async def test_role_filters_find_the_users_of_the_role(scim: Scim) -> None:
     """``roles`` compares the User's one role by its name, without case, alone or beside
     other comparisons. The page's statement joins ``roles`` for the role's name, and the

@@ -158,11 +158,26 @@ class _Slot:
     value: ColumnElement[Any]
     key: tuple[ColumnElement[Any], Callable[[str], str | None]] | None
     searched: bool
+    #: When a User shows the value it holds (resources.py), if not always.
+    shown: ColumnElement[bool] | None = None
+
+    @property
+    def held(self) -> ColumnElement[bool]:
+        """The User has this value, as it reads it."""
+        held = self.value.is_not(None)
+        return held if self.shown is None else and_(held, self.shown)
 
 
 _EMAILS = (
     _Slot("work", personas.c.email_address, (personas.c.work_email_key, email_key), True),
-    _Slot("other", persons.c.email_address, (persons.c.email_key, email_key), True),
+    # The person's own email is a value of its own only where it is not the work one.
+    _Slot(
+        "other",
+        persons.c.email_address,
+        (persons.c.email_key, email_key),
+        True,
+        persons.c.email_key.is_distinct_from(personas.c.work_email_key),
+    ),
 )
 _PHONES = (
     _Slot("work", personas.c.work_number, None, False),
@@ -316,14 +331,14 @@ class _Filter:
         return column == literal(value, type_=column.type)
 
     def _compare(self, attr: str, sub: str | None, op: str, value: Any) -> ColumnElement[bool]:
-        if op == "pr":
-            return self._present(attr, sub)
-        if op == "ne":
-            return _negated(self._compare(attr, sub, "eq", value))
-        if value is None:
-            if op != "eq":
-                raise InvalidFilter(f"{op} null is not a comparison.")
-            return _negated(self._present(attr, sub))
+        return _compared(
+            op, value, partial(self._present, attr, sub), partial(self._compare_value, attr, sub)
+        )
+
+    def _compare_value(
+        self, attr: str, sub: str | None, op: str, value: Any
+    ) -> ColumnElement[bool]:
+        """A comparison with a value (not ``pr``, ``ne``, nor with null)."""
         if attr == "id" and sub is None:
             return _by_id(self.table.c.id, op, value)
         if attr == "meta" and sub in ("created", "lastmodified"):
@@ -397,9 +412,7 @@ class UserFilter(_Filter):
         slots = _MULTI.get(attr)
         if slots is None:
             return super()._value_path(node)
-        return or_(
-            *(and_(slot.value.is_not(None), self._slot(slot, node.val_filter)) for slot in slots)
-        )
+        return or_(*(and_(slot.held, self._slot(slot, node.val_filter)) for slot in slots))
 
     def _bound(self, value: Any) -> str:
         """The name ``value`` is bound by (the next of this filter's places)."""
@@ -472,7 +485,7 @@ class UserFilter(_Filter):
         if attr in _MULTI and sub in (None, "value", "type"):
             return or_(
                 *(
-                    and_(slot.value.is_not(None), self._slot_compare(slot, sub, op, value))
+                    and_(slot.held, self._slot_compare(slot, sub, op, value))
                     for slot in _MULTI[attr]
                 )
             )
@@ -530,21 +543,20 @@ class UserFilter(_Filter):
     def _slot_compare(
         self, slot: _Slot, sub: str | None, op: str, value: Any
     ) -> ColumnElement[bool]:
-        if op == "pr":
-            return _filled(slot.value) if sub in (None, "value") else true()
-        if op == "ne":
-            return _negated(self._slot_compare(slot, sub, "eq", value))
         if sub in (None, "value"):
-            if op == "eq" and slot.key is not None and isinstance(value, str):
-                key_column, key_of = slot.key
-                key = key_of(value)
-                return false() if key is None else key_column == key
-            return self._text(slot.value, op, value, case_exact=False, searched=slot.searched)
-        if sub == "type":
-            if not isinstance(value, str) or op not in _TEXT_OPS:
-                raise InvalidFilter("type compares with a string.")
-            return true() if _python_text(slot.type, op, value.lower()) else false()
+            return _compared(
+                op, value, partial(_filled, slot.value), partial(self._slot_value, slot)
+            )
+        if sub == "type":  # every value has its slot's type
+            return _compared(op, value, true, partial(_slot_type, slot))
         raise InvalidFilter(f"{sub} is not a sub-attribute this server filters.")
+
+    def _slot_value(self, slot: _Slot, op: str, value: Any) -> ColumnElement[bool]:
+        if op == "eq" and slot.key is not None and isinstance(value, str):
+            key_column, key_of = slot.key
+            key = key_of(value)
+            return false() if key is None else key_column == key
+        return self._text(slot.value, op, value, case_exact=False, searched=slot.searched)
 
     def _address(self, node: FilterNode) -> ColumnElement[bool]:
         """A value filter (``addresses[...]``) on one address."""
@@ -563,15 +575,8 @@ class UserFilter(_Filter):
         column = _ADDRESS.get(sub)
         if column is None:
             raise InvalidFilter(f"addresses.{sub} is not a sub-attribute this server filters.")
-        if op == "pr":
-            return _filled(column)
-        if op == "ne":
-            return _negated(self._address_compare(sub, "eq", value))
-        if value is None:
-            if op != "eq":
-                raise InvalidFilter(f"{op} null is not a comparison.")
-            return _negated(_filled(column))
-        return self._text(column, op, value, case_exact=False, searched=False)
+        text = partial(self._text, column, case_exact=False, searched=False)
+        return _compared(op, value, partial(_filled, column), text)
 
 
 class GroupFilter(_Filter):
@@ -592,15 +597,7 @@ class GroupFilter(_Filter):
         persona's id), which every member has."""
         if sub != "value":
             raise InvalidFilter('members[...] filters by value: members[value eq "id"].')
-        if op == "pr":
-            return true()
-        if op == "ne":
-            return _negated(self._member(sub, "eq", value))
-        if value is None:
-            if op != "eq":
-                raise InvalidFilter(f"{op} null is not a comparison.")
-            return false()
-        return _by_id(team_members.c.persona_id, op, value)
+        return _compared(op, value, true, partial(_by_id, team_members.c.persona_id))
 
     def _moments(self) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
         return teams.c.created_at, teams.c.updated_at
@@ -666,6 +663,34 @@ def _column(declared: Field) -> ColumnElement[Any]:
 
 def _filled(column: ColumnElement[Any]) -> ColumnElement[bool]:
     return and_(column.is_not(None), column != "")
+
+
+def _compared(
+    op: str,
+    value: Any,
+    present: Callable[[], ColumnElement[bool]],
+    compare: Callable[[str, Any], ColumnElement[bool]],
+) -> ColumnElement[bool]:
+    """The rule every comparison keeps, of an attribute or within a value filter: ``pr``
+    is ``present``; ``ne`` is not ``eq``; ``eq null`` is not ``pr`` (RFC 7643 §2.5: an
+    unassigned attribute and null are the same state), and no other operator takes null;
+    the rest is ``compare(op, value)``."""
+    if op == "pr":
+        return present()
+    if op == "ne":
+        return _negated(_compared("eq", value, present, compare))
+    if value is None:
+        if op != "eq":
+            raise InvalidFilter(f"{op} null is not a comparison.")
+        return _negated(present())
+    return compare(op, value)
+
+
+def _slot_type(slot: _Slot, op: str, value: Any) -> ColumnElement[bool]:
+    """A slot's fixed type compared (``emails[type eq "work"]``)."""
+    if not isinstance(value, str) or op not in _TEXT_OPS:
+        raise InvalidFilter("type compares with a string.")
+    return true() if _python_text(slot.type, op, value.lower()) else false()
 
 
 def _negated(condition: ColumnElement[bool]) -> ColumnElement[bool]:
