@@ -375,8 +375,9 @@ async def test_address_filters_compare_one_address_at_a_time(scim: Scim) -> None
 async def test_value_filters_keep_the_rules_of_null_and_pr(scim: Scim) -> None:
     """Within ``emails[...]``, ``phoneNumbers[...]``, ``addresses[...]`` and
     ``members[...]``, ``pr``, ``ne`` and null mean what they mean outside: ``eq null`` is
-    ``not pr`` and no other operator takes null. ``emails[value eq null]`` was a 400
-    (addresses took it), and ``emails[shoeSize pr]`` found every User with an email."""
+    ``not pr`` and no other operator takes null. ``emails[value eq null]`` and
+    ``addresses[primary eq null]`` were a 400, and ``emails[shoeSize pr]`` found every
+    User with an email. The filters read a User's emails as it shows them."""
     ann = await scim.create(
         userName="ann",
         emails=[{"value": "ann@example.com", "type": "work"}],
@@ -384,7 +385,7 @@ async def test_value_filters_keep_the_rules_of_null_and_pr(scim: Scim) -> None:
         addresses=[address("work", "1 Main St", "London", "SW1A 1AA", "GB")],
     )
     bob = await scim.create(userName="bob", emails=[{"value": "bob@example.org", "type": "work"}])
-    await scim.create(userName="cy")
+    cy = await scim.create(userName="cy")
     dee = await scim.create(
         userName="dee",
         emails=[
@@ -392,29 +393,51 @@ async def test_value_filters_keep_the_rules_of_null_and_pr(scim: Scim) -> None:
             {"value": "dee@home.net", "type": "home"},
         ],
     )
+    eve = await scim.create(userName="eve", emails=[{"value": "eve@home.org", "type": "home"}])
+    # The same email twice, but for case: one value shown, the work one.
+    fay = await scim.create(
+        userName="fay",
+        emails=[
+            {"value": "Fay@example.com", "type": "work"},
+            {"value": "fay@EXAMPLE.com", "type": "home"},
+        ],
+    )
     assert {e["type"] for e in dee["emails"]} == {"work", "other"}
+    assert [e["type"] for e in eve["emails"]] == ["other"]
+    assert [e["type"] for e in fay["emails"]] == ["work"]
     group = await scim(
         "POST", "/Groups", {"displayName": "Sales", "members": [{"value": ann["id"]}]}, 201
     )
+    emailed = {user["id"] for user in (ann, bob, dee, eve, fay)}
+    # A person's own email is an "other" value only where it is not the work one (a new
+    # User's person takes its work email: such Users were found as "other" too).
+    others = {dee["id"], eve["id"]}
     expected = {
         "/Users/.search": {
             "emails[value eq null]": set(),
-            "emails[value ne null]": {ann["id"], bob["id"], dee["id"]},
-            "emails[value pr]": {ann["id"], bob["id"], dee["id"]},
-            "emails[type pr]": {ann["id"], bob["id"], dee["id"]},
+            "emails[value ne null]": emailed,
+            "emails[value pr]": emailed,
+            "emails pr": emailed,
+            "emails[type pr]": emailed,
             "emails[type eq null]": set(),
-            # A person's own email is an "other" value only where it is not the work one
-            # (a new User's person takes its work email: it was found as "other" too).
-            'emails[type ne "work"]': {dee["id"]},
+            'emails[type ne "work"]': others,
+            'emails[type eq "other"]': others,
+            'emails.type eq "other"': others,
+            'not (emails.type eq "other")': {ann["id"], bob["id"], cy["id"], fay["id"]},
             'emails[type eq "other" and value ew ".net"]': {dee["id"]},
-            'emails[type eq "other"]': {dee["id"]},
-            'emails[value pr and type eq "work"]': {ann["id"], bob["id"], dee["id"]},
+            'emails[value co "home"]': others,
+            'emails[value pr and type eq "work"]': {ann["id"], bob["id"], dee["id"], fay["id"]},
             "phoneNumbers[value eq null]": set(),
             "phoneNumbers[value pr]": {ann["id"]},
             "phoneNumbers[type ne null]": {ann["id"]},
             "addresses[region eq null]": {ann["id"]},
             "addresses[region pr]": set(),
             'addresses[locality ne null and locality eq "london"]': {ann["id"]},
+            # Sent without primary: not present, and read as false.
+            "addresses[primary eq null]": {ann["id"]},
+            "addresses[primary ne null]": set(),
+            "addresses[primary ne true]": {ann["id"]},
+            "addresses[primary eq false]": {ann["id"]},
         },
         "/Groups/.search": {
             "members[value eq null]": set(),
@@ -431,6 +454,8 @@ async def test_value_filters_keep_the_rules_of_null_and_pr(scim: Scim) -> None:
         ("emails[value gt null]", "gt null"),
         ("phoneNumbers[type sw null]", "sw null"),
         ("addresses[locality lt null]", "lt null"),
+        ("addresses[primary gt null]", "gt null"),
+        ('addresses[primary eq "yes"]', "primary"),
         ("emails[type gt 1]", "type"),
     ):
         error = await scim("POST", "/Users/.search", {"filter": refused}, 400)

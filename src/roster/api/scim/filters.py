@@ -164,7 +164,7 @@ class _Slot:
     @property
     def held(self) -> ColumnElement[bool]:
         """The User has this value, as it reads it."""
-        held = self.value.is_not(None)
+        held = _filled(self.value)
         return held if self.shown is None else and_(held, self.shown)
 
 
@@ -443,7 +443,7 @@ class UserFilter(_Filter):
         if attr in ("username", "active", "roles"):
             return true()
         if attr in _MULTI:
-            return or_(*(_filled(slot.value) for slot in _MULTI[attr]))
+            return or_(*(slot.held for slot in _MULTI[attr]))
         if attr == "addresses":
             return _has_address(true() if sub is None else self._address_compare(sub, "pr", None))
         if attr == "name" and sub is None:
@@ -565,13 +565,9 @@ class UserFilter(_Filter):
     def _address_compare(self, sub: str, op: str, value: Any) -> ColumnElement[bool]:
         """One address's sub-attribute compared: its text, without case; ``primary``
         with true or false."""
-        if sub == "primary":
-            if op == "pr":  # sent, true or false
-                return addresses.c.is_primary.is_not(None)
-            if op not in ("eq", "ne") or not isinstance(value, bool):
-                raise InvalidFilter("addresses.primary compares with eq or ne and a boolean.")
-            primary = func.coalesce(addresses.c.is_primary, false())
-            return primary if value == (op == "eq") else not_(primary)
+        if sub == "primary":  # present when sent, true or false
+            sent = addresses.c.is_primary.is_not(None)
+            return _compared(op, value, lambda: sent, _primary)
         column = _ADDRESS.get(sub)
         if column is None:
             raise InvalidFilter(f"addresses.{sub} is not a sub-attribute this server filters.")
@@ -684,6 +680,14 @@ def _compared(
             raise InvalidFilter(f"{op} null is not a comparison.")
         return _negated(present())
     return compare(op, value)
+
+
+def _primary(op: str, value: Any) -> ColumnElement[bool]:
+    """An address's ``primary`` equal to true or false (not sent reads false)."""
+    if op != "eq" or not isinstance(value, bool):
+        raise InvalidFilter("addresses.primary compares with eq or ne and a boolean.")
+    primary = func.coalesce(addresses.c.is_primary, false())
+    return primary if value else not_(primary)
 
 
 def _slot_type(slot: _Slot, op: str, value: Any) -> ColumnElement[bool]:
