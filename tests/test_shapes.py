@@ -57,6 +57,8 @@ async def test_each_statement_of_a_shape_answers_with_its_own_values(
                 answers.add(tuple(tuple(row) for row in found))
         assert len(answers) >= 8  # the values chose different rows
         # Three shapes (eq, a prefix in an order, a moment), whatever their values, and
-        # nothing compiled for one statement's values alone.
-        assert known_shapes() - kept == 3
+        # nothing compiled for one statement's values alone. Counted as new shapes, not
+        # as the cache's size: after the rest of the suite the cache may be full (it
+        # keeps SHAPES_KEPT), and each new shape then drops an old one.
+        assert len(known_shapes() - kept) == 3
         assert plain.cache_info().misses == compiled

@@ -56,9 +56,9 @@ class Shaped(NamedTuple):
 _SHAPES: dict[Hashable, _Shape | None] = {}
 
 
-def known_shapes() -> int:
-    """How many shapes are kept now."""
-    return len(_SHAPES)
+def known_shapes() -> frozenset[Hashable]:
+    """The shapes kept now (at most ``SHAPES_KEPT``: a full cache drops its oldest)."""
+    return frozenset(_SHAPES)
 
 
 def shaped_sql(
