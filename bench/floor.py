@@ -38,7 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -74,10 +74,8 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-#: What a statement is built with where a request's values go, bound per request (by
-#: name, or in place of these values where a builder gives a parameter no name).
+#: What a statement is built with where a request's value goes, bound per request by name.
 ACCOUNT = "flooraccount"
-LIMIT, OFFSET = 7_000_001, 7_000_002
 DIALECTS: dict[str, Dialect] = {
     "postgresql": asyncpg_dialect(),  # type: ignore[no-untyped-call]
     "sqlite": aiosqlite_dialect(),
@@ -87,18 +85,6 @@ DIALECTS: dict[str, Dialect] = {
 def compiled(statement: Select[Any], dialect: Dialect) -> Plain:
     """A statement of Roster's as Roster's ``fetch_plain`` runs it (roster/db/plain.py)."""
     return plain(statement, dialect, converts=dialect.name == "sqlite")
-
-
-def values_of(
-    statement: Plain, parameters: Mapping[str, Any], replaced: Mapping[Any, Any]
-) -> list[Any]:
-    """The values to bind: as ``Plain.values``, and where a builder gave a parameter no
-    name, the request's value in place of the one it was built with (``replaced``)."""
-    given = zip(statement.names, statement.built, strict=True)
-    return [
-        parameters[n] if n in parameters else replaced.get(value, value) if value else value
-        for n, value in given
-    ]
 
 
 class Connection(Protocol):
@@ -120,8 +106,10 @@ class SearchStatements:
     """A search's statements for one shape of terms (listing.py's builders)."""
 
     gathered: Plain  # the count and the page's rows, as search_page reads them
-    count: Plain  # more than GATHER_FIRST matches: counted and paged as list_people does
-    page: Plain
+    #: More than GATHER_FIRST matches: the count and the page walked from the ordered
+    #: index, as search_page reads them, by offsets at most the limit and beyond it.
+    counted: dict[bool, Plain]
+    count: Plain  # a counted page past the last match: the count alone
 
 
 class Statements:
@@ -139,14 +127,17 @@ class Statements:
         parameter, bound by name per request."""
         shape = self.backend.search_shape(terms)
         if (found := self._searches.get(shape)) is None:
-            query = listing.PeopleQuery(limit=LIMIT, offset=OFFSET, search=" ".join(terms))
+            query = listing.PeopleQuery(search=" ".join(terms))
             conditions = listing.conditions_of(self.backend, ACCOUNT, query, [])
-            many = listing.GATHER_FIRST + 1  # walk the ordered index, as list_people does
-            gathered = listing._search_statement(self.backend, shape, terms, (), as_is)
+
+            def built(form: listing._Form) -> Plain:
+                statement = listing._search_statement(self.backend, shape, terms, (), as_is, form)
+                return compiled(statement, self.dialect)
+
             found = self._searches[shape] = SearchStatements(
-                compiled(gathered, self.dialect),
+                built(listing._Form(counted=False, deep=False)),
+                {deep: built(listing._Form(counted=True, deep=deep)) for deep in (False, True)},
                 compiled(listing.count_statement(conditions), self.dialect),
-                compiled(listing.page_statement(conditions, query, many), self.dialect),
             )
         return found
 
@@ -348,7 +339,6 @@ class Floor:
             "limit": limit,
             **self.statements.backend.search_parameters(terms),
         }
-        replaced: dict[Any, Any] = {LIMIT: limit, OFFSET: offset}
         async with self.database.acquire(for_search=True) as conn:
             principal = await self.principal(conn, header)
             account = self.statements.account_by_id
@@ -357,19 +347,22 @@ class Floor:
             ):
                 return 404, error_body("account_not_found", "")
             many = (account_id, tuple(sorted(terms)))
-            found: Sequence[Sequence[Any]] = []
-            count = listing.GATHER_FIRST + 1  # as search_page, known to be many
             if many not in self.many_matches:
                 gathered = statements.gathered
-                found = await conn.fetch(gathered, values_of(gathered, named, replaced))
+                found = await conn.fetch(gathered, gathered.values(named))
                 count = found[0][0]
-            if count <= listing.GATHER_FIRST:
                 rows = [row[1:] for row in found if row[1] is not None]
-            else:
-                self.many_matches.add(many)
-                counting, paging = statements.count, statements.page
-                count = (await conn.fetch(counting, values_of(counting, named, replaced)))[0][0]
-                rows = list(await conn.fetch(paging, values_of(paging, named, replaced)))
+            if many in self.many_matches or count > listing.GATHER_FIRST:
+                self.many_matches.add(many)  # as search_page: counted, the page walked
+                counted = statements.counted[offset > limit]
+                found = await conn.fetch(counted, counted.values(named))
+                counting = statements.count
+                count = (
+                    found[0][0]
+                    if found
+                    else (await conn.fetch(counting, counting.values(named)))[0][0]
+                )
+                rows = [row[1:] for row in found]
         head = {"limit": limit, "offset": offset, "count": count, "search": search}
         shown = b",".join(
             orjson.dumps(row_json(PersonaRow.of(row)), default=json_default) for row in rows

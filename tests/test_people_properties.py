@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
 from roster.core.matching import name_key, phone_key, search_fold
+from roster.core.people import listing
 from roster.core.writer import PersonWrite
 from tests.factories import PROPERTY_SETTINGS, Client, Directory
 
@@ -261,3 +264,12 @@ async def test_search_follows_its_rule_on_both_backends(
     body = await page(client, loaded, search=search, limit=100000)
     assert {row["id"] for row in body["rows"]} == expected, search
     assert body["count"] == len(expected)
+    # A small page is read by one statement (search_page): its matches gathered, or,
+    # above GATHER_FIRST, all counted and the page walked from the ordered index.
+    limit, offset = data.draw(st.integers(1, 4)), data.draw(st.integers(0, 8))
+    gather_first = data.draw(st.sampled_from([listing.GATHER_FIRST, -1]))
+    with patch.multiple(listing, GATHER_FIRST=gather_first, _MANY_MATCHES=OrderedDict()):
+        small = await page(client, loaded, search=search, limit=limit, offset=offset)
+    ordered = in_order(loaded, [n for n, _ in enumerate(someone) if str(loaded.ids[n]) in expected])
+    assert [row["id"] for row in small["rows"]] == ordered[offset : offset + limit], search
+    assert small["count"] == len(expected)

@@ -197,8 +197,8 @@ async def list_people_endpoint(
 ) -> Response:
     """List the people of an account: search, filters, embeds, offset pages up to 100,000."""
     account_id = await require_account(conn, principal, parameters.account_id)
-    # A search of few matches is one statement on this connection; else a snapshot of
-    # its own counts and streams the page.
+    # A search's page of up to SEARCH_PAGE_LIMIT rows is one statement on this
+    # connection; else a snapshot of its own counts and streams the page.
     found = await search_page(conn, account_id, parameters.core_query(), item_key)
     if found is not None:
         pieces = [piece async for piece in _page_json(parameters, found)]

@@ -12,7 +12,18 @@ from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, true
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.matching import name_key, search_terms
@@ -160,25 +171,38 @@ def page_statement(
     index order looking for rare matches (it misjudges how rare a substring is); with
     many, walking the ordered index and stopping after the page is the fast way.
     """
+    return _page(
+        conditions,
+        many=count > GATHER_FIRST,
+        deep=query.offset > query.limit,
+        offset=query.offset,
+        limit=query.limit,
+    )
+
+
+def _page(
+    conditions: list[ColumnElement[bool]],
+    *,
+    many: bool,
+    deep: bool,
+    offset: int | BindParameter[int],
+    limit: int | BindParameter[int],
+) -> Select[Any]:
+    """page_statement's rows, for ``many`` matches or few, past an offset larger than the
+    limit (``deep``) or not; ``offset`` and ``limit`` are values or parameters."""
     keys = (personas.c.account_id, *ORDER)
-    if count > GATHER_FIRST and query.offset <= query.limit:
+    if many and not deep:
         # Few rows skipped: walk the ordered index and join each row as it comes.
-        return (
-            rows_select()
-            .where(*conditions)
-            .order_by(*ORDER)
-            .offset(query.offset)
-            .limit(query.limit)
-        )
-    if count > GATHER_FIRST:
+        return rows_select().where(*conditions).order_by(*ORDER).offset(offset).limit(limit)
+    if many:
         # The page's keys alone, from the ordered index (an index-only walk past a deep
         # offset), then their rows: skipped rows are never joined to their persons.
         page = (
             select(*keys)
             .where(*conditions)
             .order_by(*ORDER)
-            .offset(query.offset)
-            .limit(query.limit)
+            .offset(offset)
+            .limit(limit)
             .cte("page")
         )
     else:
@@ -186,8 +210,8 @@ def page_statement(
         page = (
             select(matched)
             .order_by(*(matched.c[c.name] for c in ORDER))
-            .offset(query.offset)
-            .limit(query.limit)
+            .offset(offset)
+            .limit(limit)
             .cte("page")
         )
     return (
@@ -250,21 +274,24 @@ async def search_page(
 ) -> PeoplePage | None:
     """A search's count and page, read by one statement (so on any connection, in no
     transaction: one statement sees one snapshot), with the rows' embeds loaded; None
-    when ``query`` is no search, asks for more than SEARCH_PAGE_LIMIT rows (streamed
-    by :func:`list_people`), or matches more than GATHER_FIRST rows (then
-    :func:`list_people` counts them and walks the ordered index).
+    when ``query`` is no search or asks for more than SEARCH_PAGE_LIMIT rows (streamed
+    by :func:`list_people`).
 
     Checking a search's matches is what it costs (on PostgreSQL, each candidate row of
-    the trigram index is read again), so they are read once: gathered (at most
-    GATHER_FIRST + 1), counted, and the page sorted from them and joined to its rows.
-    A search without filters runs a statement built once for its shape (the number of
+    the trigram index is read again from the table), so they are read once: gathered
+    (at most GATHER_FIRST + 1), counted, and the page sorted from them and joined to its
+    rows. A search that matches more (lately: ``_MANY_MATCHES``) is counted, and its page
+    walked from the account's ordered index, by one statement too (:func:`_counted`). A
+    search without filters runs a statement built once for its shape (the number of
     terms), with the request's values bound: building and compiling a statement cost
     more than running this one.
     """
     terms = search_terms(query.search)
-    many = (account_id, tuple(sorted(terms)))
-    if not terms or query.limit > SEARCH_PAGE_LIMIT or many in _MANY_MATCHES:
+    if not terms or query.limit > SEARCH_PAGE_LIMIT:
         return None
+    many = (account_id, tuple(sorted(terms)))
+    counted = many in _MANY_MATCHES
+    form = _Form(counted, deep=counted and query.offset > query.limit)
     backend = backend_for(conn)
     include = included(query.include)
     in_rows = bool(include) and backend.renders_json
@@ -278,22 +305,27 @@ async def search_page(
     found: Sequence[Sequence[Any]]
     if query == PeopleQuery(query.limit, query.offset, query.search, query.include):
         shape = backend.search_shape(terms)
-        statement = _search_statement(backend, shape, tuple(terms), columns, json_keys)
+        statement = _search_statement(backend, shape, tuple(terms), columns, json_keys, form)
         async with backend.custom_plans(conn):
             found = await backend.fetch_plain(conn, statement, parameters)
     else:  # filters: their values are in the statement
         named_roles = await _named_roles(conn, account_id, query.role_names)
         conditions = conditions_of(backend, account_id, query, named_roles)
-        statement = _gathered(backend, conditions, columns, json_keys)
+        statement = form.build(backend, conditions, columns, json_keys)
         async with backend.custom_plans(conn):
             found = (await conn.execute(statement, parameters)).all()
-    count: int = found[0][0]
-    if count > GATHER_FIRST:
-        _MANY_MATCHES[many] = None
-        while len(_MANY_MATCHES) > MANY_MATCHES_KEPT:
-            _MANY_MATCHES.popitem(last=False)
-        return None
-    listed = [row[1:] for row in found if row[1] is not None]
+    if form.counted:
+        # Each row carries the count; a page past the last match has none to carry it.
+        count: int = found[0][0] if found else await count_people(conn, account_id, query)
+        listed = [row[1:] for row in found]
+    else:
+        count = found[0][0]
+        if count > GATHER_FIRST:
+            _MANY_MATCHES[many] = None
+            while len(_MANY_MATCHES) > MANY_MATCHES_KEPT:
+                _MANY_MATCHES.popitem(last=False)
+            return await search_page(conn, account_id, query, json_keys)
+        listed = [row[1:] for row in found if row[1] is not None]
     if in_rows:
         rows = [_with_rendered(row, include) for row in listed]
     else:
@@ -318,20 +350,67 @@ def _search_statement(
     terms: tuple[str, ...],
     include: tuple[Embed, ...],
     json_keys: Naming,
+    form: _Form,
 ) -> Select[Any]:
-    """The statement of a search without filters, for every search of this ``shape``:
-    built with the first one's ``terms``, whose values are bound parameters that each
-    search binds anew (``Backend.search_parameters``), then kept. Kept by its terms too
-    (an ``lru_cache`` of every argument), it was built and compiled again for each new
-    term: 0.9 ms of CPU, a fifth of a search's."""
-    key = (backend, shape, include, json_keys)
+    """The statement of a search without filters, for every search of this ``shape`` and
+    ``form``: built with the first one's ``terms``, whose values are bound parameters
+    that each search binds anew (``Backend.search_parameters``), then kept. Kept by its
+    terms too (an ``lru_cache`` of every argument), it was built and compiled again for
+    each new term: 0.9 ms of CPU, a fifth of a search's."""
+    # GATHER_FIRST too: the statement's limit is the value it was built with.
+    key = (backend, shape, include, json_keys, form, GATHER_FIRST)
     statement = _SEARCH_STATEMENTS.get(key)
     if statement is None:
         conditions = conditions_of(backend, "", PeopleQuery(search=" ".join(terms)), [])
-        statement = _SEARCH_STATEMENTS[key] = _gathered(backend, conditions, include, json_keys)
+        statement = _SEARCH_STATEMENTS[key] = form.build(backend, conditions, include, json_keys)
         while len(_SEARCH_STATEMENTS) > SEARCH_SHAPES_KEPT:
             _SEARCH_STATEMENTS.popitem(last=False)
     return statement
+
+
+@dataclass(frozen=True)
+class _Form:
+    """How search_page reads a search: its matches gathered (few), or ``counted`` and the
+    page walked from the ordered index (many), past an offset larger than the limit
+    (``deep``) or not."""
+
+    counted: bool
+    deep: bool
+
+    def build(
+        self,
+        backend: Backend,
+        conditions: list[ColumnElement[bool]],
+        include: tuple[Embed, ...],
+        json_keys: Naming,
+    ) -> Select[Any]:
+        if self.counted:
+            return _counted(backend, conditions, include, json_keys, deep=self.deep)
+        return _gathered(backend, conditions, include, json_keys)
+
+
+def _counted(
+    backend: Backend,
+    conditions: list[ColumnElement[bool]],
+    include: tuple[Embed, ...],
+    json_keys: Naming,
+    *,
+    deep: bool,
+) -> Select[Any]:
+    """The page's ROWs (with the embeds' JSON columns of ``include``), walked from the
+    account's ordered index as page_statement reads a page of many matches, each after
+    the count of every match (computed once: a subquery of no row's values). The
+    account, ``offset`` and ``limit`` are parameters."""
+    offset, limit = bindparam("offset", type_=Integer), bindparam("limit", type_=Integer)
+    page = _page(conditions, many=True, deep=deep, offset=offset, limit=limit)
+    # Not correlated with the page's personas: every match of the account is counted.
+    total = count_statement(conditions).correlate(None).scalar_subquery().label("total")
+    return page.with_only_columns(
+        total,
+        *page.selected_columns,
+        *embed_columns(backend, include, json_keys),
+        maintain_column_froms=True,
+    )
 
 
 def _gathered(
