@@ -1093,6 +1093,43 @@ async def test_a_patch_making_an_address_primary_makes_the_other_not(scim: Scim)
     assert (await scim("GET", at))["addresses"] == added["addresses"]
 
 
+async def test_a_patch_paths_filter_is_refused_where_a_search_would_be(scim: Scim) -> None:
+    """A PATCH path's value filter compares the attribute's sub-attributes (the schema's,
+    and those RFC 7643 §2.4 gives every multi-valued attribute) by the rule of searches:
+    an unknown sub-attribute, or an ordering with null, is 400 invalidFilter and changes
+    nothing. Until 2026-11-29 ``emails[shoeSize eq null]`` matched every email (a
+    sub-attribute never present is null), so removing by it removed them all."""
+    user = await scim.create(**ann(addresses=[WORK_ADDRESS]))
+    at = f"/Users/{user['id']}"
+    refused = {
+        "emails[shoeSize eq null]": "emails.shoesize",
+        'emails[shoeSize ne "9"]': "emails.shoesize",
+        "emails[value.x pr]": "emails.value.x",
+        'addresses[label eq "x"]': "addresses.label",
+        "emails[value gt null]": "gt null",
+        'emails[type eq "work" or shoeSize pr]': "emails.shoesize",
+    }
+    for path, detail in refused.items():
+        for op in ("remove", "replace"):
+            operation = {"op": op, "path": path, "value": {"value": "z@x.com"}}
+            answer = await scim.patch(at, operation, expect=400)
+            assert answer["scimType"] == "invalidFilter", (path, answer)
+            assert detail in answer["detail"], (path, answer)
+    single = await scim.patch(
+        at, {"op": "replace", "path": 'title[value eq "x"]', "value": "y"}, expect=400
+    )
+    assert single["scimType"] == "invalidPath", single
+    assert (await scim("GET", at)) == user  # nothing changed, version included
+    # RFC 7643 §2.4's sub-attributes are known to every multi-valued attribute: Entra ID
+    # writes a role as roles[primary eq "True"].value.
+    display = await scim.patch(at, {"op": "remove", "path": 'emails[display eq "x"]'})
+    assert display["emails"] == user["emails"]
+    role = await scim.patch(
+        at, {"op": "replace", "path": 'roles[primary eq "True"].value', "value": "Admin"}
+    )
+    assert [r["value"] for r in role["roles"]] == ["Admin"]
+
+
 async def test_racing_writers_with_one_version_give_one_change_and_412s(scim: Scim) -> None:
     """If-Match is compared while the User's (and the Group's) writers take turns: of
     writers sending the same version at once, one changes it and the others get 412."""

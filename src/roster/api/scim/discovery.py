@@ -166,6 +166,21 @@ def user_schema(role_names: list[str]) -> dict[str, Any]:
     return _schema(USER_SCHEMA, "User", attributes)
 
 
+#: The sub-attributes RFC 7643 §2.4 gives every multi-valued attribute.
+MULTI_VALUED_SUBS = frozenset({"type", "primary", "display", "value", "$ref"})
+
+
+def multi_valued(schema: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """A schema's multi-valued attributes (names folded), each with the sub-attributes
+    a PATCH path's value filter may compare (folded): its own and RFC 7643 §2.4's."""
+    return {
+        attribute["name"].lower(): MULTI_VALUED_SUBS
+        | {sub["name"].lower() for sub in attribute.get("subAttributes", ())}
+        for attribute in schema["attributes"]
+        if attribute["multiValued"]
+    }
+
+
 def enterprise_schema() -> dict[str, Any]:
     attributes = [_declared(f, f.scim) for f in SIMPLE if f.scim and f.scim_enterprise]
     manager = _attribute(

@@ -675,11 +675,16 @@ def _compared(
         return present()
     if op == "ne":
         return _negated(_compared("eq", value, present, compare))
+    _refuse_null(op, value)
     if value is None:
-        if op != "eq":
-            raise InvalidFilter(f"{op} null is not a comparison.")
         return _negated(present())
     return compare(op, value)
+
+
+def _refuse_null(op: str, value: Any) -> None:
+    """``InvalidFilter`` for null with an operator other than ``eq`` and ``ne``."""
+    if value is None and op not in ("eq", "ne"):
+        raise InvalidFilter(f"{op} null is not a comparison.")
 
 
 def _primary(op: str, value: Any) -> ColumnElement[bool]:
@@ -761,6 +766,27 @@ def user_condition(text: str, backend: Backend) -> Compiled:
 
 
 # -- value filters on one resource (PATCH paths) -------------------------------------------
+
+
+def check_value_filter(node: FilterNode, attr: str, subs: frozenset[str]) -> None:
+    """``InvalidFilter`` for a PATCH path's value filter on ``attr`` that a search would
+    refuse for the same reasons: a sub-attribute the attribute does not have (``subs``,
+    folded), or null with an operator other than ``eq`` and ``ne`` (:func:`_compared`'s
+    rule). Without it a sub-attribute never present read as null: ``emails[shoeSize eq
+    null]`` matched every email."""
+    if isinstance(node, LogicalExpr):
+        for term in node.terms:
+            check_value_filter(term, attr, subs)
+    elif isinstance(node, Not):
+        check_value_filter(node.expr, attr, subs)
+    elif isinstance(node, Present | Comparison):
+        named = _shown(node.attr_path.attr, node.attr_path.sub_attr).lower()
+        if named not in subs:
+            raise InvalidFilter(f"{attr}.{named} is not a sub-attribute of {attr}.")
+        if isinstance(node, Comparison):
+            _refuse_null(str(node.op.value), node.value)
+    else:
+        raise InvalidFilter("Value filters do not nest.")
 
 
 def matches(node: FilterNode, value: Mapping[str, Any]) -> bool:

@@ -26,7 +26,7 @@ from scim2_models.path.expressions import (
 )
 
 from roster.api.scim.errors import InvalidPath, InvalidSyntax, NoTarget, ScimInvalid
-from roster.api.scim.filters import matches
+from roster.api.scim.filters import check_value_filter, matches
 from roster.api.scim.resources import ENTERPRISE_SCHEMA, PATCH_SCHEMA, USER_SCHEMA, folded
 
 _ENTERPRISE = ENTERPRISE_SCHEMA.lower()
@@ -50,9 +50,13 @@ def operations_of(body: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def apply_patch(
-    resource: Mapping[str, Any], operations: list[dict[str, Any]], multi_valued: frozenset[str]
+    resource: Mapping[str, Any],
+    operations: list[dict[str, Any]],
+    multi_valued: Mapping[str, frozenset[str]],
 ) -> dict[str, Any]:
-    """The resource (keys in lower case) after the operations, in order."""
+    """The resource (keys in lower case) after the operations, in order; ``multi_valued``:
+    its multi-valued attributes, each with the sub-attributes a path's filter may compare
+    (``discovery.multi_valued``)."""
     document = folded(resource)
     for operation in operations:
         name = operation.get("op")
@@ -114,7 +118,7 @@ def _apply(
     path: AttrPath | ValuePath | None,
     name: str,
     value: Any,
-    multi_valued: frozenset[str],
+    multi_valued: Mapping[str, frozenset[str]],
     in_value: bool,
 ) -> None:
     if path is None:  # the extension's attributes, as those of a complex attribute
@@ -130,6 +134,10 @@ def _apply(
             return  # sent back as read: nothing to change (Okta sends the id)
         raise ScimInvalid(f"{attr_path.attr} is read-only.")
     if isinstance(path, ValuePath):
+        subs = multi_valued.get(attr)
+        if subs is None:
+            raise InvalidPath(f"{attr_path.attr} is not multi-valued: it has no values to filter.")
+        check_value_filter(path.val_filter, attr, subs)
         _apply_filtered(container, attr, path, name, value)
         return
     sub = attr_path.sub_attr.lower() if attr_path.sub_attr else None

@@ -98,8 +98,8 @@ router = ScimRouter(
     route_class=naming_route(SCIM_NAMING),
 )
 
-#: The multi-valued attributes of a User (a PATCH adds to these).
-USER_MULTI_VALUED = frozenset({"emails", "phonenumbers", "roles", "groups", "addresses"})
+#: The multi-valued attributes of a User (a PATCH adds to these, and filters their values).
+USER_MULTI_VALUED = discovery.multi_valued(discovery.user_schema([]))
 
 
 def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
