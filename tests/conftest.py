@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -147,6 +148,21 @@ def emptied(database_url: str, **settings: Any) -> str:
 
     asyncio.run(reset())
     return database_url
+
+
+@pytest.fixture
+def empty_database(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables at all, on the test's backend."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'new.db'}"
+        return
+    admin = os.environ.get("ROSTER_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
+    try:
+        url = asyncio.run(_create_postgres_database(admin))
+    except (OSError, TimeoutError) as error:
+        pytest.skip(f"PostgreSQL cannot be reached: {error}")
+    yield url
+    asyncio.run(_drop_postgres_database(admin, url))
 
 
 @pytest.fixture

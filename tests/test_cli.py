@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +16,6 @@ from bench.server import free_port, serve
 from roster import __version__ as roster_version
 from roster.db.migrate import alembic_config
 from tests.commands import roster, succeeds
-from tests.conftest import DEFAULT_POSTGRES, _create_postgres_database, _drop_postgres_database
 
 pytestmark = pytest.mark.slow
 
@@ -230,21 +226,6 @@ def test_export_of_an_unknown_account_writes_nothing(
     assert done.stderr == "error: There is no account 'NOPE'.\n"
     assert done.stdout == ""
     assert list(tmp_path.iterdir()) == []
-
-
-@pytest.fixture
-def empty_database(backend: str, tmp_path: Path) -> Iterator[str]:
-    """A database with no tables at all, on the test's backend."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'new.db'}"
-        return
-    admin = os.environ.get("ROSTER_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
-    try:
-        url = asyncio.run(_create_postgres_database(admin))
-    except (OSError, TimeoutError) as error:
-        pytest.skip(f"PostgreSQL cannot be reached: {error}")
-    yield url
-    asyncio.run(_drop_postgres_database(admin, url))
 
 
 def test_migrate_says_what_it_applied(empty_database: str) -> None:
