@@ -568,8 +568,12 @@ class Deliverer:
         for event in page:
             if not self.holding() or recorder.stale:
                 break
-            outcome = await self._send(webhook, event)
-            attempt = Attempt(event.id, outcome, self.clock())
+            # The attempt is at the moment it is sent (its signature's timestamp), not when
+            # its answer is read: the schedule counts from there, and a clock that moves
+            # on meanwhile (a test's, a slow answer) must not move the attempt with it.
+            at = self.clock()
+            outcome = await self._send(webhook, event, at)
+            attempt = Attempt(event.id, outcome, at)
             if outcome.acknowledged:
                 recorder.add(attempt)
                 continue
@@ -586,11 +590,11 @@ class Deliverer:
         await recorder.written()
         return self.holding()
 
-    async def _send(self, webhook: Webhook, event: StoredEvent) -> Outcome:
-        """POST one event, signed; what the receiver answered (its body is not read)."""
+    async def _send(self, webhook: Webhook, event: StoredEvent, at: datetime) -> Outcome:
+        """POST one event, signed at ``at``; what the receiver answered (its body is not
+        read)."""
         assert self._client is not None
         body = orjson.dumps(self.render(event)).decode()
-        at = self.clock()
         headers = {
             **signed_headers(webhook.signing_secrets(at), event.id, at, body),
             "content-type": "application/json",
