@@ -6,6 +6,7 @@ upserts and finds (Persons API), writes and listings with search, filters and em
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -128,9 +129,13 @@ def people(http: httpx.Client, headers: dict[str, str], **params: str) -> dict[s
     return body
 
 
-def run_acceptance(base_url: str, operator: Operator) -> None:
+def run_acceptance(
+    base_url: str, operator: Operator, between: Callable[[], None] | None = None
+) -> None:
     """Both APIs, once each way, with their answers checked, then the same under concurrent
-    clients (so that a pooler hands transactions of many clients to few connections)."""
+    clients (so that a pooler hands transactions of many clients to few connections).
+    ``between``, if given, is called after the first part, before the concurrent clients
+    start (a deployment with a replica waits there for it to have the first part's writes)."""
     with httpx.Client(base_url=base_url, timeout=30) as http:
         headers = bearer(http, operator)
         ids = upsert_people(http, headers, 6)
@@ -184,6 +189,8 @@ def run_acceptance(base_url: str, operator: Operator) -> None:
                 written = upsert_people_once(http, operator.headers, n)
                 assert find(http, operator.headers, external_ref=f"c-{n}") == [written]
 
+    if between is not None:
+        between()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one_client, range(16)))
 

@@ -233,10 +233,28 @@ def test_both_apis_pass_their_acceptance_through_pgbouncer(deployment: Deploymen
     # (and their clients: each test makes its own).
     emptied(deployment.database_url, database_pooler="transaction")
     operator = make_directory(deployment.database_url, **POOLED)
-    wait_for(lambda: found(find_email(deployment.urls[1], operator, "nobody@example.com")) is False)
+    node = deployment.urls[1]
+    wait_for(lambda: found(find_email(node, operator, "nobody@example.com")) is False)
     replica_before = mentions(deployment.replica, "byron")
-    run_acceptance(deployment.urls[1], operator)
-    # Some of its reads were served by the replica, through its PgBouncer ...
+
+    def replica_reads_the_operator_s_writes() -> None:
+        # The operator's reads go to the replica only once a node's poll (every 0.5 s)
+        # has seen it replay the operator's last write (read-your-writes), and the
+        # concurrent clients write as the operator all along: left to the polls' timing,
+        # none of their reads need reach the replica. Wait here until the operator's
+        # reads do. Each concurrent client writes only after its search for "byron", so
+        # the first of those searches to be answered is routed before any of their
+        # writes: to the replica.
+        before = mentions(deployment.replica, "settled@example.com")
+
+        def on_the_replica() -> bool:
+            assert not found(find_email(node, operator, "settled@example.com"))
+            return mentions(deployment.replica, "settled@example.com") > before
+
+        wait_for(on_the_replica)
+
+    run_acceptance(node, operator, between=replica_reads_the_operator_s_writes)
+    # Some of its concurrent reads were served by the replica, through its PgBouncer ...
     assert mentions(deployment.replica, "byron") > replica_before
     # ... and both PgBouncers pooled in transaction mode, with two server connections.
     for bouncer in deployment.bouncers:
