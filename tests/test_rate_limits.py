@@ -106,7 +106,10 @@ async def test_concurrent_answers_each_carry_their_own_remaining(
         answers = await asyncio.gather(
             *(http.post("/persons/find/", json={}, headers=caller.headers) for _ in range(50))
         )
-    assert {a.status_code for a in answers} == {404}
+    # Any other answer says why (a 503 says whether the database was too busy or unreachable).
+    assert {a.status_code for a in answers} == {404}, [
+        a.text for a in answers if a.status_code != 404
+    ]
     remaining = sorted(int(a.headers["ratelimit-remaining"]) for a in answers)
     assert remaining == list(range(950, 1000))
 
