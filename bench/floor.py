@@ -74,8 +74,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-#: What a statement is built with where a request's value goes, bound per request by name.
-ACCOUNT = "flooraccount"
 DIALECTS: dict[str, Dialect] = {
     "postgresql": asyncpg_dialect(),  # type: ignore[no-untyped-call]
     "sqlite": aiosqlite_dialect(),
@@ -106,10 +104,9 @@ class SearchStatements:
     """A search's statements for one shape of terms (listing.py's builders)."""
 
     gathered: Plain  # the count and the page's rows, as search_page reads them
-    #: More than GATHER_FIRST matches: the count and the page walked from the ordered
-    #: index, as search_page reads them, by offsets at most the limit and beyond it.
-    counted: dict[bool, Plain]
-    count: Plain  # a counted page past the last match: the count alone
+    #: More than GATHER_FIRST matches: every match counted and the page walked from the
+    #: ordered index, as search_page reads them then.
+    counted: Plain
 
 
 class Statements:
@@ -127,17 +124,14 @@ class Statements:
         parameter, bound by name per request."""
         shape = self.backend.search_shape(terms)
         if (found := self._searches.get(shape)) is None:
-            query = listing.PeopleQuery(search=" ".join(terms))
-            conditions = listing.conditions_of(self.backend, ACCOUNT, query, [])
-
-            def built(form: listing._Form) -> Plain:
-                statement = listing._search_statement(self.backend, shape, terms, (), as_is, form)
-                return compiled(statement, self.dialect)
-
             found = self._searches[shape] = SearchStatements(
-                built(listing._Form(counted=False, deep=False)),
-                {deep: built(listing._Form(counted=True, deep=deep)) for deep in (False, True)},
-                compiled(listing.count_statement(conditions), self.dialect),
+                *(
+                    compiled(
+                        listing._search_statement(self.backend, shape, terms, (), as_is, counted),
+                        self.dialect,
+                    )
+                    for counted in (False, True)
+                )
             )
         return found
 
@@ -347,22 +341,15 @@ class Floor:
             ):
                 return 404, error_body("account_not_found", "")
             many = (account_id, tuple(sorted(terms)))
-            if many not in self.many_matches:
-                gathered = statements.gathered
-                found = await conn.fetch(gathered, gathered.values(named))
-                count = found[0][0]
-                rows = [row[1:] for row in found if row[1] is not None]
-            if many in self.many_matches or count > listing.GATHER_FIRST:
+            counted = many in self.many_matches
+            statement = statements.counted if counted else statements.gathered
+            found = await conn.fetch(statement, statement.values(named))
+            if found[0][0] > listing.GATHER_FIRST and not counted:
                 self.many_matches.add(many)  # as search_page: counted, the page walked
-                counted = statements.counted[offset > limit]
-                found = await conn.fetch(counted, counted.values(named))
-                counting = statements.count
-                count = (
-                    found[0][0]
-                    if found
-                    else (await conn.fetch(counting, counting.values(named)))[0][0]
-                )
-                rows = [row[1:] for row in found]
+                statement = statements.counted
+                found = await conn.fetch(statement, statement.values(named))
+            count = found[0][0]
+            rows = [row[1:] for row in found if row[1] is not None]
         head = {"limit": limit, "offset": offset, "count": count, "search": search}
         shown = b",".join(
             orjson.dumps(row_json(PersonaRow.of(row)), default=json_default) for row in rows

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import TextClause, Uuid, bindparam, text
 
 from roster.core.matching import email_key
@@ -23,10 +25,12 @@ def _with_ids(sql: str, *names: str) -> TextClause:
 
 
 async def test_work_email_and_user_name_keys_are_folded_as_roster_folds_them(
-    empty_database: str,
+    empty_database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Personas written before 0007 get the work email and userName keys that Roster
-    computes for the same addresses (0014), the ASCII ones as 0007 left them."""
+    computes for the same addresses (0014), the ASCII ones as 0007 left them; Users whose
+    userNames become one are named in a warning."""
+    caplog.set_level(logging.WARNING, logger="roster.migrate")
     engine = create_engine(Settings(database_url=empty_database))
     try:
         await upgrade(engine, "0006")
@@ -46,9 +50,13 @@ async def test_work_email_and_user_name_keys_are_folded_as_roster_folds_them(
                 ),
                 {"id": role, "now": now},
             )
-            for n, email in enumerate(emails):
+            # Odd ones: the work email is the persona's; even: only the person's.
+            people = [(email, email if n % 2 else None) for n, email in enumerate(emails)]
+            # Two work emails whose keys 0007 told apart and Roster does not.
+            people += [("p1@example.com", "Jörg.Weiß@Example.DE")]
+            people += [("p2@example.com", "jörg.weiss@example.de")]
+            for email, work in people:
                 person, persona = uuid.uuid4(), uuid.uuid4()
-                # Odd ones: the work email is the persona's; even: only the person's.
                 await conn.execute(
                     _with_ids(
                         "INSERT INTO persons (id, email_address, email_key, created_at,"
@@ -67,13 +75,7 @@ async def test_work_email_and_user_name_keys_are_folded_as_roster_folds_them(
                         "person",
                         "role",
                     ),
-                    {
-                        "id": persona,
-                        "person": person,
-                        "role": role,
-                        "work": email if n % 2 else None,
-                        "now": now,
-                    },
+                    {"id": persona, "person": person, "role": role, "work": work, "now": now},
                 )
         await upgrade(engine)
         async with engine.connect() as conn:
@@ -88,6 +90,12 @@ async def test_work_email_and_user_name_keys_are_folded_as_roster_folds_them(
             ).all()
     finally:
         await engine.dispose()
-    assert len(found) == len(emails)
+    assert len(found) == len(people)
     for email, work, work_key, user_name_key in found:
-        assert (work_key, user_name_key) == (email_key(work), email_key(email)), email
+        assert (work_key, user_name_key) == (email_key(work), email_key(work or email)), email
+    # The two Users whose userNames are now one are named, for the operator to change.
+    [warned] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == (
+        "Account A1: 2 Users share the userName 'jörg.weiss@example.de'; "
+        "change all but one's userName."
+    )

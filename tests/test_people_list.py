@@ -473,6 +473,14 @@ async def test_search_combines_with_paging(
     assert names(page) == ["Match2 Smith", "Match3 Smith"]
     deep = await people(client, caller, search="smith", limit=1, offset=3)  # offset > limit
     assert (deep["count"], names(deep)) == (5, ["Match3 Smith"])
+    embedded = await people(
+        client, caller, search="smith", limit=2, offset=2, include="persona.teams,persona.roles"
+    )
+    assert (embedded["count"], names(embedded)) == (5, ["Match2 Smith", "Match3 Smith"])
+    assert [(r["persona"]["teams"], len(r["persona"]["roles"])) for r in embedded["rows"]] == [
+        ([], 1),
+        ([], 1),
+    ]
     beyond = await people(client, caller, search="smith", offset=7)
     assert (beyond["count"], beyond["rows"]) == (5, [])
     deep_beyond = await people(client, caller, search="smith", limit=1, offset=5)
@@ -507,6 +515,11 @@ async def test_a_search_expected_to_match_few_rows_is_read_once(
         searching = [s for s in statements if "search" in s.lower()]
         assert len(searching) == (1 if gather_first >= 5 or again else 2), searching
         assert not [s for s in statements if "explain" in s.lower()]
+    # A page past the last match still has its count from the same statement.
+    with counting_queries(app, monkeypatch) as statements:
+        beyond = await people(client, caller, search="smith", limit=2, offset=7)
+    assert (beyond["count"], beyond["rows"]) == (5, [])
+    assert len([s for s in statements if "search" in s.lower()]) == 1, statements
 
 
 async def test_a_search_is_planned_for_its_terms_every_time(

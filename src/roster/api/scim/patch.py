@@ -134,10 +134,9 @@ def _apply(
             return  # sent back as read: nothing to change (Okta sends the id)
         raise ScimInvalid(f"{attr_path.attr} is read-only.")
     if isinstance(path, ValuePath):
-        subs = multi_valued.get(attr)
-        if subs is None:
-            raise InvalidPath(f"{attr_path.attr} is not multi-valued: it has no values to filter.")
-        check_value_filter(path.val_filter, attr, subs)
+        # An attribute this server does not keep (ims, photos) is ignored when written.
+        if (subs := multi_valued.get(attr)) is not None:
+            check_value_filter(path.val_filter, attr, subs)
         _apply_filtered(container, attr, path, name, value)
         return
     sub = attr_path.sub_attr.lower() if attr_path.sub_attr else None

@@ -12,18 +12,7 @@ from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    BindParameter,
-    ColumnElement,
-    Integer,
-    Select,
-    and_,
-    bindparam,
-    func,
-    or_,
-    select,
-    true,
-)
+from sqlalchemy import ColumnElement, Select, Subquery, and_, bindparam, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from roster.core.matching import name_key, search_terms
@@ -53,9 +42,10 @@ EMBED_COLUMNS_UP_TO = CHUNK_SIZE
 #: at once; a larger one is streamed (list_people).
 SEARCH_PAGE_LIMIT = CHUNK_SIZE
 #: Searches (account and terms) lately found to match more than GATHER_FIRST rows, most
-#: recent last: search_page leaves them to list_people at once, instead of gathering
-#: 20,001 matches in vain first (it doubled a broad search's time). Per process; a
-#: search that matches fewer rows later is only slower, never answered differently.
+#: recent last: search_page counts them and walks the ordered index at once (with filters,
+#: leaves them to list_people), instead of gathering 20,001 matches in vain first (it
+#: doubled a broad search's time). Per process; a search that matches fewer rows later
+#: is only slower, never answered differently.
 _MANY_MATCHES: OrderedDict[tuple[str, tuple[str, ...]], None] = OrderedDict()
 MANY_MATCHES_KEPT = 1000
 
@@ -171,38 +161,25 @@ def page_statement(
     index order looking for rare matches (it misjudges how rare a substring is); with
     many, walking the ordered index and stopping after the page is the fast way.
     """
-    return _page(
-        conditions,
-        many=count > GATHER_FIRST,
-        deep=query.offset > query.limit,
-        offset=query.offset,
-        limit=query.limit,
-    )
-
-
-def _page(
-    conditions: list[ColumnElement[bool]],
-    *,
-    many: bool,
-    deep: bool,
-    offset: int | BindParameter[int],
-    limit: int | BindParameter[int],
-) -> Select[Any]:
-    """page_statement's rows, for ``many`` matches or few, past an offset larger than the
-    limit (``deep``) or not; ``offset`` and ``limit`` are values or parameters."""
     keys = (personas.c.account_id, *ORDER)
-    if many and not deep:
+    if count > GATHER_FIRST and query.offset <= query.limit:
         # Few rows skipped: walk the ordered index and join each row as it comes.
-        return rows_select().where(*conditions).order_by(*ORDER).offset(offset).limit(limit)
-    if many:
+        return (
+            rows_select()
+            .where(*conditions)
+            .order_by(*ORDER)
+            .offset(query.offset)
+            .limit(query.limit)
+        )
+    if count > GATHER_FIRST:
         # The page's keys alone, from the ordered index (an index-only walk past a deep
         # offset), then their rows: skipped rows are never joined to their persons.
         page = (
             select(*keys)
             .where(*conditions)
             .order_by(*ORDER)
-            .offset(offset)
-            .limit(limit)
+            .offset(query.offset)
+            .limit(query.limit)
             .cte("page")
         )
     else:
@@ -210,8 +187,8 @@ def _page(
         page = (
             select(matched)
             .order_by(*(matched.c[c.name] for c in ORDER))
-            .offset(offset)
-            .limit(limit)
+            .offset(query.offset)
+            .limit(query.limit)
             .cte("page")
         )
     return (
@@ -274,24 +251,28 @@ async def search_page(
 ) -> PeoplePage | None:
     """A search's count and page, read by one statement (so on any connection, in no
     transaction: one statement sees one snapshot), with the rows' embeds loaded; None
-    when ``query`` is no search or asks for more than SEARCH_PAGE_LIMIT rows (streamed
-    by :func:`list_people`).
+    when ``query`` is no search, asks for more than SEARCH_PAGE_LIMIT rows (streamed by
+    :func:`list_people`), or has filters and matches more than GATHER_FIRST rows.
 
     Checking a search's matches is what it costs (on PostgreSQL, each candidate row of
     the trigram index is read again from the table), so they are read once: gathered
     (at most GATHER_FIRST + 1), counted, and the page sorted from them and joined to its
-    rows. A search that matches more (lately: ``_MANY_MATCHES``) is counted, and its page
-    walked from the account's ordered index, by one statement too (:func:`_counted`). A
-    search without filters runs a statement built once for its shape (the number of
-    terms), with the request's values bound: building and compiling a statement cost
+    rows. A search without filters that matches more (lately: ``_MANY_MATCHES``) is
+    counted, and its page walked from the account's ordered index, by one statement too
+    (:func:`_counted`); with filters it is left to list_people, which counts first (its
+    filters may leave few matches, which a walk of the whole account would look for in
+    vain). A search without filters runs a statement built once for its shape (the number
+    of terms), with the request's values bound: building and compiling a statement cost
     more than running this one.
     """
     terms = search_terms(query.search)
     if not terms or query.limit > SEARCH_PAGE_LIMIT:
         return None
+    plain = query == PeopleQuery(query.limit, query.offset, query.search, query.include)
     many = (account_id, tuple(sorted(terms)))
     counted = many in _MANY_MATCHES
-    form = _Form(counted, deep=counted and query.offset > query.limit)
+    if counted and not plain:
+        return None  # counted first by list_people: its filters may leave few
     backend = backend_for(conn)
     include = included(query.include)
     in_rows = bool(include) and backend.renders_json
@@ -303,29 +284,24 @@ async def search_page(
         **backend.search_parameters(terms),
     }
     found: Sequence[Sequence[Any]]
-    if query == PeopleQuery(query.limit, query.offset, query.search, query.include):
+    if plain:
         shape = backend.search_shape(terms)
-        statement = _search_statement(backend, shape, tuple(terms), columns, json_keys, form)
+        statement = _search_statement(backend, shape, tuple(terms), columns, json_keys, counted)
         async with backend.custom_plans(conn):
             found = await backend.fetch_plain(conn, statement, parameters)
     else:  # filters: their values are in the statement
         named_roles = await _named_roles(conn, account_id, query.role_names)
         conditions = conditions_of(backend, account_id, query, named_roles)
-        statement = form.build(backend, conditions, columns, json_keys)
+        statement = _gathered(backend, conditions, columns, json_keys)
         async with backend.custom_plans(conn):
             found = (await conn.execute(statement, parameters)).all()
-    if form.counted:
-        # Each row carries the count; a page past the last match has none to carry it.
-        count: int = found[0][0] if found else await count_people(conn, account_id, query)
-        listed = [row[1:] for row in found]
-    else:
-        count = found[0][0]
-        if count > GATHER_FIRST:
-            _MANY_MATCHES[many] = None
-            while len(_MANY_MATCHES) > MANY_MATCHES_KEPT:
-                _MANY_MATCHES.popitem(last=False)
-            return await search_page(conn, account_id, query, json_keys)
-        listed = [row[1:] for row in found if row[1] is not None]
+    count: int = found[0][0]
+    if count > GATHER_FIRST and not counted:
+        _MANY_MATCHES[many] = None
+        while len(_MANY_MATCHES) > MANY_MATCHES_KEPT:
+            _MANY_MATCHES.popitem(last=False)
+        return await search_page(conn, account_id, query, json_keys) if plain else None
+    listed = [row[1:] for row in found if row[1] is not None]
     if in_rows:
         rows = [_with_rendered(row, include) for row in listed]
     else:
@@ -350,67 +326,24 @@ def _search_statement(
     terms: tuple[str, ...],
     include: tuple[Embed, ...],
     json_keys: Naming,
-    form: _Form,
+    counted: bool,
 ) -> Select[Any]:
-    """The statement of a search without filters, for every search of this ``shape`` and
-    ``form``: built with the first one's ``terms``, whose values are bound parameters
-    that each search binds anew (``Backend.search_parameters``), then kept. Kept by its
-    terms too (an ``lru_cache`` of every argument), it was built and compiled again for
-    each new term: 0.9 ms of CPU, a fifth of a search's."""
+    """The statement of a search without filters, for every search of this ``shape``,
+    :func:`_gathered` or (``counted``) :func:`_counted`: built with the first one's
+    ``terms``, whose values are bound parameters that each search binds anew
+    (``Backend.search_parameters``), then kept. Kept by its terms too (an ``lru_cache`` of
+    every argument), it was built and compiled again for each new term: 0.9 ms of CPU, a
+    fifth of a search's."""
     # GATHER_FIRST too: the statement's limit is the value it was built with.
-    key = (backend, shape, include, json_keys, form, GATHER_FIRST)
+    key = (backend, shape, include, json_keys, counted, GATHER_FIRST)
     statement = _SEARCH_STATEMENTS.get(key)
     if statement is None:
         conditions = conditions_of(backend, "", PeopleQuery(search=" ".join(terms)), [])
-        statement = _SEARCH_STATEMENTS[key] = form.build(backend, conditions, include, json_keys)
+        build = _counted if counted else _gathered
+        statement = _SEARCH_STATEMENTS[key] = build(backend, conditions, include, json_keys)
         while len(_SEARCH_STATEMENTS) > SEARCH_SHAPES_KEPT:
             _SEARCH_STATEMENTS.popitem(last=False)
     return statement
-
-
-@dataclass(frozen=True)
-class _Form:
-    """How search_page reads a search: its matches gathered (few), or ``counted`` and the
-    page walked from the ordered index (many), past an offset larger than the limit
-    (``deep``) or not."""
-
-    counted: bool
-    deep: bool
-
-    def build(
-        self,
-        backend: Backend,
-        conditions: list[ColumnElement[bool]],
-        include: tuple[Embed, ...],
-        json_keys: Naming,
-    ) -> Select[Any]:
-        if self.counted:
-            return _counted(backend, conditions, include, json_keys, deep=self.deep)
-        return _gathered(backend, conditions, include, json_keys)
-
-
-def _counted(
-    backend: Backend,
-    conditions: list[ColumnElement[bool]],
-    include: tuple[Embed, ...],
-    json_keys: Naming,
-    *,
-    deep: bool,
-) -> Select[Any]:
-    """The page's ROWs (with the embeds' JSON columns of ``include``), walked from the
-    account's ordered index as page_statement reads a page of many matches, each after
-    the count of every match (computed once: a subquery of no row's values). The
-    account, ``offset`` and ``limit`` are parameters."""
-    offset, limit = bindparam("offset", type_=Integer), bindparam("limit", type_=Integer)
-    page = _page(conditions, many=True, deep=deep, offset=offset, limit=limit)
-    # Not correlated with the page's personas: every match of the account is counted.
-    total = count_statement(conditions).correlate(None).scalar_subquery().label("total")
-    return page.with_only_columns(
-        total,
-        *page.selected_columns,
-        *embed_columns(backend, include, json_keys),
-        maintain_column_froms=True,
-    )
 
 
 def _gathered(
@@ -426,13 +359,36 @@ def _gathered(
         select(*ORDER).where(*conditions).limit(GATHER_FIRST + 1).cte("matched")
     ).prefix_with("MATERIALIZED")
     total = select(func.count().label("total")).select_from(matched).subquery("total")
-    page = (
-        select(*(matched.c[c.name] for c in ORDER))
-        .order_by(*(matched.c[c.name] for c in ORDER))
-        .offset(bindparam("offset"))
-        .limit(bindparam("limit"))
-        .subquery("page")
-    )
+    ordered = [matched.c[c.name] for c in ORDER]
+    return _counted_rows(backend, total, select(*ordered).order_by(*ordered), include, json_keys)
+
+
+def _counted(
+    backend: Backend,
+    conditions: list[ColumnElement[bool]],
+    include: tuple[Embed, ...],
+    json_keys: Naming,
+) -> Select[Any]:
+    """The count of every match, then the page's ROWs as :func:`_gathered` gives them,
+    the page's keys walked from the account's ordered index and stopping after the page
+    (as page_statement reads a page of many matches): for a search known to match more
+    than GATHER_FIRST."""
+    total = count_statement(conditions).subquery("total")
+    page = select(*ORDER).where(*conditions).order_by(*ORDER)
+    return _counted_rows(backend, total, page, include, json_keys)
+
+
+def _counted_rows(
+    backend: Backend,
+    total: Subquery,
+    ordered: Select[Any],
+    include: tuple[Embed, ...],
+    json_keys: Naming,
+) -> Select[Any]:
+    """``total``'s one value, then the ROWs of the page (``offset`` and ``limit``) of
+    ``ordered`` (the listing's order columns), joined to their personas and persons: one
+    statement, one snapshot, and a row of nulls after the count when the page is empty."""
+    page = ordered.offset(bindparam("offset")).limit(bindparam("limit")).subquery("page")
     rows = page.join(
         personas,
         and_(
@@ -441,7 +397,7 @@ def _gathered(
         ),
     ).join(persons, persons.c.id == personas.c.person_id)
     return (
-        select(total.c.total, *ROW_COLUMNS, *embed_columns(backend, include, json_keys))
+        select(total.c[0], *ROW_COLUMNS, *embed_columns(backend, include, json_keys))
         .select_from(total.outerjoin(rows, true()))
         .order_by(*(page.c[c.name] for c in ORDER))
     )

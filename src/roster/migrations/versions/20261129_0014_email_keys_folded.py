@@ -6,8 +6,11 @@ to NFC nor folds ``ß`` to ``ss``). A User written before 0007 whose email holds
 letter was then not found by ``userName eq`` or ``emails[value eq]`` with the same
 address, and its userName did not collide with the same one written since.
 
-Only the personas whose userName or emails hold a character that is not ASCII are read
-(the keys of the others are right), and only the keys that differ are written.
+Only the personas whose userName, emails or keys hold a character that is not ASCII are
+read (the keys of the others are right), and only the keys that differ are written. Users
+of one account whose userName keys become one are named in a warning: they were told
+apart only by the wrong keys, and each write of them is refused (409) until all but one
+have another userName.
 
 Revision ID: 0014
 Revises: 0013
@@ -15,6 +18,7 @@ Revises: 0013
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,17 +33,21 @@ down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_COLUMNS = ("seq", "account_id", "person_id", "user_name", "email_address")
 _PERSONAS = sa.table(
-    "personas",
-    *(sa.column(name) for name in ("seq", "person_id", "user_name", "email_address")),
-    *(sa.column(name) for name in ("work_email_key", "user_name_key")),
+    "personas", *(sa.column(name) for name in (*_COLUMNS, "work_email_key", "user_name_key"))
 )
 _PERSONS = sa.table("persons", sa.column("id"), sa.column("email_address"))
+#: The texts the keys come from, and the keys (a database whose ctype lowers an ASCII
+#: letter to another, as Turkish does ``I``, gave ASCII emails keys that are not ASCII).
 _SOURCES = (
     _PERSONAS.c.user_name,
     _PERSONAS.c.email_address,
     _PERSONS.c.email_address,
+    _PERSONAS.c.work_email_key,
+    _PERSONAS.c.user_name_key,
 )
+log = logging.getLogger("roster.migrate")
 
 
 def _not_ascii(column: sa.ColumnClause[Any], dialect: str) -> sa.ColumnElement[bool]:
@@ -78,6 +86,28 @@ def upgrade() -> None:
             .where(_PERSONAS.c.seq == sa.bindparam("_seq"))
             .values(work_email_key=sa.bindparam("_work"), user_name_key=sa.bindparam("_user_name")),
             changes,
+        )
+    _report_shared_user_names(bind)
+
+
+def _report_shared_user_names(bind: sa.Connection) -> None:
+    """Warn of the Users of an account whose userName keys are now one (``Straße`` and
+    ``strasse``, told apart before by 0007's keys): each PUT or PATCH of them is refused
+    with 409 until all but one have another userName."""
+    key, account = _PERSONAS.c.user_name_key, _PERSONAS.c.account_id
+    shared = bind.execute(
+        sa.select(account, key, sa.func.count())
+        .select_from(_PERSONAS)
+        .where(key.is_not(None))
+        .group_by(account, key)
+        .having(sa.func.count() > 1)
+    ).all()
+    for account_id, user_name, users in shared:
+        log.warning(
+            "Account %s: %d Users share the userName %r; change all but one's userName.",
+            account_id,
+            users,
+            user_name,
         )
 
 
