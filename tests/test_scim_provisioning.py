@@ -334,6 +334,16 @@ async def test_okta_group_push(scim: Scim) -> None:
     group = await scim("GET", f"/Groups/{group_id}")
     assert group["displayName"] == "Test SCIMv2 (renamed)"
     assert [m["value"] for m in group["members"]] == [bob["id"]]
+    # A members filter this server does not take is a filter it refuses (RFC 7644 §3.12).
+    for refused in ('members[display eq "bob"]', f'members[value ne "{bob["id"]}"]'):
+        answer = await scim.patch(
+            f"/Groups/{group_id}", {"op": "remove", "path": refused}, expect=400
+        )
+        assert (answer["scimType"], answer["detail"]) == (
+            "invalidFilter",
+            'A members filter here is value eq "id", or several joined by or.',
+        ), refused
+    assert await scim("GET", f"/Groups/{group_id}") == group
     # Okta's full push: PUT with the whole member list.
     replaced = await scim(
         "PUT",

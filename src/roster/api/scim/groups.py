@@ -162,7 +162,7 @@ def _filtered_ids(node: FilterNode) -> list[uuid.UUID]:
             return []
     if isinstance(node, LogicalExpr) and node.op is LogicalOperator.or_:
         return [found for term in node.terms for found in _filtered_ids(term)]
-    raise ScimInvalid('A members filter here is value eq "id", or several joined by or.')
+    raise InvalidFilter('A members filter here is value eq "id", or several joined by or.')
 
 
 def patch_group(operations: list[dict[str, Any]]) -> GroupChange:
