@@ -19,9 +19,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
+
+from bench.server import children, cpu_seconds
 
 #: Requests per case: enough that one answer's jitter does not show.
 CASES = {
@@ -34,19 +35,9 @@ CASES = {
 EMBEDS = "persona.addresses,persona.createdBy,persona.teams,persona.primaryOwnerOf,persona.roles"
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU of ``pid`` and its children (the supervisor's worker)."""
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(child) for child in children.read_text().split()]
-    ticks = 0
-    for each in pids:
-        stat = Path(f"/proc/{each}/stat")
-        if stat.exists():
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+def _processes(pid: int) -> list[int]:
+    """``pid`` and its children (the supervisor's worker)."""
+    return [pid, *children(pid)]
 
 
 def roster_command(roster: str, url: str, *args: str) -> str:
@@ -124,11 +115,11 @@ def _cases(pid: int, base: str, key: str) -> dict[str, dict[str, float]]:
             for i in range(50):  # warm-up, not counted
                 _checked(call(i), name)
             count = CASES[name]
-            cpu, started = cpu_seconds(pid), time.perf_counter()
+            cpu, started = cpu_seconds(_processes(pid)), time.perf_counter()
             for i in range(count):
                 _checked(call(i), name)
             figures[name] = {
-                "cpu_ms_per_request": round((cpu_seconds(pid) - cpu) * 1000 / count, 3),
+                "cpu_ms_per_request": round((cpu_seconds(_processes(pid)) - cpu) * 1000 / count, 3),
                 "wall_ms_per_request": round((time.perf_counter() - started) * 1000 / count, 3),
             }
         return figures

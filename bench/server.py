@@ -43,6 +43,32 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def cpu_ticks(pid: int) -> int:
+    """User and system CPU of one process so far, in clock ticks (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU of these processes so far (those gone count 0)."""
+    return sum(cpu_ticks(pid) for pid in pids) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_processes() -> list[int]:
+    """The PostgreSQL server processes of this machine (none when it runs elsewhere)."""
+    found: list[int] = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                found.append(int(comm.parent.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
 @dataclass
 class Server:
     base_url: str
@@ -54,6 +80,34 @@ class Server:
 
     def rss(self) -> int:
         return sum(rss_bytes(p) for p in self.workers())
+
+
+@dataclass
+class CpuMeter:
+    """The CPU a block cost the server's processes and this machine's PostgreSQL (every
+    backend: the block's own and any other that ran meanwhile)."""
+
+    server: Server
+    server_seconds: float = 0.0
+    #: None: no PostgreSQL process is on this machine (or visible from here).
+    postgres_seconds: float | None = None
+
+    def __enter__(self) -> CpuMeter:
+        self._server = self.server.workers()
+        self._started = cpu_seconds(self._server)
+        self._postgres = {pid: cpu_ticks(pid) for pid in postgres_processes()}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server_seconds = cpu_seconds(self._server) - self._started
+        # A backend that started in the block counts from its start; one that ended in
+        # it, up to its reading at the start (one that did both is not seen at all).
+        ticks = 0
+        for pid in set(self._postgres) | set(postgres_processes()):
+            before = self._postgres.get(pid, 0)
+            ticks += max(cpu_ticks(pid), before) - before
+        if self._postgres:
+            self.postgres_seconds = ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

@@ -25,7 +25,7 @@ from bench.answers import floor_differs, people_page, person_found
 from bench.browser import CHROMIUM, in_ci, measure_browser
 from bench.load import Call, run_sequential, run_wrk, wrk_available
 from bench.nodes import CpuTracker
-from bench.server import Server, serve, serve_floor
+from bench.server import CpuMeter, Server, serve, serve_floor
 from bench.steady import steady_load
 from bench.suite import (
     BIG,
@@ -201,6 +201,34 @@ def test_the_big_page_must_hold_the_rows_asked_for(
         assert figure.failures == failures
         assert figure.p99_ms is None  # three runs have no p99; the slowest is in the note
         assert re.search(r"slowest of 3 runs \d+\.\d\d s", figure.note)
+        assert re.search(r"CPU a page: server \d+\.\d\d s", figure.note)
+
+
+async def test_the_cpu_meter_counts_the_servers_work_and_postgresqls(
+    served: tuple[Server, dict[str, str]], database_url: str
+) -> None:
+    """The big page's CPU split: the server's worker and PostgreSQL's backends, each
+    counted when it worked and not otherwise."""
+    server, headers = served
+    with CpuMeter(server) as idle:
+        await asyncio.sleep(0.5)
+    with CpuMeter(server) as answering:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as http:
+            for _ in range(200):
+                assert (await http.get("/people", params={"accountId": BIG})).status_code == 200
+    assert idle.server_seconds < 0.1
+    assert answering.server_seconds > 0.2  # 200 answers cost more than 1 ms each
+    if not database_url.startswith("postgresql"):
+        return
+    # A backend started in the block counts too (one that also ended in it cannot).
+    with CpuMeter(server) as counting:
+        conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+        await conn.fetchval("SELECT count(*) FROM generate_series(1, 6000000)")
+    await conn.close()
+    assert counting.postgres_seconds is not None
+    assert counting.postgres_seconds > 0.2
+    assert idle.postgres_seconds is not None
+    assert idle.postgres_seconds < 0.1
 
 
 def test_the_steady_load_checks_every_answer_and_times_after_its_warm_up(
