@@ -24,7 +24,7 @@ import orjson
 from sqlalchemy import ColumnElement, FromClause, Select, Text, cast, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from roster.core.people.persona_rows import PersonaRow
+from roster.core.people.persona_rows import PERSONA_AT, PersonaRow
 from roster.db.backends import Backend, backend_for
 from roster.db.tables import addresses, budgets, personas, persons, roles, team_members, teams
 from roster.errors import Naming, as_is
@@ -302,15 +302,19 @@ async def render_embeds(
     embeds = included(include)
     backend = backend_for(conn)
     for embed in embeds:
-        wanted = {row.persona_value(embed.on) for row in rows} - {None}
+        at = PERSONA_AT[embed.on]  # a chunk is 1,000 rows: no lookup by name for each
+        wanted = {row.persona[at] for row in rows}
+        wanted.discard(None)
         found: dict[Any, str] = {}
         if wanted:
+            # On the driver: ids in, text out, nothing to convert. SQLAlchemy's execution
+            # was about 7% of the server's CPU for a 100,000-row page.
             statement = _json_statement(embed, backend, json_keys)
-            written = await conn.execute(statement, {"ids": list(wanted)})
-            found = dict(written.all())
-        none = "[]" if embed.many else "null"
+            written = await backend.fetch_plain(conn, statement, {"ids": list(wanted)})
+            found = {each[0]: each[1] for each in written}
+        name, none = embed.name, "[]" if embed.many else "null"
         for row in rows:
-            row.rendered[embed.name] = found.get(row.persona_value(embed.on), none)
+            row.rendered[name] = found.get(row.persona[at], none)
     for row in rows:
         row.included = embeds
 
