@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import random
 import sys
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.load import Call, run_concurrent
-from bench.server import Server, serve
+from bench.server import CpuTracker, Server, backends_of, serve
 from bench.suite import (
     copied,
     database_name,
@@ -46,33 +44,7 @@ from tests.servers import (
     throwaway_replica,
 )
 
-_TICKS = os.sysconf("SC_CLK_TCK")
 Processes = Mapping[str, Callable[[], Iterable[int]]]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU a process has used, 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def backends_of(database: str, postmaster: int | None = None) -> list[int]:
-    """The PostgreSQL backend processes serving ``database`` (by their process title),
-    of one server only when its ``postmaster`` is given."""
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        ours = postmaster is None or parent == postmaster
-        if ours and title.startswith("postgres: ") and f" {database} " in title:
-            found.append(int(proc.name))
-    return found
 
 
 def postmaster_of(server: ThrowawayPostgres) -> int:
@@ -89,43 +61,6 @@ class Row:
     rate: float
     cpu_ms: dict[str, float]  # per answer, by column
     errors: int
-
-
-class CpuTracker:
-    """CPU spent while a block runs by the processes ``pids()`` names, sampled every
-    50 ms, so that a process that ends in the meantime (a connection closed) still
-    counts up to its last sample."""
-
-    def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
-        self.pids = pids
-        self.baseline: dict[int, float] = {}
-        self.last: dict[int, float] = {}
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        for pid in self.pids():
-            if (spent := cpu_seconds(pid)) > 0:
-                self.last[pid] = spent
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self._sample()
-
-    def __enter__(self) -> CpuTracker:
-        self._sample()
-        self.baseline = dict(self.last)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-    @property
-    def seconds(self) -> float:
-        return sum(spent - self.baseline.get(pid, 0.0) for pid, spent in self.last.items())
 
 
 def measured(

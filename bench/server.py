@@ -9,12 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
 
 def free_port() -> int:
@@ -38,35 +39,77 @@ def children(pid: int) -> list[int]:
     """The direct children of a process (uvicorn's workers)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        text = (task / "children").read_text().split()
+        try:
+            text = (task / "children").read_text().split()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
         found += [int(p) for p in text]
     return found
 
 
-def cpu_ticks(pid: int) -> int:
-    """User and system CPU of one process so far, in clock ticks (0 if it is gone)."""
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used, 0 if it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
-        return 0
-    return int(fields[11]) + int(fields[12])
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU of these processes so far (those gone count 0)."""
-    return sum(cpu_ticks(pid) for pid in pids) / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_processes() -> list[int]:
-    """The PostgreSQL server processes of this machine (none when it runs elsewhere)."""
-    found: list[int] = []
-    for comm in Path("/proc").glob("[0-9]*/comm"):
+def backends_of(database: str, postmaster: int | None = None) -> list[int]:
+    """The PostgreSQL backend processes serving ``database`` (by their process title),
+    of one server only when its ``postmaster`` is given."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if comm.read_text().strip() == "postgres":
-                found.append(int(comm.parent.name))
-        except (FileNotFoundError, ProcessLookupError):
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
+        ours = postmaster is None or parent == postmaster
+        if ours and title.startswith("postgres: ") and f" {database} " in title:
+            found.append(int(proc.name))
     return found
+
+
+class CpuTracker:
+    """CPU spent while a block runs by the processes ``pids()`` names, sampled every
+    50 ms, so that a process that ends in the meantime (a connection closed) still
+    counts up to its last sample."""
+
+    def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
+        self.pids = pids
+        self.baseline: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        for pid in self.pids():
+            if (spent := cpu_seconds(pid)) > 0:
+                self.last[pid] = spent
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def __enter__(self) -> CpuTracker:
+        self._sample()
+        self.baseline = dict(self.last)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    @property
+    def seconds(self) -> float:
+        return sum(spent - self.baseline.get(pid, 0.0) for pid, spent in self.last.items())
 
 
 @dataclass
@@ -74,40 +117,20 @@ class Server:
     base_url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    #: The database it serves, where its command's environment names it.
+    database_url: str = ""
+
+    @property
+    def postgres_database(self) -> str | None:
+        """The name of the PostgreSQL database it serves (None: SQLite, or unknown)."""
+        url = make_url(self.database_url) if self.database_url else None
+        return url.database if url is not None and url.get_backend_name() == "postgresql" else None
 
     def workers(self) -> list[int]:
         return children(self.process.pid) or [self.process.pid]
 
     def rss(self) -> int:
         return sum(rss_bytes(p) for p in self.workers())
-
-
-@dataclass
-class CpuMeter:
-    """The CPU a block cost the server's processes and this machine's PostgreSQL (every
-    backend: the block's own and any other that ran meanwhile)."""
-
-    server: Server
-    server_seconds: float = 0.0
-    #: None: no PostgreSQL process is on this machine (or visible from here).
-    postgres_seconds: float | None = None
-
-    def __enter__(self) -> CpuMeter:
-        self._server = self.server.workers()
-        self._started = cpu_seconds(self._server)
-        self._postgres = {pid: cpu_ticks(pid) for pid in postgres_processes()}
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server_seconds = cpu_seconds(self._server) - self._started
-        # A backend that started in the block counts from its start; one that ended in
-        # it, up to its reading at the start (one that did both is not seen at all).
-        ticks = 0
-        for pid in set(self._postgres) | set(postgres_processes()):
-            before = self._postgres.get(pid, 0)
-            ticks += max(cpu_ticks(pid), before) - before
-        if self._postgres:
-            self.postgres_seconds = ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -176,7 +199,9 @@ def _serving(what: str, command: list[str], env: dict[str, str], log_dir: Path) 
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = Server(f"http://127.0.0.1:{port}", process, log_path)
+    server = Server(
+        f"http://127.0.0.1:{port}", process, log_path, env.get("ROSTER_DATABASE_URL", "")
+    )
     try:
         deadline = time.monotonic() + 120
         while True:

@@ -48,7 +48,7 @@ from bench.load import (
     run_one_at_a_time,
     run_sequential,
 )
-from bench.server import CpuMeter, RssSampler, Server, serve, serve_floor
+from bench.server import CpuTracker, RssSampler, Server, backends_of, serve, serve_floor
 from roster.core.accounts import create_account
 from roster.core.auth import create_client
 from roster.db.backends import backend_for
@@ -1356,17 +1356,24 @@ def big_page(report: Report, server: Server, headers: dict[str, str]) -> None:
     )
     call = people_call(at_least=scale.big_page, limit=scale.big_page, include=include)
     seconds: list[float] = []
-    meters: list[CpuMeter] = []
+    cpu: dict[str, list[float]] = {"server": [], "PostgreSQL": []}
+    database = server.postgres_database
     growth = 0
     failures: Counter[str] = Counter()
     with httpx.Client(base_url=server.base_url, timeout=600) as http:
         for _ in range(3):
-            with RssSampler(server) as rss, CpuMeter(server) as cpu:
+            with (
+                RssSampler(server) as rss,
+                CpuTracker(server.workers) as serving,
+                CpuTracker(lambda: backends_of(database) if database else []) as backends,
+            ):
                 started = time.perf_counter()
                 response = call.send(http, headers)
                 seconds.append(time.perf_counter() - started)
             growth = max(growth, rss.peak - rss.baseline)
-            meters.append(cpu)
+            cpu["server"].append(serving.seconds)
+            if backends.last:  # none seen: the database runs on another machine
+                cpu["PostgreSQL"].append(backends.seconds)
             if wrong := problem(response, call.expect):
                 failures[wrong] += 1
     postgres = report.database == "postgres"
@@ -1378,20 +1385,19 @@ def big_page(report: Report, server: Server, headers: dict[str, str]) -> None:
             statistics.median(seconds) * 1000,
             met=met,
             note=f"slowest of 3 runs {max(seconds):.2f} s; peak RSS growth {growth / MB:.0f} MB, "
-            f"{len(server.workers())} server processes; {_cpu_split(meters, postgres)}",
+            f"{len(server.workers())} server processes; {_cpu_split(cpu)}",
             failures=dict(failures),
         )
     )
 
 
-def _cpu_split(meters: list[CpuMeter], postgres: bool) -> str:
-    """Where a page's time went: the median CPU a page of the server, and of PostgreSQL
-    where it runs on this machine. Their sum less the page's time is how long both
-    worked at once."""
-    split = f"CPU a page: server {statistics.median(m.server_seconds for m in meters):.2f} s"
-    measured = [m.postgres_seconds for m in meters if m.postgres_seconds is not None]
-    if postgres and measured:
-        split += f", PostgreSQL {statistics.median(measured):.2f} s"
+def _cpu_split(cpu: dict[str, list[float]]) -> str:
+    """Where a page's time went: the median CPU a page of the server's processes, and of
+    the PostgreSQL backends of its database where they run on this machine. Their sum
+    less the page's time is how long both worked at once."""
+    split = f"CPU a page: server {statistics.median(cpu['server']):.2f} s"
+    if cpu["PostgreSQL"]:
+        split += f", PostgreSQL {statistics.median(cpu['PostgreSQL']):.2f} s"
     return split
 
 
