@@ -6,6 +6,7 @@ backends."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
@@ -343,7 +344,28 @@ async def test_okta_group_push(scim: Scim) -> None:
             "invalidFilter",
             'A members filter here is value eq "id", or several joined by or.',
         ), refused
+    # An id that cannot be a User's is refused as the value form refuses it (it was
+    # answered 204, as if removed); one that is no member's is removed as asked: the
+    # members stay (the team's lastModified moves, as on every PATCH).
+    for path, value in (
+        ('members[value eq "not-a-uuid"]', None),
+        (f'members[value eq "{bob["id"]}" or value eq "not-a-uuid"]', None),
+        ("members", [{"value": "not-a-uuid"}]),
+    ):
+        operation = {"op": "remove", "path": path, **({"value": value} if value else {})}
+        answer = await scim.patch(f"/Groups/{group_id}", operation, expect=400)
+        assert (answer["scimType"], answer["detail"]) == (
+            "invalidValue",
+            "members value 'not-a-uuid' is not a User id.",
+        ), path
     assert await scim("GET", f"/Groups/{group_id}") == group
+    await scim.patch(
+        f"/Groups/{group_id}",
+        {"op": "remove", "path": f'members[value eq "{uuid.uuid4()}"]'},
+        expect=204,
+    )
+    unchanged = await scim("GET", f"/Groups/{group_id}")
+    assert {**unchanged, "meta": None} == {**group, "meta": None}
     # Okta's full push: PUT with the whole member list.
     replaced = await scim(
         "PUT",

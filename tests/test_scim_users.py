@@ -536,6 +536,69 @@ async def test_role_filters_find_the_users_of_the_role(scim: Scim) -> None:
         assert {r["id"] for r in found["Resources"]} == wanted, present
 
 
+async def test_filters_on_emails_and_phone_numbers_find_the_values_users_show(
+    scim: Scim,
+) -> None:
+    """A filter on an email's or phone number's value or type finds exactly the Users
+    whose shown values meet it: both read one declaration of the values a User holds
+    (resources.py ``MULTI_VALUED``), the person's own email shown only where it is not the
+    work one. ``co``, ``sw`` and ``ew`` are narrowed first by the search index."""
+
+    def values(**by_type: str) -> list[dict[str, str]]:
+        return [{"value": value, "type": kind} for kind, value in by_type.items()]
+
+    users = [
+        await scim.create(
+            userName="ann",
+            emails=values(work="Ann.Lee@Example.com"),
+            phoneNumbers=values(work="+44 (0)20 7946 0000", mobile="07700 900123"),
+        ),
+        await scim.create(
+            userName="bo",
+            emails=values(work="bo@work.example", home="BO@WORK.example"),
+            phoneNumbers=values(mobile="0161 496 0000"),
+        ),
+        await scim.create(
+            userName="cy",
+            emails=values(work="cy@work.example", home="cy.home@mail.example"),
+            phoneNumbers=values(work="+1 (415) 555-2671"),
+        ),
+        await scim.create(userName="di", emails=values(home="di@mail.example")),
+    ]
+    shown = {
+        attribute: {
+            user["id"]: [(v["value"], v["type"]) for v in user.get(attribute, [])] for user in users
+        }
+        for attribute in ("emails", "phoneNumbers")
+    }
+    assert shown["emails"][users[1]["id"]] == [("bo@work.example", "work")]
+    assert [t for _, t in shown["emails"][users[2]["id"]]] == ["work", "other"]
+    meets: dict[str, Callable[[str, str], bool]] = {
+        "eq": lambda held, sent: held == sent,
+        "co": lambda held, sent: sent in held,
+        "sw": lambda held, sent: held.startswith(sent),
+        "ew": lambda held, sent: held.endswith(sent),
+    }
+    checked = 0
+    for attribute, by_user in shown.items():
+        for held_values in by_user.values():
+            for value, kind in held_values:
+                sent_values = {value, value[:5], value[3:9].upper(), value[-6:]}
+                for sent in sorted(sent_values):
+                    for op, meet in meets.items():
+                        wanted = {
+                            user
+                            for user, held in by_user.items()
+                            if any(meet(v.lower(), sent.lower()) for v, _ in held)
+                        }
+                        quoted = sent.replace('"', '\\"')
+                        await _found(scim, "Users", f'{attribute}[value {op} "{quoted}"]', wanted)
+                        checked += 1
+                wanted = {user for user, held in by_user.items() if kind in (t for _, t in held)}
+                await _found(scim, "Users", f'{attribute}[type eq "{kind}"]', wanted)
+    assert checked > 100
+
+
 async def _found(scim: Scim, resources: str, filter_text: str, wanted: set[str]) -> None:
     """The filter finds exactly ``wanted``, on the page and in ``totalResults``."""
     found = await scim("GET", f"/{resources}?{urlencode({'filter': filter_text})}")

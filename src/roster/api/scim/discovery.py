@@ -9,6 +9,7 @@ from roster.api.scim.resources import (
     ADDRESS_PARTS,
     ADDRESS_REQUIRED,
     ENTERPRISE_SCHEMA,
+    MULTI_VALUED,
     SIMPLE,
     USER_SCHEMA,
 )
@@ -71,6 +72,11 @@ def _declared(field: Field, name: str) -> dict[str, Any]:
     )
 
 
+def _types(attribute: str) -> list[str]:
+    """The types of the values Roster keeps of a multi-valued attribute, in order."""
+    return [slot.type for slot in MULTI_VALUED[attribute]]
+
+
 def _typed_values(kinds: list[str], what: str) -> list[dict[str, Any]]:
     """The sub-attributes of emails and phone numbers: Roster keeps one value of each
     type (the persona's own, the person's), so neither another type nor ``primary`` is
@@ -130,9 +136,9 @@ def user_schema(role_names: list[str]) -> dict[str, Any]:
             description="The persona's status is active. Every User has it: true when a "
             "create leaves it out, kept when a replace leaves it out.",
         ),
-        _attribute("emails", "complex", multi=True, sub=_typed_values(["work", "other"], "email")),
-        _attribute(
-            "phoneNumbers", "complex", multi=True, sub=_typed_values(["work", "mobile"], "number")
+        *(
+            _attribute(name, "complex", multi=True, sub=_typed_values(_types(name), kind))
+            for name, kind in (("emails", "email"), ("phoneNumbers", "number"))
         ),
         _attribute(
             "addresses",

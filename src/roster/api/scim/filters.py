@@ -52,8 +52,15 @@ from sqlalchemy import (
 )
 
 from roster.api.scim.errors import InvalidFilter, ScimInvalid
-from roster.api.scim.resources import ADDRESS_PARTS, ENTERPRISE_SCHEMA, SIMPLE, USER_SCHEMA
-from roster.core.fields import PERSON, TEAM, Field
+from roster.api.scim.resources import (
+    ADDRESS_PARTS,
+    ENTERPRISE_SCHEMA,
+    MULTI_VALUED,
+    SIMPLE,
+    USER_SCHEMA,
+    ValueSlot,
+)
+from roster.core.fields import PERSON, PERSONA, TEAM, Field
 from roster.core.matching import email_key, name_key, search_terms
 from roster.db.backends import Backend, code_point_prefix, compare_ordered
 from roster.db.tables import addresses, personas, persons, roles, team_members, teams
@@ -168,22 +175,31 @@ class _Slot:
         return held if self.shown is None else and_(held, self.shown)
 
 
-_EMAILS = (
-    _Slot("work", personas.c.email_address, (personas.c.work_email_key, email_key), True),
-    # The person's own email is a value of its own only where it is not the work one.
-    _Slot(
-        "other",
-        persons.c.email_address,
-        (persons.c.email_key, email_key),
-        True,
-        persons.c.email_key.is_distinct_from(personas.c.work_email_key),
-    ),
-)
-_PHONES = (
-    _Slot("work", personas.c.work_number, None, False),
-    _Slot("mobile", persons.c.phone_number, None, False),
-)
-_MULTI = {"emails": _EMAILS, "phonenumbers": _PHONES}
+def _slots(declared: tuple[ValueSlot, ...]) -> tuple[_Slot, ...]:
+    """A multi-valued attribute's values (resources.py ``MULTI_VALUED``) as columns."""
+
+    def table(slot: ValueSlot) -> Table:
+        return persons if slot.of_person else personas
+
+    by_type = {slot.type: slot for slot in declared}
+    found = []
+    for slot in declared:
+        value = table(slot).c[slot.field]
+        key = None
+        if slot.key_column is not None and slot.key is not None:
+            key = (table(slot).c[slot.key_column], slot.key)
+        shown = None
+        if slot.unless_same_as is not None and key is not None:
+            other = by_type[slot.unless_same_as]
+            assert other.key_column is not None
+            shown = key[0].is_distinct_from(table(other).c[other.key_column])
+        field = (PERSON if slot.of_person else PERSONA)[slot.field]
+        found.append(_Slot(slot.type, value, key, field.searched, shown))
+    return tuple(found)
+
+
+#: By attribute name, folded.
+_MULTI = {name.lower(): _slots(slots) for name, slots in MULTI_VALUED.items()}
 
 #: The sub-attributes ``pr`` takes on the attributes of every resource (RFC 7643 §3.1):
 #: the same their comparisons take; every resource has them.

@@ -118,11 +118,17 @@ def _member_ids(value: object) -> list[uuid.UUID]:
         given = {str(k).lower(): v for k, v in item.items()}
         if str(given.get("type") or "User").lower() == "group":
             raise ScimInvalid("Groups cannot be members of groups here.")
-        try:
-            ids.append(uuid.UUID(str(given.get("value"))))
-        except ValueError:
-            raise ScimInvalid(f"members value {given.get('value')!r} is not a User id.") from None
+        ids.append(_user_id(given.get("value")))
     return ids
+
+
+def _user_id(value: object) -> uuid.UUID:
+    """A member's id as sent; a value that cannot be one is refused, whichever way it
+    came (a value of ``members``, or in a ``members[value eq ...]`` path)."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ScimInvalid(f"members value {value!r} is not a User id.") from None
 
 
 def _set_field(change: GroupChange, key: str, value: Any) -> None:
@@ -156,10 +162,7 @@ def _filtered_ids(node: FilterNode) -> list[uuid.UUID]:
         and node.op is CompareOperator.eq
         and node.attr_path.attr.lower() == "value"
     ):
-        try:
-            return [uuid.UUID(str(node.value))]
-        except ValueError:
-            return []
+        return [_user_id(node.value)]
     if isinstance(node, LogicalExpr) and node.op is LogicalOperator.or_:
         return [found for term in node.terms for found in _filtered_ids(term)]
     raise InvalidFilter('A members filter here is value eq "id", or several joined by or.')

@@ -64,6 +64,54 @@ _SCIM_NAMES = {
 }
 
 
+@dataclass(frozen=True)
+class ValueSlot:
+    """One value of a User's multi-valued attribute that Roster keeps in a field: its
+    fixed ``type``, the field that holds it (the person's or the persona's), and the
+    derived column its ``value eq`` compares by (:mod:`roster.core.matching`)."""
+
+    type: str
+    field: str
+    of_person: bool
+    #: The column of the value's key and how a sent value's key is made, where values
+    #: compare by key; else they compare as written.
+    key_column: str | None = None
+    key: Callable[[str | None], str | None] | None = None
+    #: A value shown only where its key is not that of this type's value: the person's
+    #: own email is a value of its own only where it is not the work one.
+    unless_same_as: str | None = None
+
+    def held(self, user: UserRow) -> Any:
+        return _person(user, self.field) if self.of_person else _persona(user, self.field)
+
+    def shown(self, held: Mapping[str, Any]) -> bool:
+        """Whether a User holding these values (by type) shows this slot's."""
+        value = held[self.type]
+        if not value or self.unless_same_as is None or self.key is None:
+            return bool(value)
+        return self.key(value) != self.key(held[self.unless_same_as])
+
+
+#: The multi-valued attributes of a User that Roster keeps in fields, each value in the
+#: order a User lists them (spec/scim.md): rendering and filtering read this one table.
+MULTI_VALUED: dict[str, tuple[ValueSlot, ...]] = {
+    "emails": (
+        ValueSlot("work", "email_address", False, "work_email_key", email_key),
+        ValueSlot("other", "email_address", True, "email_key", email_key, unless_same_as="work"),
+    ),
+    "phoneNumbers": (
+        ValueSlot("work", "work_number", False),
+        ValueSlot("mobile", "phone_number", True),
+    ),
+}
+
+
+def _values(user: UserRow, slots: tuple[ValueSlot, ...]) -> list[dict[str, Any]]:
+    """The values a User shows of one multi-valued attribute."""
+    held = {slot.type: slot.held(user) for slot in slots}
+    return [{"value": held[s.type], "type": s.type} for s in slots if s.shown(held)]
+
+
 def scim_name(name: str) -> str:
     """A field's SCIM name, for errors (``Naming``)."""
     return _SCIM_NAMES.get(name, name)
@@ -158,21 +206,9 @@ def render_user(user: UserRow, base_url: str, *, built: bool = True) -> dict[str
             name.setdefault("formatted", built_formatted(name.get))
         resource["name"] = name
     resource["active"] = _persona(user, "status") == "active"
-    work, own = _persona(user, "email_address"), _person(user, "email_address")
-    emails = []
-    if work:
-        emails.append({"value": work, "type": "work"})
-    if own and email_key(own) != email_key(work):
-        emails.append({"value": own, "type": "other"})
-    if emails:
-        resource["emails"] = emails
-    phones = []
-    if work_number := _persona(user, "work_number"):
-        phones.append({"value": work_number, "type": "work"})
-    if mobile := _person(user, "phone_number"):
-        phones.append({"value": mobile, "type": "mobile"})
-    if phones:
-        resource["phoneNumbers"] = phones
+    for attribute, slots in MULTI_VALUED.items():
+        if values := _values(user, slots):
+            resource[attribute] = values
     if user.addresses:
         resource["addresses"] = [render_address(a) for a in user.addresses]
     resource["roles"] = [{"value": user.role_name}]
