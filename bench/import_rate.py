@@ -8,8 +8,10 @@
 With ``--floor`` the rows Roster wrote (every table the import filled, every derived
 column, the events) are then COPYed into a second new database at the same migration
 (same schema and indexes, the pre-import rows copied in first, untimed), and Roster's
-rate, the floor's and their ratio are printed. Roster runs first, then the floor: the
-floor copies what Roster wrote. The floor must hold the same rows (per table counts).
+rate, the floor's and their ratio are printed, with the CPU each spent (the importing
+process, and the PostgreSQL backends of each database, sampled while it ran). Roster
+runs first, then the floor: the floor copies what Roster wrote. The floor must hold the
+same rows (per table counts).
 
 The CSV comes from bench/data.py (cached under /tmp by row count); each run creates
 its own database, migrates it and drops it (PostgreSQL) afterwards.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import secrets
 import tempfile
@@ -29,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from sqlalchemy import make_url
 
 from bench.data import name_pools, people, write_csv
+from bench.server import CpuTracker, backends_of, cpu_seconds
 from roster.core import writer
 from roster.core.accounts import create_account
 from roster.core.importing import DEFAULT_BATCH_SIZE, ImportSummary, import_rows
@@ -147,9 +152,10 @@ async def _against_floor(
     try:
         before = await _rows_by_table(source)
         await _copy(floor, before)  # the account and its roles: not the import's work
-        started = time.perf_counter()
-        summary = await import_rows(engine, settings, ACCOUNT, path, batch_size=batch_size)  # type: ignore[arg-type]
-        roster = time.perf_counter() - started
+        started, own = time.perf_counter(), cpu_seconds(os.getpid())
+        with _database_cpu(url) as roster_cpu:
+            summary = await import_rows(engine, settings, ACCOUNT, path, batch_size=batch_size)  # type: ignore[arg-type]
+        roster, own = time.perf_counter() - started, cpu_seconds(os.getpid()) - own
         _report("Roster", summary, roster)
         kept = {name: set(rows) for name, rows in before.items()}
         written = {
@@ -157,8 +163,9 @@ async def _against_floor(
             for name, rows in (await _rows_by_table(source)).items()
         }
         started = time.perf_counter()
-        async with floor.transaction():
-            await _copy(floor, written)
+        with _database_cpu(floor_url) as floor_cpu:
+            async with floor.transaction():
+                await _copy(floor, written)
         copied = time.perf_counter() - started
         filled = ", ".join(f"{name} {len(rows)}" for name, rows in written.items() if rows)
         print(
@@ -170,6 +177,11 @@ async def _against_floor(
             differ = {n: (ours[n], theirs[n]) for n in _TABLES if ours[n] != theirs[n]}
             raise SystemExit(f"the floor holds other rows than Roster (Roster, floor): {differ}")
         print(
+            f"CPU: Roster's import {own:.1f} s in its process, "
+            f"PostgreSQL {roster_cpu.seconds:.1f} s; "
+            f"the floor's COPY, PostgreSQL {floor_cpu.seconds:.1f} s"
+        )
+        print(
             f"Roster / floor: {copied / roster:.2f}x (run order: Roster, then the floor; "
             "target: at least 0.75x)"
         )
@@ -177,6 +189,14 @@ async def _against_floor(
     finally:
         await source.close()
         await floor.close()
+
+
+def _database_cpu(url: str) -> CpuTracker:
+    """What PostgreSQL's backends of ``url``'s database spend while the block runs,
+    sampled each second: the importer runs in this process, and the import's pooled
+    connections live as long as it does."""
+    database = make_url(url).database or ""
+    return CpuTracker(lambda: backends_of(database), interval=1.0)
 
 
 async def _admin(statement: str) -> None:
