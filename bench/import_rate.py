@@ -162,11 +162,11 @@ async def _against_floor(
             name: [row for row in rows if row not in kept[name]]
             for name, rows in (await _rows_by_table(source)).items()
         }
-        started = time.perf_counter()
+        started, copying = time.perf_counter(), cpu_seconds(os.getpid())
         with _database_cpu(floor_url) as floor_cpu:
             async with floor.transaction():
                 await _copy(floor, written)
-        copied = time.perf_counter() - started
+        copied, copying = time.perf_counter() - started, cpu_seconds(os.getpid()) - copying
         filled = ", ".join(f"{name} {len(rows)}" for name, rows in written.items() if rows)
         print(
             f"floor: COPY of the rows Roster wrote ({filled}) in {copied:.1f}s = "
@@ -179,7 +179,8 @@ async def _against_floor(
         print(
             f"CPU: Roster's import {own:.1f} s in its process, "
             f"PostgreSQL {roster_cpu.seconds:.1f} s; "
-            f"the floor's COPY, PostgreSQL {floor_cpu.seconds:.1f} s"
+            f"the floor's COPY {copying:.1f} s in this process, "
+            f"PostgreSQL {floor_cpu.seconds:.1f} s"
         )
         print(
             f"Roster / floor: {copied / roster:.2f}x (run order: Roster, then the floor; "

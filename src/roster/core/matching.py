@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TypeVar
 
 import phonenumbers
@@ -77,6 +77,41 @@ def search_fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return unicodedata.normalize("NFKC", stripped.casefold())
+
+
+@cache
+def _joining() -> tuple[frozenset[str], frozenset[str]]:
+    """The characters that recomposition (NFKC, :func:`search_fold`'s last step) joins to
+    a character after them, and those it joins to one before them, where the second is
+    no combining mark (``search_fold`` drops those): Hangul's conjoining jamo and
+    syllables, and a few vowel signs of Indic scripts. Read from Python's Unicode data
+    once (about 40 ms)."""
+    leading, trailing = set(), set()
+    for point in range(0x30000):  # no composition has a character above
+        parts = unicodedata.decomposition(chr(point)).split()
+        if len(parts) != 2 or parts[0].startswith("<"):
+            continue
+        first, second = (chr(int(part, 16)) for part in parts)
+        composed = unicodedata.normalize("NFC", first + second) == chr(point)
+        if composed and not unicodedata.combining(second):
+            leading.add(first)
+            trailing.add(second)
+    # Hangul composes by rule, not by table: a leading consonant takes a vowel, a
+    # syllable without a final consonant takes one.
+    leading.update(map(chr, range(0x1100, 0x1113)))
+    leading.update(map(chr, range(0xAC00, 0xD7A4, 28)))
+    trailing.update(map(chr, (*range(0x1161, 0x1176), *range(0x11A8, 0x11C3))))
+    return frozenset(leading), frozenset(trailing)
+
+
+def folds_alike_within(term: str) -> bool:
+    """Whether a folded term is found in the folded text of every value that holds it
+    as written. Folding recomposes characters, so a term whose last character may join
+    the one after it (``내`` of a decomposed ``낸``), or whose first may join the one
+    before it, can be missing from a text that holds it; the search index cannot
+    narrow a comparison by such a term."""
+    leading, trailing = _joining()
+    return bool(term) and term[-1] not in leading and term[0] not in trailing
 
 
 def search_terms(search: str | None) -> list[str]:
