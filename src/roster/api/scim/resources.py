@@ -315,6 +315,19 @@ def _item_value(item: dict[str, Any] | None, declared: Field) -> Any:
     return _text(declared, item.get("value"))
 
 
+def _sent_values(sent: Mapping[str, Any], attribute: str) -> tuple[list[dict[str, Any]], Any, Any]:
+    """A multi-valued attribute as a User sends it: its values, then the persona's (of
+    the persona's slot's type) and the person's (the primary of any other type, else the
+    first), each checked by the rules of the field that keeps it (``MULTI_VALUED``)."""
+    persona_slot, person_slot = MULTI_VALUED[attribute]
+    items = _multi(sent, attribute.lower())
+    return (
+        items,
+        _item_value(_typed(items, persona_slot.type), PERSONA[persona_slot.field]),
+        _item_value(_others(items, persona_slot.type), PERSON[person_slot.field]),
+    )
+
+
 @dataclass
 class UserWrite:
     """What a User resource sets: person and persona fields (absent ones cleared, but the
@@ -439,9 +452,7 @@ def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
         raise invalid("userName is required.")
     if "active" in sent and sent["active"] is not None:
         written.persona["status"] = "active" if boolean(sent["active"], "active") else "deactivated"
-    emails = _multi(sent, "emails")
-    work = _item_value(_typed(emails, "work"), PERSONA["email_address"])
-    own = _item_value(_others(emails, "work"), PERSON["email_address"])
+    emails, work, own = _sent_values(sent, "emails")
     written.persona["email_address"] = work
     if own or (creating and work):
         # A new User joins the person holding its email (its own, else its work one).
@@ -450,9 +461,8 @@ def parse_user(resource: Mapping[str, Any], *, creating: bool) -> UserWrite:
         # A User sent without any email has none: its person's email goes too (under
         # the shared-person rule, as every change of a person's own field).
         written.person["email_address"] = None
-    phones = _multi(sent, "phonenumbers")
-    written.persona["work_number"] = _item_value(_typed(phones, "work"), PERSONA["work_number"])
-    mobile = _item_value(_others(phones, "work"), PERSON["phone_number"])
+    phones, work_number, mobile = _sent_values(sent, "phoneNumbers")
+    written.persona["work_number"] = work_number
     if mobile or (not phones and not creating):
         written.person["phone_number"] = mobile
     written.addresses = _addresses(sent)
