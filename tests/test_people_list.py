@@ -18,10 +18,11 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
+from roster.api.people.models import item_key
 from roster.core.demo import generate_demo
-from roster.core.people import listing
+from roster.core.people import embeds, listing
 from roster.core.writer import PersonWrite, write_persons
-from roster.db.backends import PostgresBackend, SqliteBackend
+from roster.db.backends import PostgresBackend, SqliteBackend, backend_for
 from roster.db.engine import read_snapshot, unit_of_work
 from tests.factories import Client, Directory
 
@@ -825,6 +826,41 @@ async def test_embeds_the_database_writes_are_the_embeds_python_writes(
     assert any(row["persona"]["primaryOwnerOf"] for row in written["rows"])
     lines = [a["addressLine1"] for a in written["rows"][0]["persona"]["addresses"]]
     assert lines[-4:] == [f"{n} Mill Lane" for n in range(4)]
+
+
+async def test_a_large_pages_embeds_are_found_by_index_whatever_the_tables_sizes(
+    directory: Directory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large page's embeds are written a chunk at a time, one statement per embed for
+    the chunk's personas. Planned for a chunk's many ids, a lookup in a table the planner
+    deems small scanned the whole table, each chunk again (test tables are tiny, so it
+    would here); in the page's transaction, every one is found by index instead."""
+    await generate_demo(directory.engine, directory.settings, ACCOUNT, 40, seed=5)
+    monkeypatch.setattr(listing, "EMBED_COLUMNS_UP_TO", 10)
+    monkeypatch.setattr(listing, "CHUNK_SIZE", 7)
+    query = listing.PeopleQuery(limit=1000, include=frozenset(embeds.EMBEDS))
+    async with read_snapshot(directory.engine) as conn:
+        backend = backend_for(conn)
+        if not backend.renders_json:
+            pytest.skip("SQLite loads embeds as objects, by statements of its own")
+        page = await listing.list_people(conn, ACCOUNT, query, item_key)
+        chunks = [chunk async for chunk in page.chunks]
+        plans = {}  # of the first chunk's statements, in the page's transaction
+        for embed in embeds.EMBEDS:
+            ids = list({row.persona_value(embed.on) for row in chunks[0]} - {None})
+            statement = embeds._json_statement(embed, backend, item_key)
+            compiled = statement.compile(dialect=conn.dialect)
+            values = {**compiled.params, "ids": ids}
+            explained = await conn.exec_driver_sql(
+                f"EXPLAIN {compiled}", tuple(values[name] for name in compiled.positiontup or ())
+            )
+            plans[embed.name] = "\n".join(line for (line,) in explained)
+    assert len(chunks[0]) == 7
+    assert sum(map(len, chunks)) == page.count >= 40
+    assert set(plans) == {"addresses", "created_by", "teams", "primary_owner_of", "roles"}
+    for name, plan in plans.items():
+        assert "Index" in plan, (name, plan)
+        assert "Seq Scan" not in plan, (name, plan)
 
 
 async def test_the_count_and_the_rows_see_one_snapshot(

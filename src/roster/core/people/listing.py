@@ -426,6 +426,9 @@ async def _chunks(
     if in_rows:  # the embeds come as JSON columns of the rows
         statement = statement.add_columns(*embed_columns(backend, include, json_keys))
     result = await conn.stream(statement, parameters)
+    if written and not in_rows:  # after the page's statement: its plan is its own
+        for setting in backend.chunk_embeds_setup:
+            await conn.exec_driver_sql(setting)
 
     async def read() -> list[PersonaRow]:
         fetched = await result.fetchmany(CHUNK_SIZE)
