@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from roster.core import events as events_module
+from roster.core import importing
 from roster.core.events import row_data
 from roster.core.importing import (
     IMPORT_COLUMNS,
@@ -19,6 +21,7 @@ from roster.core.importing import (
     ImportSummary,
     import_rows,
 )
+from roster.core.writer import LOOKUP_COLUMNS
 from roster.db.engine import unit_of_work
 from roster.db.tables import events
 from roster.errors import AccountNotFound
@@ -455,6 +458,42 @@ async def test_an_import_refreshes_the_planner_statistics(bulk: Bulk) -> None:
     )
     assert (await run(directory, path)).created == 1
     assert await _planner_statistics(directory) > before
+
+
+async def test_statistics_during_an_import_are_its_lookups_and_at_its_end_every_columns(
+    bulk: Bulk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Statistics of every column cost seconds at a few hundred thousand rows (the names'
+    and the search text's most of it): while an import runs it refreshes those of the
+    columns it finds rows by, for its own plans; at its end, every column's, which the
+    listings' plans read."""
+    directory, _, tmp_path = bulk
+    monkeypatch.setattr(importing, "FIRST_ANALYZE", 2)
+    rows = [(f"P{n}", "Lee", f"p{n}@acme.example", "", f"r-{n}") for n in range(8)]
+    path = write_csv(tmp_path / "people.csv", HEADER, rows)
+    analyzed: list[str] = []
+
+    def seen(*args: Any) -> None:
+        if args[2].startswith("ANALYZE"):
+            analyzed.append(args[2])
+
+    engine = directory.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert (await run(directory, path, batch_size=2)).created == 8
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    if directory.engine.dialect.name == "sqlite":  # its statistics are its indexes'
+        assert analyzed[-2:] == ["ANALYZE persons", "ANALYZE personas"]
+        return
+    *during, at_end = analyzed
+    assert at_end == "ANALYZE persons, personas"
+    assert len(during) == 2
+    for statement in during:
+        named = re.findall(r"(\w+) \(([^)]*)\)", statement)
+        assert [table for table, _ in named] == ["persons", "personas"]
+        columns = {(table, column) for table, listed in named for column in listed.split(", ")}
+        assert columns == {(column.table.name, column.name) for column in LOOKUP_COLUMNS}
 
 
 HEADER_LINE = "first_name,last_name,email_address,phone_number,external_ref\nZoë,Lee,z@x.io,,\n"

@@ -539,6 +539,20 @@ def _prefetch_statement(
     return union(*(select(*_PERSON_COLUMNS).where(lookup) for lookup in lookups))
 
 
+#: The columns the writer finds persons and personas by (the statements above and
+#: ``_load_personas``): a bulk load keeps their statistics fresh for its own plans.
+LOOKUP_COLUMNS = (
+    persons.c.id,
+    persons.c.external_ref,
+    persons.c.email_key,
+    persons.c.phone_key,
+    personas.c.id,
+    personas.c.person_id,
+    personas.c.account_id,
+    personas.c.user_name_key,
+)
+
+
 @lru_cache(maxsize=2)
 def _user_names_statement(backend: Backend) -> Select[Any]:
     """The personas of ``accounts`` whose userName key is one of ``keys`` (the index on
