@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from roster.api.people.models import item_key
 from roster.core.demo import generate_demo
@@ -834,33 +834,52 @@ async def test_a_large_pages_embeds_are_found_by_index_whatever_the_tables_sizes
     """A large page's embeds are written a chunk at a time, one statement per embed for
     the chunk's personas. Planned for a chunk's many ids, a lookup in a table the planner
     deems small scanned the whole table, each chunk again (test tables are tiny, so it
-    would here); in the page's transaction, every one is found by index instead."""
+    would here). With the backend's chunk_embeds_setup each is found by index; a page
+    runs it once its own statement is planned, and undoes it once its rows are read."""
     await generate_demo(directory.engine, directory.settings, ACCOUNT, 40, seed=5)
     monkeypatch.setattr(listing, "EMBED_COLUMNS_UP_TO", 10)
     monkeypatch.setattr(listing, "CHUNK_SIZE", 7)
     query = listing.PeopleQuery(limit=1000, include=frozenset(embeds.EMBEDS))
-    async with read_snapshot(directory.engine) as conn:
-        backend = backend_for(conn)
-        if not backend.renders_json:
-            pytest.skip("SQLite loads embeds as objects, by statements of its own")
-        page = await listing.list_people(conn, ACCOUNT, query, item_key)
-        chunks = [chunk async for chunk in page.chunks]
-        plans = {}  # of the first chunk's statements, in the page's transaction
-        for embed in embeds.EMBEDS:
-            ids = list({row.persona_value(embed.on) for row in chunks[0]} - {None})
-            statement = embeds._json_statement(embed, backend, item_key)
-            compiled = statement.compile(dialect=conn.dialect)
-            values = {**compiled.params, "ids": ids}
-            explained = await conn.exec_driver_sql(
-                f"EXPLAIN {compiled}", tuple(values[name] for name in compiled.positiontup or ())
-            )
-            plans[embed.name] = "\n".join(line for (line,) in explained)
+    run: list[str] = []
+
+    def seen(*args: Any) -> None:
+        run.append(args[2])
+
+    engine = directory.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        async with read_snapshot(directory.engine) as conn:
+            backend = backend_for(conn)
+            if not backend.renders_json:
+                pytest.skip("SQLite loads embeds as objects, by statements of its own")
+            page = await listing.list_people(conn, ACCOUNT, query, item_key)
+            chunks = [chunk async for chunk in page.chunks]
+            after_the_page = await conn.scalar(text("SHOW enable_seqscan"))
+            for setting in backend.chunk_embeds_setup:
+                await conn.exec_driver_sql(setting)
+            plans = {}  # of the first chunk's statements
+            for embed in embeds.EMBEDS:
+                ids = list({row.persona_value(embed.on) for row in chunks[0]} - {None})
+                statement = embeds._json_statement(embed, backend, item_key)
+                compiled = statement.compile(dialect=conn.dialect)
+                values = {**compiled.params, "ids": ids}
+                positional = tuple(values[name] for name in compiled.positiontup or ())
+                explained = await conn.exec_driver_sql(f"EXPLAIN {compiled}", positional)
+                plans[embed.name] = "\n".join(line for (line,) in explained)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
     assert len(chunks[0]) == 7
     assert sum(map(len, chunks)) == page.count >= 40
     assert set(plans) == {"addresses", "created_by", "teams", "primary_owner_of", "roles"}
     for name, plan in plans.items():
         assert "Index" in plan, (name, plan)
         assert "Seq Scan" not in plan, (name, plan)
+    # The page's own statement is planned first; the setting ends with its rows.
+    page_at = next(n for n, sql in enumerate(run) if "persons.first_name" in sql)
+    set_at = run.index(backend.chunk_embeds_setup[0])
+    undone_at = run.index(backend.chunk_embeds_done[0])
+    assert page_at < set_at < undone_at
+    assert after_the_page == "on"
 
 
 async def test_the_count_and_the_rows_see_one_snapshot(

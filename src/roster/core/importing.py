@@ -59,9 +59,10 @@ DEFAULT_BATCH_SIZE = 5000
 #: end (PostgreSQL may run without autovacuum; SQLite has none of its own). Early: a
 #: planner that has never seen statistics matches each batch by scanning every row
 #: imported so far (2 s a batch at 20,000 rows); once it has some, it scales them by the
-#: table's size, so a few more are enough. Until the end, only the columns the import
-#: finds rows by (``LOOKUP_COLUMNS``): every column's took 2.8 s for persons and 3.2 s
-#: for personas at 500,000 rows, the names' and the search text's most of it.
+#: table's size, so a few more are enough. Between the first and the end, only the
+#: columns the import finds rows by (``LOOKUP_COLUMNS``): every column's took 2.8 s for
+#: persons and 3.2 s for personas at 500,000 rows, the names' and the search text's most
+#: of it. The first covers every column, so an import cut short leaves some for each.
 FIRST_ANALYZE = 2_000
 ANALYZE_EVERY = 200_000
 
@@ -152,7 +153,7 @@ async def import_rows(
             for line, outcome in zip(batch.lines, outcomes, strict=True):
                 _count(summary, line, outcome)
             if summary.rows >= next_analyze:
-                await _analyze(engine, LOOKUP_COLUMNS)
+                await _analyze(engine, LOOKUP_COLUMNS if next_analyze > FIRST_ANALYZE else ())
                 next_analyze = summary.rows + min(3 * summary.rows, ANALYZE_EVERY)
             if on_progress is not None:
                 on_progress(ImportProgress(summary.rows, reader.tell(), reader.size, summary))

@@ -100,6 +100,8 @@ class Backend(Protocol):
     #: embeds of its chunks are written, each by one statement for a chunk's personas
     #: (``render_embeds``): each item is then found by index, never by scanning its table.
     chunk_embeds_setup: Sequence[str]
+    #: Statements that undo them once the page's rows are read.
+    chunk_embeds_done: Sequence[str]
 
     #: Whether a prepared statement may come to run on a plan made for any values; where
     #: it may, listings have an engine of their own whose sessions never do (the
@@ -489,8 +491,9 @@ class PostgresBackend(_DriverReads):
     # thousand rows were costed as random reads from disk and scanned the whole table
     # instead (6 times slower where the table is in memory, as a directory's is): a
     # 100,000-row page of a 200,000-person account took 5.5 s, 3.8 s by index. Set once
-    # the page's own statement is planned, for the rest of its transaction only.
+    # the page's own statement is planned, and back to the session's value after.
     chunk_embeds_setup: Sequence[str] = ("SET LOCAL enable_seqscan = off",)
+    chunk_embeds_done: Sequence[str] = ("SET LOCAL enable_seqscan TO DEFAULT",)
     converts = False  # asyncpg binds and reads each value itself
 
     plans_reused = True
@@ -824,6 +827,7 @@ class SqliteBackend(_DriverReads):
     snapshot_setup: Sequence[str] = ()
     renders_json = False
     chunk_embeds_setup: Sequence[str] = ()  # SQLite writes no embeds (renders_json)
+    chunk_embeds_done: Sequence[str] = ()
     converts = True
 
     plans_reused = False

@@ -426,9 +426,9 @@ async def _chunks(
     if in_rows:  # the embeds come as JSON columns of the rows
         statement = statement.add_columns(*embed_columns(backend, include, json_keys))
     result = await conn.stream(statement, parameters)
-    if written and not in_rows:  # after the page's statement: its plan is its own
-        for setting in backend.chunk_embeds_setup:
-            await conn.exec_driver_sql(setting)
+    # Embeds written a chunk at a time are looked up with chunk_embeds_setup: set once the
+    # page's statement is planned (its plan is its own), set back once its rows are read.
+    by_chunk = written and not in_rows
 
     async def read() -> list[PersonaRow]:
         fetched = await result.fetchmany(CHUNK_SIZE)
@@ -441,18 +441,27 @@ async def _chunks(
             await load_embeds(conn, rows, include)
         return rows
 
-    ahead = asyncio.ensure_future(read())
+    ahead: asyncio.Future[list[PersonaRow]] | None = None
     try:
+        await _run(conn, backend.chunk_embeds_setup if by_chunk else ())
+        ahead = asyncio.ensure_future(read())
         while rows := await ahead:
             ahead = asyncio.ensure_future(read())
             await asyncio.sleep(0)  # the next read sends its first query before we go on
             yield rows
+        await _run(conn, backend.chunk_embeds_done if by_chunk else ())
     finally:
         # Never cancelled halfway: a statement cut off mid-answer would leave the
         # connection unusable. At most one chunk is read in vain.
-        with contextlib.suppress(Exception):
-            await ahead
+        if ahead is not None:
+            with contextlib.suppress(Exception):
+                await ahead
         await result.close()
+
+
+async def _run(conn: AsyncConnection, statements: Sequence[str]) -> None:
+    for statement in statements:
+        await conn.exec_driver_sql(statement)
 
 
 def _with_rendered(row: Sequence[Any], include: tuple[Embed, ...]) -> PersonaRow:
