@@ -8,14 +8,15 @@ import hmac
 import json
 import secrets
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from hypothesis import HealthCheck, settings
-from sqlalchemy import insert, select, text
+from sqlalchemy import event, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from roster.core.accounts import create_account
@@ -221,3 +222,19 @@ class Directory:
         }
         async with unit_of_work(self.engine, write=True) as conn:
             return (await add_address(conn, account_id, persona_id, given)).id
+
+
+@contextmanager
+def statements_sent(engine: AsyncEngine) -> Iterator[list[str]]:
+    """Every statement SQLAlchemy sends on ``engine``'s connections while the block runs,
+    in order, as sent."""
+    sent: list[str] = []
+
+    def seen(*args: Any) -> None:
+        sent.append(args[2])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)

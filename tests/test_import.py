@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from sqlalchemy import Column, event, select, text
+from sqlalchemy import Column, select, text
 from sqlalchemy.sql import visitors
 
 from roster.core import events as events_module
@@ -28,7 +28,7 @@ from roster.db.engine import unit_of_work
 from roster.db.tables import events, personas, persons
 from roster.errors import AccountNotFound
 from tests.bulk import counts, leave_empty, people_state, write_csv, write_jsonl
-from tests.factories import Directory, reset_database
+from tests.factories import Directory, reset_database, statements_sent
 
 HEADER = ("first_name", "last_name", "email_address", "phone_number", "external_ref")
 
@@ -473,18 +473,9 @@ async def test_statistics_during_an_import_are_its_lookups_and_at_its_end_every_
     monkeypatch.setattr(importing, "FIRST_ANALYZE", 2)
     rows = [(f"P{n}", "Lee", f"p{n}@acme.example", "", f"r-{n}") for n in range(8)]
     path = write_csv(tmp_path / "people.csv", HEADER, rows)
-    analyzed: list[str] = []
-
-    def seen(*args: Any) -> None:
-        if args[2].startswith("ANALYZE"):
-            analyzed.append(args[2])
-
-    engine = directory.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent(directory.engine) as sent:
         assert (await run(directory, path, batch_size=2)).created == 8
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    analyzed = [statement for statement in sent if statement.startswith("ANALYZE")]
     if directory.engine.dialect.name == "sqlite":  # its statistics are its indexes'
         assert analyzed[-2:] == ["ANALYZE persons", "ANALYZE personas"]
         return

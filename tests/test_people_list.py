@@ -16,15 +16,15 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from roster.api.people.models import item_key
 from roster.core.demo import generate_demo
 from roster.core.people import embeds, listing
 from roster.core.writer import PersonWrite, write_persons
 from roster.db.backends import PostgresBackend, SqliteBackend, backend_for
-from roster.db.engine import read_snapshot, unit_of_work
-from tests.factories import Client, Directory
+from roster.db.engine import read_snapshot, run_statements, unit_of_work
+from tests.factories import Client, Directory, statements_sent
 
 ACCOUNT = "F50091"
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -638,32 +638,28 @@ def counting_queries(
 ) -> Iterator[list[str]]:
     """Every statement the app's engine runs while the block is open; with
     ``monkeypatch``, those run on the drivers' connections directly too (fetch_plain)."""
-    statements: list[str] = []
-    engine = app.state.services.engine.sync_engine
-
-    def count(*args: Any) -> None:
-        statements.append(args[2])
-
-    if monkeypatch is not None:
-        fetch = asyncpg.Connection.fetch
-
-        async def counted_fetch(self: asyncpg.Connection, sql: str, *args: Any) -> Any:
-            statements.append(sql)
-            return await fetch(self, sql, *args)
-
-        monkeypatch.setattr(asyncpg.Connection, "fetch", counted_fetch)
-        fetch_all = aiosqlite.Connection.execute_fetchall
-
-        async def counted_fetch_all(self: aiosqlite.Connection, sql: str, *args: Any) -> Any:
-            statements.append(sql)
-            return await fetch_all(self, sql, *args)
-
-        monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", counted_fetch_all)
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_sent(app.state.services.engine) as statements:
+        if monkeypatch is not None:
+            _count_driver_reads(statements, monkeypatch)
         yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+
+
+def _count_driver_reads(statements: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Add to ``statements`` those run on the drivers' connections directly."""
+    fetch = asyncpg.Connection.fetch
+
+    async def counted_fetch(self: asyncpg.Connection, sql: str, *args: Any) -> Any:
+        statements.append(sql)
+        return await fetch(self, sql, *args)
+
+    monkeypatch.setattr(asyncpg.Connection, "fetch", counted_fetch)
+    fetch_all = aiosqlite.Connection.execute_fetchall
+
+    async def counted_fetch_all(self: aiosqlite.Connection, sql: str, *args: Any) -> Any:
+        statements.append(sql)
+        return await fetch_all(self, sql, *args)
+
+    monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", counted_fetch_all)
 
 
 async def test_embeds_cost_the_same_queries_for_5_rows_as_for_200(
@@ -840,14 +836,7 @@ async def test_a_large_pages_embeds_are_found_by_index_whatever_the_tables_sizes
     monkeypatch.setattr(listing, "EMBED_COLUMNS_UP_TO", 10)
     monkeypatch.setattr(listing, "CHUNK_SIZE", 7)
     query = listing.PeopleQuery(limit=1000, include=frozenset(embeds.EMBEDS))
-    run: list[str] = []
-
-    def seen(*args: Any) -> None:
-        run.append(args[2])
-
-    engine = directory.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent(directory.engine) as run:
         async with read_snapshot(directory.engine) as conn:
             backend = backend_for(conn)
             if not backend.renders_json:
@@ -855,8 +844,7 @@ async def test_a_large_pages_embeds_are_found_by_index_whatever_the_tables_sizes
             page = await listing.list_people(conn, ACCOUNT, query, item_key)
             chunks = [chunk async for chunk in page.chunks]
             after_the_page = await conn.scalar(text("SHOW enable_seqscan"))
-            for setting in backend.chunk_embeds_setup:
-                await conn.exec_driver_sql(setting)
+            await run_statements(conn, backend.chunk_embeds_setup)
             plans = {}  # of the first chunk's statements
             for embed in embeds.EMBEDS:
                 ids = list({row.persona_value(embed.on) for row in chunks[0]} - {None})
@@ -866,8 +854,6 @@ async def test_a_large_pages_embeds_are_found_by_index_whatever_the_tables_sizes
                 positional = tuple(values[name] for name in compiled.positiontup or ())
                 explained = await conn.exec_driver_sql(f"EXPLAIN {compiled}", positional)
                 plans[embed.name] = "\n".join(line for (line,) in explained)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     assert len(chunks[0]) == 7
     assert sum(map(len, chunks)) == page.count >= 40
     assert set(plans) == {"addresses", "created_by", "teams", "primary_owner_of", "roles"}

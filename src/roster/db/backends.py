@@ -489,7 +489,7 @@ class PostgresBackend(_DriverReads):
     renders_json = True
     # Planned for a chunk's 1,000 ids, the lookups of a table of up to a few hundred
     # thousand rows were costed as random reads from disk and scanned the whole table
-    # instead (6 times slower where the table is in memory, as a directory's is): a
+    # instead (twice as slow where the table is in memory, as a directory's is): a
     # 100,000-row page of a 200,000-person account took 5.5 s, 3.8 s by index. Set once
     # the page's own statement is planned, and back to the session's value after.
     chunk_embeds_setup: Sequence[str] = ("SET LOCAL enable_seqscan = off",)

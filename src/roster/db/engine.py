@@ -8,7 +8,7 @@ requests and commands open one at their edge, core functions never commit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -94,10 +94,16 @@ async def read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         backend = backend_for(connection)
         await connection.execution_options(**backend.snapshot_options)
         async with connection.begin() as transaction:
-            for statement in backend.snapshot_setup:
-                await connection.exec_driver_sql(statement)
+            await run_statements(connection, backend.snapshot_setup)
             yield connection
             await transaction.rollback()
+
+
+async def run_statements(conn: AsyncConnection, statements: Sequence[str]) -> None:
+    """Run a backend's statements of a kind (``snapshot_setup``, ``chunk_embeds_setup``)
+    on ``conn``, in order."""
+    for statement in statements:
+        await conn.exec_driver_sql(statement)
 
 
 def database_unavailable(error: BaseException) -> bool:

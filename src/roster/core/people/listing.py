@@ -25,6 +25,7 @@ from roster.core.people.embeds import (
 )
 from roster.core.people.persona_rows import ROW_COLUMNS, PersonaRow, rows_select
 from roster.db.backends import Backend, backend_for
+from roster.db.engine import run_statements
 from roster.db.tables import budget_members, budgets, personas, persons, roles, team_members
 from roster.errors import Naming, as_is
 
@@ -443,13 +444,13 @@ async def _chunks(
 
     ahead: asyncio.Future[list[PersonaRow]] | None = None
     try:
-        await _run(conn, backend.chunk_embeds_setup if by_chunk else ())
+        await run_statements(conn, backend.chunk_embeds_setup if by_chunk else ())
         ahead = asyncio.ensure_future(read())
         while rows := await ahead:
             ahead = asyncio.ensure_future(read())
             await asyncio.sleep(0)  # the next read sends its first query before we go on
             yield rows
-        await _run(conn, backend.chunk_embeds_done if by_chunk else ())
+        await run_statements(conn, backend.chunk_embeds_done if by_chunk else ())
     finally:
         # Never cancelled halfway: a statement cut off mid-answer would leave the
         # connection unusable. At most one chunk is read in vain.
@@ -457,11 +458,6 @@ async def _chunks(
             with contextlib.suppress(Exception):
                 await ahead
         await result.close()
-
-
-async def _run(conn: AsyncConnection, statements: Sequence[str]) -> None:
-    for statement in statements:
-        await conn.exec_driver_sql(statement)
 
 
 def _with_rendered(row: Sequence[Any], include: tuple[Embed, ...]) -> PersonaRow:
