@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import unicodedata
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, MutableMapping
@@ -423,6 +424,32 @@ async def test_search_ignores_case_and_accents_and_finds_substrings(
         f"/people?accountId={ACCOUNT}&search=Cesar+Treutel", headers=caller.headers
     )
     assert (raw.json()["search"], first_names(raw.json())) == ("Cesar Treutel", {"César"})
+
+
+@pytest.mark.usefixtures("page_plan")
+async def test_a_name_in_hangul_is_found_as_it_is_typed_however_it_was_written(
+    client: httpx.AsyncClient, directory: Directory, caller: Client
+) -> None:
+    """A Korean keyboard writes a syllable a letter at a time (ㄴ, 내, 낸), and a Mac
+    sends text decomposed: each step finds the names it begins, written either way,
+    because search's folding joins no letters back (migration 0015)."""
+    composed, decomposed = "낸시", unicodedata.normalize("NFD", "낸시")
+    await directory.person([ACCOUNT], first_name=composed, last_name="Kim")
+    await directory.person([ACCOUNT], first_name=decomposed, last_name="Lee")
+    await directory.person([ACCOUNT], first_name="나래", last_name="Park")
+    cases = {
+        "ㄴ": {"Kim", "Lee", "Park"},  # a compatibility letter, as a keyboard shows it
+        "내": {"Kim", "Lee"},
+        "낸": {"Kim", "Lee"},
+        unicodedata.normalize("NFD", "낸")[:2]: {"Kim", "Lee"},  # 내, decomposed
+        "낸시 kim": {"Kim"},
+        "나": {"Park"},
+        "냇": set(),  # another last letter
+    }
+    for search, expected in cases.items():
+        body = await people(client, caller, search=search)
+        assert {row["lastName"] for row in body["rows"]} == expected, search
+        assert body["count"] == len(expected)
 
 
 async def test_a_blank_search_is_no_filter_and_is_echoed(

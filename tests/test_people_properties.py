@@ -12,10 +12,10 @@ from typing import Any
 from unittest.mock import patch
 
 import httpx
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from roster.core.matching import name_key, phone_key, search_fold
+from roster.core.matching import name_key, phone_key, search_fold, search_terms
 from roster.core.people import listing
 from roster.core.writer import PersonWrite
 from tests.factories import PROPERTY_SETTINGS, Client, Directory
@@ -273,3 +273,44 @@ async def test_search_follows_its_rule_on_both_backends(
     ordered = in_order(loaded, [n for n, _ in enumerate(someone) if str(loaded.ids[n]) in expected])
     assert [row["id"] for row in small["rows"]] == ordered[offset : offset + limit], search
     assert small["count"] == len(expected)
+
+
+#: Letters that fold to more than one, or that NFC joins: Hangul (a leading consonant, a
+#: vowel, a trailing consonant, a compatibility letter, syllables with and without a
+#: trailing consonant), a Bengali and a Tamil two-part vowel sign and their parts, a
+#: combining accent and ypogegrammeni, a fullwidth digit, ß, İ, a ligature, a and a space.
+JOINING = (
+    "\u1102\u1162\u11ab\u3134\ub0b4\ub0b8"
+    "\u09c7\u09be\u09cb\u0bc6\u0bbe\u0bca"
+    "\u0301\u0345\uff11\u00df\u0130\ufb01a "
+)
+texts = st.text(st.sampled_from(JOINING)) | st.text()
+
+
+@given(texts, texts)
+@example("\u1102", "\u1162")  # the first two jamo of 낸: NFC joins them
+@example("\ub0b4", "\u11ab")  # 내 and the last jamo of 낸
+@example("\u0995\u09c7", "\u09be")  # কে and the second part of ো
+def test_a_texts_fold_is_its_parts_folds_one_after_the_other(before: str, after: str) -> None:
+    """Folding joins nothing back, so a value that holds a term as written holds the
+    term's fold in its fold, whatever the composition of either: the search index may
+    narrow every comparison of ``co``, ``sw`` and ``ew``, and a syllable typed a jamo at
+    a time finds the names it begins."""
+    assert search_fold(before + after) == search_fold(before) + search_fold(after)
+    assert search_fold(search_fold(before)) == search_fold(before)
+
+
+@given(texts, st.integers(0, 40), st.integers(0, 40), st.sampled_from(["as", "lower", "upper"]))
+@example("\u1102\u1162\u11ab\u1109\u1175", 0, 2, "as")  # 낸시 decomposed; 내
+@example("\u0995\u09c7\u09be", 0, 2, "as")  # কো decomposed; কে
+def test_a_value_holding_a_sent_text_holds_its_terms_folded(
+    value: str, start: int, length: int, case: str
+) -> None:
+    """What lets a SCIM ``co``, ``sw`` or ``ew`` (case ignored) be narrowed by the search
+    index: a text the value holds, case ignored, gives terms that are all in the value's
+    folded text."""
+    sent = value[start : start + length]
+    sent = {"as": sent, "lower": sent.lower(), "upper": sent.upper()}[case]
+    if sent.lower() in value.lower():  # the comparison, case ignored as lower() does
+        for term in search_terms(sent):
+            assert term in search_fold(value), (value, sent, term)

@@ -543,8 +543,9 @@ async def test_filters_on_emails_and_phone_numbers_find_the_values_users_show(
     """A filter on an email's or phone number's value or type finds exactly the Users
     whose shown values meet it: both read one declaration of the values a User holds
     (resources.py ``MULTI_VALUED``), the person's own email shown only where it is not the
-    work one. ``co``, ``sw`` and ``ew`` are narrowed first by the search index, where
-    the sent value's terms are sure to be in the search text (``folds_alike_within``)."""
+    work one. ``co``, ``sw`` and ``ew`` are narrowed first by the search index, by every
+    term of the sent value, cut inside a decomposed syllable too: a value holding it
+    holds its fold (``matching.search_fold`` recomposes nothing)."""
 
     def values(**by_type: str) -> list[dict[str, str]]:
         return [{"value": value, "type": kind} for kind, value in by_type.items()]
@@ -566,8 +567,8 @@ async def test_filters_on_emails_and_phone_numbers_find_the_values_users_show(
             phoneNumbers=values(work="+1 (415) 555-2671"),
         ),
         await scim.create(userName="di", emails=values(home="di@mail.example")),
-        # Decomposed (as macOS writes text): Hangul jamo and a Bengali vowel sign, which
-        # search's folding joins back, so a value cut inside them is no search term.
+        # Decomposed (as macOS writes text): Hangul jamo and a Bengali vowel sign, cut
+        # inside below; search's folding once joined them back (before migration 0015).
         await scim.create(
             userName="ed",
             phoneNumbers=values(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import TypeVar
 
 import phonenumbers
@@ -71,47 +71,21 @@ def _phone_key(phone: str, default_region: str) -> str | None:
 
 
 def search_fold(text: str) -> str:
-    """Accents removed and case folded: ``César`` -> ``cesar``, ``Straße`` -> ``strasse``."""
+    """Accents removed, case folded and compatibility forms unified: ``César`` ->
+    ``cesar``, ``Straße`` -> ``strasse``, ``ﬁ`` -> ``fi``.
+
+    The result stays decomposed (NFKD): a Hangul syllable is its jamo, and a two-part
+    vowel sign its two parts. Nothing is joined back, so a text's fold is its characters'
+    folds one after the other: a value that holds a term as written holds the term's
+    fold in its own, however either was composed (``ㄴ`` and ``내``, typed on the way to
+    ``낸``, find it). Until migration 0015 the fold recomposed (NFKC), and a term cut
+    inside a decomposed syllable was no part of any fold.
+    """
     if text.isascii():
         return text.lower()  # what the steps below give for ASCII, without them
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return unicodedata.normalize("NFKC", stripped.casefold())
-
-
-@cache
-def _joining() -> tuple[frozenset[str], frozenset[str]]:
-    """The characters that recomposition (NFKC, :func:`search_fold`'s last step) joins to
-    a character after them, and those it joins to one before them, where the second is
-    no combining mark (``search_fold`` drops those): Hangul's conjoining jamo and
-    syllables, and a few vowel signs of Indic scripts. Read from Python's Unicode data
-    once (about 40 ms)."""
-    leading, trailing = set(), set()
-    for point in range(0x30000):  # no composition has a character above
-        parts = unicodedata.decomposition(chr(point)).split()
-        if len(parts) != 2 or parts[0].startswith("<"):
-            continue
-        first, second = (chr(int(part, 16)) for part in parts)
-        composed = unicodedata.normalize("NFC", first + second) == chr(point)
-        if composed and not unicodedata.combining(second):
-            leading.add(first)
-            trailing.add(second)
-    # Hangul composes by rule, not by table: a leading consonant takes a vowel, a
-    # syllable without a final consonant takes one.
-    leading.update(map(chr, range(0x1100, 0x1113)))
-    leading.update(map(chr, range(0xAC00, 0xD7A4, 28)))
-    trailing.update(map(chr, (*range(0x1161, 0x1176), *range(0x11A8, 0x11C3))))
-    return frozenset(leading), frozenset(trailing)
-
-
-def folds_alike_within(term: str) -> bool:
-    """Whether a folded term is found in the folded text of every value that holds it
-    as written. Folding recomposes characters, so a term whose last character may join
-    the one after it (``내`` of a decomposed ``낸``), or whose first may join the one
-    before it, can be missing from a text that holds it; the search index cannot
-    narrow a comparison by such a term."""
-    leading, trailing = _joining()
-    return bool(term) and term[-1] not in leading and term[0] not in trailing
+    return unicodedata.normalize("NFKD", stripped.casefold())
 
 
 def search_terms(search: str | None) -> list[str]:
@@ -148,7 +122,8 @@ def search_text(texts: Iterable[str | None], phones: Iterable[str | None], regio
 
     Names, emails and employee numbers are folded as they are. A phone number is
     there as sent, as its digits alone and in E.164, so ``7700900123`` and
-    ``+447700900123`` both find ``07700 900123``.
+    ``+447700900123`` both find ``07700 900123``. The whole text is decomposed (NFKD)
+    as every folded term is, the digits of a number too (fullwidth ones become ASCII).
     """
     parts = [search_fold(value) for value in texts if value]
     for phone in phones:
@@ -156,4 +131,5 @@ def search_text(texts: Iterable[str | None], phones: Iterable[str | None], regio
             continue
         forms = [search_fold(phone), _NON_DIGITS.sub("", phone), phone_key(phone, region) or ""]
         parts.extend(dict.fromkeys(form for form in forms if form))
-    return SEARCH_FIELD_SEPARATOR.join(parts)
+    text = SEARCH_FIELD_SEPARATOR.join(parts)
+    return text if text.isascii() else unicodedata.normalize("NFKD", text)

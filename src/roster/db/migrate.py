@@ -9,8 +9,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import ColumnElement, Connection, cast, func, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.types import LargeBinary
 
 from roster.db.backends import backend_named
 
@@ -20,6 +21,14 @@ def alembic_config() -> Config:
     config.set_main_option("script_location", "roster:migrations")
     config.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
     return config
+
+
+def not_ascii(column: ColumnElement[str], dialect: str) -> ColumnElement[bool]:
+    """For a migration that rewrites text only where it holds a character of more than
+    one byte (UTF-8): true for such a ``column``."""
+    if dialect == "postgresql":
+        return func.octet_length(column) != func.char_length(column)
+    return func.length(cast(column, LargeBinary)) != func.length(column)
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ from roster.api.scim.resources import (
     ValueSlot,
 )
 from roster.core.fields import PERSON, PERSONA, TEAM, Field
-from roster.core.matching import email_key, folds_alike_within, name_key, search_terms
+from roster.core.matching import email_key, name_key, search_terms
 from roster.db.backends import Backend, code_point_prefix, compare_ordered
 from roster.db.tables import addresses, personas, persons, roles, team_members, teams
 
@@ -394,9 +394,9 @@ class _Filter:
             return self._equals(column, value)
         compared = self.backend.text_compare(column, op, value, case_exact)
         terms = search_terms(value)
-        narrows = terms and all(folds_alike_within(term) for term in terms)
-        if op in ("co", "sw", "ew") and searched and not case_exact and narrows:
-            # The trigram index finds the candidates; the comparison decides.
+        if op in ("co", "sw", "ew") and searched and not case_exact and terms:
+            # The trigram index finds the candidates; the comparison decides. A value
+            # holding ``value`` holds its terms' folds (matching.search_fold).
             self.searches += 1
             self.planned_by_values = True
             found = self.backend.search_condition(terms, f"search{self.searches}")

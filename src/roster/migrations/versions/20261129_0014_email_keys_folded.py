@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 
 from roster.core.derived_columns import user_name_key
 from roster.core.matching import email_key
+from roster.db.migrate import not_ascii
 
 revision: str = "0014"
 down_revision: str | None = "0013"
@@ -50,13 +50,6 @@ _SOURCES = (
 log = logging.getLogger("roster.migrate")
 
 
-def _not_ascii(column: sa.ColumnClause[Any], dialect: str) -> sa.ColumnElement[bool]:
-    """True when ``column`` holds a character of more than one byte (UTF-8)."""
-    if dialect == "postgresql":
-        return sa.func.octet_length(column) != sa.func.char_length(column)
-    return sa.func.length(sa.cast(column, sa.LargeBinary)) != sa.func.length(column)
-
-
 def upgrade() -> None:
     bind = op.get_bind()
     rows = bind.execute(
@@ -69,7 +62,7 @@ def upgrade() -> None:
             _PERSONAS.c.user_name_key,
         )
         .join_from(_PERSONAS, _PERSONS, _PERSONS.c.id == _PERSONAS.c.person_id)
-        .where(sa.or_(*(_not_ascii(column, bind.dialect.name) for column in _SOURCES)))
+        .where(sa.or_(*(not_ascii(column, bind.dialect.name) for column in _SOURCES)))
     ).all()
     changes = []
     for seq, user_name, work_email, person_email, work_key, name_key in rows:
