@@ -186,7 +186,7 @@ async def test_search_text_is_decomposed_as_roster_now_writes_it(empty_database:
         await upgrade(engine, "0014")
         async with engine.begin() as conn:
             role = await _account_and_role(conn)
-            pairs = [({**p}, {"search_text": old}) for p, old in zip(people, before, strict=True)]
+            pairs = [(p, {"search_text": old}) for p, old in zip(people, before, strict=True)]
             ids = await _people_and_personas(conn, role, pairs)
         await upgrade(engine)
         async with engine.connect() as conn:
