@@ -13,7 +13,7 @@ from sqlalchemy import Column, select, text
 from sqlalchemy.sql import visitors
 
 from roster.core import events as events_module
-from roster.core import importing, writer
+from roster.core import writer
 from roster.core.events import row_data
 from roster.core.importing import (
     IMPORT_COLUMNS,
@@ -470,7 +470,7 @@ async def test_statistics_during_an_import_are_its_lookups_and_at_its_end_every_
     columns it finds rows by, for its own plans; after its first batch and at its end,
     every column's, which the listings' plans read."""
     directory, _, tmp_path = bulk
-    monkeypatch.setattr(importing, "FIRST_ANALYZE", 2)
+    monkeypatch.setattr(writer, "FIRST_ANALYZE", 2)
     rows = [(f"P{n}", "Lee", f"p{n}@acme.example", "", f"r-{n}") for n in range(8)]
     path = write_csv(tmp_path / "people.csv", HEADER, rows)
     with statements_sent(directory.engine) as sent:

@@ -31,7 +31,16 @@ from roster.core.matching import phone_key
 from roster.core.people.embeds import Address
 from roster.core.people.roles import Role
 from roster.core.people.teams_and_budgets import BUDGETS, TEAMS, Budget, Team
-from roster.core.writer import PersonaById, PersonWrite, write_persons
+from roster.core.writer import (
+    LOOKUP_COLUMNS,
+    MAX_BATCH,
+    LoadStatistics,
+    PersonaById,
+    PersonWrite,
+    Written,
+    analyze_persons,
+    write_persons,
+)
 from roster.db.backends import backend_for
 from roster.db.engine import unit_of_work
 from roster.db.tables import (
@@ -349,10 +358,19 @@ class _Demo:
         """Write the people; their persona ids in the order given. Those new to the account
         are kept in :attr:`fresh`: only they are given teams, budgets, addresses and a
         creator, so that running the demo again adds nothing to the others."""
-        outcomes = await write_persons(self.conn, items, region=region)
+        outcomes: list[Written] = []
+        statistics = LoadStatistics()
+        for start in range(0, len(items), MAX_BATCH):
+            outcomes += await write_persons(
+                self.conn, items[start : start + MAX_BATCH], region=region
+            )
+            if (columns := statistics.due(len(outcomes))) is not None:
+                await analyze_persons(self.conn, columns)
         for outcome in outcomes:
             if outcome.error is not None:  # an email or ref already held by someone else
                 raise outcome.error
+        # The creators are then found by persona: by statistics of these people too.
+        await analyze_persons(self.conn, LOOKUP_COLUMNS)
         rows = await self.conn.execute(
             select(personas.c.person_id, personas.c.id).where(
                 personas.c.account_id == self.account_id

@@ -16,21 +16,26 @@ import csv
 import io
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import Column, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from roster.core.fields import PERSON, PERSONA, Field
 from roster.core.matching import phone_key
-from roster.core.writer import LOOKUP_COLUMNS, PersonWrite, Written, write_persons
-from roster.db.backends import backend_for
+from roster.core.writer import (
+    LoadStatistics,
+    PersonWrite,
+    Written,
+    analyze_persons,
+    write_persons,
+)
 from roster.db.engine import unit_of_work
-from roster.db.tables import accounts, personas, persons
+from roster.db.tables import accounts
 from roster.errors import AccountNotFound, InvalidRequest, RosterError
 from roster.settings import Settings
 
@@ -54,17 +59,6 @@ CSV_SUFFIXES = (".csv",)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 DEFAULT_BATCH_SIZE = 5000
-#: Refresh the planner's statistics after this many rows (the first batch), then each
-#: time the rows imported have grown fourfold (at most every ANALYZE_EVERY), and at the
-#: end (PostgreSQL may run without autovacuum; SQLite has none of its own). Early: a
-#: planner that has never seen statistics matches each batch by scanning every row
-#: imported so far (2 s a batch at 20,000 rows); once it has some, it scales them by the
-#: table's size, so a few more are enough. Between the first and the end, only the
-#: columns the import finds rows by (``LOOKUP_COLUMNS``): every column's took 2.8 s for
-#: persons and 3.2 s for personas at 500,000 rows, the names' and the search text's most
-#: of it. The first covers every column, so an import cut short leaves some for each.
-FIRST_ANALYZE = 2_000
-ANALYZE_EVERY = 200_000
 
 
 class ImportFileError(InvalidRequest):
@@ -135,7 +129,7 @@ async def import_rows(
     reader = open_import_file(path, account_column=account_id is None)
     summary = ImportSummary()
     region = settings.default_phone_region
-    next_analyze = FIRST_ANALYZE
+    statistics = LoadStatistics()
     batches = reader.batches(batch_size)
 
     def prepare() -> _Batch | None:
@@ -152,9 +146,9 @@ async def import_rows(
                 outcomes = await write_persons(conn, batch.items, region=region)
             for line, outcome in zip(batch.lines, outcomes, strict=True):
                 _count(summary, line, outcome)
-            if summary.rows >= next_analyze:
-                await _analyze(engine, LOOKUP_COLUMNS if next_analyze > FIRST_ANALYZE else ())
-                next_analyze = summary.rows + min(3 * summary.rows, ANALYZE_EVERY)
+            if (columns := statistics.due(summary.rows)) is not None:
+                async with unit_of_work(engine, write=True) as conn:
+                    await analyze_persons(conn, columns)
             if on_progress is not None:
                 on_progress(ImportProgress(summary.rows, reader.tell(), reader.size, summary))
     finally:
@@ -162,7 +156,8 @@ async def import_rows(
             await pending  # the thread must be done with the file before it is closed
         reader.close()
     if summary.rows:
-        await _analyze(engine)
+        async with unit_of_work(engine, write=True) as conn:
+            await analyze_persons(conn)
     return summary
 
 
@@ -182,11 +177,6 @@ def _prepare(
         phone_key(item.person.get("phone_number"), region)
         phone_key(item.persona.get("work_number"), region)
     return _Batch([line for line, _ in records], items)
-
-
-async def _analyze(engine: AsyncEngine, only: Sequence[Column[Any]] = ()) -> None:
-    async with unit_of_work(engine, write=True) as conn:
-        await backend_for(conn).analyze(conn, (persons, personas), only)
 
 
 def _count(summary: ImportSummary, line: int, outcome: Written) -> None:
