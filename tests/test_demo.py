@@ -227,8 +227,8 @@ async def test_a_large_demo_refreshes_its_statistics_as_it_grows(
     monkeypatch.setattr(writer, "FIRST_ANALYZE", 2)
     monkeypatch.setattr(demo, "MAX_BATCH", 2)
     with statements_sent(directory.engine) as sent:
-        summary = await generate_demo(directory.engine, directory.settings, "DEMO", 8, seed=1)
-    assert summary.people == 8
+        summary = await generate_demo(directory.engine, directory.settings, "DEMO", 10, seed=1)
+    assert summary.people == 10
     analyzed = [statement for statement in sent if statement.startswith("ANALYZE")]
     if directory.engine.dialect.name == "sqlite":  # its statistics are its indexes'
         assert analyzed[:6] == ["ANALYZE persons", "ANALYZE personas"] * 3
@@ -239,8 +239,8 @@ async def test_a_large_demo_refreshes_its_statistics_as_it_grows(
         for table in ("persons", "personas")
     ]
     lookups_only = f"ANALYZE {', '.join(lookups)}"
-    # After the first 2 people, every column; at 8 (fourfold), then before the creators,
-    # the lookups'; at the end, every table the demo fills.
+    # After the first 2 people, every column; at 8 (fourfold), then after the tenth,
+    # before the creators, the lookups'; at the end, every table the demo fills.
     assert analyzed[:3] == ["ANALYZE persons, personas", lookups_only, lookups_only]
     assert re.fullmatch(r"ANALYZE accounts, persons, personas, .*", analyzed[3])
     assert len(analyzed) == 4

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from faker import Faker
-from sqlalchemy import Table, func, insert, or_, select
+from sqlalchemy import Column, Table, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from roster.core.accounts import create_account
@@ -360,6 +360,7 @@ class _Demo:
         creator, so that running the demo again adds nothing to the others."""
         outcomes: list[Written] = []
         statistics = LoadStatistics()
+        columns: Sequence[Column[Any]] | None = None
         for start in range(0, len(items), MAX_BATCH):
             outcomes += await write_persons(
                 self.conn, items[start : start + MAX_BATCH], region=region
@@ -369,8 +370,8 @@ class _Demo:
         for outcome in outcomes:
             if outcome.error is not None:  # an email or ref already held by someone else
                 raise outcome.error
-        # The creators are then found by persona: by statistics of these people too.
-        await analyze_persons(self.conn, LOOKUP_COLUMNS)
+        if columns is None:  # the creators are then found by persona: with all of these
+            await analyze_persons(self.conn, LOOKUP_COLUMNS)
         rows = await self.conn.execute(
             select(personas.c.person_id, personas.c.id).where(
                 personas.c.account_id == self.account_id

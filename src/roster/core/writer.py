@@ -561,8 +561,8 @@ LOOKUP_COLUMNS = (
 #: some, it scales them by the table's size, so a few more are enough. Between the first
 #: and the end, only the columns the writer finds rows by (``LOOKUP_COLUMNS``): every
 #: column's took 2.8 s for persons and 3.2 s for personas at 500,000 rows, the names'
-#: and the search text's most of it. The first covers every column, so a load cut short
-#: leaves some for each.
+#: and the search text's most of it. The first covers every column, so an import cut
+#: short leaves some for each (a demo is one transaction: cut short, it leaves none).
 FIRST_ANALYZE = 2_000
 ANALYZE_EVERY = 200_000
 
